@@ -1,0 +1,2 @@
+//! Shell completions and the man page, generated from the clap definitions.
+//! STUB: being written.

@@ -1,0 +1,2 @@
+//! The sled ledger: files, sessions, messages and meta trees; what has been acknowledged.
+//! STUB: being written.

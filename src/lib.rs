@@ -1,0 +1,22 @@
+//! opensyncd keeps AI coding sessions (Claude Code, Codex CLI, OpenCode) in an OpenSync
+//! dashboard: it watches the tools' session logs, reads only what is new, and pushes it with
+//! retry, never losing or duplicating a record. See `README.md` and `DESIGN.md`-style notes in
+//! each module's header.
+
+pub mod aggregate;
+pub mod assets;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod daemon;
+pub mod ledger;
+pub mod model;
+pub mod plan;
+pub mod pricing;
+pub mod push;
+pub mod redact;
+pub mod service;
+pub mod setup;
+pub mod sources;
+pub mod tail;
+pub mod watch;

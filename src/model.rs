@@ -1,0 +1,367 @@
+//! Wire types sent to OpenSync (`SessionPayload`, `MessagePayload`, `Part`), the source ids,
+//! and small helpers every layer shares (timestamp parsing, content hashing).
+//!
+//! Serialisation rules from the server spec: absent fields are omitted, never `null`; numbers
+//! are JSON numbers; a part is exactly `{type, content}`.
+
+use serde::{Deserialize, Serialize};
+
+/// Which tool wrote a session. The string forms are the `source` ids the dashboard knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SourceId {
+    /// Claude Code (`~/.claude/projects`).
+    #[serde(rename = "claude-code")]
+    ClaudeCode,
+    /// Codex CLI (`~/.codex/sessions`).
+    #[serde(rename = "codex-cli")]
+    CodexCli,
+    /// OpenCode (JSON storage or `opencode.db`).
+    #[serde(rename = "opencode")]
+    OpenCode,
+}
+
+impl SourceId {
+    /// Every source, in display order.
+    pub const ALL: [SourceId; 3] = [SourceId::ClaudeCode, SourceId::CodexCli, SourceId::OpenCode];
+
+    /// The `source` string sent to the server.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceId::ClaudeCode => "claude-code",
+            SourceId::CodexCli => "codex-cli",
+            SourceId::OpenCode => "opencode",
+        }
+    }
+
+    /// Parses a user-supplied source name (accepts a few aliases).
+    pub fn parse(name: &str) -> Option<SourceId> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "claude-code" | "claude" | "claudecode" => Some(SourceId::ClaudeCode),
+            "codex-cli" | "codex" => Some(SourceId::CodexCli),
+            "opencode" | "open-code" => Some(SourceId::OpenCode),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SourceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Body of `POST /sync/session` (and, minus `createdAt`, one entry of `/sync/batch`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPayload {
+    /// The tool's session id; unique per user.
+    pub external_id: String,
+    /// Stable title (changing it resets the server's search text).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub title: Option<String>,
+    /// Working directory of the session.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub project_path: Option<String>,
+    /// Last path component of `project_path`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub project_name: Option<String>,
+    /// Most recent model used.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub model: Option<String>,
+    /// Model provider (`anthropic`, `openai`, ...).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub provider: Option<String>,
+    /// One of the dashboard's source ids.
+    pub source: String,
+    /// Every input token processed: uncached + cache reads + cache writes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub prompt_tokens: Option<u64>,
+    /// Output tokens including reasoning.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub completion_tokens: Option<u64>,
+    /// USD.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cost: Option<f64>,
+    /// Wall time from first to last record.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub duration_ms: Option<u64>,
+    /// Epoch milliseconds of the session start; honoured on insert only, never sent in batches.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub created_at: Option<i64>,
+}
+
+/// A message role the server's validator accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A human prompt.
+    User,
+    /// Model output (text or tool calls).
+    Assistant,
+    /// System / bookkeeping text.
+    System,
+    /// A tool result.
+    Tool,
+    /// Anything else.
+    Unknown,
+}
+
+/// One part of a message: exactly `{type, content}` (the validator rejects other keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Part {
+    /// `text`, `tool-call`, `tool-result`, `reasoning`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Part content: a string for text, `{name, args}` for tool calls, `{result}` / a string
+    /// for tool results.
+    pub content: serde_json::Value,
+}
+
+impl Part {
+    /// A `text` part.
+    pub fn text(text: impl Into<String>) -> Part {
+        Part { kind: "text".into(), content: serde_json::Value::String(text.into()) }
+    }
+
+    /// A `tool-call` part in the shape the dashboard renders: `{name, args}`.
+    pub fn tool_call(name: impl Into<String>, args: serde_json::Value) -> Part {
+        Part {
+            kind: "tool-call".into(),
+            content: serde_json::json!({ "name": name.into(), "args": args }),
+        }
+    }
+
+    /// A `tool-result` part: `{result}` (string or JSON).
+    pub fn tool_result(result: serde_json::Value) -> Part {
+        Part { kind: "tool-result".into(), content: serde_json::json!({ "result": result }) }
+    }
+
+    /// A `reasoning` part (sent only when `sync_thinking` is on).
+    pub fn reasoning(text: impl Into<String>) -> Part {
+        Part { kind: "reasoning".into(), content: serde_json::Value::String(text.into()) }
+    }
+}
+
+/// Body of `POST /sync/message` (and, minus `createdAt`, one entry of `/sync/batch`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePayload {
+    /// The owning session's external id.
+    pub session_external_id: String,
+    /// Globally unique, deterministic message id (the server looks it up across all users).
+    pub external_id: String,
+    /// Role; cannot change after the first insert.
+    pub role: Role,
+    /// Plain text of the message (mirrored as a `text` part).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub text_content: Option<String>,
+    /// Model that produced it (assistant messages).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub model: Option<String>,
+    /// Input tokens of the request that produced it, when the tool says.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub prompt_tokens: Option<u64>,
+    /// Output tokens of the request that produced it, when the tool says.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub completion_tokens: Option<u64>,
+    /// How long producing it took, when the tool says.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub duration_ms: Option<u64>,
+    /// Source id (used when the message auto-creates its session).
+    pub source: String,
+    /// Full parts list; an update replaces the stored parts, so always send all of them.
+    #[serde(default)]
+    pub parts: Vec<Part>,
+    /// Epoch milliseconds; honoured on insert only, never sent in batches.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub created_at: Option<i64>,
+}
+
+/// Token counts normalised across tools (see DESIGN "Tokens and cost").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Tokens {
+    /// Input tokens not served from cache.
+    pub input: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write: u64,
+    /// Output tokens, reasoning included.
+    pub output: u64,
+    /// Reasoning tokens (already inside `output`; informational).
+    pub reasoning: u64,
+}
+
+impl Tokens {
+    /// `promptTokens`: every input token the model processed.
+    pub fn prompt(&self) -> u64 {
+        self.input + self.cache_read + self.cache_write
+    }
+
+    /// Field-wise sum.
+    pub fn add(&mut self, other: &Tokens) {
+        self.input += other.input;
+        self.cache_read += other.cache_read;
+        self.cache_write += other.cache_write;
+        self.output += other.output;
+        self.reasoning += other.reasoning;
+    }
+
+    /// Field-wise maximum (Claude's streaming snapshots: the last line holds the final count).
+    pub fn max_with(&mut self, other: &Tokens) {
+        self.input = self.input.max(other.input);
+        self.cache_read = self.cache_read.max(other.cache_read);
+        self.cache_write = self.cache_write.max(other.cache_write);
+        self.output = self.output.max(other.output);
+        self.reasoning = self.reasoning.max(other.reasoning);
+    }
+
+    /// True when every field is zero.
+    pub fn is_zero(&self) -> bool {
+        *self == Tokens::default()
+    }
+}
+
+/// Parses an RFC 3339 timestamp (`2026-05-11T08:26:55.042Z`, offsets allowed) to epoch ms.
+/// Returns `None` for anything it does not understand rather than guessing.
+pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
+    let b = s.trim().as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b.get(i) == Some(&b'.') || b.get(i) == Some(&b',') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let frac = &b[start..i];
+        if frac.is_empty() {
+            return None;
+        }
+        for k in 0..3 {
+            millis = millis * 10 + frac.get(k).map_or(0, |d| i64::from(d - b'0'));
+        }
+    }
+    let offset_secs = match b.get(i) {
+        None => 0,
+        Some(b'Z') | Some(b'z') if i + 1 == b.len() => 0,
+        Some(sign @ (b'+' | b'-')) if b.len() == i + 6 && b[i + 3] == b':' => {
+            let h = num(i + 1..i + 3)?;
+            let m = num(i + 4..i + 6)?;
+            let v = h * 3600 + m * 60;
+            if *sign == b'+' { v } else { -v }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    Some(secs * 1000 + millis)
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A fast, stable 128-bit content hash (xxh3) used for identity checks and the ledger's
+/// "last acknowledged payload" comparisons. Not cryptographic; collisions are not a concern
+/// for change detection.
+pub fn content_hash(bytes: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(bytes)
+}
+
+/// Hash of a serialisable value's JSON encoding.
+pub fn json_hash<T: Serialize>(value: &T) -> u128 {
+    // Serialising our own payload types cannot fail (no non-string map keys).
+    content_hash(&serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// Last path component of a project path, for `projectName`.
+pub fn project_name(path: &str) -> Option<String> {
+    let trimmed = path.trim_end_matches(['/', '\\']);
+    let name = trimmed.rsplit(['/', '\\']).next()?;
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_parse_to_epoch_millis() {
+        assert_eq!(parse_timestamp_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_timestamp_ms("2026-05-11T08:26:55.042Z"), Some(1_778_488_015_042));
+        assert_eq!(
+            parse_timestamp_ms("2026-05-11T11:26:55.042+03:00"),
+            parse_timestamp_ms("2026-05-11T08:26:55.042Z")
+        );
+        assert_eq!(parse_timestamp_ms("2025-06-01T10:00:00.123456Z"), Some(1_748_772_000_123));
+        assert_eq!(parse_timestamp_ms("not a time"), None);
+        assert_eq!(parse_timestamp_ms("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_timestamp_ms("2026-01-01T00:00:00Zjunk"), None);
+    }
+
+    #[test]
+    fn absent_fields_are_omitted_never_null() {
+        let s = SessionPayload {
+            external_id: "s1".into(),
+            source: "codex-cli".into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, r#"{"externalId":"s1","source":"codex-cli"}"#);
+        let m = MessagePayload {
+            session_external_id: "s1".into(),
+            external_id: "s1:1".into(),
+            role: Role::User,
+            text_content: None,
+            model: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            duration_ms: None,
+            source: "codex-cli".into(),
+            parts: vec![Part::text("hi")],
+            created_at: None,
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(!json.contains("null"), "{json}");
+        assert!(json.contains(r#""parts":[{"type":"text","content":"hi"}]"#), "{json}");
+    }
+
+    #[test]
+    fn project_names_are_the_last_component() {
+        assert_eq!(project_name("/Users/a/dev/proj/").as_deref(), Some("proj"));
+        assert_eq!(project_name("C:\\x\\y").as_deref(), Some("y"));
+        assert_eq!(project_name("/"), None);
+    }
+}

@@ -1,0 +1,2 @@
+//! systemd user unit and macOS LaunchAgent: render, install, uninstall, status.
+//! STUB: being written.

@@ -1,0 +1,2 @@
+//! Identity check and complete-line reading from a committed offset.
+//! STUB: being written.

@@ -1,0 +1,15 @@
+//! The one integration test binary (ripgrep-style): every test module below shares the
+//! OpenSync emulation in `support/` and drives the real `opensyncd` binary or library.
+
+mod support;
+
+mod claude_source;
+mod cli;
+mod client;
+mod codex_source;
+mod daemon;
+mod emulation;
+mod opencode_source;
+mod packaging;
+mod real_fixtures;
+mod redaction;

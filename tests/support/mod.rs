@@ -1,0 +1,1 @@
+//! In-process OpenSync emulation (being written).
