@@ -1,2 +1,514 @@
-//! The sled ledger: files, sessions, messages and meta trees; what has been acknowledged.
-//! STUB: being written.
+//! The sled ledger: what the server has acknowledged. Trees:
+//! - `files`: per unit, the read checkpoint and the parser state at that checkpoint;
+//! - `sessions`: per session, its folded state and the hash of the last acknowledged payload;
+//! - `messages`: per message externalId, its session and the hash of the last acknowledged payload;
+//! - `usage`: per (session, usage key), the usage entry (de-duplication of token records);
+//! - `quarantine`: records the server rejected for good, with the reason;
+//! - `meta`: schema version and counters shown by `status`.
+//!
+//! Invariant: the ledger never points past acknowledged data. Everything learnt from one
+//! acknowledged unit of work is committed in one multi-tree transaction, then flushed, so a
+//! crash at any instant leaves a state from which re-reading re-sends (never skips) data.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sled::Transactional;
+
+use crate::aggregate::{SessionState, UsageEntry, UsageKeys};
+use crate::model::SessionPayload;
+use crate::tail::Checkpoint;
+
+/// Bumped when a stored value's shape changes incompatibly; an older ledger is then rebuilt
+/// (ids are deterministic, so rebuilding re-sends but never duplicates).
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// A ledger failure.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// sled failed (I/O, corruption).
+    #[error("ledger at {path}: {source}")]
+    Sled {
+        /// The ledger directory.
+        path: PathBuf,
+        /// The error.
+        source: sled::Error,
+    },
+    /// A stored value did not decode.
+    #[error("ledger value for {key} is unreadable: {reason}")]
+    Decode {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What is stored per unit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// JSONL units: where reading stopped.
+    pub checkpoint: Checkpoint,
+    /// Parser / snapshot state at the checkpoint.
+    pub state: Option<serde_json::Value>,
+    /// Length and mtime seen at the last commit (cheap "unchanged?" test for scans).
+    pub len: u64,
+    /// Modification time (ms) at the last commit.
+    pub mtime_ms: i64,
+    /// Lines that did not parse (cumulative).
+    pub malformed_lines: u64,
+    /// Lines over the size cap (cumulative).
+    pub skipped_long_lines: u64,
+}
+
+/// What is stored per session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Folded metadata and totals.
+    pub state: SessionState,
+    /// The last acknowledged session payload; `None` = never created on the server.
+    pub acked: Option<SessionPayload>,
+    /// Wall-clock ms of the last acknowledged write touching this session (session or
+    /// message: both bump the server's `updatedAt`, which starts its 10 s window).
+    pub last_write_ms: i64,
+    /// The last session update may have fallen in the server's 10 s window: re-send it once
+    /// the window has passed.
+    pub settle_due: bool,
+    /// Number of messages acknowledged.
+    pub messages: u64,
+    /// Models without a price (cost counted as 0).
+    pub unpriced_models: Vec<String>,
+}
+
+/// What is stored per message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// The session key it was sent under.
+    pub session: String,
+    /// Hash of the acknowledged payload.
+    pub hash: u128,
+}
+
+/// A record the server rejected for good.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// `session` or `message`.
+    pub kind: String,
+    /// Its external id.
+    pub id: String,
+    /// The server's reason.
+    pub reason: String,
+    /// When (epoch ms).
+    pub at_ms: i64,
+    /// Hash of the rejected payload (a changed payload is tried again).
+    pub hash: u128,
+}
+
+/// All writes from one acknowledged unit of work.
+#[derive(Debug, Default)]
+pub struct Commit {
+    /// Unit key → new file record.
+    pub files: Vec<(String, FileRecord)>,
+    /// Session key → new session record.
+    pub sessions: Vec<(String, SessionRecord)>,
+    /// Message id → record.
+    pub messages: Vec<(String, MessageRecord)>,
+    /// (session key, usage key) → entry.
+    pub usage: Vec<(String, UsageEntry)>,
+    /// Quarantined records.
+    pub quarantine: Vec<(String, Quarantined)>,
+}
+
+impl Commit {
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+            && self.sessions.is_empty()
+            && self.messages.is_empty()
+            && self.usage.is_empty()
+            && self.quarantine.is_empty()
+    }
+}
+
+/// The opened ledger.
+#[derive(Clone)]
+pub struct Ledger {
+    path: PathBuf,
+    db: sled::Db,
+    files: sled::Tree,
+    sessions: sled::Tree,
+    messages: sled::Tree,
+    usage: sled::Tree,
+    quarantine: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("path", &self.path).finish()
+    }
+}
+
+/// How opening went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenOutcome {
+    /// Opened as it was.
+    Opened,
+    /// Unreadable or from an incompatible version: moved aside to this path, started fresh.
+    Rebuilt {
+        /// Where the old directory went.
+        moved_to: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger in `dir`. A ledger sled cannot open, or one with an
+    /// unknown schema version, is moved aside and replaced by a fresh one: the daemon must
+    /// never crash-loop on its own state, and deterministic ids make the re-send harmless.
+    pub fn open(dir: &Path) -> Result<(Ledger, OpenOutcome), LedgerError> {
+        match Self::open_plain(dir).and_then(|l| l.check_schema().map(|()| l)) {
+            Ok(ledger) => Ok((ledger, OpenOutcome::Opened)),
+            Err(err) => {
+                let reason = err.to_string();
+                let moved_to = aside_path(dir);
+                if dir.exists() {
+                    std::fs::rename(dir, &moved_to).map_err(|e| LedgerError::Sled {
+                        path: dir.to_path_buf(),
+                        source: sled::Error::Io(e),
+                    })?;
+                }
+                tracing::error!(
+                    ledger = %dir.display(),
+                    moved_to = %moved_to.display(),
+                    %reason,
+                    "the ledger could not be opened; moved it aside and starting fresh \
+                     (sessions will be re-sent; ids are stable so nothing is duplicated)"
+                );
+                let ledger = Self::open_plain(dir)?;
+                ledger.check_schema()?;
+                Ok((ledger, OpenOutcome::Rebuilt { moved_to, reason }))
+            }
+        }
+    }
+
+    fn open_plain(dir: &Path) -> Result<Ledger, LedgerError> {
+        let err = |source| LedgerError::Sled { path: dir.to_path_buf(), source };
+        // A small cache: the working set is one unit's records; memory must stay flat.
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(8 * 1024 * 1024)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(err)?;
+        let tree = |name: &str| db.open_tree(name).map_err(err);
+        Ok(Ledger {
+            path: dir.to_path_buf(),
+            files: tree("files")?,
+            sessions: tree("sessions")?,
+            messages: tree("messages")?,
+            usage: tree("usage")?,
+            quarantine: tree("quarantine")?,
+            meta: tree("meta")?,
+            db,
+        })
+    }
+
+    fn check_schema(&self) -> Result<(), LedgerError> {
+        match self.meta_u64("schema_version")? {
+            None => self.set_meta_u64("schema_version", SCHEMA_VERSION),
+            Some(SCHEMA_VERSION) => Ok(()),
+            Some(other) => Err(LedgerError::Decode {
+                key: "schema_version".into(),
+                reason: format!("version {other}, this build understands {SCHEMA_VERSION}"),
+            }),
+        }
+    }
+
+    fn sled_err(&self, source: sled::Error) -> LedgerError {
+        LedgerError::Sled { path: self.path.clone(), source }
+    }
+
+    fn get<T: DeserializeOwned>(&self, tree: &sled::Tree, key: &str) -> Result<Option<T>, LedgerError> {
+        match tree.get(key.as_bytes()).map_err(|e| self.sled_err(e))? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                LedgerError::Decode { key: key.replace('\0', "/"), reason: e.to_string() }
+            }),
+        }
+    }
+
+    /// The record of a unit.
+    pub fn file(&self, unit_key: &str) -> Result<Option<FileRecord>, LedgerError> {
+        self.get(&self.files, unit_key)
+    }
+
+    /// The record of a session.
+    pub fn session(&self, session_key: &str) -> Result<Option<SessionRecord>, LedgerError> {
+        self.get(&self.sessions, session_key)
+    }
+
+    /// The record of a message.
+    pub fn message(&self, external_id: &str) -> Result<Option<MessageRecord>, LedgerError> {
+        self.get(&self.messages, external_id)
+    }
+
+    /// A quarantined record.
+    pub fn quarantined(&self, key: &str) -> Result<Option<Quarantined>, LedgerError> {
+        self.get(&self.quarantine, key)
+    }
+
+    /// A stored usage entry.
+    pub fn usage_entry(&self, session: &str, key: &str) -> Result<Option<UsageEntry>, LedgerError> {
+        self.get(&self.usage, &usage_key(session, key))
+    }
+
+    /// Every unit record (key, record).
+    pub fn files(&self) -> impl Iterator<Item = Result<(String, FileRecord), LedgerError>> + '_ {
+        self.iter(&self.files)
+    }
+
+    /// Every session record.
+    pub fn sessions(&self) -> impl Iterator<Item = Result<(String, SessionRecord), LedgerError>> + '_ {
+        self.iter(&self.sessions)
+    }
+
+    /// Every quarantined record.
+    pub fn quarantine(&self) -> impl Iterator<Item = Result<(String, Quarantined), LedgerError>> + '_ {
+        self.iter(&self.quarantine)
+    }
+
+    /// Number of messages acknowledged.
+    pub fn message_count(&self) -> usize {
+        self.messages.len()
+    }
+
+    fn iter<'a, T: DeserializeOwned + 'a>(
+        &'a self,
+        tree: &'a sled::Tree,
+    ) -> impl Iterator<Item = Result<(String, T), LedgerError>> + 'a {
+        tree.iter().map(move |item| {
+            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let value = serde_json::from_slice(&v).map_err(|e| LedgerError::Decode {
+                key: key.replace('\0', "/"),
+                reason: e.to_string(),
+            })?;
+            Ok((key, value))
+        })
+    }
+
+    /// A counter or setting in `meta`.
+    pub fn meta_u64(&self, key: &str) -> Result<Option<u64>, LedgerError> {
+        self.get(&self.meta, key)
+    }
+
+    /// Sets a counter or setting in `meta` (flushed with the next commit).
+    pub fn set_meta_u64(&self, key: &str, value: u64) -> Result<(), LedgerError> {
+        self.meta
+            .insert(key.as_bytes(), serde_json::to_vec(&value).unwrap_or_default())
+            .map_err(|e| self.sled_err(e))?;
+        Ok(())
+    }
+
+    /// Applies every write of one acknowledged unit atomically, then flushes to disk.
+    pub fn commit(&self, commit: &Commit) -> Result<(), LedgerError> {
+        if commit.is_empty() {
+            return Ok(());
+        }
+        fn batch<T: Serialize>(items: &[(String, T)]) -> sled::Batch {
+            let mut b = sled::Batch::default();
+            for (k, v) in items {
+                b.insert(k.as_bytes(), serde_json::to_vec(v).unwrap_or_default());
+            }
+            b
+        }
+        let files = batch(&commit.files);
+        let sessions = batch(&commit.sessions);
+        let messages = batch(&commit.messages);
+        let quarantine = batch(&commit.quarantine);
+        let mut usage = sled::Batch::default();
+        for (k, v) in &commit.usage {
+            usage.insert(k.as_bytes(), serde_json::to_vec(v).unwrap_or_default());
+        }
+        (&self.files, &self.sessions, &self.messages, &self.usage, &self.quarantine)
+            .transaction(|(f, s, m, u, q)| {
+                f.apply_batch(&files)?;
+                s.apply_batch(&sessions)?;
+                m.apply_batch(&messages)?;
+                u.apply_batch(&usage)?;
+                q.apply_batch(&quarantine)?;
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => self.sled_err(e),
+                sled::transaction::TransactionError::Abort(()) => {
+                    self.sled_err(sled::Error::Unsupported("transaction aborted".into()))
+                }
+            })?;
+        self.flush()
+    }
+
+    /// Forgets what was acknowledged for these sessions (and the units that feed them), so the
+    /// next pass re-sends them (`sync --force`). Ids are stable, so this updates, never
+    /// duplicates.
+    pub fn forget_sessions(&self, session_keys: &[String]) -> Result<usize, LedgerError> {
+        let wanted: std::collections::HashSet<&str> =
+            session_keys.iter().map(String::as_str).collect();
+        let mut forgotten = 0;
+        for key in session_keys {
+            if self.sessions.remove(key.as_bytes()).map_err(|e| self.sled_err(e))?.is_some() {
+                forgotten += 1;
+            }
+            let prefix = format!("{key}\0");
+            for item in self.usage.scan_prefix(prefix.as_bytes()) {
+                let (k, _) = item.map_err(|e| self.sled_err(e))?;
+                self.usage.remove(k).map_err(|e| self.sled_err(e))?;
+            }
+        }
+        for item in self.messages.iter() {
+            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            if let Ok(rec) = serde_json::from_slice::<MessageRecord>(&v) {
+                if wanted.contains(rec.session.as_str()) {
+                    self.messages.remove(k).map_err(|e| self.sled_err(e))?;
+                }
+            }
+        }
+        self.flush()?;
+        Ok(forgotten)
+    }
+
+    /// Removes a unit's record (its file is gone and was fully drained).
+    pub fn forget_file(&self, unit_key: &str) -> Result<(), LedgerError> {
+        self.files.remove(unit_key.as_bytes()).map_err(|e| self.sled_err(e))?;
+        Ok(())
+    }
+
+    /// Forgets every unit record, so all files are re-read from 0 (used by `--force`).
+    pub fn forget_all_files(&self) -> Result<(), LedgerError> {
+        self.files.clear().map_err(|e| self.sled_err(e))?;
+        self.flush()
+    }
+
+    /// Flushes to disk.
+    pub fn flush(&self) -> Result<(), LedgerError> {
+        self.db.flush().map_err(|e| self.sled_err(e))?;
+        Ok(())
+    }
+
+    /// The ledger directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The `usage` tree key.
+pub fn usage_key(session: &str, key: &str) -> String {
+    format!("{session}\0{key}")
+}
+
+fn aside_path(dir: &Path) -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".corrupt-{stamp}"));
+    dir.with_file_name(name)
+}
+
+/// [`UsageKeys`] over the ledger with an in-memory overlay: reads see pending writes; the
+/// writes are collected for the unit's commit.
+pub struct LedgerUsage<'a> {
+    ledger: &'a Ledger,
+    pending: HashMap<String, UsageEntry>,
+}
+
+impl<'a> LedgerUsage<'a> {
+    /// An empty overlay.
+    pub fn new(ledger: &'a Ledger) -> LedgerUsage<'a> {
+        LedgerUsage { ledger, pending: HashMap::new() }
+    }
+
+    /// The writes, for [`Commit::usage`].
+    pub fn into_writes(self) -> Vec<(String, UsageEntry)> {
+        self.pending.into_iter().collect()
+    }
+}
+
+impl UsageKeys for LedgerUsage<'_> {
+    fn get(&mut self, session: &str, key: &str) -> Option<UsageEntry> {
+        let k = usage_key(session, key);
+        if let Some(e) = self.pending.get(&k) {
+            return Some(e.clone());
+        }
+        match self.ledger.usage_entry(session, key) {
+            Ok(e) => e,
+            Err(err) => {
+                // A value we cannot read is treated as absent; the fold then recounts it.
+                tracing::warn!(%err, "unreadable usage entry");
+                None
+            }
+        }
+    }
+
+    fn put(&mut self, session: &str, key: &str, entry: UsageEntry) {
+        self.pending.insert(usage_key(session, key), entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SourceId;
+
+    #[test]
+    fn commits_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        {
+            let (ledger, outcome) = Ledger::open(&path).unwrap();
+            assert_eq!(outcome, OpenOutcome::Opened);
+            let commit = Commit {
+                files: vec![("u".into(), FileRecord { len: 5, ..FileRecord::default() })],
+                sessions: vec![(
+                    "s".into(),
+                    SessionRecord {
+                        state: SessionState::new(SourceId::CodexCli, "s"),
+                        acked: Some(SessionPayload::default()),
+                        last_write_ms: 1,
+                        settle_due: false,
+                        messages: 1,
+                        unpriced_models: vec![],
+                    },
+                )],
+                messages: vec![("m".into(), MessageRecord { session: "s".into(), hash: 9 })],
+                ..Commit::default()
+            };
+            ledger.commit(&commit).unwrap();
+        }
+        let (ledger, _) = Ledger::open(&path).unwrap();
+        assert_eq!(ledger.file("u").unwrap().unwrap().len, 5);
+        assert_eq!(ledger.session("s").unwrap().unwrap().last_write_ms, 1);
+        assert_eq!(ledger.message("m").unwrap().unwrap().hash, 9);
+        assert_eq!(ledger.forget_sessions(&["s".into()]).unwrap(), 1);
+        assert!(ledger.message("m").unwrap().is_none());
+    }
+
+    #[test]
+    fn garbage_is_moved_aside_and_a_fresh_ledger_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("conf"), b"\xff\xfe garbage").unwrap();
+        std::fs::write(path.join("db"), vec![0xAB; 4096]).unwrap();
+        let (ledger, outcome) = Ledger::open(&path).unwrap();
+        match outcome {
+            OpenOutcome::Rebuilt { moved_to, .. } => assert!(moved_to.exists()),
+            OpenOutcome::Opened => panic!("garbage should not open"),
+        }
+        assert!(ledger.file("x").unwrap().is_none());
+    }
+}
