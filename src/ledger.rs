@@ -60,6 +60,9 @@ pub struct FileRecord {
     pub malformed_lines: u64,
     /// Lines over the size cap (cumulative).
     pub skipped_long_lines: u64,
+    /// Session keys this unit has fed (for `sync --force`).
+    #[serde(default)]
+    pub sessions: Vec<String>,
 }
 
 /// What is stored per session.
@@ -378,6 +381,36 @@ impl Ledger {
         }
         self.flush()?;
         Ok(forgotten)
+    }
+
+    /// Makes these sessions look never-sent (`sync --force`): their session payload and
+    /// messages are sent again on the next pass. Folded state and usage entries stay, so
+    /// re-reading their files from 0 folds to the same totals.
+    pub fn reset_acks(&self, session_keys: &[String]) -> Result<usize, LedgerError> {
+        let wanted: std::collections::HashSet<&str> =
+            session_keys.iter().map(String::as_str).collect();
+        let mut reset = 0;
+        for key in session_keys {
+            if let Some(mut rec) = self.session(key)? {
+                rec.acked = None;
+                rec.settle_due = false;
+                rec.messages = 0;
+                self.sessions
+                    .insert(key.as_bytes(), serde_json::to_vec(&rec).unwrap_or_default())
+                    .map_err(|e| self.sled_err(e))?;
+                reset += 1;
+            }
+        }
+        for item in self.messages.iter() {
+            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            if let Ok(rec) = serde_json::from_slice::<MessageRecord>(&v) {
+                if wanted.contains(rec.session.as_str()) {
+                    self.messages.remove(k).map_err(|e| self.sled_err(e))?;
+                }
+            }
+        }
+        self.flush()?;
+        Ok(reset)
     }
 
     /// Removes a unit's record (its file is gone and was fully drained).

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::aggregate::{SessionState, UsageEntry, session_key};
+use crate::aggregate::{SessionState, UsageEntry, UsageKeys, session_key};
 use crate::ledger::{Ledger, LedgerError, LedgerUsage, SessionRecord};
 use crate::model::{MessagePayload, SessionPayload, SourceId, json_hash};
 use crate::pricing::Pricing;
@@ -93,30 +93,9 @@ pub fn plan(
     shaping: &Shaping,
     now_ms: i64,
 ) -> Result<Plan, LedgerError> {
-    // Group by session, keeping the order in which sessions and records first appear.
-    let mut order: Vec<String> = Vec::new();
-    let mut grouped: HashMap<String, Vec<Record>> = HashMap::new();
-    for record in records {
-        let sid = match &record {
-            Record::Session(f) => f.session_id.clone(),
-            Record::Message(m) => m.session_external_id.clone(),
-            Record::Usage(u) => u.session_id.clone(),
-        };
-        if sid.is_empty() {
-            continue;
-        }
-        grouped
-            .entry(sid.clone())
-            .or_insert_with(|| {
-                order.push(sid);
-                Vec::new()
-            })
-            .push(record);
-    }
-
     let mut usage = LedgerUsage::new(ledger);
     let mut out = Plan::default();
-    for sid in order {
+    for (sid, records) in group_by_session(records) {
         let key = session_key(source, &sid);
         let mut record = match ledger.session(&key)? {
             Some(r) => r,
@@ -129,22 +108,7 @@ pub fn plan(
                 unpriced_models: Vec::new(),
             },
         };
-        let mut messages: Vec<MessagePayload> = Vec::new();
-        let mut index_of: HashMap<String, usize> = HashMap::new();
-        for rec in grouped.remove(&sid).unwrap_or_default() {
-            match rec {
-                Record::Session(facts) => record.state.apply_facts(&facts),
-                Record::Usage(fact) => record.state.apply_usage(&fact, &mut usage),
-                Record::Message(msg) => match index_of.get(&msg.external_id) {
-                    // A rewritten message (OpenCode): keep its first position, newest content.
-                    Some(&i) => messages[i] = msg,
-                    None => {
-                        index_of.insert(msg.external_id.clone(), messages.len());
-                        messages.push(msg);
-                    }
-                },
-            }
-        }
+        let messages = fold_session(&mut record.state, records, &mut usage);
 
         let mut planned = Vec::new();
         for msg in messages {
@@ -182,6 +146,58 @@ pub fn plan(
     }
     out.usage = usage.into_writes();
     Ok(out)
+}
+
+/// Groups records by session id, keeping the order in which sessions and records first appear.
+pub fn group_by_session(records: Vec<Record>) -> Vec<(String, Vec<Record>)> {
+    let mut order: Vec<String> = Vec::new();
+    let mut grouped: HashMap<String, Vec<Record>> = HashMap::new();
+    for record in records {
+        let sid = match &record {
+            Record::Session(f) => &f.session_id,
+            Record::Message(m) => &m.session_external_id,
+            Record::Usage(u) => &u.session_id,
+        };
+        if sid.is_empty() {
+            continue;
+        }
+        if !grouped.contains_key(sid) {
+            order.push(sid.clone());
+        }
+        grouped.entry(sid.clone()).or_default().push(record);
+    }
+    order
+        .into_iter()
+        .map(|sid| {
+            let records = grouped.remove(&sid).unwrap_or_default();
+            (sid, records)
+        })
+        .collect()
+}
+
+/// Folds one session's records into its state and returns its messages in order: a message
+/// seen twice (OpenCode rewrites) keeps its first position and its newest content.
+pub fn fold_session(
+    state: &mut SessionState,
+    records: Vec<Record>,
+    usage: &mut dyn UsageKeys,
+) -> Vec<MessagePayload> {
+    let mut messages: Vec<MessagePayload> = Vec::new();
+    let mut index_of: HashMap<String, usize> = HashMap::new();
+    for rec in records {
+        match rec {
+            Record::Session(facts) => state.apply_facts(&facts),
+            Record::Usage(fact) => state.apply_usage(&fact, usage),
+            Record::Message(msg) => match index_of.get(&msg.external_id) {
+                Some(&i) => messages[i] = msg,
+                None => {
+                    index_of.insert(msg.external_id.clone(), messages.len());
+                    messages.push(msg);
+                }
+            },
+        }
+    }
+    messages
 }
 
 /// Whether the server would silently skip `next` as a duplicate of `prev` when sent within its
