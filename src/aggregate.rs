@@ -160,7 +160,11 @@ impl SessionState {
                     cost: max_cost(old.cost, fact.cost),
                 }
             }
-            _ => UsageEntry { model: fact.model.clone(), tokens: fact.tokens, cost: fact.cost },
+            _ => UsageEntry {
+                model: fact.model.clone(),
+                tokens: fact.tokens,
+                cost: fact.cost,
+            },
         };
         if old.as_ref() == Some(&new) {
             return;
@@ -270,7 +274,11 @@ mod tests {
             key: key.into(),
             merge,
             model: Some("m".into()),
-            tokens: Tokens { input, output, ..Tokens::default() },
+            tokens: Tokens {
+                input,
+                output,
+                ..Tokens::default()
+            },
             cost: None,
         }
     }

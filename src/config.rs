@@ -110,7 +110,10 @@ impl Default for Config {
             connect_timeout_secs: 10,
             log_level: "info".into(),
             log_format: LogFormat::Text,
-            sources: SourceId::ALL.iter().map(|s| s.as_str().to_string()).collect(),
+            sources: SourceId::ALL
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
             claude_dirs: Vec::new(),
             codex_dirs: Vec::new(),
             opencode_dirs: Vec::new(),
@@ -129,9 +132,12 @@ fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
         Many(Vec<String>),
     }
     Ok(match Either::deserialize(d)? {
-        Either::One(s) => {
-            s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
-        }
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
         Either::Many(v) => v,
     })
 }
@@ -258,7 +264,10 @@ impl Paths {
 
 /// The user's home directory (`HOME`, else `/`).
 pub fn home_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
-    env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+    env("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Reads the process environment.
@@ -276,7 +285,9 @@ pub fn load(paths: &Paths, overrides: &figment::value::Dict) -> Result<Config, C
                 .ignore(&["home", "api_key", "config", "test_fault"]),
         )
         .merge(Serialized::globals(overrides));
-    let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let config: Config = figment
+        .extract()
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     config.validate()?;
     Ok(config)
 }
@@ -284,7 +295,10 @@ pub fn load(paths: &Paths, overrides: &figment::value::Dict) -> Result<Config, C
 impl Config {
     /// Checks ranges and enumerations; returns the first problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, reason: String| ConfigError::Value { key: key.into(), reason };
+        let bad = |key: &str, reason: String| ConfigError::Value {
+            key: key.into(),
+            reason,
+        };
         if let Some(url) = &self.url {
             normalize_url(url).map_err(|reason| bad("url", reason))?;
         }
@@ -295,25 +309,43 @@ impl Config {
             return Err(bad("debounce_ms", "must be at most 60000".into()));
         }
         if !(5..=86_400).contains(&self.rescan_interval_secs) {
-            return Err(bad("rescan_interval_secs", "must be between 5 and 86400".into()));
+            return Err(bad(
+                "rescan_interval_secs",
+                "must be between 5 and 86400".into(),
+            ));
         }
         if !(1024..=1024 * 1024).contains(&self.max_part_bytes) {
-            return Err(bad("max_part_bytes", "must be between 1024 and 1048576".into()));
+            return Err(bad(
+                "max_part_bytes",
+                "must be between 1024 and 1048576".into(),
+            ));
         }
         if !(64 * 1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
-            return Err(bad("max_body_bytes", "must be between 65536 and 16777216".into()));
+            return Err(bad(
+                "max_body_bytes",
+                "must be between 65536 and 16777216".into(),
+            ));
         }
         if self.max_body_bytes < self.max_part_bytes * 2 {
-            return Err(bad("max_body_bytes", "must be at least twice max_part_bytes".into()));
+            return Err(bad(
+                "max_body_bytes",
+                "must be at least twice max_part_bytes".into(),
+            ));
         }
         if self.max_line_bytes < 1024 * 1024 {
             return Err(bad("max_line_bytes", "must be at least 1048576".into()));
         }
         if self.request_timeout_secs == 0 || self.connect_timeout_secs == 0 {
-            return Err(bad("request_timeout_secs", "timeouts must be at least 1 second".into()));
+            return Err(bad(
+                "request_timeout_secs",
+                "timeouts must be at least 1 second".into(),
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
-            return Err(bad("log_level", format!("`{}` is not a log level", self.log_level)));
+            return Err(bad(
+                "log_level",
+                format!("`{}` is not a log level", self.log_level),
+            ));
         }
         for s in &self.sources {
             if SourceId::parse(s).is_none() {
@@ -335,13 +367,20 @@ impl Config {
     pub fn enabled_sources(&self) -> Vec<SourceId> {
         SourceId::ALL
             .into_iter()
-            .filter(|s| self.sources.iter().any(|name| SourceId::parse(name) == Some(*s)))
+            .filter(|s| {
+                self.sources
+                    .iter()
+                    .any(|name| SourceId::parse(name) == Some(*s))
+            })
             .collect()
     }
 
     /// Parser options derived from the config.
     pub fn parse_options(&self) -> ParseOptions {
-        ParseOptions { sync_thinking: self.sync_thinking, sync_tool_calls: self.sync_tool_calls }
+        ParseOptions {
+            sync_thinking: self.sync_thinking,
+            sync_tool_calls: self.sync_tool_calls,
+        }
     }
 
     /// Resolves each tool's roots: config overrides first, then the tools' own variables,
@@ -354,7 +393,10 @@ impl Config {
             self.claude_dirs.iter().map(|p| expand(p)).collect()
         } else if let Some(dirs) = set(env("CLAUDE_CONFIG_DIR")) {
             // ccusage accepts a comma list here; so do we.
-            dirs.split(',').filter(|d| !d.trim().is_empty()).map(|d| expand(d.trim())).collect()
+            dirs.split(',')
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| expand(d.trim()))
+                .collect()
         } else {
             let xdg_config = set(env("XDG_CONFIG_HOME"))
                 .map(PathBuf::from)
@@ -381,7 +423,11 @@ impl Config {
             set(env("OPENCODE_DB")).map(|db| {
                 let p = expand(&db);
                 // OPENCODE_DB may be relative to the data dir.
-                if p.is_absolute() { p } else { opencode[0].join(p) }
+                if p.is_absolute() {
+                    p
+                } else {
+                    opencode[0].join(p)
+                }
             })
         });
         Roots {
@@ -408,9 +454,9 @@ fn expand_tilde(p: &str, home: &Path) -> PathBuf {
 /// trailing slash, and refuses anything but `https://`, or `http://` to a loopback host.
 pub fn normalize_url(raw: &str) -> Result<String, String> {
     let url = raw.trim().trim_end_matches('/');
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("`{url}` is not a URL (expected https://<deployment>.convex.site)"))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        format!("`{url}` is not a URL (expected https://<deployment>.convex.site)")
+    })?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.is_empty() || authority.contains('@') || authority.contains(' ') {
         return Err(format!("`{url}` has no valid host"));
@@ -429,7 +475,11 @@ pub fn normalize_url(raw: &str) -> Result<String, String> {
     };
     Ok(match url.find(".convex.cloud") {
         Some(i) if host.ends_with(".convex.cloud") => {
-            format!("{}.convex.site{}", &url[..i], &url[i + ".convex.cloud".len()..])
+            format!(
+                "{}.convex.site{}",
+                &url[..i],
+                &url[i + ".convex.cloud".len()..]
+            )
         }
         _ => url,
     })
@@ -437,15 +487,24 @@ pub fn normalize_url(raw: &str) -> Result<String, String> {
 
 fn host_of(authority: &str) -> String {
     if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or_default().to_ascii_lowercase();
+        return rest
+            .split(']')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
     }
-    authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_ascii_lowercase()
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_ascii_lowercase()
 }
 
 fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host.ends_with(".localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Validates `value` for `key` (as `set` would store it) and returns the TOML value.
@@ -455,11 +514,23 @@ pub fn parse_setting(key: &str, value: &str) -> Result<toml_edit::Value, ConfigE
     }
     let defaults = toml::Value::try_from(Config::default())
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    let list_keys = ["redact_patterns", "sources", "claude_dirs", "codex_dirs", "opencode_dirs"];
-    let bad = |reason: String| ConfigError::Value { key: key.into(), reason };
+    let list_keys = [
+        "redact_patterns",
+        "sources",
+        "claude_dirs",
+        "codex_dirs",
+        "opencode_dirs",
+    ];
+    let bad = |reason: String| ConfigError::Value {
+        key: key.into(),
+        reason,
+    };
     let toml_value: toml_edit::Value = if list_keys.contains(&key) {
-        let items: Vec<&str> =
-            value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let items: Vec<&str> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
         let mut array = toml_edit::Array::new();
         for item in items {
             array.push(item);
@@ -502,14 +573,18 @@ pub fn write_key(
     value: Option<toml_edit::Value>,
 ) -> Result<(), ConfigError> {
     let file = paths.config_file();
-    let io = |source| ConfigError::Io { path: file.clone(), source };
+    let io = |source| ConfigError::Io {
+        path: file.clone(),
+        source,
+    };
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(io(e)),
     };
-    let mut doc: toml_edit::DocumentMut =
-        text.parse().map_err(|e| ConfigError::Invalid(format!("{}: {e}", file.display())))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| ConfigError::Invalid(format!("{}: {e}", file.display())))?;
     match value {
         Some(v) => doc[key] = toml_edit::value(v),
         None => {
@@ -530,10 +605,20 @@ mod tests {
             normalize_url(" https://happy-cat-123.convex.cloud/ ").unwrap(),
             "https://happy-cat-123.convex.site"
         );
-        assert_eq!(normalize_url("http://127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080");
+        assert_eq!(
+            normalize_url("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
         assert_eq!(normalize_url("http://[::1]:9").unwrap(), "http://[::1]:9");
-        assert_eq!(normalize_url("http://localhost:3210/").unwrap(), "http://localhost:3210");
-        assert!(normalize_url("http://example.com").unwrap_err().contains("refusing"));
+        assert_eq!(
+            normalize_url("http://localhost:3210/").unwrap(),
+            "http://localhost:3210"
+        );
+        assert!(
+            normalize_url("http://example.com")
+                .unwrap_err()
+                .contains("refusing")
+        );
         assert!(normalize_url("http://10.0.0.1").is_err());
         assert!(normalize_url("ftp://x.convex.site").is_err());
         assert!(normalize_url("not a url").is_err());
@@ -542,13 +627,22 @@ mod tests {
 
     #[test]
     fn set_validates_keys_and_values() {
-        assert!(matches!(parse_setting("nope", "1"), Err(ConfigError::UnknownKey(_))));
+        assert!(matches!(
+            parse_setting("nope", "1"),
+            Err(ConfigError::UnknownKey(_))
+        ));
         let msg = parse_setting("nope", "1").unwrap_err().to_string();
-        assert!(msg.contains("debounce_ms") && msg.contains("sync_thinking"), "{msg}");
+        assert!(
+            msg.contains("debounce_ms") && msg.contains("sync_thinking"),
+            "{msg}"
+        );
         assert!(parse_setting("sync_thinking", "maybe").is_err());
         assert!(parse_setting("concurrency", "0").is_err());
         assert!(parse_setting("concurrency", "-3").is_err());
-        assert_eq!(parse_setting("concurrency", "8").unwrap().as_integer(), Some(8));
+        assert_eq!(
+            parse_setting("concurrency", "8").unwrap().as_integer(),
+            Some(8)
+        );
         assert!(parse_setting("transport", "carrier-pigeon").is_err());
         assert!(parse_setting("transport", "batch").is_ok());
         assert!(parse_setting("sources", "claude-code,codex").is_ok());
@@ -568,7 +662,10 @@ mod tests {
         let roots = Config::default().roots(&vars);
         assert_eq!(roots.codex, vec![PathBuf::from("/x/codex")]);
         assert_eq!(roots.claude, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
-        assert_eq!(roots.opencode, vec![PathBuf::from("/home/u/.local/share/opencode")]);
+        assert_eq!(
+            roots.opencode,
+            vec![PathBuf::from("/home/u/.local/share/opencode")]
+        );
         assert_eq!(
             roots.opencode_db,
             Some(PathBuf::from("/home/u/.local/share/opencode/custom.db"))

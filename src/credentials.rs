@@ -21,12 +21,16 @@ impl ApiKey {
             return Err("the API key is empty".into());
         }
         if !key.starts_with("osk_") {
-            return Err("an OpenSync API key starts with `osk_` (copy it from Settings → API \
+            return Err(
+                "an OpenSync API key starts with `osk_` (copy it from Settings → API \
                         Key in your dashboard)"
-                .into());
+                    .into(),
+            );
         }
         if key.len() < 8
-            || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
             return Err("the API key has unexpected characters; paste it again".into());
         }
@@ -51,7 +55,11 @@ pub fn mask(secret: &str) -> String {
         return "****".into();
     }
     let last4: String = chars[chars.len() - 4..].iter().collect();
-    let prefix = if secret.starts_with("osk_") { "osk_" } else { "" };
+    let prefix = if secret.starts_with("osk_") {
+        "osk_"
+    } else {
+        ""
+    };
     format!("{prefix}****{last4}")
 }
 
@@ -99,7 +107,11 @@ pub fn load(
 /// Saves the key to the credentials file (0600, in a 0700 dir), atomically.
 pub fn save(paths: &Paths, key: &ApiKey) -> std::io::Result<()> {
     ensure_private_dir(&paths.config_dir)?;
-    write_atomic(&paths.credentials_file(), format!("{}\n", key.expose()).as_bytes(), 0o600)
+    write_atomic(
+        &paths.credentials_file(),
+        format!("{}\n", key.expose()).as_bytes(),
+        0o600,
+    )
 }
 
 /// Removes the credentials file. `Ok(false)` when there was none.
@@ -113,7 +125,10 @@ pub fn remove(paths: &Paths) -> std::io::Result<bool> {
 
 /// Creates `dir` (and parents) and makes the leaf 0700.
 pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let perms = std::fs::metadata(dir)?.permissions();
     if perms.mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
@@ -168,9 +183,15 @@ mod tests {
         };
         let key = ApiKey::parse("osk_abcdefghijklmnopqrstuvwxyz012345").unwrap();
         save(&paths, &key).unwrap();
-        let mode = std::fs::metadata(paths.credentials_file()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(paths.credentials_file())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let dir_mode = std::fs::metadata(&paths.config_dir).unwrap().permissions().mode();
+        let dir_mode = std::fs::metadata(&paths.config_dir)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(dir_mode & 0o777, 0o700);
         let none = |_: &str| None;
         assert_eq!(load(&paths, &none).unwrap(), Some((key, KeySource::File)));

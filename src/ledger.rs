@@ -198,7 +198,10 @@ impl Ledger {
     }
 
     fn open_plain(dir: &Path) -> Result<Ledger, LedgerError> {
-        let err = |source| LedgerError::Sled { path: dir.to_path_buf(), source };
+        let err = |source| LedgerError::Sled {
+            path: dir.to_path_buf(),
+            source,
+        };
         // A small cache: the working set is one unit's records; memory must stay flat.
         let db = sled::Config::new()
             .path(dir)
@@ -231,15 +234,27 @@ impl Ledger {
     }
 
     fn sled_err(&self, source: sled::Error) -> LedgerError {
-        LedgerError::Sled { path: self.path.clone(), source }
+        LedgerError::Sled {
+            path: self.path.clone(),
+            source,
+        }
     }
 
-    fn get<T: DeserializeOwned>(&self, tree: &sled::Tree, key: &str) -> Result<Option<T>, LedgerError> {
+    fn get<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        key: &str,
+    ) -> Result<Option<T>, LedgerError> {
         match tree.get(key.as_bytes()).map_err(|e| self.sled_err(e))? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                LedgerError::Decode { key: key.replace('\0', "/"), reason: e.to_string() }
-            }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| LedgerError::Decode {
+                        key: key.replace('\0', "/"),
+                        reason: e.to_string(),
+                    })
+            }
         }
     }
 
@@ -274,12 +289,16 @@ impl Ledger {
     }
 
     /// Every session record.
-    pub fn sessions(&self) -> impl Iterator<Item = Result<(String, SessionRecord), LedgerError>> + '_ {
+    pub fn sessions(
+        &self,
+    ) -> impl Iterator<Item = Result<(String, SessionRecord), LedgerError>> + '_ {
         self.iter(&self.sessions)
     }
 
     /// Every quarantined record.
-    pub fn quarantine(&self) -> impl Iterator<Item = Result<(String, Quarantined), LedgerError>> + '_ {
+    pub fn quarantine(
+        &self,
+    ) -> impl Iterator<Item = Result<(String, Quarantined), LedgerError>> + '_ {
         self.iter(&self.quarantine)
     }
 
@@ -311,7 +330,10 @@ impl Ledger {
     /// Sets a counter or setting in `meta` (flushed with the next commit).
     pub fn set_meta_u64(&self, key: &str, value: u64) -> Result<(), LedgerError> {
         self.meta
-            .insert(key.as_bytes(), serde_json::to_vec(&value).unwrap_or_default())
+            .insert(
+                key.as_bytes(),
+                serde_json::to_vec(&value).unwrap_or_default(),
+            )
             .map_err(|e| self.sled_err(e))?;
         Ok(())
     }
@@ -336,7 +358,13 @@ impl Ledger {
         for (k, v) in &commit.usage {
             usage.insert(k.as_bytes(), serde_json::to_vec(v).unwrap_or_default());
         }
-        (&self.files, &self.sessions, &self.messages, &self.usage, &self.quarantine)
+        (
+            &self.files,
+            &self.sessions,
+            &self.messages,
+            &self.usage,
+            &self.quarantine,
+        )
             .transaction(|(f, s, m, u, q)| {
                 f.apply_batch(&files)?;
                 s.apply_batch(&sessions)?;
@@ -362,7 +390,12 @@ impl Ledger {
             session_keys.iter().map(String::as_str).collect();
         let mut forgotten = 0;
         for key in session_keys {
-            if self.sessions.remove(key.as_bytes()).map_err(|e| self.sled_err(e))?.is_some() {
+            if self
+                .sessions
+                .remove(key.as_bytes())
+                .map_err(|e| self.sled_err(e))?
+                .is_some()
+            {
                 forgotten += 1;
             }
             let prefix = format!("{key}\0");
@@ -415,7 +448,9 @@ impl Ledger {
 
     /// Removes a unit's record (its file is gone and was fully drained).
     pub fn forget_file(&self, unit_key: &str) -> Result<(), LedgerError> {
-        self.files.remove(unit_key.as_bytes()).map_err(|e| self.sled_err(e))?;
+        self.files
+            .remove(unit_key.as_bytes())
+            .map_err(|e| self.sled_err(e))?;
         Ok(())
     }
 
@@ -447,7 +482,10 @@ fn aside_path(dir: &Path) -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".corrupt-{stamp}"));
     dir.with_file_name(name)
 }
@@ -462,7 +500,10 @@ pub struct LedgerUsage<'a> {
 impl<'a> LedgerUsage<'a> {
     /// An empty overlay.
     pub fn new(ledger: &'a Ledger) -> LedgerUsage<'a> {
-        LedgerUsage { ledger, pending: HashMap::new() }
+        LedgerUsage {
+            ledger,
+            pending: HashMap::new(),
+        }
     }
 
     /// The writes, for [`Commit::usage`].
@@ -505,7 +546,13 @@ mod tests {
             let (ledger, outcome) = Ledger::open(&path).unwrap();
             assert_eq!(outcome, OpenOutcome::Opened);
             let commit = Commit {
-                files: vec![("u".into(), FileRecord { len: 5, ..FileRecord::default() })],
+                files: vec![(
+                    "u".into(),
+                    FileRecord {
+                        len: 5,
+                        ..FileRecord::default()
+                    },
+                )],
                 sessions: vec![(
                     "s".into(),
                     SessionRecord {
@@ -517,7 +564,13 @@ mod tests {
                         unpriced_models: vec![],
                     },
                 )],
-                messages: vec![("m".into(), MessageRecord { session: "s".into(), hash: 9 })],
+                messages: vec![(
+                    "m".into(),
+                    MessageRecord {
+                        session: "s".into(),
+                        hash: 9,
+                    },
+                )],
                 ..Commit::default()
             };
             ledger.commit(&commit).unwrap();

@@ -120,7 +120,10 @@ pub struct Part {
 impl Part {
     /// A `text` part.
     pub fn text(text: impl Into<String>) -> Part {
-        Part { kind: "text".into(), content: serde_json::Value::String(text.into()) }
+        Part {
+            kind: "text".into(),
+            content: serde_json::Value::String(text.into()),
+        }
     }
 
     /// A `tool-call` part in the shape the dashboard renders: `{name, args}`.
@@ -133,12 +136,18 @@ impl Part {
 
     /// A `tool-result` part: `{result}` (string or JSON).
     pub fn tool_result(result: serde_json::Value) -> Part {
-        Part { kind: "tool-result".into(), content: serde_json::json!({ "result": result }) }
+        Part {
+            kind: "tool-result".into(),
+            content: serde_json::json!({ "result": result }),
+        }
     }
 
     /// A `reasoning` part (sent only when `sync_thinking` is on).
     pub fn reasoning(text: impl Into<String>) -> Part {
-        Part { kind: "reasoning".into(), content: serde_json::Value::String(text.into()) }
+        Part {
+            kind: "reasoning".into(),
+            content: serde_json::Value::String(text.into()),
+        }
     }
 }
 
@@ -320,12 +329,18 @@ mod tests {
     #[test]
     fn timestamps_parse_to_epoch_millis() {
         assert_eq!(parse_timestamp_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_timestamp_ms("2026-05-11T08:26:55.042Z"), Some(1_778_488_015_042));
+        assert_eq!(
+            parse_timestamp_ms("2026-05-11T08:26:55.042Z"),
+            Some(1_778_488_015_042)
+        );
         assert_eq!(
             parse_timestamp_ms("2026-05-11T11:26:55.042+03:00"),
             parse_timestamp_ms("2026-05-11T08:26:55.042Z")
         );
-        assert_eq!(parse_timestamp_ms("2025-06-01T10:00:00.123456Z"), Some(1_748_772_000_123));
+        assert_eq!(
+            parse_timestamp_ms("2025-06-01T10:00:00.123456Z"),
+            Some(1_748_772_000_123)
+        );
         assert_eq!(parse_timestamp_ms("not a time"), None);
         assert_eq!(parse_timestamp_ms("2026-13-01T00:00:00Z"), None);
         assert_eq!(parse_timestamp_ms("2026-01-01T00:00:00Zjunk"), None);
@@ -355,7 +370,10 @@ mod tests {
         };
         let json = serde_json::to_string(&m).unwrap();
         assert!(!json.contains("null"), "{json}");
-        assert!(json.contains(r#""parts":[{"type":"text","content":"hi"}]"#), "{json}");
+        assert!(
+            json.contains(r#""parts":[{"type":"text","content":"hi"}]"#),
+            "{json}"
+        );
     }
 
     #[test]

@@ -70,7 +70,9 @@ pub struct SessionWork {
 impl SessionWork {
     /// Number of requests this work makes (per-record transport).
     pub fn requests(&self) -> usize {
-        usize::from(self.create.is_some()) + self.messages.len() + usize::from(self.update.is_some())
+        usize::from(self.create.is_some())
+            + self.messages.len()
+            + usize::from(self.update.is_some())
     }
 }
 
@@ -129,7 +131,10 @@ pub fn plan(
                     continue;
                 }
             }
-            planned.push(PlannedMessage { payload: shaped, hash });
+            planned.push(PlannedMessage {
+                payload: shaped,
+                hash,
+            });
         }
 
         let payload = shaping.session(&record.state);
@@ -137,12 +142,20 @@ pub fn plan(
         let (create, update) = match &record.acked {
             None => (Some(payload), None),
             Some(prev) if *prev != payload => (None, Some(payload)),
-            Some(prev) if record.settle_due && now_ms - record.last_write_ms >= SESSION_WINDOW_MS => {
+            Some(prev)
+                if record.settle_due && now_ms - record.last_write_ms >= SESSION_WINDOW_MS =>
+            {
                 (None, Some(prev.clone()))
             }
             Some(_) => (None, None),
         };
-        out.works.push(SessionWork { key, create, messages: planned, update, record });
+        out.works.push(SessionWork {
+            key,
+            create,
+            messages: planned,
+            update,
+            record,
+        });
     }
     out.usage = usage.into_writes();
     Ok(out)
@@ -230,10 +243,19 @@ mod tests {
             source: "codex-cli".into(),
             ..SessionPayload::default()
         };
-        let cost_only = SessionPayload { cost: Some(1.0), ..base.clone() };
+        let cost_only = SessionPayload {
+            cost: Some(1.0),
+            ..base.clone()
+        };
         assert!(server_would_skip(&base, &cost_only));
-        let more_tokens = SessionPayload { prompt_tokens: Some(11), ..base.clone() };
+        let more_tokens = SessionPayload {
+            prompt_tokens: Some(11),
+            ..base.clone()
+        };
         assert!(!server_would_skip(&base, &more_tokens));
-        assert!(!server_would_skip(&base, &base), "identical payloads need no re-send");
+        assert!(
+            !server_would_skip(&base, &base),
+            "identical payloads need no re-send"
+        );
     }
 }

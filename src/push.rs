@@ -1,8 +1,14 @@
-//! The OpenSync HTTP client: every route, typed errors classified into retry / split /
-//! auth-paused / reject / wrong-URL, and full-jitter backoff honouring `Retry-After`.
-//! STUB: the interface the engine programs against; filled in by the client work.
+//! The OpenSync HTTP client: every sync route, typed errors classified into retry / split /
+//! auth-paused / reject / wrong-URL (the retry decision lives on the error, as in atuin), and
+//! full-jitter backoff honouring `Retry-After`.
+//!
+//! The server answers `{"error": "..."}` with a status; the classification below follows the
+//! server's code (see `spec/opensync-api.md`): which 401s mean "stop until the user logs in",
+//! which 500s are validator rejections (never retry) and which are transient (OCC conflicts).
 
 use std::time::Duration;
+
+use serde::Deserialize;
 
 use crate::credentials::ApiKey;
 use crate::model::{MessagePayload, SessionPayload};
@@ -22,23 +28,126 @@ pub enum ErrorClass {
     WrongUrl,
 }
 
-/// A failed request, with enough context to explain it.
+/// A failed request, with enough context to explain it. Never contains the key.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
-    /// Not implemented yet (stub).
-    #[error("the OpenSync client is not implemented yet")]
-    Unimplemented,
+    /// Connecting, sending or receiving failed.
+    #[error("{route}: network error: {detail}")]
+    Network {
+        /// `POST /sync/message` etc.
+        route: String,
+        /// What failed.
+        detail: String,
+        /// The request timed out.
+        timeout: bool,
+    },
+    /// The server answered with an error status.
+    #[error("{route}: HTTP {status}: {message}")]
+    Status {
+        /// The route.
+        route: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's `error` string, or the start of the body.
+        message: String,
+        /// The body was JSON (OpenSync always answers JSON; Convex's own 404 is not).
+        json: bool,
+        /// `Retry-After`, when sent.
+        retry_after: Option<Duration>,
+    },
+    /// A 2xx whose body is not what OpenSync sends.
+    #[error("{route}: unexpected answer: {detail}")]
+    BadResponse {
+        /// The route.
+        route: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The body would exceed the configured cap; split before sending.
+    #[error("{route}: request body of {size} bytes exceeds the {max}-byte cap")]
+    TooLarge {
+        /// The route.
+        route: String,
+        /// Body size.
+        size: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// The client could not be built.
+    #[error("building the HTTP client: {0}")]
+    Setup(String),
 }
+
+/// 401 messages that mean the key itself is wrong (stop until the user logs in again).
+const AUTH_FATAL: &[&str] = &[
+    "Invalid API key",
+    "Missing Authorization header",
+    "Invalid or expired token",
+];
+/// 500 messages that mean the payload will never be accepted.
+const REJECT_MARKERS: &[&str] = &[
+    "ArgumentValidationError",
+    "extra field",
+    "does not match validator",
+    "Field name",
+    "Value is too large",
+    "too large",
+    "is not a valid",
+    "Missing externalId",
+];
+/// Messages that mean "too much in one request".
+const SPLIT_MARKERS: &[&str] = &["Too many reads", "Too many writes", "Too many documents"];
 
 impl PushError {
     /// The retry decision.
     pub fn class(&self) -> ErrorClass {
-        ErrorClass::Retry
+        match self {
+            PushError::Network { .. } => ErrorClass::Retry,
+            PushError::BadResponse { .. } => ErrorClass::WrongUrl,
+            PushError::TooLarge { .. } => ErrorClass::Split,
+            PushError::Setup(_) => ErrorClass::WrongUrl,
+            PushError::Status {
+                status,
+                message,
+                json,
+                ..
+            } => classify(*status, message, *json),
+        }
     }
 
     /// The server's `Retry-After`, when it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
-        None
+        match self {
+            PushError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A 401 the server says is transient (its key lookup failed): retry a few times only.
+    pub fn is_transient_auth(&self) -> bool {
+        matches!(self, PushError::Status { status: 401, message, .. }
+            if message.starts_with("API key validation failed") || message.starts_with("Auth failed"))
+    }
+}
+
+/// Classifies a status and the server's message.
+pub fn classify(status: u16, message: &str, json: bool) -> ErrorClass {
+    let has = |markers: &[&str]| markers.iter().any(|m| message.contains(m));
+    match status {
+        401 if has(AUTH_FATAL) || message.contains("Invalid API key format") => {
+            ErrorClass::AuthPaused
+        }
+        401 => ErrorClass::Retry, // "API key validation failed: ..." / "Auth failed: ..."
+        403 => ErrorClass::AuthPaused,
+        404 | 405 => ErrorClass::WrongUrl,
+        408 | 429 => ErrorClass::Retry,
+        413 => ErrorClass::Split,
+        400 => ErrorClass::Reject,
+        _ if !json && (200..500).contains(&status) => ErrorClass::WrongUrl,
+        _ if has(SPLIT_MARKERS) => ErrorClass::Split,
+        500 if has(REJECT_MARKERS) => ErrorClass::Reject,
+        s if s >= 500 => ErrorClass::Retry,
+        _ => ErrorClass::Reject,
     }
 }
 
@@ -64,25 +173,442 @@ pub struct BatchOutcome {
     pub messages: u64,
     /// The server's `errors[]`.
     pub errors: Vec<String>,
+    /// The whole sessions array was rejected (validator error).
+    pub sessions_rejected: Option<String>,
+    /// The whole messages array was rejected (validator error).
+    pub messages_rejected: Option<String>,
+    /// Per-message failures: (externalId, reason).
+    pub failed_messages: Vec<(String, String)>,
 }
 
 /// The OpenSync client (cheap to clone; shares one connection pool).
-#[derive(Debug, Clone)]
-pub struct Client {}
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    auth: String,
+    max_body: usize,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Installs the TLS crypto provider once per process (ring: see build-notes).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: Option<String>,
+}
 
 impl Client {
     /// Builds a client.
-    pub fn new(_opts: ClientOptions) -> Result<Client, PushError> {
-        Err(PushError::Unimplemented)
+    pub fn new(opts: ClientOptions) -> Result<Client, PushError> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("opensyncd/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .gzip(true)
+            .build()
+            .map_err(|e| PushError::Setup(e.to_string()))?;
+        Ok(Client {
+            http,
+            base: opts.url.trim_end_matches('/').to_string(),
+            auth: format!("Bearer {}", opts.api_key.expose()),
+            max_body: 4 * 1024 * 1024,
+        })
+    }
+
+    /// Sets the request body cap.
+    pub fn with_max_body(mut self, max_body: usize) -> Client {
+        self.max_body = max_body;
+        self
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Vec<u8>), PushError> {
+        let route = format!("{method} {path}");
+        if let Some(b) = &body {
+            if b.len() > self.max_body {
+                return Err(PushError::TooLarge {
+                    route,
+                    size: b.len(),
+                    max: self.max_body,
+                });
+            }
+        }
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(reqwest::header::AUTHORIZATION, &self.auth);
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
+        }
+        let network = |e: reqwest::Error, route: &str| PushError::Network {
+            route: route.to_string(),
+            timeout: e.is_timeout(),
+            // reqwest errors name the URL, never headers, so the key cannot leak here.
+            detail: error_chain(&e),
+        };
+        let resp = req.send().await.map_err(|e| network(e, &route))?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let is_json = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("json"));
+        let bytes = resp.bytes().await.map_err(|e| network(e, &route))?.to_vec();
+        if (200..300).contains(&status) {
+            return Ok((status, bytes));
+        }
+        let parsed: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+        let json = is_json || parsed.is_some();
+        let message = parsed.and_then(|b| b.error).unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&bytes);
+            text.chars()
+                .take(200)
+                .collect::<String>()
+                .trim()
+                .to_string()
+        });
+        Err(PushError::Status {
+            route,
+            status,
+            message,
+            json,
+            retry_after,
+        })
+    }
+
+    async fn post_json<T: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<serde_json::Value, PushError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| PushError::Setup(e.to_string()))?;
+        let (_, resp) = self.send(reqwest::Method::POST, path, Some(bytes)).await?;
+        parse_ok(&format!("POST {path}"), &resp)
     }
 
     /// `POST /sync/session`.
-    pub async fn upsert_session(&self, _p: &SessionPayload) -> Result<(), PushError> {
-        Err(PushError::Unimplemented)
+    pub async fn upsert_session(&self, p: &SessionPayload) -> Result<(), PushError> {
+        self.post_json("/sync/session", p).await.map(drop)
     }
 
     /// `POST /sync/message`.
-    pub async fn upsert_message(&self, _p: &MessagePayload) -> Result<(), PushError> {
-        Err(PushError::Unimplemented)
+    pub async fn upsert_message(&self, p: &MessagePayload) -> Result<(), PushError> {
+        self.post_json("/sync/message", p).await.map(drop)
+    }
+
+    /// `POST /sync/batch` for first-time inserts: `createdAt` is stripped (the batch validator
+    /// rejects it) and ids are de-duplicated (duplicates in one batch can insert two rows).
+    pub async fn batch(
+        &self,
+        sessions: &[SessionPayload],
+        messages: &[MessagePayload],
+    ) -> Result<BatchOutcome, PushError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut s_out: Vec<SessionPayload> = Vec::new();
+        for s in sessions.iter().rev() {
+            if seen.insert(s.external_id.clone()) {
+                s_out.push(SessionPayload {
+                    created_at: None,
+                    ..s.clone()
+                });
+            }
+        }
+        s_out.reverse();
+        let mut seen = std::collections::HashSet::new();
+        let mut m_out: Vec<MessagePayload> = Vec::new();
+        for m in messages.iter().rev() {
+            if seen.insert(m.external_id.clone()) {
+                m_out.push(MessagePayload {
+                    created_at: None,
+                    ..m.clone()
+                });
+            }
+        }
+        m_out.reverse();
+        let body = serde_json::json!({ "sessions": s_out, "messages": m_out });
+        let v = self.post_json("/sync/batch", &body).await?;
+        let mut out = BatchOutcome {
+            sessions: v["sessions"].as_u64().unwrap_or(0),
+            messages: v["messages"].as_u64().unwrap_or(0),
+            ..BatchOutcome::default()
+        };
+        for e in v["errors"].as_array().into_iter().flatten() {
+            let e = e.as_str().map_or_else(|| e.to_string(), str::to_string);
+            if let Some(rest) = e.strip_prefix("Sessions batch error: ") {
+                out.sessions_rejected = Some(rest.to_string());
+            } else if let Some(rest) = e.strip_prefix("Messages batch error: ") {
+                out.messages_rejected = Some(rest.to_string());
+            } else if let Some((id, reason)) = e.split_once(": ") {
+                out.failed_messages
+                    .push((id.to_string(), reason.to_string()));
+            }
+            out.errors.push(e);
+        }
+        Ok(out)
+    }
+
+    /// `GET /sync/sessions/list`: the external ids of the user's sessions.
+    pub async fn list_sessions(&self) -> Result<Vec<String>, PushError> {
+        let (_, body) = self
+            .send(reqwest::Method::GET, "/sync/sessions/list", None)
+            .await?;
+        let v = parse_ok("GET /sync/sessions/list", &body)?;
+        Ok(v["sessionIds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|id| id.as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// `GET /health` (does not check the key).
+    pub async fn health(&self) -> Result<(), PushError> {
+        let (_, body) = self.send(reqwest::Method::GET, "/health", None).await?;
+        let v = parse_ok("GET /health", &body)?;
+        if v["status"] == "ok" {
+            Ok(())
+        } else {
+            Err(PushError::BadResponse {
+                route: "GET /health".into(),
+                detail: "no `status: ok`".into(),
+            })
+        }
+    }
+
+    /// Checks the key with an authenticated request (`/health` does not look at keys).
+    pub async fn check_auth(&self) -> Result<(), PushError> {
+        let (_, body) = self
+            .send(reqwest::Method::GET, "/api/sessions?limit=1", None)
+            .await?;
+        parse_ok("GET /api/sessions", &body).map(drop)
+    }
+}
+
+fn parse_ok(route: &str, body: &[u8]) -> Result<serde_json::Value, PushError> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .filter(serde_json::Value::is_object)
+        .ok_or_else(|| PushError::BadResponse {
+            route: route.to_string(),
+            detail: format!(
+                "not OpenSync's JSON ({})",
+                String::from_utf8_lossy(&body[..body.len().min(80)]).trim()
+            ),
+        })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// Parses `Retry-After`: delta-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    // IMF-fixdate, e.g. "Wed, 21 Oct 2015 07:28:00 GMT".
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    if parts.len() != 6 || parts[5] != "GMT" {
+        return None;
+    }
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])?
+        + 1;
+    let iso = format!(
+        "{}-{:02}-{:02}T{}Z",
+        parts[3],
+        month,
+        parts[1].parse::<u32>().ok()?,
+        parts[4]
+    );
+    let at = crate::model::parse_timestamp_ms(&iso)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis() as i64;
+    Some(Duration::from_millis((at - now).max(0) as u64))
+}
+
+/// Full-jitter exponential backoff: `random(0, min(cap, base * 2^attempt))`, never less than
+/// the server's `Retry-After` (itself capped at `max_retry_after`).
+#[derive(Debug)]
+pub struct Backoff {
+    /// First step.
+    pub base: Duration,
+    /// Largest delay.
+    pub cap: Duration,
+    /// Largest `Retry-After` honoured.
+    pub max_retry_after: Duration,
+    attempt: u32,
+    rng: rand::rngs::StdRng,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        use rand::SeedableRng;
+        Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(300),
+            rand::rngs::StdRng::from_rng(&mut rand::rng()),
+        )
+    }
+}
+
+impl Backoff {
+    /// A backoff with its own random source (seed it for deterministic tests).
+    pub fn new(base: Duration, cap: Duration, rng: rand::rngs::StdRng) -> Backoff {
+        Backoff {
+            base,
+            cap,
+            max_retry_after: Duration::from_secs(900),
+            attempt: 0,
+            rng,
+        }
+    }
+
+    /// The delay before the next attempt.
+    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
+        use rand::RngExt;
+        let exp = self
+            .base
+            .saturating_mul(1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX));
+        let ceiling = exp.min(self.cap);
+        self.attempt = self.attempt.saturating_add(1);
+        let jittered = Duration::from_millis(self.rng.random_range(0..=ceiling.as_millis() as u64));
+        match retry_after {
+            Some(ra) => jittered.max(ra.min(self.max_retry_after)),
+            None => jittered,
+        }
+    }
+
+    /// Call after a success.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// Attempts made since the last reset.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn statuses_and_bodies_map_to_the_right_class() {
+        let c = |s, m: &str| classify(s, m, true);
+        assert_eq!(c(401, "Invalid API key"), ErrorClass::AuthPaused);
+        assert_eq!(
+            c(401, "Missing Authorization header"),
+            ErrorClass::AuthPaused
+        );
+        assert_eq!(c(401, "Invalid or expired token"), ErrorClass::AuthPaused);
+        assert_eq!(c(401, "Invalid API key format"), ErrorClass::AuthPaused);
+        assert_eq!(
+            c(401, "API key validation failed: timeout"),
+            ErrorClass::Retry
+        );
+        assert_eq!(
+            c(400, "Missing externalId or sessionId"),
+            ErrorClass::Reject
+        );
+        assert_eq!(
+            c(
+                500,
+                "ArgumentValidationError: Object contains extra field `toolName`"
+            ),
+            ErrorClass::Reject
+        );
+        assert_eq!(
+            c(
+                500,
+                "Documents read from or written to the table changed while this mutation was being run"
+            ),
+            ErrorClass::Retry
+        );
+        assert_eq!(
+            c(
+                500,
+                "Too many reads in a single function execution (limit: 4096)"
+            ),
+            ErrorClass::Split
+        );
+        assert_eq!(c(413, ""), ErrorClass::Split);
+        assert_eq!(c(429, ""), ErrorClass::Retry);
+        assert_eq!(c(408, ""), ErrorClass::Retry);
+        assert_eq!(c(502, "Bad gateway"), ErrorClass::Retry);
+        assert_eq!(c(503, ""), ErrorClass::Retry);
+        assert_eq!(c(404, "No matching routes found"), ErrorClass::WrongUrl);
+        assert_eq!(classify(404, "<html>", false), ErrorClass::WrongUrl);
+    }
+
+    #[test]
+    fn backoff_is_bounded_by_the_cap_and_honours_retry_after() {
+        let mut b = Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(300),
+            rand::rngs::StdRng::seed_from_u64(1),
+        );
+        for attempt in 0..40 {
+            let d = b.next_delay(None);
+            let ceiling =
+                Duration::from_secs(1u64 << attempt.min(20)).min(Duration::from_secs(300));
+            assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
+        }
+        b.reset();
+        assert!(b.next_delay(Some(Duration::from_secs(7))) >= Duration::from_secs(7));
+        assert_eq!(
+            b.next_delay(Some(Duration::from_secs(100_000)))
+                .max(Duration::from_secs(900)),
+            Duration::from_secs(900)
+        );
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_and_dates() {
+        assert_eq!(parse_retry_after("12"), Some(Duration::from_secs(12)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
     }
 }

@@ -47,7 +47,11 @@ pub fn check_identity(file: &mut File, len: u64, checkpoint: &Checkpoint) -> io:
         return Ok(Identity::Changed);
     }
     let fresh = fingerprint(file, checkpoint.offset)?;
-    Ok(if fresh == *checkpoint { Identity::Same } else { Identity::Changed })
+    Ok(if fresh == *checkpoint {
+        Identity::Same
+    } else {
+        Identity::Changed
+    })
 }
 
 /// Fingerprints `file` at `offset` (which must not exceed its length).
@@ -55,7 +59,11 @@ pub fn fingerprint(file: &mut File, offset: u64) -> io::Result<Checkpoint> {
     let window = offset.min(FINGERPRINT_BYTES);
     let head = read_exact_at(file, 0, window)?;
     let tail = read_exact_at(file, offset - window, window)?;
-    Ok(Checkpoint { offset, head_hash: content_hash(&head), tail_hash: content_hash(&tail) })
+    Ok(Checkpoint {
+        offset,
+        head_hash: content_hash(&head),
+        tail_hash: content_hash(&tail),
+    })
 }
 
 fn read_exact_at(file: &mut File, at: u64, len: u64) -> io::Result<Vec<u8>> {
@@ -93,14 +101,13 @@ impl Chunk {
 /// (a line is never split: a single line may exceed the budget up to `max_line`). A line
 /// longer than `max_line` is skipped without being buffered and counted in
 /// `skipped_long_lines`. A trailing partial line is left for the next call.
-pub fn read_lines(
-    file: &mut File,
-    from: u64,
-    budget: usize,
-    max_line: usize,
-) -> io::Result<Chunk> {
+pub fn read_lines(file: &mut File, from: u64, budget: usize, max_line: usize) -> io::Result<Chunk> {
     file.seek(SeekFrom::Start(from))?;
-    let mut chunk = Chunk { start: from, end: from, ..Chunk::default() };
+    let mut chunk = Chunk {
+        start: from,
+        end: from,
+        ..Chunk::default()
+    };
     let mut block = vec![0u8; 256 * 1024];
     // Bytes of the current (unfinished) line, or `None` while skipping an over-long line.
     let mut line_start = Some(0usize);
@@ -188,7 +195,10 @@ mod tests {
     }
 
     fn lines(chunk: &Chunk) -> Vec<String> {
-        chunk.iter_lines().map(|l| String::from_utf8_lossy(l).into_owned()).collect()
+        chunk
+            .iter_lines()
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect()
     }
 
     #[test]

@@ -60,12 +60,21 @@ impl Watcher {
         tx: mpsc::UnboundedSender<Hint>,
     ) -> Result<Watcher, WatchError> {
         let handler_roots = roots.clone();
-        let debouncer = new_debouncer(debounce.max(Duration::from_millis(10)), None, move |result: DebounceEventResult| {
-            for hint in hints_from(result, &handler_roots) {
-                let _ = tx.send(hint);
-            }
-        })?;
-        let mut watcher = Watcher { debouncer, roots, watched: BTreeSet::new(), degraded: None };
+        let debouncer = new_debouncer(
+            debounce.max(Duration::from_millis(10)),
+            None,
+            move |result: DebounceEventResult| {
+                for hint in hints_from(result, &handler_roots) {
+                    let _ = tx.send(hint);
+                }
+            },
+        )?;
+        let mut watcher = Watcher {
+            debouncer,
+            roots,
+            watched: BTreeSet::new(),
+            degraded: None,
+        };
         watcher.refresh()?;
         Ok(watcher)
     }
@@ -83,7 +92,12 @@ impl Watcher {
             }
         }
         let mut added = false;
-        for stale in self.watched.difference(&wanted).cloned().collect::<Vec<_>>() {
+        for stale in self
+            .watched
+            .difference(&wanted)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
             let _ = self.debouncer.unwatch(&stale.0);
             self.watched.remove(&stale);
         }
@@ -91,7 +105,11 @@ impl Watcher {
             if self.watched.contains(&(path.clone(), recursive)) {
                 continue;
             }
-            let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
+            let mode = if recursive {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
             match self.debouncer.watch(&path, mode) {
                 Ok(()) => {
                     tracing::debug!(path = %path.display(), recursive, "watching");
@@ -99,7 +117,9 @@ impl Watcher {
                     added = true;
                 }
                 Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
-                    let err = WatchError::Limit { current: inotify_limit() };
+                    let err = WatchError::Limit {
+                        current: inotify_limit(),
+                    };
                     tracing::error!("{err}");
                     self.degraded = Some(err.to_string());
                     return Ok(added);
@@ -120,7 +140,10 @@ impl Watcher {
 }
 
 fn nearest_existing_ancestor(path: &Path) -> Option<PathBuf> {
-    path.ancestors().skip(1).find(|p| p.is_dir()).map(Path::to_path_buf)
+    path.ancestors()
+        .skip(1)
+        .find(|p| p.is_dir())
+        .map(Path::to_path_buf)
 }
 
 /// The current inotify limit, for the error message.
@@ -135,7 +158,11 @@ fn hints_from(result: DebounceEventResult, roots: &[PathBuf]) -> Vec<Hint> {
     let events = match result {
         Ok(events) => events,
         Err(errors) => {
-            let text = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            let text = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
             return vec![Hint::Rescan(format!("watcher error: {text}"))];
         }
     };
@@ -153,7 +180,10 @@ fn hints_from(result: DebounceEventResult, roots: &[PathBuf]) -> Vec<Hint> {
             if is_create && path.is_dir() {
                 rescan = Some(format!("new directory {}", path.display()));
             } else if roots.iter().any(|r| r == path || r.starts_with(path)) {
-                rescan = Some(format!("source directory {} appeared or changed", path.display()));
+                rescan = Some(format!(
+                    "source directory {} appeared or changed",
+                    path.display()
+                ));
             } else {
                 changed.insert(path.clone());
             }
@@ -194,7 +224,10 @@ mod tests {
         let _w = Watcher::start(vec![root.clone()], Duration::from_millis(50), tx).unwrap();
         let file = root.join("a.jsonl");
         std::fs::write(&file, b"x\n").unwrap();
-        assert!(recv_until(&mut rx, |h| matches!(h, Hint::Changed(p) if p.contains(&file))));
+        assert!(recv_until(
+            &mut rx,
+            |h| matches!(h, Hint::Changed(p) if p.contains(&file))
+        ));
         std::fs::create_dir(root.join("2026")).unwrap();
         assert!(recv_until(&mut rx, |h| matches!(h, Hint::Rescan(_))));
     }

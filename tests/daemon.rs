@@ -1,1 +1,547 @@
-//! (empty: being written)
+//! Process-level tests of the daemon: the real binary, a temporary home, the in-process server
+//! emulation. Each test ends by comparing what the server holds with what `export` predicts,
+//! and by checking that no row was stored twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::home::{DaemonProcess, TestHome, wait_until};
+use crate::support::Emulation;
+
+pub const KEY: &str = "osk_daemonTestKey0123456789abcdefghij";
+
+/// Writes real-shaped Claude Code and Codex transcripts the tests append to.
+pub struct Transcripts;
+
+impl Transcripts {
+    pub fn claude_user(session: &str, n: u32, text: &str) -> String {
+        json!({
+            "type": "user", "uuid": format!("{session}-u{n}"), "parentUuid": null,
+            "sessionId": session, "timestamp": ts(n), "cwd": "/home/dev/project",
+            "gitBranch": "main", "version": "2.1.7", "userType": "external", "isSidechain": false,
+            "message": {"role": "user", "content": text}
+        })
+        .to_string()
+    }
+
+    pub fn claude_assistant(session: &str, n: u32, text: &str, output_tokens: u64) -> String {
+        json!({
+            "type": "assistant", "uuid": format!("{session}-a{n}"),
+            "parentUuid": format!("{session}-u{n}"), "sessionId": session, "timestamp": ts(n),
+            "cwd": "/home/dev/project", "version": "2.1.7", "isSidechain": false,
+            "requestId": format!("req_{session}_{n}"),
+            "message": {
+                "id": format!("msg_{session}_{n}"), "type": "message", "role": "assistant",
+                "model": "claude-sonnet-4-5-20250929",
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 12, "cache_creation_input_tokens": 100,
+                          "cache_read_input_tokens": 1000, "output_tokens": output_tokens}
+            }
+        })
+        .to_string()
+    }
+
+    /// A Claude session of `turns` prompt/answer pairs.
+    pub fn claude_session(session: &str, turns: u32) -> String {
+        let mut s = String::new();
+        for n in 0..turns {
+            s.push_str(&Self::claude_user(
+                session,
+                n,
+                &format!("question {n} about the build"),
+            ));
+            s.push('\n');
+            s.push_str(&Self::claude_assistant(
+                session,
+                n,
+                &format!("answer {n}: run cargo test"),
+                40 + u64::from(n),
+            ));
+            s.push('\n');
+        }
+        s
+    }
+
+    pub fn codex_meta(id: &str) -> String {
+        json!({"timestamp": "2026-06-01T10:00:00.000Z", "type": "session_meta", "payload": {
+            "id": id, "timestamp": "2026-06-01T10:00:00.000Z", "cwd": "/home/dev/codexproj",
+            "originator": "codex_cli_rs", "cli_version": "0.125.0", "source": "cli",
+            "model_provider": "openai", "git": {"branch": "main"}}})
+        .to_string()
+    }
+
+    pub fn codex_turn(n: u32, total_in: u64, total_out: u64) -> String {
+        let t = |k: u32| {
+            format!(
+                "2026-06-01T10:{:02}:{:02}.000Z",
+                (n * 4 + k) / 60,
+                (n * 4 + k) % 60
+            )
+        };
+        [
+            json!({"timestamp": t(0), "type": "turn_context", "payload": {"cwd": "/home/dev/codexproj", "model": "gpt-5.5", "approval_policy": "on-request", "summary": "auto"}}),
+            json!({"timestamp": t(1), "type": "event_msg", "payload": {"type": "user_message", "message": format!("codex prompt {n}")}}),
+            json!({"timestamp": t(2), "type": "event_msg", "payload": {"type": "agent_message", "message": format!("codex answer {n}")}}),
+            json!({"timestamp": t(3), "type": "event_msg", "payload": {"type": "token_count", "info": {
+                "total_token_usage": {"input_tokens": total_in, "cached_input_tokens": total_in / 2, "output_tokens": total_out, "reasoning_output_tokens": 0, "total_tokens": total_in + total_out},
+                "last_token_usage": {"input_tokens": 100, "cached_input_tokens": 50, "output_tokens": 10, "reasoning_output_tokens": 0, "total_tokens": 110},
+                "model_context_window": 200000}}}),
+        ]
+        .iter()
+        .map(|v| format!("{v}\n"))
+        .collect()
+    }
+
+    pub fn codex_session(id: &str, turns: u32) -> String {
+        let mut s = Self::codex_meta(id);
+        s.push('\n');
+        for n in 0..turns {
+            s.push_str(&Self::codex_turn(
+                n,
+                1000 * u64::from(n + 1),
+                50 * u64::from(n + 1),
+            ));
+        }
+        s
+    }
+}
+
+/// Lets time pass (an outage's length, a kill's random moment): fault timing, not
+/// synchronisation — nothing waits on a result here.
+pub fn hold(d: Duration) {
+    let end = std::time::Instant::now() + d;
+    while std::time::Instant::now() < end {
+        std::thread::park_timeout(end - std::time::Instant::now());
+    }
+}
+
+fn ts(n: u32) -> String {
+    format!("2026-06-01T09:{:02}:{:02}.000Z", (n * 2) / 60, (n * 2) % 60)
+}
+
+/// Appends raw bytes to a file.
+pub fn append(path: &Path, bytes: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(bytes.as_bytes()).unwrap();
+}
+
+/// A home with a few sessions of each JSONL tool plus the project's OpenCode fixture tree.
+pub fn populated_home(claude_sessions: u32, codex_sessions: u32) -> (TestHome, Vec<PathBuf>) {
+    let home = TestHome::new();
+    let mut files = Vec::new();
+    let project = home.claude_projects().join("-home-dev-project");
+    std::fs::create_dir_all(&project).unwrap();
+    for i in 0..claude_sessions {
+        let sid = format!("c1a0de00-0000-4000-8000-{i:012}");
+        let path = project.join(format!("{sid}.jsonl"));
+        std::fs::write(&path, Transcripts::claude_session(&sid, 3 + i % 4)).unwrap();
+        files.push(path);
+    }
+    let day = home.codex_home().join("sessions/2026/06/01");
+    std::fs::create_dir_all(&day).unwrap();
+    for i in 0..codex_sessions {
+        let id = format!("019e0000-0000-7000-8000-{i:012}");
+        let path = day.join(format!("rollout-2026-06-01T10-00-00-{id}.jsonl"));
+        std::fs::write(&path, Transcripts::codex_session(&id, 2 + i % 3)).unwrap();
+        files.push(path);
+    }
+    let opencode_fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/opencode");
+    if opencode_fixture.is_dir() {
+        home.copy_tree(&opencode_fixture, ".local/share/opencode");
+    }
+    (home, files)
+}
+
+/// What `export` says the server should hold: session id → (session, message id → message).
+pub fn expected(home: &TestHome) -> BTreeMap<String, (Value, BTreeMap<String, Value>)> {
+    let out = home.run(&["export"]);
+    assert!(
+        out.status.success(),
+        "export failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut map = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let id = v["session"]["externalId"].as_str().unwrap().to_string();
+        let messages = v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["externalId"].as_str().unwrap().to_string(), m.clone()))
+            .collect();
+        map.insert(id, (v["session"].clone(), messages));
+    }
+    map
+}
+
+/// Asserts the server holds exactly what `export` predicts, each row once.
+pub fn assert_server_matches_export(home: &TestHome, emu: &Emulation) {
+    let want = expected(home);
+    let user = emu.default_user();
+    assert!(
+        emu.duplicate_rows().is_empty(),
+        "duplicate rows: {:?}",
+        emu.duplicate_rows()
+    );
+    let sessions = emu.sessions(user);
+    let have: BTreeSet<String> = sessions.iter().map(|s| s.external_id.clone()).collect();
+    let want_ids: BTreeSet<String> = want.keys().cloned().collect();
+    assert_eq!(have, want_ids, "session ids differ");
+    for (sid, (session, messages)) in &want {
+        let stored = sessions.iter().find(|s| &s.external_id == sid).unwrap();
+        let tokens = |k: &str| session[k].as_u64().unwrap_or(0);
+        assert_eq!(
+            stored.prompt_tokens,
+            tokens("promptTokens"),
+            "{sid} promptTokens"
+        );
+        assert_eq!(
+            stored.completion_tokens,
+            tokens("completionTokens"),
+            "{sid} completionTokens"
+        );
+        assert_eq!(
+            stored.title.as_deref(),
+            session["title"].as_str(),
+            "{sid} title"
+        );
+        let stored_msgs = emu.messages_of_session(user, sid);
+        let ids: BTreeSet<String> = stored_msgs.iter().map(|m| m.external_id.clone()).collect();
+        let want_msg_ids: BTreeSet<String> = messages.keys().cloned().collect();
+        assert_eq!(ids, want_msg_ids, "{sid}: message ids differ");
+        for m in &stored_msgs {
+            let w = &messages[&m.external_id];
+            assert_eq!(
+                m.text_content.as_deref(),
+                w["textContent"].as_str(),
+                "{}: text",
+                m.external_id
+            );
+            assert_eq!(
+                m.parts.len(),
+                w["parts"].as_array().map_or(0, Vec::len),
+                "{}: parts",
+                m.external_id
+            );
+        }
+    }
+}
+
+fn start(home: &TestHome, emu: &Emulation) -> DaemonProcess {
+    home.login(&emu.url(), KEY);
+    home.spawn_daemon(&[("OPENSYNCD_DEBOUNCE_MS", "100")])
+}
+
+/// Waits until the server matches `export` (the daemon works in the background).
+fn wait_converged(home: &TestHome, emu: &Emulation, within: Duration) {
+    let want = expected(home);
+    let total: usize = want.values().map(|(_, m)| m.len()).sum();
+    let user = emu.default_user();
+    let ok = emu.wait_for(within, |_| {
+        let sessions = emu.sessions(user);
+        sessions.len() == want.len()
+            && want.iter().all(|(sid, (s, msgs))| {
+                sessions.iter().any(|st| {
+                    &st.external_id == sid
+                        && st.prompt_tokens == s["promptTokens"].as_u64().unwrap_or(0)
+                        && st.completion_tokens == s["completionTokens"].as_u64().unwrap_or(0)
+                }) && emu.messages_of_session(user, sid).len() == msgs.len()
+            })
+    });
+    assert!(
+        ok,
+        "server did not converge to export ({} sessions, {total} messages)",
+        want.len()
+    );
+    assert_server_matches_export(home, emu);
+}
+
+#[test]
+fn backfill_sends_exactly_what_export_predicts() {
+    let emu = Emulation::with_key(KEY);
+    let (home, _) = populated_home(4, 3);
+    let _d = start(&home, &emu);
+    wait_converged(&home, &emu, Duration::from_secs(60));
+}
+
+#[test]
+fn one_shot_sync_backfills_and_a_second_sync_sends_nothing() {
+    let emu = Emulation::with_key(KEY);
+    let (home, _) = populated_home(2, 2);
+    home.login(&emu.url(), KEY);
+    home.ok(&["sync"]);
+    assert_server_matches_export(&home, &emu);
+    let writes = emu.requests().len();
+    let out = home.ok(&["sync"]);
+    assert!(out.contains("0 message(s) sent"), "{out}");
+    assert_eq!(emu.requests().len(), writes, "a second sync re-sent data");
+}
+
+#[test]
+fn live_appends_and_new_codex_day_directories_are_picked_up() {
+    let emu = Emulation::with_key(KEY);
+    let (home, files) = populated_home(1, 1);
+    let _d = start(&home, &emu);
+    wait_converged(&home, &emu, Duration::from_secs(60));
+
+    let claude = &files[0];
+    let sid = claude.file_stem().unwrap().to_str().unwrap().to_string();
+    append(
+        claude,
+        &format!(
+            "{}\n",
+            Transcripts::claude_user(&sid, 90, "a live question")
+        ),
+    );
+    append(
+        claude,
+        &format!(
+            "{}\n",
+            Transcripts::claude_assistant(&sid, 90, "a live answer", 77)
+        ),
+    );
+    let user = emu.default_user();
+    assert!(
+        emu.wait_for(Duration::from_secs(20), |_| emu
+            .messages_of_session(user, &sid)
+            .iter()
+            .any(|m| m.text_content.as_deref() == Some("a live answer"))),
+        "live append did not arrive"
+    );
+
+    // A new day directory with a rollout written into it at once.
+    let day = home.codex_home().join("sessions/2026/06/02");
+    std::fs::create_dir_all(&day).unwrap();
+    let id = "019e0000-0000-7000-8000-00000000beef";
+    std::fs::write(
+        day.join(format!("rollout-2026-06-02T10-00-00-{id}.jsonl")),
+        Transcripts::codex_session(id, 2),
+    )
+    .unwrap();
+    assert!(
+        emu.wait_for(Duration::from_secs(20), |_| emu
+            .sessions(user)
+            .iter()
+            .any(|s| s.external_id == id)),
+        "rollout in a new directory was not picked up"
+    );
+    wait_converged(&home, &emu, Duration::from_secs(30));
+}
+
+#[test]
+fn a_second_instance_exits_zero_with_a_message() {
+    let emu = Emulation::with_key(KEY);
+    let (home, _) = populated_home(0, 0);
+    let _d = start(&home, &emu);
+    let out = home.run(&["run"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already running"));
+}
+
+#[test]
+fn sigterm_mid_push_exits_zero_within_the_drain_time_and_the_next_start_completes() {
+    let emu = Emulation::with_key(KEY);
+    emu.set_latency(Duration::from_millis(200));
+    let (home, _) = populated_home(6, 4);
+    let mut d = start(&home, &emu);
+    assert!(emu.wait_for(Duration::from_secs(30), |_| !emu.requests().is_empty()));
+    d.signal(15);
+    let (status, took) = d.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "exit status {status}: {}", d.log_text());
+    assert!(took < Duration::from_secs(15), "drain took {took:?}");
+    emu.set_latency(Duration::ZERO);
+    let _d2 = home.spawn_daemon(&[("OPENSYNCD_DEBOUNCE_MS", "100")]);
+    wait_converged(&home, &emu, Duration::from_secs(60));
+}
+
+#[test]
+fn kill_9_at_random_points_loses_and_duplicates_nothing() {
+    let emu = Emulation::with_key(KEY);
+    let (home, files) = populated_home(6, 4);
+    home.login(&emu.url(), KEY);
+    let claude = files[0].clone();
+    let sid = claude.file_stem().unwrap().to_str().unwrap().to_string();
+    let mut seed: u64 = 0x5eed;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..22u32 {
+        let mut d = home.spawn_daemon(&[("OPENSYNCD_DEBOUNCE_MS", "50")]);
+        // Live appends between and during rounds, sometimes as a partial line.
+        let line = format!(
+            "{}\n",
+            Transcripts::claude_user(&sid, 100 + round, &format!("round {round}"))
+        );
+        if round % 3 == 0 {
+            let (a, b) = line.split_at(line.len() / 2);
+            append(&claude, a);
+            hold(Duration::from_millis(next() % 50));
+            append(&claude, b);
+        } else {
+            append(&claude, &line);
+        }
+        // Kill at a random moment: fault injection, not synchronisation.
+        hold(Duration::from_millis(next() % 400));
+        d.kill9();
+    }
+    let _d = home.spawn_daemon(&[("OPENSYNCD_DEBOUNCE_MS", "50")]);
+    wait_converged(&home, &emu, Duration::from_secs(90));
+}
+
+#[test]
+fn faults_and_an_outage_converge_without_a_hot_retry_loop() {
+    let emu = Emulation::with_key(KEY);
+    emu.set_faults(crate::support::Faults {
+        error_rate: 0.3,
+        rate_429: 0.1,
+        retry_after_secs: 1,
+        drop_before_rate: 0.05,
+        drop_after_rate: 0.05,
+        seed: 7,
+        ..Default::default()
+    });
+    let (home, _) = populated_home(3, 2);
+    let _d = start(&home, &emu);
+    wait_converged(&home, &emu, Duration::from_secs(120));
+
+    // An outage: the backlog waits on disk, requests stay few.
+    emu.set_faults(crate::support::Faults::default());
+    let before = emu.requests().len();
+    emu.start_outage();
+    let project = home.claude_projects().join("-home-dev-project");
+    let sid = "c1a0de00-0000-4000-8000-0000000000ff";
+    std::fs::write(
+        project.join(format!("{sid}.jsonl")),
+        Transcripts::claude_session(sid, 2),
+    )
+    .unwrap();
+    hold(Duration::from_secs(60));
+    let during = emu.requests().len() - before;
+    emu.end_outage();
+    assert!(
+        during < 60,
+        "{during} requests during a 60 s outage: a hot retry loop"
+    );
+    wait_converged(&home, &emu, Duration::from_secs(400));
+}
+
+#[test]
+fn a_revoked_key_pauses_without_loss_and_a_new_login_resumes() {
+    let emu = Emulation::with_key(KEY);
+    let (home, files) = populated_home(1, 0);
+    let _d = start(&home, &emu);
+    wait_converged(&home, &emu, Duration::from_secs(60));
+    let user = emu.default_user();
+    emu.revoke_key(user);
+    let claude = &files[0];
+    let sid = claude.file_stem().unwrap().to_str().unwrap().to_string();
+    append(
+        claude,
+        &format!(
+            "{}\n",
+            Transcripts::claude_user(&sid, 50, "after revocation")
+        ),
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || home
+            .ok(&["status"])
+            .contains("paused")),
+        "status does not show the pause"
+    );
+    let new_key = "osk_newKeyAfterRevoke0123456789abcdef";
+    emu.set_key(user, new_key);
+    home.login(&emu.url(), new_key);
+    wait_converged(&home, &emu, Duration::from_secs(60));
+}
+
+#[test]
+fn truncate_rewrite_delete_recreate_rename_and_partial_lines_end_correct() {
+    let emu = Emulation::with_key(KEY);
+    let (home, files) = populated_home(3, 0);
+    let _d = start(&home, &emu);
+    wait_converged(&home, &emu, Duration::from_secs(60));
+
+    // Truncate and rewrite with the same first line and different content after it.
+    let a = &files[0];
+    let sid = a.file_stem().unwrap().to_str().unwrap().to_string();
+    let first_line = std::fs::read_to_string(a)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        a,
+        format!(
+            "{first_line}\n{}\n",
+            Transcripts::claude_assistant(&sid, 0, "rewritten answer", 99)
+        ),
+    )
+    .unwrap();
+
+    // Delete and recreate with new content.
+    let b = &files[1];
+    let sid_b = b.file_stem().unwrap().to_str().unwrap().to_string();
+    std::fs::remove_file(b).unwrap();
+    std::fs::write(b, Transcripts::claude_session(&sid_b, 5)).unwrap();
+
+    // Rename (content unchanged) and then append to the new name.
+    let c = &files[2];
+    let renamed = c.with_file_name("renamed.jsonl.tmp");
+    std::fs::rename(c, &renamed).unwrap();
+    std::fs::rename(&renamed, c).unwrap();
+    let sid_c = c.file_stem().unwrap().to_str().unwrap().to_string();
+
+    // A partial last line, completed later.
+    let partial = format!(
+        "{}\n",
+        Transcripts::claude_user(&sid_c, 70, "completed later")
+    );
+    let (head, tail) = partial.split_at(30);
+    append(c, head);
+    let user = emu.default_user();
+    assert!(emu.wait_for(Duration::from_secs(20), |_| {
+        emu.messages_of_session(user, &sid)
+            .iter()
+            .any(|m| m.text_content.as_deref() == Some("rewritten answer"))
+    }));
+    assert!(
+        !emu.messages_of_session(user, &sid_c)
+            .iter()
+            .any(|m| m.text_content.as_deref() == Some("completed later")),
+        "a partial line was shipped"
+    );
+    append(c, tail);
+    assert!(emu.wait_for(Duration::from_secs(20), |_| {
+        emu.messages_of_session(user, &sid_c)
+            .iter()
+            .any(|m| m.text_content.as_deref() == Some("completed later"))
+    }));
+    // Rows of the old content stay on the server (it has no delete); everything the files
+    // hold now is there, each once.
+    assert!(emu.duplicate_rows().is_empty());
+    let want = expected(&home);
+    for (sid, (_, msgs)) in &want {
+        let have: BTreeSet<String> = emu
+            .messages_of_session(user, sid)
+            .iter()
+            .map(|m| m.external_id.clone())
+            .collect();
+        for id in msgs.keys() {
+            assert!(have.contains(id), "{sid}: {id} missing");
+        }
+    }
+}

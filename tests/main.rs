@@ -1,6 +1,7 @@
 //! The one integration test binary (ripgrep-style): every test module below shares the
 //! OpenSync emulation in `support/` and drives the real `opensyncd` binary or library.
 
+mod home;
 mod support;
 
 mod claude_source;

@@ -1,38 +1,468 @@
-//! STUB: Claude parser, filled in by the claude parser work.
+//! Claude Code transcripts (`<config dir>/projects/<project>/<session>.jsonl`) turned into
+//! records, incrementally.
+//!
+//! Units: the session transcript `<session>.jsonl`, and subagent transcripts — the flat
+//! `agent-<id>.jsonl` beside it (Claude Code ≤ 2.0; the parent is the lines' `sessionId`) and
+//! `<session>/subagents/agent-<id>.jsonl` (≥ 2.1; the parent is the directory). Subagent files
+//! only add their token usage to the parent session: their own turns are not messages of it.
+//!
+//! Lines, and what becomes of them:
+//! - `user` with a string or text-block content: a human prompt (role `user`); the first one
+//!   that is not slash-command markup becomes the title. `isMeta` lines (expanded slash
+//!   commands, injected context) and `isCompactSummary` lines (compaction summaries) are not
+//!   prompts the human typed and are skipped;
+//! - `user` with `tool_result` blocks: a `tool` message with one `tool-result` part per block;
+//! - `assistant`: one line per content block — `text` → text, `tool_use` → a `tool-call` part,
+//!   `thinking`/`redacted_thinking` → a `reasoning` part only with `sync_thinking`;
+//! - `system`, `summary`, `file-history-snapshot`, `progress`, `queue-operation`,
+//!   `last-prompt` and any other type: bookkeeping, skipped (timestamps still widen the span).
+//!
+//! Ids: the session is the file stem; a message is the line's `uuid` — the id claude-code-sync
+//! used for assistant lines, so switching from it re-sends nothing twice.
+//!
+//! Tokens: one API response is written as several lines that repeat its usage, with
+//! `output_tokens` growing to its final value. Usage is keyed by `message.id:requestId` and
+//! merged with `Max`. `<synthetic>` and `isApiErrorMessage` lines carry no real usage.
+//!
+//! Resumed sessions: older CLIs start a new transcript that replays earlier lines under their
+//! original `sessionId`. Such a line is skipped when that session's own transcript exists in
+//! the same directory (it is synced from there); the check is made once per foreign session id
+//! and remembered in the parser state, so re-reading gives the same answer.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::sources::{LineError, LineParser, ParseOptions, Record, Unit};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-/// Lists every claude unit under the roots.
-pub fn scan(_roots: &[PathBuf]) -> Vec<Unit> {
-    Vec::new()
+use crate::model::{MessagePayload, Part, Role, SourceId, Tokens, parse_timestamp_ms};
+use crate::sources::codex::short_title;
+use crate::sources::{
+    LineError, LineParser, ParseOptions, Record, SessionFacts, Unit, UsageFact, UsageMerge,
+};
+
+/// Lists every transcript (sessions and subagents) under the roots.
+pub fn scan(roots: &[PathBuf]) -> Vec<Unit> {
+    let mut files = Vec::new();
+    for root in roots {
+        super::walk_files(&root.join("projects"), &|p| is_transcript(p), &mut files);
+    }
+    files
+        .into_iter()
+        .map(|path| Unit::Jsonl {
+            source: SourceId::ClaudeCode,
+            path,
+        })
+        .collect()
+}
+
+fn is_transcript(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "jsonl")
 }
 
 /// Maps a changed path to its unit.
-pub fn unit_for_path(_path: &Path, _roots: &[PathBuf]) -> Option<Unit> {
-    None
+pub fn unit_for_path(path: &Path, roots: &[PathBuf]) -> Option<Unit> {
+    let under = roots.iter().any(|r| path.starts_with(r.join("projects")));
+    (under && is_transcript(path)).then(|| Unit::Jsonl {
+        source: SourceId::ClaudeCode,
+        path: path.to_path_buf(),
+    })
 }
 
-/// Incremental parser of one file.
-pub struct ClaudeParser {}
+/// What kind of transcript a file is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum Kind {
+    /// A session transcript: its id.
+    Session(String),
+    /// A subagent file with a known parent.
+    Subagent(String),
+    /// A legacy flat subagent file: the parent comes from its lines.
+    FlatSubagent,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct State {
+    kind: Kind,
+    titled: bool,
+    /// Foreign session ids seen in this file → whether their own transcript exists.
+    foreign: BTreeMap<String, bool>,
+}
+
+/// Incremental parser of one transcript.
+pub struct ClaudeParser {
+    state: State,
+    opts: ParseOptions,
+    dir: PathBuf,
+}
 
 impl ClaudeParser {
     /// Creates a parser for `path`, resuming from `state`.
     pub fn new(
-        _path: &Path,
-        _state: Option<&serde_json::Value>,
-        _opts: ParseOptions,
+        path: &Path,
+        state: Option<&Value>,
+        opts: ParseOptions,
     ) -> Result<ClaudeParser, LineError> {
-        Ok(ClaudeParser {})
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let state = match state {
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| LineError::Malformed(format!("claude parser state: {e}")))?,
+            None => State {
+                kind: kind_of(path),
+                titled: false,
+                foreign: BTreeMap::new(),
+            },
+        };
+        Ok(ClaudeParser { state, opts, dir })
+    }
+
+    fn message(
+        &self,
+        sid: &str,
+        v: &Value,
+        role: Role,
+        text: Option<String>,
+        parts: Vec<Part>,
+        model: Option<String>,
+    ) -> Option<Record> {
+        let uuid = v.get("uuid").and_then(Value::as_str)?;
+        let mut all = Vec::new();
+        if let Some(t) = &text {
+            all.push(Part::text(t.clone()));
+        }
+        all.extend(parts);
+        if all.is_empty() {
+            return None;
+        }
+        Some(Record::Message(MessagePayload {
+            session_external_id: sid.to_string(),
+            external_id: uuid.to_string(),
+            role,
+            text_content: text,
+            model,
+            prompt_tokens: None,
+            completion_tokens: None,
+            duration_ms: None,
+            source: SourceId::ClaudeCode.as_str().into(),
+            parts: all,
+            created_at: timestamp(v),
+        }))
+    }
+
+    /// Whether a line of `line_sid` in this session's file is a replay of another transcript.
+    fn is_replay(&mut self, own: &str, line_sid: &str) -> bool {
+        if line_sid == own || line_sid.is_empty() {
+            return false;
+        }
+        let dir = self.dir.clone();
+        *self
+            .state
+            .foreign
+            .entry(line_sid.to_string())
+            .or_insert_with(|| dir.join(format!("{line_sid}.jsonl")).is_file())
+    }
+
+    fn usage(&self, sid: &str, v: &Value, out: &mut Vec<Record>) {
+        let Some(msg) = v.get("message") else { return };
+        let model = msg.get("model").and_then(Value::as_str);
+        if model == Some("<synthetic>")
+            || v.get("isApiErrorMessage").and_then(Value::as_bool) == Some(true)
+        {
+            return;
+        }
+        let Some(usage) = msg.get("usage").filter(|u| u.is_object()) else {
+            return;
+        };
+        let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let key = match (
+            msg.get("id").and_then(Value::as_str),
+            v.get("requestId").and_then(Value::as_str),
+        ) {
+            (Some(id), Some(req)) => format!("{id}:{req}"),
+            (Some(id), None) => id.to_string(),
+            _ => match v.get("uuid").and_then(Value::as_str) {
+                Some(u) => u.to_string(),
+                None => return,
+            },
+        };
+        out.push(Record::Usage(UsageFact {
+            session_id: sid.to_string(),
+            key,
+            merge: UsageMerge::Max,
+            model: model.map(str::to_string),
+            tokens: Tokens {
+                input: n("input_tokens"),
+                cache_read: n("cache_read_input_tokens"),
+                cache_write: n("cache_creation_input_tokens"),
+                output: n("output_tokens"),
+                reasoning: 0,
+            },
+            cost: None,
+        }));
+    }
+
+    fn session_line(&mut self, sid: &str, v: &Value, out: &mut Vec<Record>) {
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
+        let mut facts = SessionFacts {
+            session_id: sid.to_string(),
+            at_ms: timestamp(v),
+            ..SessionFacts::default()
+        };
+        facts.project_path = v
+            .get("cwd")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string);
+        let message = v.get("message");
+        match kind {
+            "user" => {
+                let content = message.and_then(|m| m.get("content"));
+                let meta = v.get("isMeta").and_then(Value::as_bool) == Some(true)
+                    || v.get("isCompactSummary").and_then(Value::as_bool) == Some(true);
+                match content {
+                    Some(Value::String(text)) if !meta => {
+                        self.prompt(sid, v, text, &mut facts, out)
+                    }
+                    Some(Value::Array(blocks)) => {
+                        let results: Vec<Part> = blocks
+                            .iter()
+                            .filter(|b| {
+                                b.get("type").and_then(Value::as_str) == Some("tool_result")
+                            })
+                            .map(|b| Part::tool_result(tool_result_content(b)))
+                            .collect();
+                        if !results.is_empty() {
+                            if self.opts.sync_tool_calls {
+                                out.extend(self.message(sid, v, Role::Tool, None, results, None));
+                            }
+                        } else if !meta {
+                            let text = blocks
+                                .iter()
+                                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                                .collect::<Vec<_>>()
+                                .join("\n");
+                            if !text.trim().is_empty() {
+                                self.prompt(sid, v, &text, &mut facts, out);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "assistant" => {
+                let model = message
+                    .and_then(|m| m.get("model"))
+                    .and_then(Value::as_str)
+                    .filter(|m| *m != "<synthetic>");
+                facts.model = model.map(str::to_string);
+                if model.is_some() {
+                    facts.provider = Some("anthropic".into());
+                }
+                let blocks = message
+                    .and_then(|m| m.get("content"))
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let mut text = Vec::new();
+                let mut parts = Vec::new();
+                for b in &blocks {
+                    match b.get("type").and_then(Value::as_str).unwrap_or_default() {
+                        "text" => {
+                            text.extend(b.get("text").and_then(Value::as_str).map(str::to_string))
+                        }
+                        "tool_use" if self.opts.sync_tool_calls => parts.push(Part::tool_call(
+                            b.get("name").and_then(Value::as_str).unwrap_or("tool"),
+                            b.get("input").cloned().unwrap_or(Value::Null),
+                        )),
+                        "thinking" if self.opts.sync_thinking => {
+                            if let Some(t) = b
+                                .get("thinking")
+                                .and_then(Value::as_str)
+                                .filter(|t| !t.is_empty())
+                            {
+                                parts.push(Part::reasoning(t));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let text = Some(text.join("\n")).filter(|t| !t.trim().is_empty());
+                out.push(Record::Session(facts));
+                out.extend(self.message(
+                    sid,
+                    v,
+                    Role::Assistant,
+                    text,
+                    parts,
+                    model.map(str::to_string),
+                ));
+                self.usage(sid, v, out);
+                return;
+            }
+            // Bookkeeping: only its time counts, and only for lines of a session.
+            _ if v.get("sessionId").is_none() => return,
+            _ => {}
+        }
+        out.push(Record::Session(facts));
+    }
+
+    fn prompt(
+        &mut self,
+        sid: &str,
+        v: &Value,
+        raw: &str,
+        facts: &mut SessionFacts,
+        out: &mut Vec<Record>,
+    ) {
+        let text = readable_command(raw);
+        if text.trim().is_empty() {
+            return;
+        }
+        let synthetic =
+            raw.trim_start().starts_with('<') || raw.starts_with("[Request interrupted");
+        if !self.state.titled && !synthetic {
+            self.state.titled = true;
+            facts.title = Some(short_title(&text));
+        }
+        out.extend(self.message(sid, v, Role::User, Some(text), vec![], None));
     }
 }
 
 impl LineParser for ClaudeParser {
-    fn parse_line(&mut self, _line: &[u8], _out: &mut Vec<Record>) -> Result<(), LineError> {
+    fn parse_line(&mut self, line: &[u8], out: &mut Vec<Record>) -> Result<(), LineError> {
+        let v: Value =
+            serde_json::from_slice(line).map_err(|e| LineError::Malformed(e.to_string()))?;
+        if !v.is_object() {
+            return Err(LineError::Malformed("not a JSON object".into()));
+        }
+        let line_sid = v
+            .get("sessionId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        match self.state.kind.clone() {
+            Kind::Session(own) => {
+                if self.is_replay(&own, &line_sid) {
+                    return Ok(());
+                }
+                self.session_line(&own, &v, out);
+            }
+            Kind::Subagent(parent) => self.usage(&parent, &v, out),
+            Kind::FlatSubagent => {
+                if !line_sid.is_empty() {
+                    self.usage(&line_sid, &v, out);
+                }
+            }
+        }
         Ok(())
     }
-    fn save_state(&self) -> serde_json::Value {
-        serde_json::Value::Null
+
+    fn save_state(&self) -> Value {
+        serde_json::to_value(&self.state).unwrap_or(Value::Null)
+    }
+}
+
+fn kind_of(path: &Path) -> Kind {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let parent = path.parent();
+    let in_subagents = parent
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| n == "subagents");
+    if in_subagents {
+        let session = parent
+            .and_then(Path::parent)
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        return Kind::Subagent(session);
+    }
+    if stem.starts_with("agent-") {
+        Kind::FlatSubagent
+    } else {
+        Kind::Session(stem)
+    }
+}
+
+fn timestamp(v: &Value) -> Option<i64> {
+    v.get("timestamp")
+        .and_then(Value::as_str)
+        .and_then(parse_timestamp_ms)
+}
+
+/// Tool results: the block's content as text when it is text, else as JSON.
+fn tool_result_content(block: &Value) -> Value {
+    match block.get("content") {
+        Some(Value::String(s)) => Value::String(s.clone()),
+        Some(Value::Array(items)) => {
+            let texts: Vec<&str> = items
+                .iter()
+                .filter_map(|i| i.get("text").and_then(Value::as_str))
+                .collect();
+            if texts.len() == items.len() {
+                Value::String(texts.join("\n"))
+            } else {
+                Value::Array(items.clone())
+            }
+        }
+        Some(other) => other.clone(),
+        None => Value::String(String::new()),
+    }
+}
+
+/// Slash-command markup (`<command-name>/x</command-name><command-args>y</command-args>`)
+/// rendered as `/x y`; other text unchanged.
+fn readable_command(raw: &str) -> String {
+    let tag = |name: &str| -> Option<String> {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        let start = raw.find(&open)? + open.len();
+        let end = raw[start..].find(&close)? + start;
+        Some(raw[start..end].trim().to_string())
+    };
+    if let Some(name) = tag("command-name") {
+        let args = tag("command-args").unwrap_or_default();
+        return if args.is_empty() {
+            name
+        } else {
+            format!("{name} {args}")
+        };
+    }
+    if let Some(stdout) = tag("local-command-stdout") {
+        return stdout;
+    }
+    raw.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_markup_is_readable() {
+        assert_eq!(
+            readable_command(
+                "<command-name>/compact</command-name>\n<command-args>keep it</command-args>"
+            ),
+            "/compact keep it"
+        );
+        assert_eq!(readable_command("plain"), "plain");
+    }
+
+    #[test]
+    fn subagent_kinds_follow_the_layouts() {
+        assert_eq!(
+            kind_of(Path::new("/p/x/abc.jsonl")),
+            Kind::Session("abc".into())
+        );
+        assert_eq!(kind_of(Path::new("/p/x/agent-1.jsonl")), Kind::FlatSubagent);
+        assert_eq!(
+            kind_of(Path::new("/p/x/abc/subagents/agent-1.jsonl")),
+            Kind::Subagent("abc".into())
+        );
     }
 }

@@ -1,38 +1,655 @@
-//! STUB: Codex parser, filled in by the codex parser work.
+//! Codex CLI rollouts (`$CODEX_HOME/sessions/**/rollout-*.jsonl`, `archived_sessions/`) turned
+//! into records, incrementally. Handles the three vintages:
+//! - TypeScript era: one JSON document `{session:{id,timestamp,instructions}, items:[...]}`
+//!   (`rollout-*.json`, possibly pretty-printed: lines are accumulated until it parses);
+//! - Rust pre-envelope: a bare header line `{id, timestamp, instructions, cwd?}`, then bare
+//!   `ResponseItem`s without timestamps (stamped with the header time) and `record_type` markers
+//!   (skipped);
+//! - Rust envelope: `{timestamp, type, payload}` lines.
+//!
+//! What is sent, and why:
+//! - user prompts come from `event_msg/user_message` — the user-role `response_item`s are
+//!   scaffolding (environment context, AGENTS.md, permissions) and are skipped;
+//! - assistant text comes from `event_msg/agent_message` in envelope files (the duplicate
+//!   `response_item/message` is skipped) and from `response_item/message` in pre-envelope and
+//!   TypeScript files, which have no event stream;
+//! - tool calls (`function_call`, `custom_tool_call`, `local_shell_call`, `web_search_call`) are
+//!   assistant messages with a `tool-call` part; their outputs are `tool` messages with a
+//!   `tool-result` part. The `exec_command_end`/`patch_apply_end`/`web_search_end` events repeat
+//!   those outputs and are skipped;
+//! - reasoning (`agent_reasoning` events, or reasoning summaries in files without them) only
+//!   with `sync_thinking`;
+//! - `turn_context` gives the model; `token_count` the usage; `session_meta` the session;
+//!   `ghost_snapshot`, `task_*`, `turn_aborted`, `compacted`, `world_state` and anything unknown
+//!   carry nothing to send and are skipped.
+//!
+//! Ids: the session is `session_meta.payload.id` (or the header `id`); a message is
+//! `"{session id}:{line index}"` — rollouts are append-only, so the index is stable, and the
+//! archived copy of a rollout produces the same ids.
+//!
+//! Tokens: the session total is the last non-null `total_token_usage` (0.77–0.104 repeat
+//! events, so summing `last_token_usage` double counts). For pricing, the deltas between
+//! consecutive totals are attributed to the model of the current turn and kept as one running
+//! total per model (`UsageMerge::Replace` under `model:<name>`); a decrease is a counter reset.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::sources::{LineError, LineParser, ParseOptions, Record, Unit};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-/// Lists every codex unit under the roots.
-pub fn scan(_roots: &[PathBuf]) -> Vec<Unit> {
-    Vec::new()
+use crate::model::{MessagePayload, Part, Role, SourceId, Tokens, parse_timestamp_ms};
+use crate::sources::{
+    LineError, LineParser, ParseOptions, Record, SessionFacts, Unit, UsageFact, UsageMerge,
+};
+
+/// Lists every rollout under the roots.
+pub fn scan(roots: &[PathBuf]) -> Vec<Unit> {
+    let mut files = Vec::new();
+    for root in roots {
+        for dir in [root.join("sessions"), root.join("archived_sessions")] {
+            super::walk_files(&dir, &|p| is_rollout(p), &mut files);
+        }
+    }
+    files
+        .into_iter()
+        .map(|path| Unit::Jsonl {
+            source: SourceId::CodexCli,
+            path,
+        })
+        .collect()
+}
+
+fn is_rollout(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    name.starts_with("rollout-") && (name.ends_with(".jsonl") || name.ends_with(".json"))
 }
 
 /// Maps a changed path to its unit.
-pub fn unit_for_path(_path: &Path, _roots: &[PathBuf]) -> Option<Unit> {
-    None
+pub fn unit_for_path(path: &Path, roots: &[PathBuf]) -> Option<Unit> {
+    let under = roots.iter().any(|r| {
+        path.starts_with(r.join("sessions")) || path.starts_with(r.join("archived_sessions"))
+    });
+    (under && is_rollout(path)).then(|| Unit::Jsonl {
+        source: SourceId::CodexCli,
+        path: path.to_path_buf(),
+    })
 }
 
-/// Incremental parser of one file.
-pub struct CodexParser {}
+/// Which on-disk form the file has (decided by its first line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+enum Vintage {
+    #[default]
+    Unknown,
+    Envelope,
+    PreEnvelope,
+    TypeScript,
+}
+
+/// Everything carried between lines.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct State {
+    line: u64,
+    vintage: Vintage,
+    session_id: Option<String>,
+    /// Session id from the file name, used only if no header ever names one.
+    fallback_id: Option<String>,
+    header_ms: Option<i64>,
+    model: Option<String>,
+    titled: bool,
+    /// The last cumulative total seen.
+    last_total: Option<RawUsage>,
+    /// Running usage per model.
+    per_model: BTreeMap<String, Tokens>,
+    /// Saw `agent_reasoning` events (so reasoning items are not sent twice).
+    reasoning_events: bool,
+    /// TypeScript era: lines of the JSON document so far.
+    doc: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct RawUsage {
+    input: u64,
+    cached: u64,
+    output: u64,
+    reasoning: u64,
+}
+
+impl RawUsage {
+    fn from(v: &Value) -> Option<RawUsage> {
+        let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+        v.is_object().then(|| RawUsage {
+            input: n("input_tokens"),
+            cached: n("cached_input_tokens"),
+            output: n("output_tokens"),
+            reasoning: n("reasoning_output_tokens"),
+        })
+    }
+
+    fn minus(self, o: RawUsage) -> Option<RawUsage> {
+        Some(RawUsage {
+            input: self.input.checked_sub(o.input)?,
+            cached: self.cached.checked_sub(o.cached)?,
+            output: self.output.checked_sub(o.output)?,
+            reasoning: self.reasoning.checked_sub(o.reasoning)?,
+        })
+    }
+
+    fn tokens(self) -> Tokens {
+        Tokens {
+            input: self.input.saturating_sub(self.cached),
+            cache_read: self.cached,
+            cache_write: 0,
+            output: self.output,
+            reasoning: self.reasoning,
+        }
+    }
+}
+
+/// Incremental parser of one rollout.
+pub struct CodexParser {
+    state: State,
+    opts: ParseOptions,
+}
 
 impl CodexParser {
     /// Creates a parser for `path`, resuming from `state`.
     pub fn new(
-        _path: &Path,
-        _state: Option<&serde_json::Value>,
-        _opts: ParseOptions,
+        path: &Path,
+        state: Option<&Value>,
+        opts: ParseOptions,
     ) -> Result<CodexParser, LineError> {
-        Ok(CodexParser {})
+        let state = match state {
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| LineError::Malformed(format!("codex parser state: {e}")))?,
+            None => State {
+                fallback_id: uuid_in_name(path),
+                vintage: if path.extension().is_some_and(|e| e == "json") {
+                    Vintage::TypeScript
+                } else {
+                    Vintage::Unknown
+                },
+                ..State::default()
+            },
+        };
+        Ok(CodexParser { state, opts })
+    }
+
+    fn sid(&self) -> String {
+        self.state
+            .session_id
+            .clone()
+            .or_else(|| self.state.fallback_id.clone())
+            .unwrap_or_default()
+    }
+
+    fn message(
+        &self,
+        role: Role,
+        text: Option<String>,
+        parts: Vec<Part>,
+        at: Option<i64>,
+    ) -> Record {
+        let mut all = Vec::new();
+        if let Some(t) = &text {
+            all.push(Part::text(t.clone()));
+        }
+        all.extend(parts);
+        Record::Message(MessagePayload {
+            session_external_id: self.sid(),
+            external_id: format!("{}:{}", self.sid(), self.state.line),
+            role,
+            text_content: text,
+            model: if role == Role::Assistant {
+                self.state.model.clone()
+            } else {
+                None
+            },
+            prompt_tokens: None,
+            completion_tokens: None,
+            duration_ms: None,
+            source: SourceId::CodexCli.as_str().into(),
+            parts: all,
+            created_at: at,
+        })
+    }
+
+    fn facts(&self, at: Option<i64>) -> SessionFacts {
+        SessionFacts {
+            session_id: self.sid(),
+            at_ms: at,
+            ..SessionFacts::default()
+        }
+    }
+
+    fn header(&mut self, v: &Value, out: &mut Vec<Record>) {
+        if let Some(id) = v.get("id").and_then(Value::as_str) {
+            self.state.session_id = Some(id.to_string());
+        }
+        let at = v
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(parse_timestamp_ms);
+        self.state.header_ms = at.or(self.state.header_ms);
+        let mut facts = self.facts(at);
+        facts.project_path = v.get("cwd").and_then(Value::as_str).map(str::to_string);
+        facts.provider = v
+            .get("model_provider")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        out.push(Record::Session(facts));
+    }
+
+    fn response_item(
+        &mut self,
+        p: &Value,
+        at: Option<i64>,
+        with_events: bool,
+        out: &mut Vec<Record>,
+    ) {
+        let kind = p.get("type").and_then(Value::as_str).unwrap_or_default();
+        let tools = self.opts.sync_tool_calls;
+        match kind {
+            "message" => {
+                let role = p.get("role").and_then(Value::as_str).unwrap_or_default();
+                let text = content_text(p.get("content"));
+                if text.trim().is_empty() {
+                    return;
+                }
+                match role {
+                    // Envelope files carry the same text as `agent_message` events.
+                    "assistant" if !with_events => {
+                        out.push(self.message(Role::Assistant, Some(text), vec![], at))
+                    }
+                    // No event stream: the first user message that is not scaffolding is the prompt.
+                    "user" if !with_events && !is_scaffolding(&text) => {
+                        self.title(&text, at, out);
+                        out.push(self.message(Role::User, Some(text), vec![], at));
+                    }
+                    _ => {}
+                }
+            }
+            "function_call" | "custom_tool_call" | "local_shell_call" | "web_search_call"
+                if tools =>
+            {
+                let name = p
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(match kind {
+                        "local_shell_call" => "shell",
+                        "web_search_call" => "web_search",
+                        _ => "tool",
+                    })
+                    .to_string();
+                let args = match kind {
+                    "function_call" => {
+                        let raw = p
+                            .get("arguments")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+                    }
+                    "custom_tool_call" => p.get("input").cloned().unwrap_or(Value::Null),
+                    _ => p.get("action").cloned().unwrap_or(Value::Null),
+                };
+                out.push(self.message(
+                    Role::Assistant,
+                    None,
+                    vec![Part::tool_call(name, args)],
+                    at,
+                ));
+            }
+            "function_call_output" | "custom_tool_call_output" if tools => {
+                let output = match p.get("output") {
+                    Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                        // Shell output is JSON text {output, metadata}: keep the output readable.
+                        Ok(Value::Object(o)) if o.contains_key("output") => o["output"].clone(),
+                        _ => Value::String(s.clone()),
+                    },
+                    Some(other) => other.clone(),
+                    None => Value::Null,
+                };
+                out.push(self.message(Role::Tool, None, vec![Part::tool_result(output)], at));
+            }
+            "reasoning" if self.opts.sync_thinking && !self.state.reasoning_events => {
+                let text: Vec<String> = p
+                    .get("summary")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.get("text").and_then(Value::as_str).map(str::to_string))
+                    .collect();
+                if !text.is_empty() {
+                    out.push(self.message(
+                        Role::Assistant,
+                        None,
+                        vec![Part::reasoning(text.join("\n\n"))],
+                        at,
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn title(&mut self, text: &str, at: Option<i64>, out: &mut Vec<Record>) {
+        if !self.state.titled {
+            self.state.titled = true;
+            let mut facts = self.facts(at);
+            facts.title = Some(short_title(text));
+            out.push(Record::Session(facts));
+        }
+    }
+
+    fn event(&mut self, p: &Value, at: Option<i64>, out: &mut Vec<Record>) {
+        match p.get("type").and_then(Value::as_str).unwrap_or_default() {
+            "user_message" => {
+                let text = p
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                if text.trim().is_empty() {
+                    return;
+                }
+                self.title(&text, at, out);
+                out.push(self.message(Role::User, Some(text), vec![], at));
+            }
+            "agent_message" => {
+                let text = p
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                if !text.trim().is_empty() {
+                    out.push(self.message(Role::Assistant, Some(text), vec![], at));
+                }
+            }
+            "agent_reasoning" => {
+                self.state.reasoning_events = true;
+                if self.opts.sync_thinking {
+                    if let Some(text) = p
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .filter(|t| !t.trim().is_empty())
+                    {
+                        out.push(self.message(
+                            Role::Assistant,
+                            None,
+                            vec![Part::reasoning(text)],
+                            at,
+                        ));
+                    }
+                }
+            }
+            "token_count" => {
+                let Some(total) = p
+                    .get("info")
+                    .and_then(|i| i.get("total_token_usage"))
+                    .and_then(RawUsage::from)
+                else {
+                    return;
+                };
+                let delta = match self.state.last_total {
+                    None => total,
+                    Some(prev) => match total.minus(prev) {
+                        Some(d) => d,
+                        None => total, // counter reset: a new baseline
+                    },
+                };
+                self.state.last_total = Some(total);
+                if delta == RawUsage::default() {
+                    return; // a repeated event
+                }
+                let model = self.state.model.clone().unwrap_or_default();
+                let running = self.state.per_model.entry(model.clone()).or_default();
+                running.add(&delta.tokens());
+                let running = *running;
+                out.push(Record::Usage(UsageFact {
+                    session_id: self.sid(),
+                    key: format!("model:{model}"),
+                    merge: UsageMerge::Replace,
+                    model: Some(model).filter(|m| !m.is_empty()),
+                    tokens: running,
+                    cost: None,
+                }));
+            }
+            _ => {}
+        }
+    }
+
+    fn envelope(&mut self, v: &Value, out: &mut Vec<Record>) {
+        let at = v
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(parse_timestamp_ms);
+        let payload = v.get("payload").cloned().unwrap_or(Value::Null);
+        match v.get("type").and_then(Value::as_str).unwrap_or_default() {
+            "session_meta" => {
+                let first = self.state.session_id.is_none();
+                if first
+                    || payload.get("id").and_then(Value::as_str) == self.state.session_id.as_deref()
+                {
+                    self.header(&payload, out);
+                }
+            }
+            "turn_context" => {
+                if let Some(m) = payload.get("model").and_then(Value::as_str) {
+                    self.state.model = Some(m.to_string());
+                    let mut facts = self.facts(at);
+                    facts.model = Some(m.to_string());
+                    facts.project_path = payload
+                        .get("cwd")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    out.push(Record::Session(facts));
+                }
+            }
+            "response_item" => {
+                out.push(Record::Session(self.facts(at)));
+                self.response_item(&payload, at, true, out);
+            }
+            "event_msg" => {
+                out.push(Record::Session(self.facts(at)));
+                self.event(&payload, at, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn typescript_doc(&mut self, out: &mut Vec<Record>) -> Result<(), LineError> {
+        let doc: Value = match serde_json::from_str(&self.state.doc) {
+            Ok(v) => v,
+            Err(e) if e.is_eof() => return Ok(()), // not complete yet
+            Err(e) => {
+                self.state.doc.clear();
+                return Err(LineError::Malformed(format!("codex rollout document: {e}")));
+            }
+        };
+        self.state.doc.clear();
+        if let Some(session) = doc.get("session") {
+            self.header(session, out);
+        }
+        let at = self.state.header_ms;
+        for item in doc
+            .get("items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            self.response_item(item, at, false, out);
+            self.state.line += 1;
+        }
+        Ok(())
     }
 }
 
 impl LineParser for CodexParser {
-    fn parse_line(&mut self, _line: &[u8], _out: &mut Vec<Record>) -> Result<(), LineError> {
-        Ok(())
+    fn parse_line(&mut self, line: &[u8], out: &mut Vec<Record>) -> Result<(), LineError> {
+        if self.state.vintage == Vintage::TypeScript {
+            self.state.doc.push_str(&String::from_utf8_lossy(line));
+            self.state.doc.push('\n');
+            return self.typescript_doc(out);
+        }
+        let index = self.state.line;
+        let result = (|| {
+            let v: Value =
+                serde_json::from_slice(line).map_err(|e| LineError::Malformed(e.to_string()))?;
+            if !v.is_object() {
+                return Err(LineError::Malformed("not a JSON object".into()));
+            }
+            if self.state.vintage == Vintage::Unknown {
+                self.state.vintage = if v.get("type").is_some() && v.get("payload").is_some() {
+                    Vintage::Envelope
+                } else {
+                    Vintage::PreEnvelope
+                };
+                if self.state.vintage == Vintage::PreEnvelope && v.get("type").is_none() {
+                    self.header(&v, out);
+                    return Ok(());
+                }
+            }
+            match self.state.vintage {
+                Vintage::Envelope => self.envelope(&v, out),
+                _ => {
+                    if v.get("record_type").is_some() {
+                        return Ok(());
+                    }
+                    let at = self.state.header_ms;
+                    self.response_item(&v, at, false, out);
+                }
+            }
+            Ok(())
+        })();
+        self.state.line = index + 1;
+        result
     }
-    fn save_state(&self) -> serde_json::Value {
-        serde_json::Value::Null
+
+    fn save_state(&self) -> Value {
+        serde_json::to_value(&self.state).unwrap_or(Value::Null)
+    }
+}
+
+/// The text of a `content` array (`input_text`/`output_text` blocks) or string.
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+fn is_scaffolding(text: &str) -> bool {
+    let t = text.trim_start();
+    [
+        "<environment_context>",
+        "<user_instructions>",
+        "<permissions",
+        "# AGENTS.md",
+        "<INSTRUCTIONS>",
+    ]
+    .iter()
+    .any(|p| t.starts_with(p))
+}
+
+/// claude-code-sync's title rule: the first 80 characters, cut at the last space if it falls
+/// after position 40, plus "...".
+pub fn short_title(text: &str) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= 80 {
+        return one_line;
+    }
+    let cut: String = one_line.chars().take(80).collect();
+    let cut = match cut.rfind(' ') {
+        Some(i) if i > 40 => cut[..i].to_string(),
+        _ => cut,
+    };
+    format!("{cut}...")
+}
+
+fn uuid_in_name(path: &Path) -> Option<String> {
+    let stem = path.file_stem()?.to_str()?;
+    // rollout-YYYY-MM-DDThh-mm-ss-<uuid>: the uuid is the last 36 characters.
+    (stem.len() > 36)
+        .then(|| stem[stem.len() - 36..].to_string())
+        .filter(|u| u.chars().filter(|c| *c == '-').count() == 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Vec<Record> {
+        let mut p = CodexParser::new(
+            Path::new("rollout-2026-01-01T00-00-00-019b0000-0000-7000-8000-000000000001.jsonl"),
+            None,
+            ParseOptions::default(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let _ = p.parse_line(line.as_bytes(), &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn repeated_token_events_count_once_and_models_split() {
+        let lines = [
+            r#"{"timestamp":"2026-01-01T00:00:00Z","type":"session_meta","payload":{"id":"s1","cwd":"/p"}}"#,
+            r#"{"timestamp":"2026-01-01T00:00:01Z","type":"turn_context","payload":{"model":"gpt-5"}}"#,
+            r#"{"timestamp":"2026-01-01T00:00:02Z","type":"event_msg","payload":{"type":"token_count","info":{"total_token_usage":{"input_tokens":100,"cached_input_tokens":40,"output_tokens":10,"reasoning_output_tokens":2}}}}"#,
+            r#"{"timestamp":"2026-01-01T00:00:03Z","type":"event_msg","payload":{"type":"token_count","info":{"total_token_usage":{"input_tokens":100,"cached_input_tokens":40,"output_tokens":10,"reasoning_output_tokens":2}}}}"#,
+            r#"{"timestamp":"2026-01-01T00:00:04Z","type":"turn_context","payload":{"model":"gpt-5-codex"}}"#,
+            r#"{"timestamp":"2026-01-01T00:00:05Z","type":"event_msg","payload":{"type":"token_count","info":{"total_token_usage":{"input_tokens":250,"cached_input_tokens":100,"output_tokens":30,"reasoning_output_tokens":2}}}}"#,
+        ];
+        let records = parse(&lines.join("\n"));
+        let usage: Vec<&UsageFact> = records
+            .iter()
+            .filter_map(|r| {
+                if let Record::Usage(u) = r {
+                    Some(u)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(usage.len(), 2);
+        assert_eq!(
+            usage[0].tokens,
+            Tokens {
+                input: 60,
+                cache_read: 40,
+                cache_write: 0,
+                output: 10,
+                reasoning: 2
+            }
+        );
+        assert_eq!(usage[1].key, "model:gpt-5-codex");
+        assert_eq!(
+            usage[1].tokens,
+            Tokens {
+                input: 90,
+                cache_read: 60,
+                cache_write: 0,
+                output: 20,
+                reasoning: 0
+            }
+        );
+    }
+
+    #[test]
+    fn titles_are_shortened_like_claude_code_sync() {
+        assert_eq!(short_title("fix it"), "fix it");
+        let long = "word ".repeat(30);
+        let t = short_title(&long);
+        assert!(t.ends_with("...") && t.len() <= 83, "{t}");
     }
 }

@@ -27,7 +27,10 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        ParseOptions { sync_thinking: false, sync_tool_calls: true }
+        ParseOptions {
+            sync_thinking: false,
+            sync_tool_calls: true,
+        }
     }
 }
 
@@ -151,7 +154,10 @@ impl Unit {
     pub fn ledger_key(&self) -> String {
         match self {
             Unit::Jsonl { source, path } => format!("jsonl\0{source}\0{}", path.display()),
-            Unit::OpenCodeSession { storage, session_id } => {
+            Unit::OpenCodeSession {
+                storage,
+                session_id,
+            } => {
                 format!("ocjson\0{}\0{session_id}", storage.display())
             }
             Unit::OpenCodeDb { path } => format!("ocdb\0{}", path.display()),
@@ -162,7 +168,10 @@ impl Unit {
     pub fn describe(&self) -> String {
         match self {
             Unit::Jsonl { path, .. } => path.display().to_string(),
-            Unit::OpenCodeSession { storage, session_id } => {
+            Unit::OpenCodeSession {
+                storage,
+                session_id,
+            } => {
                 format!("{} (session {session_id})", storage.display())
             }
             Unit::OpenCodeDb { path } => path.display().to_string(),

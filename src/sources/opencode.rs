@@ -1,4 +1,5 @@
-//! STUB: OpenCode reader, filled in by the OpenCode work.
+//! OpenCode (JSON storage and `opencode.db`). NOT BUILT YET: no units are found, so OpenCode
+//! sessions are not synced by this build.
 
 use std::path::Path;
 
@@ -12,4 +13,26 @@ pub fn scan(_roots: &Roots) -> Vec<Unit> {
 /// Maps a changed path to its unit.
 pub fn unit_for_path(_path: &Path, _roots: &Roots) -> Option<Unit> {
     None
+}
+
+/// Everything read from one OpenCode unit in one pass.
+pub struct Snapshot {
+    /// The records.
+    pub records: Vec<crate::sources::Record>,
+    /// State to persist once `records` are acknowledged.
+    pub state: serde_json::Value,
+    /// The read stopped at a size bound; call again.
+    pub more: bool,
+}
+
+/// Reads one unit. Not built yet: `scan` finds no OpenCode units, so this is never reached.
+pub fn read_unit(
+    unit: &Unit,
+    _state: Option<&serde_json::Value>,
+    _opts: crate::sources::ParseOptions,
+) -> Result<Snapshot, String> {
+    Err(format!(
+        "{}: OpenCode support is not built yet",
+        unit.describe()
+    ))
 }

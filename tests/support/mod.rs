@@ -1,1 +1,1101 @@
-//! In-process OpenSync emulation (being written).
+//! An in-process emulation of the OpenSync server (its Convex HTTP actions), faithful to
+//! `spec/opensync-api.md`: the same routes, auth answers, validators, upsert semantics and
+//! traps (global message ids, dedup windows, batch wiping parts, `ok` on failure), plus fault
+//! injection. It runs on 127.0.0.1:0 on its own thread and runtime, so blocking process tests
+//! and async tests can both use it; it stops when dropped.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{Map, Value, json};
+
+/// A user of the emulated deployment.
+pub type UserId = usize;
+
+/// A stored session row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSession {
+    /// Convex document id.
+    pub id: String,
+    /// Owner.
+    pub user: UserId,
+    /// Client id.
+    pub external_id: String,
+    /// Title.
+    pub title: Option<String>,
+    /// Project path.
+    pub project_path: Option<String>,
+    /// Project name.
+    pub project_name: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// Provider.
+    pub provider: Option<String>,
+    /// Source id.
+    pub source: Option<String>,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Recomputed total.
+    pub total_tokens: u64,
+    /// USD.
+    pub cost: f64,
+    /// Duration.
+    pub duration_ms: Option<u64>,
+    /// Newly inserted messages counted.
+    pub message_count: u64,
+    /// Epoch ms (client-supplied on insert, else server time).
+    pub created_at: i64,
+    /// Server time of the last write.
+    pub updated_at: i64,
+}
+
+/// A stored part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPart {
+    /// `type`.
+    pub kind: String,
+    /// `content`.
+    pub content: Value,
+}
+
+/// A stored message row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    /// Convex document id.
+    pub id: String,
+    /// The session document id it belongs to (never changes).
+    pub session_id: String,
+    /// Client id (looked up globally).
+    pub external_id: String,
+    /// Role.
+    pub role: String,
+    /// Text.
+    pub text_content: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// Epoch ms.
+    pub created_at: i64,
+    /// Parts in order.
+    pub parts: Vec<StoredPart>,
+    /// Insert order.
+    pub seq: u64,
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// Method.
+    pub method: String,
+    /// Path with query.
+    pub path: String,
+    /// The status sent, or 0 when the connection was dropped.
+    pub status: u16,
+    /// The body, when JSON.
+    pub body: Option<Value>,
+    /// Raw body text.
+    pub raw: String,
+    /// The Authorization header carried a known key.
+    pub authorized: bool,
+}
+
+/// Fault injection settings.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Share of requests answered with a transient 5xx.
+    pub error_rate: f64,
+    /// Share answered 429 with `Retry-After`.
+    pub rate_429: f64,
+    /// The `Retry-After` value for 429s.
+    pub retry_after_secs: u64,
+    /// Share whose connection is dropped before the write is applied.
+    pub drop_before_rate: f64,
+    /// Share whose connection is dropped after the write is applied (ack lost).
+    pub drop_after_rate: f64,
+    /// Seed of the fault sequence.
+    pub seed: u64,
+}
+
+#[derive(Default)]
+struct State {
+    keys: Vec<Option<String>>,
+    sessions: Vec<StoredSession>,
+    messages: Vec<StoredMessage>,
+    requests: Vec<RecordedRequest>,
+    faults: Faults,
+    rng: u64,
+    outage: bool,
+    latency: Duration,
+    windows: bool,
+    next_id: u64,
+    fail_next: VecDeque<(u16, String)>,
+    generation: u64,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// The running emulation.
+pub struct Emulation {
+    inner: Arc<Inner>,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+enum Answer {
+    Respond(u16, Value, Vec<(&'static str, String)>),
+    Text(u16, String),
+    Drop,
+}
+
+impl Emulation {
+    /// Starts an emulation with no users.
+    pub fn start() -> Emulation {
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                windows: true,
+                rng: 0x9e37_79b9_7f4a_7c15,
+                ..State::default()
+            }),
+            changed: Condvar::new(),
+        });
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server_inner = inner.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("emulation runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                addr_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("send addr");
+                let mut stop_rx = stop_rx;
+                loop {
+                    tokio::select! {
+                        _ = &mut stop_rx => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let inner = server_inner.clone();
+                            tokio::spawn(async move {
+                                let io = hyper_util::rt::TokioIo::new(stream);
+                                let service = hyper::service::service_fn(move |req| {
+                                    let inner = inner.clone();
+                                    async move { handle(inner, req).await }
+                                });
+                                let _ = hyper::server::conn::http1::Builder::new()
+                                    .keep_alive(true)
+                                    .serve_connection(io, service)
+                                    .await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        let addr = addr_rx.recv().expect("emulation address");
+        Emulation {
+            inner,
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Starts an emulation with one user holding `key` (user 0).
+    pub fn with_key(key: &str) -> Emulation {
+        let emu = Emulation::start();
+        emu.add_user(key);
+        emu
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a user with `key`.
+    pub fn add_user(&self, key: &str) -> UserId {
+        let mut s = self.lock();
+        s.keys.push(Some(key.to_string()));
+        s.keys.len() - 1
+    }
+
+    /// The first user.
+    pub fn default_user(&self) -> UserId {
+        0
+    }
+
+    /// Revokes a user's key (every request with it gets 401 `Invalid API key`).
+    pub fn revoke_key(&self, user: UserId) {
+        self.lock().keys[user] = None;
+    }
+
+    /// Gives a user a new key.
+    pub fn set_key(&self, user: UserId, key: &str) {
+        self.lock().keys[user] = Some(key.to_string());
+    }
+
+    /// Sets fault injection.
+    pub fn set_faults(&self, faults: Faults) {
+        let mut s = self.lock();
+        s.rng = faults.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        s.faults = faults;
+    }
+
+    /// Adds latency to every request.
+    pub fn set_latency(&self, d: Duration) {
+        self.lock().latency = d;
+    }
+
+    /// Every request's connection is dropped until `end_outage`.
+    pub fn start_outage(&self) {
+        self.lock().outage = true;
+    }
+
+    /// Ends an outage.
+    pub fn end_outage(&self) {
+        self.lock().outage = false;
+    }
+
+    /// The next request(s) get this status and `{"error": body}`.
+    pub fn fail_next(&self, status: u16, error: &str, times: usize) {
+        let mut s = self.lock();
+        for _ in 0..times {
+            s.fail_next.push_back((status, error.to_string()));
+        }
+    }
+
+    /// Switches the dedup windows off (for tests that are not about them).
+    pub fn disable_windows(&self) {
+        self.lock().windows = false;
+    }
+
+    /// All requests so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.clone()
+    }
+
+    /// A user's sessions.
+    pub fn sessions(&self, user: UserId) -> Vec<StoredSession> {
+        self.lock()
+            .sessions
+            .iter()
+            .filter(|s| s.user == user)
+            .cloned()
+            .collect()
+    }
+
+    /// One session by external id.
+    pub fn session(&self, user: UserId, external_id: &str) -> Option<StoredSession> {
+        self.lock()
+            .sessions
+            .iter()
+            .find(|s| s.user == user && s.external_id == external_id)
+            .cloned()
+    }
+
+    /// Every message row.
+    pub fn all_messages(&self) -> Vec<StoredMessage> {
+        self.lock().messages.clone()
+    }
+
+    /// A session's messages in insertion order.
+    pub fn messages_of_session(&self, user: UserId, external_id: &str) -> Vec<StoredMessage> {
+        let s = self.lock();
+        let Some(session) = s
+            .sessions
+            .iter()
+            .find(|x| x.user == user && x.external_id == external_id)
+        else {
+            return Vec::new();
+        };
+        s.messages
+            .iter()
+            .filter(|m| m.session_id == session.id)
+            .cloned()
+            .collect()
+    }
+
+    /// External ids stored more than once (sessions per user, messages globally).
+    pub fn duplicate_rows(&self) -> Vec<String> {
+        let s = self.lock();
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for x in &s.sessions {
+            *counts
+                .entry(format!("session {}:{}", x.user, x.external_id))
+                .or_default() += 1;
+        }
+        for m in &s.messages {
+            *counts
+                .entry(format!("message {}", m.external_id))
+                .or_default() += 1;
+        }
+        let mut dups: Vec<String> = counts
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(k, _)| k)
+            .collect();
+        dups.sort();
+        dups
+    }
+
+    /// Waits until `pred` holds (re-checked on every state change) or `timeout` passes.
+    pub fn wait_for(&self, timeout: Duration, mut pred: impl FnMut(&Emulation) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let generation = self.lock().generation;
+            if pred(self) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let guard = self.lock();
+            if guard.generation == generation {
+                // Wake on the next change; re-check at least every 250 ms for predicates that
+                // depend on things outside the server (files, processes).
+                let wait = (deadline - now).min(Duration::from_millis(250));
+                let _ = self.inner.changed.wait_timeout(guard, wait);
+            }
+        }
+    }
+}
+
+impl Drop for Emulation {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn next_random(s: &mut State) -> f64 {
+    s.rng ^= s.rng << 13;
+    s.rng ^= s.rng >> 7;
+    s.rng ^= s.rng << 17;
+    (s.rng >> 11) as f64 / (1u64 << 53) as f64
+}
+
+async fn handle(
+    inner: Arc<Inner>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let method = req.method().to_string();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Err(std::io::Error::other(e)),
+    };
+    let latency = inner
+        .state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let answer = {
+        let mut s = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        let answer = decide(&mut s, &method, &path, auth.as_deref(), &body);
+        let status = match &answer {
+            Answer::Respond(st, ..) | Answer::Text(st, _) => *st,
+            Answer::Drop => 0,
+        };
+        let raw = String::from_utf8_lossy(&body).into_owned();
+        let authorized = auth
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|k| s.keys.iter().flatten().any(|known| known == k));
+        s.requests.push(RecordedRequest {
+            method,
+            path,
+            status,
+            body: serde_json::from_slice(&body).ok(),
+            raw,
+            authorized,
+        });
+        s.generation += 1;
+        inner.changed.notify_all();
+        answer
+    };
+    match answer {
+        Answer::Drop => Err(std::io::Error::other(
+            "connection dropped by fault injection",
+        )),
+        Answer::Respond(status, value, headers) => {
+            let mut resp = Response::builder()
+                .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+                .header("Content-Type", "application/json")
+                .header("Access-Control-Allow-Origin", "*");
+            for (k, v) in headers {
+                resp = resp.header(k, v);
+            }
+            Ok(resp
+                .body(Full::new(Bytes::from(value.to_string())))
+                .expect("response"))
+        }
+        Answer::Text(status, text) => Ok(Response::builder()
+            .status(StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND))
+            .header("Content-Type", "text/plain")
+            .body(Full::new(Bytes::from(text)))
+            .expect("response")),
+    }
+}
+
+fn err(status: u16, msg: impl Into<String>) -> Answer {
+    Answer::Respond(status, json!({ "error": msg.into() }), Vec::new())
+}
+
+/// Decides the answer and applies writes. Everything happens under the state lock, so each
+/// request is one serializable transaction (like a Convex mutation).
+fn decide(s: &mut State, method: &str, path: &str, auth: Option<&str>, body: &[u8]) -> Answer {
+    if s.outage {
+        return Answer::Drop;
+    }
+    if body.len() > 16 * 1024 * 1024 {
+        return err(413, "Request body too large");
+    }
+    let route = path.split('?').next().unwrap_or_default();
+    let known = matches!(
+        (method, route),
+        ("POST", "/sync/session" | "/sync/message" | "/sync/batch")
+            | ("GET", "/sync/sessions/list" | "/api/sessions" | "/health")
+    );
+    if !known {
+        return Answer::Text(404, "No matching routes found".into());
+    }
+    if route == "/health" {
+        return Answer::Respond(
+            200,
+            json!({"status": "ok", "timestamp": now_ms()}),
+            Vec::new(),
+        );
+    }
+    if let Some((status, msg)) = s.fail_next.pop_front() {
+        return err(status, msg);
+    }
+    // Random faults.
+    let f = s.faults.clone();
+    if f.drop_before_rate > 0.0 && next_random(s) < f.drop_before_rate {
+        return Answer::Drop;
+    }
+    if f.rate_429 > 0.0 && next_random(s) < f.rate_429 {
+        return Answer::Respond(
+            429,
+            json!({"error": "Too Many Requests"}),
+            vec![("Retry-After", f.retry_after_secs.to_string())],
+        );
+    }
+    if f.error_rate > 0.0 && next_random(s) < f.error_rate {
+        return if next_random(s) < 0.5 {
+            err(
+                500,
+                "Documents read from or written to the \"sessions\" table changed while this mutation was being run and on every subsequent retry.",
+            )
+        } else {
+            Answer::Text(503, "Service Unavailable".into())
+        };
+    }
+    // Auth.
+    let user = match auth_user(s, route, auth) {
+        Ok(u) => u,
+        Err(a) => return a,
+    };
+    let answer = match (method, route) {
+        ("GET", "/sync/sessions/list") => {
+            let ids: Vec<String> = s
+                .sessions
+                .iter()
+                .filter(|x| x.user == user)
+                .map(|x| x.external_id.clone())
+                .collect();
+            Answer::Respond(200, json!({"sessionIds": ids}), Vec::new())
+        }
+        ("GET", "/api/sessions") => {
+            let mut list: Vec<&StoredSession> =
+                s.sessions.iter().filter(|x| x.user == user).collect();
+            list.sort_by_key(|x| std::cmp::Reverse(x.updated_at));
+            let items: Vec<Value> = list
+                .iter()
+                .take(50)
+                .map(|x| json!({"id": x.id, "externalId": x.external_id, "title": x.title}))
+                .collect();
+            Answer::Respond(200, json!({"sessions": items}), Vec::new())
+        }
+        ("POST", "/sync/session") => match parse_body(body) {
+            Err(e) => err(500, e),
+            Ok(v) => sync_session(s, user, &v),
+        },
+        ("POST", "/sync/message") => match parse_body(body) {
+            Err(e) => err(500, e),
+            Ok(v) => match sync_message(s, user, &v, false) {
+                Ok(id) => Answer::Respond(200, json!({"ok": true, "messageId": id}), Vec::new()),
+                Err(e) => err(500, e),
+            },
+        },
+        ("POST", "/sync/batch") => match parse_body(body) {
+            Err(e) => err(500, e),
+            Ok(v) => sync_batch(s, user, &v),
+        },
+        _ => Answer::Text(404, "No matching routes found".into()),
+    };
+    if f.drop_after_rate > 0.0 && next_random(s) < f.drop_after_rate {
+        return Answer::Drop;
+    }
+    answer
+}
+
+fn auth_user(s: &State, route: &str, auth: Option<&str>) -> Result<UserId, Answer> {
+    let list = route == "/sync/sessions/list";
+    let Some(header) = auth else {
+        return Err(err(
+            401,
+            if list {
+                "Invalid API key format"
+            } else {
+                "Missing Authorization header"
+            },
+        ));
+    };
+    let Some(key) = header.strip_prefix("Bearer osk_").map(|_| &header[7..]) else {
+        return Err(err(
+            401,
+            if list {
+                "Invalid API key format"
+            } else {
+                "Invalid or expired token"
+            },
+        ));
+    };
+    s.keys
+        .iter()
+        .position(|k| k.as_deref() == Some(key))
+        .ok_or_else(|| err(401, "Invalid API key"))
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("SyntaxError: {e}"))?;
+    if v.is_null() {
+        return Err("TypeError: Cannot read properties of null".into());
+    }
+    Ok(v)
+}
+
+fn new_id(s: &mut State, table: &str) -> String {
+    s.next_id += 1;
+    format!("{table}_{:08}", s.next_id)
+}
+
+/// Convex's `v.optional(v.string())` etc.: absent is fine, `null` or a wrong type is not.
+fn opt_string(v: &Value, key: &str) -> Result<Option<String>, String> {
+    match v.get(key) {
+        None => Ok(None),
+        Some(Value::String(x)) => Ok(Some(x.clone())),
+        Some(other) => Err(format!(
+            "ArgumentValidationError: Value does not match validator.\nPath: .{key}\nValue: {other}\nValidator: v.string()"
+        )),
+    }
+}
+
+fn opt_number(v: &Value, key: &str) -> Result<Option<f64>, String> {
+    match v.get(key) {
+        None => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(other) => Err(format!(
+            "ArgumentValidationError: Value does not match validator.\nPath: .{key}\nValue: {other}\nValidator: v.float64()"
+        )),
+    }
+}
+
+fn check_field_names(v: &Value) -> Result<(), String> {
+    match v {
+        Value::Object(map) => {
+            for (k, inner) in map {
+                if k.starts_with('$') {
+                    return Err(format!(
+                        "Field name {k} starts with a '$', which is reserved."
+                    ));
+                }
+                if !k.is_ascii() || k.chars().any(char::is_control) {
+                    return Err(format!("Field name {k} has invalid character"));
+                }
+                check_field_names(inner)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(check_field_names),
+        _ => Ok(()),
+    }
+}
+
+const SESSION_FIELDS: &[&str] = &[
+    "externalId",
+    "title",
+    "projectPath",
+    "projectName",
+    "model",
+    "provider",
+    "source",
+    "promptTokens",
+    "completionTokens",
+    "cost",
+    "durationMs",
+];
+const MESSAGE_FIELDS: &[&str] = &[
+    "sessionExternalId",
+    "externalId",
+    "role",
+    "textContent",
+    "model",
+    "promptTokens",
+    "completionTokens",
+    "durationMs",
+    "source",
+    "parts",
+];
+
+fn sync_session(s: &mut State, user: UserId, v: &Value) -> Answer {
+    let external = v
+        .get("externalId")
+        .and_then(Value::as_str)
+        .filter(|x| !x.is_empty())
+        .or_else(|| {
+            v.get("sessionId")
+                .and_then(Value::as_str)
+                .filter(|x| !x.is_empty())
+        });
+    let Some(external) = external.map(str::to_string) else {
+        return err(400, "Missing externalId or sessionId");
+    };
+    match upsert_session(s, user, &external, v, true, true) {
+        Ok(id) => Answer::Respond(200, json!({"ok": true, "sessionId": id}), Vec::new()),
+        Err(e) => err(500, e),
+    }
+}
+
+fn upsert_session(
+    s: &mut State,
+    user: UserId,
+    external: &str,
+    v: &Value,
+    with_created_at: bool,
+    full_window_check: bool,
+) -> Result<String, String> {
+    let title = opt_string(v, "title")?;
+    let project_path = opt_string(v, "projectPath")?;
+    let project_name = opt_string(v, "projectName")?;
+    let model = opt_string(v, "model")?;
+    let provider = opt_string(v, "provider")?;
+    let source = opt_string(v, "source")?;
+    let prompt = opt_number(v, "promptTokens")?.unwrap_or(0.0) as u64;
+    let completion = opt_number(v, "completionTokens")?.unwrap_or(0.0) as u64;
+    let cost = opt_number(v, "cost")?;
+    let duration = opt_number(v, "durationMs")?.map(|d| d as u64);
+    let created_at = if with_created_at {
+        opt_number(v, "createdAt")?.map(|c| c as i64)
+    } else {
+        None
+    };
+    let now = now_ms();
+    let windows = s.windows;
+    if let Some(row) = s
+        .sessions
+        .iter_mut()
+        .find(|x| x.user == user && x.external_id == external)
+    {
+        let same_tokens = |new: u64, old: u64| new == 0 || new == old;
+        let skip = windows
+            && now - row.updated_at < 10_000
+            && title == row.title
+            && model == row.model
+            && (!full_window_check || project_path == row.project_path)
+            && same_tokens(prompt, row.prompt_tokens)
+            && (!full_window_check || same_tokens(completion, row.completion_tokens));
+        if skip {
+            return Ok(row.id.clone());
+        }
+        if prompt > 0 {
+            row.prompt_tokens = prompt;
+        }
+        if completion > 0 {
+            row.completion_tokens = completion;
+        }
+        row.total_tokens = row.prompt_tokens + row.completion_tokens;
+        if let Some(c) = cost {
+            row.cost = c;
+        }
+        if duration.is_some() {
+            row.duration_ms = duration;
+        }
+        for (slot, value) in [
+            (&mut row.title, title),
+            (&mut row.project_path, project_path),
+            (&mut row.project_name, project_name),
+            (&mut row.model, model),
+            (&mut row.provider, provider),
+            (&mut row.source, source),
+        ] {
+            if value.is_some() {
+                *slot = value;
+            }
+        }
+        row.updated_at = now;
+        return Ok(row.id.clone());
+    }
+    let id = new_id(s, "sessions");
+    let source = Some(match source.as_deref() {
+        None => "opencode".to_string(),
+        Some("cursor") => "cursor-sync".to_string(),
+        Some(other) => other.to_string(),
+    });
+    s.sessions.push(StoredSession {
+        id: id.clone(),
+        user,
+        external_id: external.to_string(),
+        title,
+        project_path,
+        project_name,
+        model,
+        provider,
+        source,
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt + completion,
+        cost: cost.unwrap_or(0.0),
+        duration_ms: duration,
+        message_count: 0,
+        created_at: created_at.unwrap_or(now),
+        updated_at: now,
+    });
+    Ok(id)
+}
+
+fn validate_parts(v: &Value) -> Result<Option<Vec<StoredPart>>, String> {
+    let Some(parts) = v.get("parts") else {
+        return Ok(None);
+    };
+    let Value::Array(items) = parts else {
+        return Err("ArgumentValidationError: Value does not match validator.\nPath: .parts\nValidator: v.array(...)".into());
+    };
+    if items.len() > 8192 {
+        return Err("Array length is too long (8192 maximum)".into());
+    }
+    let mut out = Vec::new();
+    for (i, p) in items.iter().enumerate() {
+        let Value::Object(map) = p else {
+            return Err(format!(
+                "ArgumentValidationError: Value does not match validator.\nPath: .parts[{i}]"
+            ));
+        };
+        for k in map.keys() {
+            if k != "type" && k != "content" {
+                return Err(format!(
+                    "ArgumentValidationError: Object contains extra field `{k}` that is not in the validator.\nPath: .parts[{i}]"
+                ));
+            }
+        }
+        let Some(Value::String(kind)) = map.get("type") else {
+            return Err(format!(
+                "ArgumentValidationError: Object is missing the required field `type`.\nPath: .parts[{i}]"
+            ));
+        };
+        let content = map.get("content").cloned().unwrap_or(Value::Null);
+        check_field_names(&content)?;
+        if content.to_string().len() > 1024 * 1024 {
+            return Err("Value is too large (document size limit 1 MiB)".into());
+        }
+        out.push(StoredPart {
+            kind: kind.clone(),
+            content,
+        });
+    }
+    Ok(Some(out))
+}
+
+fn sync_message(s: &mut State, user: UserId, v: &Value, via_batch: bool) -> Result<String, String> {
+    let session_external = match v.get("sessionExternalId") {
+        Some(Value::String(x)) => x.clone(),
+        _ => return Err(
+            "ArgumentValidationError: Object is missing the required field `sessionExternalId`."
+                .into(),
+        ),
+    };
+    let external = match v.get("externalId") {
+        Some(Value::String(x)) => x.clone(),
+        _ => {
+            return Err(
+                "ArgumentValidationError: Object is missing the required field `externalId`."
+                    .into(),
+            );
+        }
+    };
+    let role = match v.get("role").and_then(Value::as_str) {
+        Some(r @ ("user" | "assistant" | "system" | "tool" | "unknown")) => r.to_string(),
+        _ => {
+            return Err(
+                "ArgumentValidationError: Value does not match validator.\nPath: .role".into(),
+            );
+        }
+    };
+    let text = opt_string(v, "textContent")?;
+    let model = opt_string(v, "model")?;
+    let source = opt_string(v, "source")?;
+    for k in ["promptTokens", "completionTokens", "durationMs"] {
+        opt_number(v, k)?;
+    }
+    let created_at = if via_batch {
+        None
+    } else {
+        opt_number(v, "createdAt")?.map(|c| c as i64)
+    };
+    if text.as_ref().is_some_and(|t| t.len() > 1024 * 1024) {
+        return Err("Value is too large (document size limit 1 MiB)".into());
+    }
+    let parts = validate_parts(v)?;
+    let now = now_ms();
+    let windows = s.windows;
+    // The trap: looked up by externalId alone, across users and sessions.
+    if let Some(i) = s.messages.iter().position(|m| m.external_id == external) {
+        let m = &mut s.messages[i];
+        if windows && now - m.created_at < 5_000 {
+            return Ok(m.id.clone());
+        }
+        if text.is_some() {
+            m.text_content = text;
+        }
+        if model.is_some() {
+            m.model = model;
+        }
+        // Parts are deleted, then re-inserted — except through batch (the server bug).
+        m.parts = if via_batch {
+            Vec::new()
+        } else {
+            parts.unwrap_or_default()
+        };
+        let session_id = m.session_id.clone();
+        let id = m.id.clone();
+        if let Some(sess) = s.sessions.iter_mut().find(|x| x.id == session_id) {
+            sess.updated_at = now;
+        }
+        return Ok(id);
+    }
+    let session_id = match s
+        .sessions
+        .iter()
+        .position(|x| x.user == user && x.external_id == session_external)
+    {
+        Some(i) => s.sessions[i].id.clone(),
+        None => {
+            let bare = json!({"source": source.clone().unwrap_or_else(|| "opencode".into()), "model": model});
+            let bare = Value::Object(
+                bare.as_object()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .collect::<Map<_, _>>(),
+            );
+            upsert_session(s, user, &session_external, &bare, false, true)?
+        }
+    };
+    let id = new_id(s, "messages");
+    let seq = s.next_id;
+    s.messages.push(StoredMessage {
+        id: id.clone(),
+        session_id: session_id.clone(),
+        external_id: external,
+        role,
+        text_content: text,
+        model,
+        created_at: created_at.unwrap_or(now),
+        parts: parts.unwrap_or_default(),
+        seq,
+    });
+    if let Some(sess) = s.sessions.iter_mut().find(|x| x.id == session_id) {
+        sess.message_count += 1;
+        sess.updated_at = now;
+    }
+    Ok(id)
+}
+
+fn strict(items: &[Value], allowed: &[&str], required: &[&str]) -> Result<(), String> {
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(map) = item else {
+            return Err(format!(
+                "ArgumentValidationError: Value does not match validator.\nPath: [{i}]"
+            ));
+        };
+        for k in map.keys() {
+            if !allowed.contains(&k.as_str()) {
+                return Err(format!(
+                    "ArgumentValidationError: Object contains extra field `{k}` that is not in the validator.\nPath: [{i}]"
+                ));
+            }
+        }
+        for r in required {
+            if !map.contains_key(*r) {
+                return Err(format!(
+                    "ArgumentValidationError: Object is missing the required field `{r}`.\nPath: [{i}]"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sync_batch(s: &mut State, user: UserId, v: &Value) -> Answer {
+    let Value::Object(body) = v else {
+        return err(500, "TypeError: body is not an object");
+    };
+    let mut errors: Vec<String> = Vec::new();
+    let mut sessions_done = 0u64;
+    let mut messages_done = 0u64;
+    if let Some(Value::Array(items)) = body.get("sessions") {
+        match strict(items, SESSION_FIELDS, &["externalId"]) {
+            Err(e) => errors.push(format!("Sessions batch error: {e}")),
+            Ok(()) => {
+                // Promise.all: every lookup happens before any insert, so duplicates both insert.
+                let existing: Vec<bool> = items
+                    .iter()
+                    .map(|it| {
+                        let ext = it["externalId"].as_str().unwrap_or_default();
+                        s.sessions
+                            .iter()
+                            .any(|x| x.user == user && x.external_id == ext)
+                    })
+                    .collect();
+                for (item, exists) in items.iter().zip(existing) {
+                    let ext = item["externalId"].as_str().unwrap_or_default().to_string();
+                    let result = if exists {
+                        upsert_session(s, user, &ext, item, false, false)
+                    } else {
+                        insert_session_unconditionally(s, user, &ext, item)
+                    };
+                    match result {
+                        Ok(_) => sessions_done += 1,
+                        Err(e) => errors.push(format!("{ext}: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    if let Some(Value::Array(items)) = body.get("messages") {
+        match strict(
+            items,
+            MESSAGE_FIELDS,
+            &["sessionExternalId", "externalId", "role"],
+        ) {
+            Err(e) => errors.push(format!("Messages batch error: {e}")),
+            Ok(()) => {
+                let existing: Vec<bool> = items
+                    .iter()
+                    .map(|it| {
+                        let ext = it["externalId"].as_str().unwrap_or_default();
+                        s.messages.iter().any(|m| m.external_id == ext)
+                    })
+                    .collect();
+                for (item, exists) in items.iter().zip(existing) {
+                    let ext = item["externalId"].as_str().unwrap_or_default().to_string();
+                    let result = if exists {
+                        sync_message(s, user, item, true)
+                    } else {
+                        // Looked up before the inserts: a duplicate id in the same batch inserts again.
+                        sync_message_insert_only(s, user, item)
+                    };
+                    match result {
+                        Ok(_) => messages_done += 1,
+                        Err(e) => errors.push(format!("{ext}: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    Answer::Respond(
+        200,
+        json!({"ok": true, "sessions": sessions_done, "messages": messages_done, "errors": errors}),
+        Vec::new(),
+    )
+}
+
+fn insert_session_unconditionally(
+    s: &mut State,
+    user: UserId,
+    ext: &str,
+    item: &Value,
+) -> Result<String, String> {
+    // Pretend no row exists (the batch looked before anything was inserted).
+    let hidden: Vec<StoredSession> = s
+        .sessions
+        .iter()
+        .filter(|x| x.user == user && x.external_id == ext)
+        .cloned()
+        .collect();
+    s.sessions
+        .retain(|x| !(x.user == user && x.external_id == ext));
+    let r = upsert_session(s, user, ext, item, false, false);
+    s.sessions.extend(hidden);
+    r
+}
+
+fn sync_message_insert_only(s: &mut State, user: UserId, item: &Value) -> Result<String, String> {
+    let ext = item["externalId"].as_str().unwrap_or_default().to_string();
+    let hidden: Vec<StoredMessage> = s
+        .messages
+        .iter()
+        .filter(|m| m.external_id == ext)
+        .cloned()
+        .collect();
+    s.messages.retain(|m| m.external_id != ext);
+    let r = sync_message(s, user, item, true);
+    let inserted: Vec<StoredMessage> = s
+        .messages
+        .iter()
+        .filter(|m| m.external_id == ext)
+        .cloned()
+        .collect();
+    s.messages.retain(|m| m.external_id != ext);
+    s.messages.extend(hidden);
+    s.messages.extend(inserted);
+    r
+}

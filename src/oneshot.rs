@@ -1,0 +1,335 @@
+//! One-shot runs of the engine without the daemon's loop: `sync` (take the lock, push the
+//! selected units, settle, exit) and `export` (parse everything in memory and produce exactly
+//! the payloads a push would send, one session at a time so memory stays bounded by the
+//! largest session).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::aggregate::{MemoryUsageKeys, SessionState};
+use crate::config::{Config, Paths};
+use crate::daemon::{self, Selection, SyncSummary};
+use crate::engine::{Outcome, now_ms};
+use crate::ledger::Ledger;
+use crate::model::{MessagePayload, SessionPayload, SourceId};
+use crate::plan;
+use crate::sources::{self, Record, Unit};
+use crate::tail;
+
+/// Progress of a one-shot sync.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The units to process.
+    Start {
+        /// How many.
+        units: usize,
+    },
+    /// One unit finished.
+    Unit {
+        /// Which.
+        unit: String,
+    },
+    /// Waiting for the server's dedup window before a final session update.
+    Settling {
+        /// How long.
+        wait: Duration,
+    },
+}
+
+/// What `sync --dry-run` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DryRun {
+    /// Per source: units with pending data and their pending bytes.
+    pub sources: BTreeMap<String, (usize, u64)>,
+}
+
+/// Syncs the selected units in this process. Fails when another process holds the lock.
+pub fn sync(
+    paths: &Paths,
+    cfg: &Config,
+    selection: &Selection,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SyncSummary> {
+    let Some(_lock) = daemon::take_lock(paths)? else {
+        bail!(
+            "another opensyncd holds {} but does not answer on its control socket; wait for it \
+             or stop it",
+            paths.lock_file().display()
+        );
+    };
+    let (ledger, _) = Ledger::open(&paths.ledger_dir())?;
+    let client = daemon::build_client(cfg, paths)?
+        .ok_or_else(|| anyhow!("not logged in: run `opensyncd login` first"))?;
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let engine = Arc::new(daemon::build_engine(cfg, ledger, Some(client), stop_rx)?);
+    let roots = cfg.roots(&crate::config::process_env);
+    let units = daemon::scan_units(&engine.ledger, &roots, &cfg.enabled_sources(), selection)?;
+    progress(Progress::Start { units: units.len() });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let concurrency = cfg.concurrency;
+    let mut summary = SyncSummary::default();
+    rt.block_on(async {
+        let mut queue = units.into_iter();
+        let mut workers: JoinSet<(Unit, Result<Outcome, crate::engine::EngineError>)> =
+            JoinSet::new();
+        loop {
+            while workers.len() < concurrency && summary.paused.is_none() {
+                let Some(unit) = queue.next() else { break };
+                let engine = engine.clone();
+                workers.spawn(async move {
+                    let r = engine.process_unit(&unit).await;
+                    (unit, r)
+                });
+            }
+            let Some(joined) = workers.join_next().await else {
+                break;
+            };
+            let (unit, result) = joined.context("a sync task failed")?;
+            summary.units += 1;
+            match result {
+                Ok(Outcome::Done | Outcome::Stopped) => {}
+                Ok(Outcome::Paused(p)) => summary.paused = Some(p.to_string()),
+                Err(err) => {
+                    summary.failed += 1;
+                    tracing::error!(unit = %unit.describe(), %err, "unit failed");
+                }
+            }
+            progress(Progress::Unit {
+                unit: unit.describe(),
+            });
+        }
+        // Session updates that may have fallen in the server's 10 s window are re-sent once
+        // it has passed (a few rounds at most: each round clears what was due).
+        for _ in 0..3 {
+            if summary.paused.is_some() {
+                break;
+            }
+            let Some(due) = engine.next_settle_ms()? else {
+                break;
+            };
+            let wait = Duration::from_millis((due - now_ms()).max(0) as u64);
+            progress(Progress::Settling { wait });
+            tokio::time::sleep(wait).await;
+            if let Outcome::Paused(p) = engine.settle().await? {
+                summary.paused = Some(p.to_string());
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    let c = engine.counters();
+    summary.sessions_sent = c.sessions_sent;
+    summary.messages_sent = c.messages_sent;
+    summary.rejected = c.rejected;
+    Ok(summary)
+}
+
+/// Reports what a sync would read, without sending or changing anything.
+pub fn dry_run(paths: &Paths, cfg: &Config, selection: &Selection) -> Result<DryRun> {
+    let Some(_lock) = daemon::take_lock(paths)? else {
+        bail!("the daemon is running; stop it or run `sync` without --dry-run");
+    };
+    let (ledger, _) = Ledger::open(&paths.ledger_dir())?;
+    let roots = cfg.roots(&crate::config::process_env);
+    // Never force in a dry run: forcing rewrites the ledger.
+    let selection = Selection {
+        force: false,
+        ..selection.clone()
+    };
+    let mut out = DryRun::default();
+    for unit in daemon::scan_units(&ledger, &roots, &cfg.enabled_sources(), &selection)? {
+        let pending = match &unit {
+            Unit::Jsonl { path, .. } => {
+                let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                let offset = ledger
+                    .file(&unit.ledger_key())?
+                    .map_or(0, |r| r.checkpoint.offset);
+                if len >= offset { len - offset } else { len }
+            }
+            _ => 0,
+        };
+        let entry = out
+            .sources
+            .entry(unit.source().as_str().to_string())
+            .or_default();
+        entry.0 += 1;
+        entry.1 += pending;
+    }
+    Ok(out)
+}
+
+/// One exported session: exactly what a push sends for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exported {
+    /// The session payload with totals (as `/sync/session` receives it).
+    pub session: SessionPayload,
+    /// Its messages in order, shaped as sent.
+    pub messages: Vec<MessagePayload>,
+}
+
+/// Errors met while exporting that did not stop it.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ExportReport {
+    /// Sessions written.
+    pub sessions: usize,
+    /// Messages written.
+    pub messages: usize,
+    /// Malformed lines skipped.
+    pub malformed_lines: u64,
+    /// Over-long lines skipped.
+    pub skipped_long_lines: u64,
+    /// Units that could not be read, with the reason.
+    pub unreadable: Vec<String>,
+}
+
+/// Parses every selected unit and calls `emit` once per session, grouped so that a session's
+/// subagent files are folded together with it.
+pub fn export(
+    cfg: &Config,
+    sources_filter: &[SourceId],
+    session_filter: Option<&str>,
+    emit: &mut dyn FnMut(Exported) -> Result<()>,
+) -> Result<ExportReport> {
+    let shaping = daemon::build_engine_shaping(cfg)?;
+    let roots = cfg.roots(&crate::config::process_env);
+    let mut report = ExportReport::default();
+    for source in cfg.enabled_sources() {
+        if !sources_filter.is_empty() && !sources_filter.contains(&source) {
+            continue;
+        }
+        let mut groups: BTreeMap<String, Vec<Unit>> = BTreeMap::new();
+        for unit in sources::scan(source, &roots) {
+            groups.entry(group_key(&unit)).or_default().push(unit);
+        }
+        for (_, units) in groups {
+            let mut records = Vec::new();
+            for unit in &units {
+                if let Err(e) = read_all(unit, cfg, &mut records, &mut report) {
+                    report.unreadable.push(format!("{}: {e}", unit.describe()));
+                }
+            }
+            let mut usage = MemoryUsageKeys::default();
+            for (sid, recs) in plan::group_by_session(records) {
+                if session_filter.is_some_and(|want| want != sid) {
+                    continue;
+                }
+                let mut state = SessionState::new(source, sid);
+                let messages = plan::fold_session(&mut state, recs, &mut usage);
+                let messages: Vec<MessagePayload> =
+                    messages.into_iter().map(|m| shaping.message(m)).collect();
+                report.sessions += 1;
+                report.messages += messages.len();
+                emit(Exported {
+                    session: shaping.session(&state),
+                    messages,
+                })?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Units whose records belong to the same sessions share a group key, so a session is folded
+/// from all its files at once: Claude Code subagent files go with their parent transcript.
+fn group_key(unit: &Unit) -> String {
+    match unit {
+        Unit::Jsonl {
+            source: SourceId::ClaudeCode,
+            path,
+        } => {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let dir = path.parent().unwrap_or(Path::new(""));
+            if name.starts_with("agent-") {
+                if dir.file_name().is_some_and(|d| d == "subagents") {
+                    // <project>/<sessionId>/subagents/agent-*.jsonl
+                    if let Some(session_dir) = dir.parent() {
+                        return session_dir.with_extension("jsonl").display().to_string();
+                    }
+                }
+                // Legacy flat layout: the parent is named inside the file.
+                if let Some(sid) = first_session_id(path) {
+                    return dir.join(format!("{sid}.jsonl")).display().to_string();
+                }
+            }
+            path.display().to_string()
+        }
+        other => other.ledger_key(),
+    }
+}
+
+fn first_session_id(path: &Path) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let chunk = tail::read_lines(&mut file, 0, 64 * 1024, 16 * 1024 * 1024).ok()?;
+    chunk.iter_lines().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+        v.get("sessionId")?.as_str().map(str::to_string)
+    })
+}
+
+fn read_all(
+    unit: &Unit,
+    cfg: &Config,
+    records: &mut Vec<Record>,
+    report: &mut ExportReport,
+) -> Result<()> {
+    match unit {
+        Unit::Jsonl { source, path } => {
+            let mut file = std::fs::File::open(path)?;
+            let mut parser = sources::line_parser(*source, path, None, cfg.parse_options())
+                .map_err(|e| anyhow!(e))?;
+            let mut offset = 0;
+            loop {
+                let chunk =
+                    tail::read_lines(&mut file, offset, 8 * 1024 * 1024, cfg.max_line_bytes)?;
+                report.skipped_long_lines += chunk.skipped_long_lines;
+                for line in chunk.iter_lines() {
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    if parser.parse_line(line, records).is_err() {
+                        report.malformed_lines += 1;
+                    }
+                }
+                offset = chunk.end;
+                if !chunk.more {
+                    break;
+                }
+            }
+        }
+        Unit::OpenCodeSession { .. } | Unit::OpenCodeDb { .. } => {
+            let mut state: Option<serde_json::Value> = None;
+            loop {
+                let snap = sources::opencode::read_unit(unit, state.as_ref(), cfg.parse_options())
+                    .map_err(|e| anyhow!(e.to_string()))?;
+                records.extend(snap.records);
+                state = Some(snap.state);
+                if !snap.more {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A path shown relative to home, for messages.
+pub fn tilde(path: &Path) -> String {
+    let home = crate::config::home_dir(&crate::config::process_env);
+    match path.strip_prefix(&home) {
+        Ok(rest) => PathBuf::from("~").join(rest).display().to_string(),
+        Err(_) => path.display().to_string(),
+    }
+}

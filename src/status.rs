@@ -1,0 +1,313 @@
+//! What `status` reports, computed from the ledger, the files on disk and (when a daemon
+//! runs) its live counters: per source, files and sessions known, the backlog not yet
+//! acknowledged, quarantined records, unpriced models, and transcripts at risk of Claude Code's
+//! 30-day cleanup.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Counters;
+use crate::ledger::{Ledger, LedgerError, Quarantined};
+use crate::model::SourceId;
+use crate::sources::{self, Roots, Unit};
+
+/// Claude Code deletes transcripts older than this many days (its default `cleanupPeriodDays`).
+pub const CLAUDE_CLEANUP_DAYS: i64 = 30;
+/// Warn about unsynced transcripts this many days before the cleanup.
+pub const CLEANUP_WARN_DAYS: i64 = 5;
+
+/// One source's figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SourceStatus {
+    /// The source id.
+    pub source: String,
+    /// Units (files, OpenCode sessions/dbs) on disk.
+    pub files: usize,
+    /// Units with data not yet acknowledged.
+    pub backlog_files: usize,
+    /// Bytes of JSONL not yet acknowledged.
+    pub backlog_bytes: u64,
+    /// Sessions the ledger knows.
+    pub sessions: usize,
+    /// Messages acknowledged.
+    pub messages: u64,
+    /// Unsynced transcripts older than the cleanup warning age.
+    pub at_risk_files: usize,
+}
+
+/// The whole status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    /// Daemon pid, if one answered.
+    pub daemon_pid: Option<u32>,
+    /// Daemon uptime in seconds.
+    pub uptime_secs: Option<u64>,
+    /// opensyncd version.
+    pub version: String,
+    /// Server URL.
+    pub url: Option<String>,
+    /// The key, masked.
+    pub api_key: Option<String>,
+    /// `ok`, `not logged in`, or why pushing is paused.
+    pub auth: String,
+    /// Watching problems (e.g. the inotify limit).
+    pub watch_warning: Option<String>,
+    /// Per source.
+    pub sources: Vec<SourceStatus>,
+    /// Live counters (daemon) or empty.
+    pub counters: Option<CountersView>,
+    /// Number of quarantined records.
+    pub quarantined: usize,
+    /// The most recent quarantined records.
+    pub recent_quarantine: Vec<Quarantined>,
+    /// Model → number of sessions using it without a known price.
+    pub unpriced_models: BTreeMap<String, usize>,
+    /// Malformed lines skipped (cumulative, from the ledger).
+    pub malformed_lines: u64,
+    /// Lines over the size cap skipped (cumulative, from the ledger).
+    pub skipped_long_lines: u64,
+    /// Messages acknowledged in total.
+    pub messages: usize,
+    /// Human warnings worth a line each.
+    pub warnings: Vec<String>,
+}
+
+/// Counters as shown.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CountersView {
+    /// Requests sent.
+    pub requests: u64,
+    /// Retries.
+    pub retries: u64,
+    /// Sessions written.
+    pub sessions_sent: u64,
+    /// Messages written.
+    pub messages_sent: u64,
+    /// Records rejected.
+    pub rejected: u64,
+    /// Epoch ms of the last acknowledged request.
+    pub last_success_ms: Option<i64>,
+    /// The last error and when.
+    pub last_error: Option<(i64, String)>,
+}
+
+impl From<&Counters> for CountersView {
+    fn from(c: &Counters) -> Self {
+        CountersView {
+            requests: c.requests,
+            retries: c.retries,
+            sessions_sent: c.sessions_sent,
+            messages_sent: c.messages_sent,
+            rejected: c.rejected,
+            last_success_ms: c.last_success_ms,
+            last_error: c.last_error.clone(),
+        }
+    }
+}
+
+/// Fills the ledger- and disk-derived parts of the status.
+pub fn collect(
+    ledger: &Ledger,
+    roots: &Roots,
+    sources_enabled: &[SourceId],
+    now_ms: i64,
+) -> Result<Status, LedgerError> {
+    let mut status = Status {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        ..Status::default()
+    };
+    let mut files: HashMap<String, crate::ledger::FileRecord> = HashMap::new();
+    for item in ledger.files() {
+        let (key, rec) = item?;
+        status.malformed_lines += rec.malformed_lines;
+        status.skipped_long_lines += rec.skipped_long_lines;
+        files.insert(key, rec);
+    }
+    let mut per_source: BTreeMap<SourceId, SourceStatus> = BTreeMap::new();
+    for source in sources_enabled {
+        let mut s = SourceStatus {
+            source: source.as_str().to_string(),
+            ..SourceStatus::default()
+        };
+        for unit in sources::scan(*source, roots) {
+            s.files += 1;
+            let rec = files.get(&unit.ledger_key());
+            match &unit {
+                Unit::Jsonl { path, .. } => {
+                    let Ok(meta) = std::fs::metadata(path) else {
+                        continue;
+                    };
+                    let offset = rec.map_or(0, |r| r.checkpoint.offset);
+                    let pending = meta.len().saturating_sub(offset);
+                    if pending > 0 || meta.len() < offset {
+                        s.backlog_files += 1;
+                        s.backlog_bytes += pending;
+                        let age_days = meta
+                            .modified()
+                            .ok()
+                            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                            .map(|d| (now_ms - d.as_millis() as i64) / 86_400_000)
+                            .unwrap_or(0);
+                        if *source == SourceId::ClaudeCode
+                            && age_days >= CLAUDE_CLEANUP_DAYS - CLEANUP_WARN_DAYS
+                        {
+                            s.at_risk_files += 1;
+                        }
+                    }
+                }
+                Unit::OpenCodeSession { .. } | Unit::OpenCodeDb { .. } => {
+                    if rec.is_none() {
+                        s.backlog_files += 1;
+                    }
+                }
+            }
+        }
+        per_source.insert(*source, s);
+    }
+    for item in ledger.sessions() {
+        let (_, rec) = item?;
+        if let Some(s) = per_source.get_mut(&rec.state.source) {
+            s.sessions += 1;
+            s.messages += rec.messages;
+        }
+        for model in rec.unpriced_models {
+            *status.unpriced_models.entry(model).or_default() += 1;
+        }
+    }
+    let mut quarantine: Vec<Quarantined> = Vec::new();
+    for item in ledger.quarantine() {
+        quarantine.push(item?.1);
+    }
+    status.quarantined = quarantine.len();
+    quarantine.sort_by_key(|q| std::cmp::Reverse(q.at_ms));
+    quarantine.truncate(5);
+    status.recent_quarantine = quarantine;
+    status.messages = ledger.message_count();
+    status.sources = per_source.into_values().collect();
+    for s in &status.sources {
+        if s.at_risk_files > 0 {
+            status.warnings.push(format!(
+                "{} Claude Code transcript(s) older than {} days are not fully synced; Claude Code \
+                 deletes transcripts after {} days (cleanupPeriodDays). Is the daemon running and \
+                 logged in?",
+                s.at_risk_files,
+                CLAUDE_CLEANUP_DAYS - CLEANUP_WARN_DAYS,
+                CLAUDE_CLEANUP_DAYS
+            ));
+        }
+    }
+    if !status.unpriced_models.is_empty() {
+        status.warnings.push(format!(
+            "no price known for {} model(s) ({}); their cost is reported as 0 — add them to a \
+             pricing_file",
+            status.unpriced_models.len(),
+            status
+                .unpriced_models
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(status)
+}
+
+/// Renders the status for humans.
+pub fn render(status: &Status) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<16} {v}\n"));
+    line(
+        "daemon",
+        match (status.daemon_pid, status.uptime_secs) {
+            (Some(pid), Some(up)) => format!("running (pid {pid}, up {})", human_duration(up)),
+            _ => {
+                "not running (start it with `opensyncd service install` or `opensyncd run`)".into()
+            }
+        },
+    );
+    line(
+        "server",
+        status.url.clone().unwrap_or_else(|| "(not set)".into()),
+    );
+    line(
+        "api key",
+        status.api_key.clone().unwrap_or_else(|| "(not set)".into()),
+    );
+    line("sync", status.auth.clone());
+    if let Some(c) = &status.counters {
+        line(
+            "last push",
+            c.last_success_ms
+                .map_or("never (since start)".into(), |ms| {
+                    format!("{} ago", ago(ms))
+                }),
+        );
+        if let Some((at, err)) = &c.last_error {
+            line("last error", format!("{} ago: {err}", ago(*at)));
+        }
+        line(
+            "this run",
+            format!(
+                "{} requests, {} retries, {} sessions and {} messages written, {} rejected",
+                c.requests, c.retries, c.sessions_sent, c.messages_sent, c.rejected
+            ),
+        );
+    }
+    for s in &status.sources {
+        line(
+            &s.source,
+            format!(
+                "{} files, {} sessions, {} messages synced; backlog: {} files ({})",
+                s.files,
+                s.sessions,
+                s.messages,
+                s.backlog_files,
+                human_bytes(s.backlog_bytes)
+            ),
+        );
+    }
+    if status.malformed_lines + status.skipped_long_lines > 0 {
+        line(
+            "skipped",
+            format!(
+                "{} malformed lines, {} over-long lines",
+                status.malformed_lines, status.skipped_long_lines
+            ),
+        );
+    }
+    line("quarantined", status.quarantined.to_string());
+    for q in &status.recent_quarantine {
+        line("", format!("{} {}: {}", q.kind, q.id, q.reason));
+    }
+    if let Some(w) = &status.watch_warning {
+        line("watching", w.clone());
+    }
+    for w in &status.warnings {
+        line("warning", w.clone());
+    }
+    out
+}
+
+fn ago(ms: i64) -> String {
+    let secs = ((crate::engine::now_ms() - ms) / 1000).max(0) as u64;
+    human_duration(secs)
+}
+
+fn human_duration(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b if b < 1024 * 1024 * 1024 => format!("{:.1} MiB", b as f64 / 1048576.0),
+        b => format!("{:.2} GiB", b as f64 / 1073741824.0),
+    }
+}

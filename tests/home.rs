@@ -1,0 +1,273 @@
+//! A test builder for process-level tests (after `just`'s): a temporary HOME with the tools'
+//! directories, and the real `opensyncd` binary run inside it with a clean environment.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The real binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_opensyncd"))
+}
+
+/// A temporary home directory for one test.
+pub struct TestHome {
+    _dir: tempfile::TempDir,
+    /// `$HOME`.
+    pub home: PathBuf,
+}
+
+impl TestHome {
+    /// An empty home.
+    pub fn new() -> TestHome {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).expect("create home");
+        TestHome { _dir: dir, home }
+    }
+
+    /// `~/.opensyncd-test` (OPENSYNCD_HOME): opensyncd's own config and state.
+    pub fn opensyncd_home(&self) -> PathBuf {
+        self.home.join(".opensyncd-test")
+    }
+
+    /// `~/.claude/projects`.
+    pub fn claude_projects(&self) -> PathBuf {
+        self.home.join(".claude/projects")
+    }
+
+    /// `~/.codex`.
+    pub fn codex_home(&self) -> PathBuf {
+        self.home.join(".codex")
+    }
+
+    /// `~/.local/share/opencode`.
+    pub fn opencode_data(&self) -> PathBuf {
+        self.home.join(".local/share/opencode")
+    }
+
+    /// Copies a directory tree into the home at `rel`.
+    pub fn copy_tree(&self, from: &Path, rel: &str) -> PathBuf {
+        let to = self.home.join(rel);
+        copy_dir(from, &to);
+        to
+    }
+
+    /// A command running the real binary in this home, with nothing of the caller's
+    /// environment that could point it elsewhere.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
+            .env_clear()
+            .env("HOME", &self.home)
+            .env("OPENSYNCD_HOME", self.opensyncd_home())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("OPENSYNCD_LOG_LEVEL", "info")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs to completion (bounded), returning the output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        run_bounded(self.cmd(args), Duration::from_secs(120))
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "opensyncd {args:?} failed: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Logs in non-interactively.
+    pub fn login(&self, url: &str, key: &str) {
+        let mut cmd = self.cmd(&["login", "--url", url, "--key-stdin"]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn login");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(key.as_bytes())
+            .expect("write key");
+        let out = wait_bounded(child, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "login failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the daemon; it is killed when the handle drops.
+    pub fn spawn_daemon(&self, extra_env: &[(&str, &str)]) -> DaemonProcess {
+        let mut cmd = self.cmd(&["run"]);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let log = self.home.join(format!("daemon-{}.log", std::process::id()));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
+        cmd.stdout(Stdio::null()).stderr(log_file);
+        let child = cmd.spawn().expect("spawn daemon");
+        let daemon = DaemonProcess {
+            child: Some(child),
+            log,
+        };
+        daemon.wait_ready(self);
+        daemon
+    }
+}
+
+/// A running daemon.
+pub struct DaemonProcess {
+    child: Option<Child>,
+    /// Its stderr log.
+    pub log: PathBuf,
+}
+
+impl DaemonProcess {
+    fn wait_ready(&self, home: &TestHome) {
+        let socket = home.opensyncd_home().join("state/control.sock");
+        let ok = wait_until(Duration::from_secs(30), || {
+            socket.exists() && home.run(&["status", "--json"]).status.success()
+        });
+        assert!(ok, "daemon did not become ready; log:\n{}", self.log_text());
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for exit (bounded); returns the exit status and how long it took.
+    pub fn wait_exit(&mut self, within: Duration) -> (std::process::ExitStatus, Duration) {
+        let start = Instant::now();
+        let mut child = self.child.take().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return (status, start.elapsed());
+            }
+            if start.elapsed() > within {
+                let _ = child.kill();
+                panic!(
+                    "daemon did not exit within {within:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Waits until `cond` holds, checking often, up to `within`.
+pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::park_timeout(Duration::from_millis(25));
+    }
+}
+
+fn run_bounded(mut cmd: Command, within: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    wait_bounded(child, within)
+}
+
+fn wait_bounded(mut child: Child, within: Duration) -> Output {
+    // Drain pipes on threads so a chatty child cannot block on a full pipe.
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            use std::io::Read;
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            use std::io::Read;
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if start.elapsed() > within {
+            let _ = child.kill();
+            panic!("command did not finish within {within:?}");
+        }
+        std::thread::park_timeout(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    }
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file_type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
