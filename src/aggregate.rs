@@ -121,10 +121,10 @@ impl SessionState {
     /// Merges session facts.
     pub fn apply_facts(&mut self, facts: &SessionFacts) {
         fn first(slot: &mut Option<String>, value: &Option<String>) {
-            if slot.is_none() {
-                if let Some(v) = value.as_ref().filter(|v| !v.trim().is_empty()) {
-                    *slot = Some(v.clone());
-                }
+            if slot.is_none()
+                && let Some(v) = value.as_ref().filter(|v| !v.trim().is_empty())
+            {
+                *slot = Some(v.clone());
             }
         }
         fn latest(slot: &mut Option<String>, value: &Option<String>) {

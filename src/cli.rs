@@ -217,10 +217,10 @@ pub fn run(cli: Cli) -> Result<()> {
         overrides.insert("log_format".into(), format.clone().into());
     }
     let chosen = cli.command.unwrap_or(Command::Run(RunArgs::default()));
-    if let Command::Run(args) = &chosen {
-        if let Some(ms) = args.debounce_ms {
-            overrides.insert("debounce_ms".into(), ms.into());
-        }
+    if let Command::Run(args) = &chosen
+        && let Some(ms) = args.debounce_ms
+    {
+        overrides.insert("debounce_ms".into(), ms.into());
     }
     match chosen {
         // Commands that must work even with a broken config file.

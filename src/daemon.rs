@@ -242,13 +242,12 @@ pub fn scan_units(
                         continue;
                     };
                     let mtime = mtime_ms(&meta);
-                    if let Some(rec) = &record {
-                        if !selection.force
-                            && meta.len() == rec.checkpoint.offset
-                            && mtime == rec.mtime_ms
-                        {
-                            continue; // nothing new
-                        }
+                    if let Some(rec) = &record
+                        && !selection.force
+                        && meta.len() == rec.checkpoint.offset
+                        && mtime == rec.mtime_ms
+                    {
+                        continue; // nothing new
                     }
                     mtime
                 }
@@ -887,7 +886,7 @@ pub fn synctest(client: &Client) -> Result<SynctestReport> {
             .list_sessions()
             .await
             .map_err(|e| anyhow!("listing sessions: {e}"))?;
-        if !listed.iter().any(|id| *id == session_id) {
+        if !listed.contains(&session_id) {
             return Err(anyhow!(
                 "the server acknowledged the session but /sync/sessions/list does not show it"
             ));

@@ -359,10 +359,10 @@ impl Engine {
         }
         commit.files.push((step.key, file));
         let mut works = works;
-        if self.batch {
-            if let Err(outcome) = self.push_batches(&client, &mut works, &mut commit).await {
-                return Ok(outcome);
-            }
+        if self.batch
+            && let Err(outcome) = self.push_batches(&client, &mut works, &mut commit).await
+        {
+            return Ok(outcome);
         }
         for work in works {
             match self.push_work(&client, work, &mut commit).await {
@@ -381,14 +381,13 @@ impl Engine {
         mut work: SessionWork,
         commit: &mut Commit,
     ) -> Result<(), Outcome> {
-        if let Some(create) = work.create.take() {
-            if self
+        if let Some(create) = work.create.take()
+            && self
                 .send_session(client, &create, &work.key, commit)
                 .await?
-            {
-                work.record.acked = Some(create);
-                work.record.last_write_ms = now_ms();
-            }
+        {
+            work.record.acked = Some(create);
+            work.record.last_write_ms = now_ms();
         }
         for msg in std::mem::take(&mut work.messages) {
             match self.send(|| client.upsert_message(&msg.payload)).await? {

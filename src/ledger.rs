@@ -406,10 +406,10 @@ impl Ledger {
         }
         for item in self.messages.iter() {
             let (k, v) = item.map_err(|e| self.sled_err(e))?;
-            if let Ok(rec) = serde_json::from_slice::<MessageRecord>(&v) {
-                if wanted.contains(rec.session.as_str()) {
-                    self.messages.remove(k).map_err(|e| self.sled_err(e))?;
-                }
+            if let Ok(rec) = serde_json::from_slice::<MessageRecord>(&v)
+                && wanted.contains(rec.session.as_str())
+            {
+                self.messages.remove(k).map_err(|e| self.sled_err(e))?;
             }
         }
         self.flush()?;
@@ -436,10 +436,10 @@ impl Ledger {
         }
         for item in self.messages.iter() {
             let (k, v) = item.map_err(|e| self.sled_err(e))?;
-            if let Ok(rec) = serde_json::from_slice::<MessageRecord>(&v) {
-                if wanted.contains(rec.session.as_str()) {
-                    self.messages.remove(k).map_err(|e| self.sled_err(e))?;
-                }
+            if let Ok(rec) = serde_json::from_slice::<MessageRecord>(&v)
+                && wanted.contains(rec.session.as_str())
+            {
+                self.messages.remove(k).map_err(|e| self.sled_err(e))?;
             }
         }
         self.flush()?;

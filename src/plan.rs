@@ -126,10 +126,10 @@ pub fn plan(
                 Some(prev) if prev.hash == hash => continue,
                 _ => {}
             }
-            if let Some(q) = ledger.quarantined(&quarantine_key("message", &shaped.external_id))? {
-                if q.hash == hash {
-                    continue;
-                }
+            if let Some(q) = ledger.quarantined(&quarantine_key("message", &shaped.external_id))?
+                && q.hash == hash
+            {
+                continue;
             }
             planned.push(PlannedMessage {
                 payload: shaped,

@@ -241,14 +241,14 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Vec<u8>), PushError> {
         let route = format!("{method} {path}");
-        if let Some(b) = &body {
-            if b.len() > self.max_body {
-                return Err(PushError::TooLarge {
-                    route,
-                    size: b.len(),
-                    max: self.max_body,
-                });
-            }
+        if let Some(b) = &body
+            && b.len() > self.max_body
+        {
+            return Err(PushError::TooLarge {
+                route,
+                size: b.len(),
+                max: self.max_body,
+            });
         }
         let mut req = self
             .http

@@ -411,7 +411,6 @@ fn faults_and_an_outage_converge_without_a_hot_retry_loop() {
         drop_before_rate: 0.05,
         drop_after_rate: 0.05,
         seed: 7,
-        ..Default::default()
     });
     let (home, _) = populated_home(3, 2);
     let _d = start(&home, &emu);

@@ -15,6 +15,7 @@ pub struct TestHome {
     _dir: tempfile::TempDir,
     /// `$HOME`.
     pub home: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl TestHome {
@@ -23,7 +24,20 @@ impl TestHome {
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).expect("create home");
-        TestHome { _dir: dir, home }
+        TestHome {
+            _dir: dir,
+            home,
+            env: Vec::new(),
+        }
+    }
+
+    /// Adds an environment variable to every command (e.g. `CLAUDE_CONFIG_DIR`).
+    pub fn with_env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> TestHome {
+        self.env.push((
+            key.to_string(),
+            value.as_ref().to_string_lossy().into_owned(),
+        ));
+        self
     }
 
     /// `~/.opensyncd-test` (OPENSYNCD_HOME): opensyncd's own config and state.
@@ -64,6 +78,9 @@ impl TestHome {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("OPENSYNCD_LOG_LEVEL", "info")
             .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         cmd
     }
 

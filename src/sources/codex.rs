@@ -370,19 +370,13 @@ impl CodexParser {
             }
             "agent_reasoning" => {
                 self.state.reasoning_events = true;
-                if self.opts.sync_thinking {
-                    if let Some(text) = p
+                if self.opts.sync_thinking
+                    && let Some(text) = p
                         .get("text")
                         .and_then(Value::as_str)
                         .filter(|t| !t.trim().is_empty())
-                    {
-                        out.push(self.message(
-                            Role::Assistant,
-                            None,
-                            vec![Part::reasoning(text)],
-                            at,
-                        ));
-                    }
+                {
+                    out.push(self.message(Role::Assistant, None, vec![Part::reasoning(text)], at));
                 }
             }
             "token_count" => {
