@@ -38,8 +38,9 @@ impl Shaping {
 
     /// The session payload as it will be sent.
     pub fn session(&self, state: &SessionState) -> SessionPayload {
-        // PENDING(redaction landing): titles and paths get redacted here too.
-        state.payload(&self.pricing)
+        let mut payload = state.payload(&self.pricing);
+        redact::sanitize_session(&mut payload, &self.redactor);
+        payload
     }
 }
 

@@ -1,32 +1,410 @@
-//! Secret redaction, size caps with a visible truncation marker, and JSON key sanitising —
-//! everything applied to a payload before it leaves the machine.
-//! NOT BUILT YET: redaction and caps are pending; nothing is redacted by this build.
+//! Everything applied to a payload before it leaves the machine: secret redaction (on by
+//! default), size caps with a visible truncation marker, and JSON key sanitising so the server's
+//! validators accept it (Convex rejects object keys starting with `$` or holding non-ASCII).
+//!
+//! Shaping is deterministic — the same input always gives the same output — because the ledger
+//! hashes the shaped payload to decide whether a message changed.
 
-use crate::model::MessagePayload;
+use std::borrow::Cow;
+
+use regex::{Regex, RegexSet};
+use serde_json::Value;
+
+use crate::model::{MessagePayload, Part, SessionPayload};
+
+/// The most parts one message may carry (Convex array limit).
+pub const MAX_PARTS: usize = 8192;
+
+/// One secret pattern: a name (shown in the marker) and a regex. When the regex has a group
+/// named `secret`, only that group is replaced (keeping e.g. the variable name or the user
+/// name around it); otherwise the whole match is.
+struct Pattern {
+    name: &'static str,
+    regex: &'static str,
+}
+
+const PATTERNS: &[Pattern] = &[
+    Pattern {
+        name: "private-key",
+        regex: r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
+    },
+    Pattern {
+        name: "aws-access-key-id",
+        regex: r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b",
+    },
+    Pattern {
+        name: "aws-secret-access-key",
+        regex: r#"(?i)aws_?secret_?access_?key["']?\s*[:=]\s*["']?(?P<secret>[A-Za-z0-9/+=]{40})"#,
+    },
+    Pattern {
+        name: "github-token",
+        regex: r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b",
+    },
+    Pattern {
+        name: "gitlab-token",
+        regex: r"\bglpat-[A-Za-z0-9_\-]{20,}\b",
+    },
+    Pattern {
+        name: "anthropic-key",
+        regex: r"\bsk-ant-[A-Za-z0-9_\-]{20,}",
+    },
+    Pattern {
+        name: "openai-key",
+        regex: r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
+    },
+    Pattern {
+        name: "opensync-key",
+        regex: r"\bosk_[A-Za-z0-9_\-]{16,}",
+    },
+    Pattern {
+        name: "slack-token",
+        regex: r"\bxox[abposr]-[A-Za-z0-9\-]{10,}",
+    },
+    Pattern {
+        name: "stripe-key",
+        regex: r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b",
+    },
+    Pattern {
+        name: "google-api-key",
+        regex: r"\bAIza[0-9A-Za-z_\-]{35}\b",
+    },
+    Pattern {
+        name: "jwt",
+        regex: r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
+    },
+    Pattern {
+        name: "url-password",
+        regex: r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s:/@]+:(?P<secret>[^\s@/]+)@",
+    },
+    Pattern {
+        name: "authorization-header",
+        regex: r#"(?i)\b(?:proxy-)?authorization["']?\s*[:=]\s*["']?(?:bearer|basic|token|digest)?\s*(?P<secret>[A-Za-z0-9._~+/=\-]{8,})"#,
+    },
+    Pattern {
+        name: "bearer-token",
+        regex: r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/=\-]{16,})",
+    },
+    // `.env`-style assignments: an UPPER_CASE name, a plain value (not a call like `getToken()`).
+    Pattern {
+        name: "env-secret",
+        regex: r#"(?m)\b(?:[A-Z0-9_]*_)?(?:SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_KEY|ACCESS_KEY)(?:_[A-Z0-9_]*)?\s*[=:]\s*["']?(?P<secret>[^\s"'#();,]{6,})(?:["'\s;,]|$)"#,
+    },
+];
 
 /// Redacts known secret patterns (plus user patterns) from text and JSON.
 #[derive(Debug, Clone)]
 pub struct Redactor {
     enabled: bool,
+    /// Fast pre-check: does anything match at all?
+    set: Option<RegexSet>,
+    rules: Vec<(String, Regex)>,
 }
 
 impl Redactor {
-    /// Builds a redactor; `extra` are user regexes.
-    pub fn new(enabled: bool, _extra: &[String]) -> Result<Redactor, String> {
-        Ok(Redactor { enabled })
+    /// Builds a redactor; `extra` are user regexes (their whole match is redacted).
+    pub fn new(enabled: bool, extra: &[String]) -> Result<Redactor, String> {
+        let mut rules = Vec::new();
+        for p in PATTERNS {
+            rules.push((
+                p.name.to_string(),
+                Regex::new(p.regex).map_err(|e| format!("{}: {e}", p.name))?,
+            ));
+        }
+        for (i, p) in extra.iter().enumerate() {
+            rules.push((
+                format!("custom-{}", i + 1),
+                Regex::new(p).map_err(|e| format!("`{p}`: {e}"))?,
+            ));
+        }
+        let set =
+            RegexSet::new(rules.iter().map(|(_, r)| r.as_str())).map_err(|e| e.to_string())?;
+        Ok(Redactor {
+            enabled,
+            set: Some(set),
+            rules,
+        })
+    }
+
+    /// A redactor that changes nothing.
+    pub fn disabled() -> Redactor {
+        Redactor {
+            enabled: false,
+            set: None,
+            rules: Vec::new(),
+        }
     }
 
     /// Whether redaction is on.
     pub fn enabled(&self) -> bool {
         self.enabled
     }
+
+    /// Redacts secrets in `s`; borrows when nothing matched (the common case).
+    pub fn redact_str<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        if !self.enabled {
+            return Cow::Borrowed(s);
+        }
+        let Some(set) = &self.set else {
+            return Cow::Borrowed(s);
+        };
+        let hits: Vec<usize> = set.matches(s).into_iter().collect();
+        if hits.is_empty() {
+            return Cow::Borrowed(s);
+        }
+        let mut text = s.to_string();
+        for i in hits {
+            let (name, re) = &self.rules[i];
+            let marker = format!("[REDACTED:{name}]");
+            let has_group = re.capture_names().any(|n| n == Some("secret"));
+            text = re
+                .replace_all(&text, |c: &regex::Captures<'_>| {
+                    let whole = c.get(0).map_or("", |m| m.as_str());
+                    match c.name("secret").filter(|_| has_group) {
+                        Some(secret) => {
+                            let start = secret.start() - c.get(0).map_or(0, |m| m.start());
+                            format!(
+                                "{}{marker}{}",
+                                &whole[..start],
+                                &whole[start + secret.len()..]
+                            )
+                        }
+                        None => marker.clone(),
+                    }
+                })
+                .into_owned();
+        }
+        Cow::Owned(text)
+    }
+
+    /// Redacts every string inside `value` (keys are left alone).
+    pub fn redact_value(&self, value: &mut Value) {
+        if !self.enabled {
+            return;
+        }
+        match value {
+            Value::String(s) => {
+                if let Cow::Owned(new) = self.redact_str(s) {
+                    *s = new;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_value(v)),
+            Value::Object(map) => map.values_mut().for_each(|v| self.redact_value(v)),
+            _ => {}
+        }
+    }
 }
 
-/// Applies redaction, caps and key sanitising to a message in place.
-pub fn sanitize_message(_msg: &mut MessagePayload, _redactor: &Redactor, _max_part_bytes: usize) {}
-impl Redactor {
-    /// Redacts secrets in `s`. NOT BUILT YET: returns `s` unchanged.
-    pub fn redact_str<'a>(&self, s: &'a str) -> std::borrow::Cow<'a, str> {
-        s.into()
+/// Cuts `text` to at most `max` bytes (on a character boundary) and says so visibly.
+pub fn truncate_text(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let original = text.len();
+    let marker = format!(
+        "\n…[truncated by opensyncd: {} → {}]",
+        human(original),
+        human(max)
+    );
+    let keep = max.saturating_sub(marker.len());
+    let mut cut = keep.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(&marker);
+}
+
+fn human(bytes: usize) -> String {
+    if bytes >= 1024 * 1024 {
+        format!("{:.1} MB", bytes as f64 / 1_048_576.0)
+    } else {
+        format!("{} KB", bytes.div_ceil(1024))
+    }
+}
+
+/// Makes JSON acceptable to Convex: an object with a key that starts with `$` or holds
+/// non-ASCII or control characters is replaced by its JSON text.
+pub fn sanitize_keys(value: &mut Value) {
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(sanitize_keys),
+        Value::Object(map) => {
+            let bad = map.keys().any(|k| {
+                k.starts_with('$')
+                    || !k.is_ascii()
+                    || k.chars().any(char::is_control)
+                    || k.len() > 1024
+            });
+            if bad {
+                *value = Value::String(value.to_string());
+            } else {
+                map.values_mut().for_each(sanitize_keys);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Caps a part's content: a string is truncated; JSON whose text is over the cap becomes its
+/// truncated JSON text.
+fn cap_content(content: &mut Value, max: usize) {
+    match content {
+        Value::String(s) => truncate_text(s, max),
+        Value::Null => *content = Value::String(String::new()),
+        other => {
+            let text = other.to_string();
+            if text.len() > max {
+                let mut text = text;
+                truncate_text(&mut text, max);
+                *other = Value::String(text);
+            } else {
+                // Cap long strings inside small-enough JSON too (e.g. a 2 MB `stdout`).
+                cap_strings(other, max);
+            }
+        }
+    }
+}
+
+fn cap_strings(value: &mut Value, max: usize) {
+    match value {
+        Value::String(s) => truncate_text(s, max),
+        Value::Array(items) => items.iter_mut().for_each(|v| cap_strings(v, max)),
+        Value::Object(map) => map.values_mut().for_each(|v| cap_strings(v, max)),
+        _ => {}
+    }
+}
+
+/// Applies redaction, caps and key sanitising to a message in place. `max_part_bytes` caps
+/// the text and each part; the whole message is then kept under `4 × max_part_bytes + 64 KiB`
+/// by shrinking its largest parts (the request body cap is at least twice the part cap).
+pub fn sanitize_message(msg: &mut MessagePayload, redactor: &Redactor, max_part_bytes: usize) {
+    if let Some(text) = msg.text_content.as_mut() {
+        if let Cow::Owned(new) = redactor.redact_str(text) {
+            *text = new;
+        }
+        truncate_text(text, max_part_bytes);
+    }
+    for part in &mut msg.parts {
+        redactor.redact_value(&mut part.content);
+        sanitize_keys(&mut part.content);
+        cap_content(&mut part.content, max_part_bytes);
+    }
+    if msg.parts.len() > MAX_PARTS {
+        let dropped = msg.parts.len() - (MAX_PARTS - 1);
+        msg.parts.truncate(MAX_PARTS - 1);
+        msg.parts.push(Part::text(format!(
+            "…[{dropped} more parts omitted by opensyncd]"
+        )));
+    }
+    let budget = max_part_bytes.saturating_mul(4) + 64 * 1024;
+    shrink_to(msg, budget);
+}
+
+/// Halves the largest parts until the serialised message fits `budget`.
+fn shrink_to(msg: &mut MessagePayload, budget: usize) {
+    for _ in 0..64 {
+        let size = serde_json::to_vec(&*msg).map_or(0, |v| v.len());
+        if size <= budget {
+            return;
+        }
+        let Some((i, len)) = msg
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i, p.content.to_string().len()))
+            .max_by_key(|(_, len)| *len)
+        else {
+            if let Some(t) = msg.text_content.as_mut() {
+                truncate_text(t, t.len() / 2);
+            }
+            continue;
+        };
+        let text_len = msg.text_content.as_ref().map_or(0, String::len);
+        if text_len > len {
+            if let Some(t) = msg.text_content.as_mut() {
+                truncate_text(t, t.len() / 2);
+            }
+        } else {
+            let mut text = match &msg.parts[i].content {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            truncate_text(&mut text, (len / 2).max(64));
+            msg.parts[i].content = Value::String(text);
+        }
+    }
+}
+
+/// Redacts the free-text fields of a session payload.
+pub fn sanitize_session(session: &mut SessionPayload, redactor: &Redactor) {
+    for field in [
+        &mut session.title,
+        &mut session.project_path,
+        &mut session.project_name,
+    ] {
+        if let Some(text) = field.as_mut() {
+            if let Cow::Owned(new) = redactor.redact_str(text) {
+                *text = new;
+            }
+            truncate_text(text, 4096);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r() -> Redactor {
+        Redactor::new(true, &[]).unwrap()
+    }
+
+    #[test]
+    fn secrets_are_replaced_and_context_kept() {
+        let out = r()
+            .redact_str("export GITHUB_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789\n")
+            .into_owned();
+        assert!(!out.contains("ghp_abc"), "{out}");
+        assert!(out.contains("GITHUB_TOKEN="), "{out}");
+        let url = r()
+            .redact_str("git clone https://alice:s3cretpass@github.com/x/y")
+            .into_owned();
+        assert_eq!(
+            url,
+            "git clone https://alice:[REDACTED:url-password]@github.com/x/y"
+        );
+    }
+
+    #[test]
+    fn clean_text_is_borrowed() {
+        assert!(matches!(
+            r().redact_str("cargo test passed: 42 tests"),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            Redactor::disabled().redact_str("sk-ant-api03-abcdefghijklmnopqrstuv"),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn truncation_is_visible_and_utf8_safe() {
+        let mut s = "é".repeat(10_000);
+        truncate_text(&mut s, 1000);
+        assert!(s.len() <= 1000, "{}", s.len());
+        assert!(s.contains("truncated by opensyncd"));
+    }
+
+    #[test]
+    fn dollar_and_non_ascii_keys_are_stringified() {
+        let mut v = serde_json::json!({"ok": {"$schema": "x"}, "fine": {"a": 1}, "ключ": 2});
+        sanitize_keys(&mut v);
+        assert!(
+            v.is_string(),
+            "the top-level object has a non-ASCII key: {v}"
+        );
+        let mut v = serde_json::json!({"ok": {"$ref": "#/x"}, "fine": {"a": 1}});
+        sanitize_keys(&mut v);
+        assert_eq!(v["ok"], Value::String(r##"{"$ref":"#/x"}"##.into()));
+        assert_eq!(v["fine"]["a"], 1);
     }
 }
