@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::home::{DaemonProcess, TestHome, wait_until};
+use crate::home::{DaemonProcess, TestHome, copy_dir, wait_until};
 use crate::support::Emulation;
 
 pub const KEY: &str = "osk_daemonTestKey0123456789abcdefghij";
@@ -156,7 +156,7 @@ pub fn populated_home(claude_sessions: u32, codex_sessions: u32) -> (TestHome, V
     }
     let opencode_fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/opencode");
     if opencode_fixture.is_dir() {
-        home.copy_tree(&opencode_fixture, ".local/share/opencode");
+        copy_dir(&opencode_fixture, &home.opencode_data());
     }
     (home, files)
 }

@@ -60,13 +60,6 @@ impl TestHome {
         self.home.join(".local/share/opencode")
     }
 
-    /// Copies a directory tree into the home at `rel`.
-    pub fn copy_tree(&self, from: &Path, rel: &str) -> PathBuf {
-        let to = self.home.join(rel);
-        copy_dir(from, &to);
-        to
-    }
-
     /// A command running the real binary in this home, with nothing of the caller's
     /// environment that could point it elsewhere.
     pub fn cmd(&self, args: &[&str]) -> Command {

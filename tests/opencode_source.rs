@@ -1,1 +1,357 @@
-//! (empty: being written)
+//! OpenCode: our real-shaped JSON storage tree (`tests/fixtures/opencode`) and a database
+//! built here with OpenCode's schema from the same data. Both must yield the same payloads;
+//! expected totals are summed here straight from the message files.
+
+use std::path::{Path, PathBuf};
+
+use opensyncd::aggregate::{MemoryUsageKeys, SessionState};
+use opensyncd::model::{MessagePayload, SessionPayload, SourceId};
+use opensyncd::plan;
+use opensyncd::pricing::Pricing;
+use opensyncd::sources::opencode::{read_unit, scan, unit_for_path};
+use opensyncd::sources::{ParseOptions, Record, Roots, Unit};
+use serde_json::Value;
+
+const PARENT: &str = "ses_4f1c2a9b8ffeAbCdEfGhIjKlMn";
+const CHILD: &str = "ses_4f1c29f0e001ZyXwVuTsRqPoNm";
+const STREAMING: &str = "msg_b3e3d5c30001Yy1Zz2Aa3Bb4Cc";
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/opencode")
+}
+
+fn copy_fixture() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("opencode");
+    crate::home::copy_dir(&fixture(), &data);
+    (dir, data)
+}
+
+fn roots(data: &Path) -> Roots {
+    Roots {
+        opencode: vec![data.to_path_buf()],
+        ..Roots::default()
+    }
+}
+
+fn fold(records: Vec<Record>) -> Vec<(SessionPayload, Vec<MessagePayload>)> {
+    let mut usage = MemoryUsageKeys::default();
+    let mut out: Vec<(SessionPayload, Vec<MessagePayload>)> = plan::group_by_session(records)
+        .into_iter()
+        .map(|(sid, recs)| {
+            let mut state = SessionState::new(SourceId::OpenCode, sid);
+            let msgs = plan::fold_session(&mut state, recs, &mut usage);
+            (state.payload(&Pricing::bundled()), msgs)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.external_id.cmp(&b.0.external_id));
+    out
+}
+
+fn read_all(unit: &Unit, opts: ParseOptions) -> Vec<Record> {
+    let mut state = None;
+    let mut records = Vec::new();
+    loop {
+        let snap = read_unit(unit, state.as_ref(), opts).unwrap();
+        records.extend(snap.records);
+        state = Some(snap.state);
+        if !snap.more {
+            return records;
+        }
+    }
+}
+
+fn json_payloads(data: &Path) -> Vec<(SessionPayload, Vec<MessagePayload>)> {
+    let mut records = Vec::new();
+    for unit in scan(&roots(data))
+        .iter()
+        .filter(|u| matches!(u, Unit::OpenCodeSession { .. }))
+    {
+        records.extend(read_all(unit, ParseOptions::default()));
+    }
+    fold(records)
+}
+
+/// Expected (prompt, completion) per session: the sum over its complete assistant messages,
+/// read straight from the files.
+fn expected_tokens(data: &Path, session: &str) -> (u64, u64) {
+    let mut prompt = 0;
+    let mut completion = 0;
+    for entry in std::fs::read_dir(data.join("storage/message").join(session)).unwrap() {
+        let v: Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        if v["role"] != "assistant" || v["time"]["completed"].is_null() {
+            continue;
+        }
+        let t = &v["tokens"];
+        prompt += t["input"].as_u64().unwrap()
+            + t["cache"]["read"].as_u64().unwrap()
+            + t["cache"]["write"].as_u64().unwrap();
+        completion += t["output"].as_u64().unwrap();
+    }
+    (prompt, completion)
+}
+
+#[test]
+fn json_storage_gives_sessions_messages_and_totals() {
+    let (_d, data) = copy_fixture();
+    let payloads = json_payloads(&data);
+    assert_eq!(payloads.len(), 2, "parent and child are separate sessions");
+    for (session, messages) in &payloads {
+        let (p, c) = expected_tokens(&data, &session.external_id);
+        assert_eq!(
+            session.prompt_tokens.unwrap_or(0),
+            p,
+            "{}",
+            session.external_id
+        );
+        assert_eq!(
+            session.completion_tokens.unwrap_or(0),
+            c,
+            "{}",
+            session.external_id
+        );
+        assert_eq!(session.source, "opencode");
+        assert_eq!(session.project_path.as_deref(), Some("/home/dev/webapp"));
+        assert!(messages.iter().all(|m| m.external_id.starts_with("msg_")));
+    }
+    let (parent, msgs) = payloads
+        .iter()
+        .find(|(s, _)| s.external_id == PARENT)
+        .unwrap();
+    assert_eq!(parent.title.as_deref(), Some("Add a health check endpoint"));
+    assert_eq!(
+        parent.cost,
+        Some(0.0421),
+        "OpenCode's own cost is used when > 0"
+    );
+    assert_eq!(parent.created_at, Some(1_767_261_600_000));
+    assert!(
+        !msgs.iter().any(|m| m.external_id == STREAMING),
+        "an incomplete reply was sent"
+    );
+    let user = &msgs[0];
+    assert_eq!(
+        user.text_content.as_deref(),
+        Some("Add a /health endpoint that returns {\"status\":\"ok\"}")
+    );
+    let answer = &msgs[1];
+    let kinds: Vec<&str> = answer.parts.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "text",
+            "tool-call",
+            "tool-result",
+            "tool-call",
+            "tool-result"
+        ],
+        "reasoning is off by default"
+    );
+    assert_eq!(answer.parts[4].content["result"], "Error: 1 test failed");
+    let (child, _) = payloads
+        .iter()
+        .find(|(s, _)| s.external_id == CHILD)
+        .unwrap();
+    assert!(
+        child.cost.unwrap() > 0.0,
+        "priced from the table when OpenCode's cost is 0"
+    );
+}
+
+#[test]
+fn reasoning_is_sent_only_when_enabled() {
+    let (_d, data) = copy_fixture();
+    let unit = Unit::OpenCodeSession {
+        storage: data.join("storage"),
+        session_id: PARENT.into(),
+    };
+    let opts = ParseOptions {
+        sync_thinking: true,
+        sync_tool_calls: true,
+    };
+    let payloads = fold(read_all(&unit, opts));
+    assert!(
+        payloads[0]
+            .1
+            .iter()
+            .any(|m| m.parts.iter().any(|p| p.kind == "reasoning"))
+    );
+}
+
+#[test]
+fn rewrites_replace_tokens_and_complete_messages_appear() {
+    let (_d, data) = copy_fixture();
+    let unit = Unit::OpenCodeSession {
+        storage: data.join("storage"),
+        session_id: PARENT.into(),
+    };
+    let first = read_unit(&unit, None, ParseOptions::default()).unwrap();
+    // Unchanged files: nothing to read again.
+    let again = read_unit(&unit, Some(&first.state), ParseOptions::default()).unwrap();
+    assert!(again.records.is_empty());
+    // The streaming reply completes (rewritten in place).
+    let path = data
+        .join("storage/message")
+        .join(PARENT)
+        .join(format!("{STREAMING}.json"));
+    let mut msg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    msg["time"]["completed"] = 1_767_261_760_000u64.into();
+    msg["finish"] = "stop".into();
+    msg["tokens"] = serde_json::json!({"input": 100, "output": 50, "reasoning": 0, "cache": {"read": 1000, "write": 0}});
+    std::fs::write(&path, serde_json::to_vec_pretty(&msg).unwrap()).unwrap();
+    let mut records = first.records.clone();
+    let second = read_unit(&unit, Some(&first.state), ParseOptions::default()).unwrap();
+    assert!(!second.records.is_empty());
+    records.extend(second.records);
+    let payloads = fold(records);
+    let (session, msgs) = &payloads[0];
+    assert!(msgs.iter().any(|m| m.external_id == STREAMING));
+    assert_eq!(
+        (
+            session.prompt_tokens.unwrap(),
+            session.completion_tokens.unwrap()
+        ),
+        expected_tokens(&data, PARENT)
+    );
+}
+
+#[test]
+fn a_file_caught_mid_write_is_skipped_not_fatal() {
+    let (_d, data) = copy_fixture();
+    let path = data
+        .join("storage/message")
+        .join(PARENT)
+        .join("msg_b3e3d5a10001Aa1Bb2Cc3Dd4Ee.json");
+    std::fs::write(&path, b"{\"id\": \"msg_b3e3d5a1").unwrap();
+    let payloads = json_payloads(&data);
+    let (_, msgs) = payloads
+        .iter()
+        .find(|(s, _)| s.external_id == PARENT)
+        .unwrap();
+    assert!(
+        !msgs
+            .iter()
+            .any(|m| m.external_id == "msg_b3e3d5a10001Aa1Bb2Cc3Dd4Ee")
+    );
+    assert!(!msgs.is_empty());
+}
+
+#[test]
+fn changed_paths_map_to_their_session() {
+    let (_d, data) = copy_fixture();
+    let r = roots(&data);
+    let storage = data.join("storage");
+    let want = Some(Unit::OpenCodeSession {
+        storage: storage.clone(),
+        session_id: PARENT.into(),
+    });
+    let msg = storage
+        .join("message")
+        .join(PARENT)
+        .join(format!("{STREAMING}.json"));
+    assert_eq!(unit_for_path(&msg, &r), want);
+    let part =
+        storage.join("part/msg_b3e3d5c30001Yy1Zz2Aa3Bb4Cc/prt_b3e3d5c30002Dd5Ee6Ff7Gg8Hh.json");
+    assert_eq!(unit_for_path(&part, &r), want);
+}
+
+/// Builds `opencode.db` with OpenCode's schema from the JSON tree.
+fn build_db(data: &Path) -> PathBuf {
+    let db = data.join("opencode.db");
+    let conn = rusqlite_connection(&db);
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE session (id TEXT PRIMARY KEY, project_id TEXT, workspace_id TEXT, parent_id TEXT, slug TEXT, directory TEXT, path TEXT, title TEXT, version TEXT, share_url TEXT, cost REAL, tokens_input INTEGER, time_created INTEGER, time_updated INTEGER, time_archived INTEGER);
+         CREATE TABLE message (id TEXT PRIMARY KEY, session_id TEXT, time_created INTEGER, time_updated INTEGER, data TEXT);
+         CREATE TABLE part (id TEXT PRIMARY KEY, message_id TEXT, session_id TEXT, time_created INTEGER, time_updated INTEGER, data TEXT);",
+    )
+    .unwrap();
+    let storage = data.join("storage");
+    for project in std::fs::read_dir(storage.join("session")).unwrap() {
+        for f in std::fs::read_dir(project.unwrap().path()).unwrap() {
+            let v: Value =
+                serde_json::from_slice(&std::fs::read(f.unwrap().path()).unwrap()).unwrap();
+            conn.execute(
+                "INSERT INTO session (id, project_id, parent_id, directory, title, time_created, time_updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                rusqlite::params![v["id"].as_str(), v["projectID"].as_str(), v["parentID"].as_str(), v["directory"].as_str(), v["title"].as_str(), v["time"]["created"].as_i64(), v["time"]["updated"].as_i64()],
+            )
+            .unwrap();
+        }
+    }
+    for ses in std::fs::read_dir(storage.join("message")).unwrap() {
+        for f in std::fs::read_dir(ses.unwrap().path()).unwrap() {
+            let mut v: Value =
+                serde_json::from_slice(&std::fs::read(f.unwrap().path()).unwrap()).unwrap();
+            let obj = v.as_object_mut().unwrap();
+            let id = obj.remove("id").unwrap();
+            let sid = obj.remove("sessionID").unwrap();
+            let created = v["time"]["created"].as_i64();
+            conn.execute(
+                "INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?3, ?4)",
+                rusqlite::params![id.as_str(), sid.as_str(), created, v.to_string()],
+            )
+            .unwrap();
+            let msg_id = id.as_str().unwrap();
+            for p in std::fs::read_dir(storage.join("part").join(msg_id))
+                .into_iter()
+                .flatten()
+            {
+                let mut pv: Value =
+                    serde_json::from_slice(&std::fs::read(p.unwrap().path()).unwrap()).unwrap();
+                let po = pv.as_object_mut().unwrap();
+                let pid = po.remove("id").unwrap();
+                po.remove("messageID");
+                po.remove("sessionID");
+                conn.execute(
+                    "INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                    rusqlite::params![pid.as_str(), msg_id, sid.as_str(), created, pv.to_string()],
+                )
+                .unwrap();
+            }
+        }
+    }
+    db
+}
+
+fn rusqlite_connection(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+#[test]
+fn the_database_yields_the_same_payloads_as_the_json_tree() {
+    let (_d, data) = copy_fixture();
+    let db = build_db(&data);
+    let from_json = json_payloads(&data);
+    let unit = Unit::OpenCodeDb { path: db };
+    let from_db = fold(read_all(&unit, ParseOptions::default()));
+    assert_eq!(from_db, from_json);
+}
+
+#[test]
+fn the_database_watermark_re_reads_only_changed_sessions() {
+    let (_d, data) = copy_fixture();
+    let db = build_db(&data);
+    let unit = Unit::OpenCodeDb { path: db.clone() };
+    let first = read_unit(&unit, None, ParseOptions::default()).unwrap();
+    let nothing = read_unit(&unit, Some(&first.state), ParseOptions::default()).unwrap();
+    assert!(nothing.records.is_empty(), "no change, nothing re-read");
+    // A writer (OpenCode, in WAL mode) updates the child's assistant message.
+    let conn = rusqlite_connection(&db);
+    conn.execute("UPDATE message SET time_updated = 1767262999000 WHERE id = 'msg_b3e3d5e50001Ss7Tt8Uu9Vv0Ww'", []).unwrap();
+    let changed = read_unit(&unit, Some(&first.state), ParseOptions::default()).unwrap();
+    let sessions: std::collections::BTreeSet<String> = changed
+        .records
+        .iter()
+        .map(|r| match r {
+            Record::Session(f) => f.session_id.clone(),
+            Record::Message(m) => m.session_external_id.clone(),
+            Record::Usage(u) => u.session_id.clone(),
+        })
+        .collect();
+    assert_eq!(
+        sessions.into_iter().collect::<Vec<_>>(),
+        vec![CHILD.to_string()]
+    );
+    drop(conn);
+}

@@ -1,38 +1,516 @@
-//! OpenCode (JSON storage and `opencode.db`). NOT BUILT YET: no units are found, so OpenCode
-//! sessions are not synced by this build.
+//! OpenCode sessions, from its JSON storage tree and from `opencode.db` (SQLite, ≥ 1.2.0).
+//!
+//! OpenCode rewrites its files and rows in place while a reply streams, so this is not a line
+//! parser: a unit is re-read as a whole snapshot, and the planner sends only what changed (by
+//! content hash). Units:
+//! - `Unit::OpenCodeSession` — one session of a `storage/` tree (`session/<project>/<ses>.json`,
+//!   `message/<ses>/<msg>.json`, `part/<msg>/<prt>.json`); its state is a fingerprint of those
+//!   files (sizes and mtimes), so an unchanged session is not re-read;
+//! - `Unit::OpenCodeDb` — a database; its state is the largest `time_updated` acknowledged,
+//!   and each read re-emits the sessions with rows updated since (a bounded number at a time).
+//!
+//! Both paths build records with the same function, so a session present in both (OpenCode
+//! imports its JSON tree into the database on upgrade) yields identical payloads.
+//!
+//! What is sent: user messages once they have parts; assistant messages once complete
+//! (`time.completed` or `finish`), since the server ignores updates within 5 s of a message's
+//! `createdAt`. Text parts (not `synthetic` or `ignored` ones) become the text; `tool` parts a
+//! `tool-call` plus, when completed or failed, a `tool-result`; `reasoning` only with
+//! `sync_thinking`. `step-start`/`step-finish`/`patch`/`snapshot`/`file`/`agent`/`compaction`
+//! parts carry nothing to show and are skipped. Tokens and cost are the assistant messages' own
+//! (`UsageMerge::Replace` by message id, so a rewrite replaces rather than adds); child sessions
+//! (`parentID`) are separate sessions.
+//!
+//! `~/.opencode` (`Roots::opencode_legacy`): the formats spec found no store there in any
+//! OpenCode release; if it holds a `storage/` tree of the layout above, it is read like one.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use crate::sources::{Roots, Unit};
+use serde_json::{Map, Value};
 
-/// Lists every OpenCode unit under the roots.
-pub fn scan(_roots: &Roots) -> Vec<Unit> {
-    Vec::new()
-}
+use crate::model::{MessagePayload, Part, Role, SourceId, Tokens, content_hash};
+use crate::sources::{ParseOptions, Record, Roots, SessionFacts, Unit, UsageFact, UsageMerge};
 
-/// Maps a changed path to its unit.
-pub fn unit_for_path(_path: &Path, _roots: &Roots) -> Option<Unit> {
-    None
-}
+/// Sessions re-emitted per database read (bounds memory; the rest follow with `more`).
+const DB_SESSIONS_PER_READ: usize = 64;
 
 /// Everything read from one OpenCode unit in one pass.
+#[derive(Debug)]
 pub struct Snapshot {
     /// The records.
-    pub records: Vec<crate::sources::Record>,
+    pub records: Vec<Record>,
     /// State to persist once `records` are acknowledged.
-    pub state: serde_json::Value,
-    /// The read stopped at a size bound; call again.
+    pub state: Value,
+    /// The read stopped at a size bound; call again with `state`.
     pub more: bool,
 }
 
-/// Reads one unit. Not built yet: `scan` finds no OpenCode units, so this is never reached.
+/// A failure reading an OpenCode store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenCodeError {
+    /// The database could not be read.
+    #[error("{path}: {source}")]
+    Db {
+        /// The database.
+        path: PathBuf,
+        /// The error.
+        source: rusqlite::Error,
+    },
+}
+
+fn storage_dirs(roots: &Roots) -> Vec<PathBuf> {
+    roots
+        .opencode
+        .iter()
+        .chain(&roots.opencode_legacy)
+        .map(|d| d.join("storage"))
+        .collect()
+}
+
+fn db_files(roots: &Roots) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in &roots.opencode {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "opencode.db" || (name.starts_with("opencode-") && name.ends_with(".db")) {
+                out.push(entry.path());
+            }
+        }
+    }
+    if let Some(db) = roots.opencode_db.as_ref().filter(|p| p.is_file()) {
+        out.push(db.clone());
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Lists every OpenCode unit under the roots.
+pub fn scan(roots: &Roots) -> Vec<Unit> {
+    let mut units = Vec::new();
+    for storage in storage_dirs(roots) {
+        for project in std::fs::read_dir(storage.join("session"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for file in std::fs::read_dir(project.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let p = file.path();
+                if let Some(id) = session_file_id(&p) {
+                    units.push(Unit::OpenCodeSession {
+                        storage: storage.clone(),
+                        session_id: id,
+                    });
+                }
+            }
+        }
+    }
+    units.extend(
+        db_files(roots)
+            .into_iter()
+            .map(|path| Unit::OpenCodeDb { path }),
+    );
+    units
+}
+
+fn session_file_id(p: &Path) -> Option<String> {
+    let stem = p.file_stem()?.to_str()?;
+    (p.extension().is_some_and(|e| e == "json") && stem.starts_with("ses_"))
+        .then(|| stem.to_string())
+}
+
+/// Maps a changed path to its unit.
+pub fn unit_for_path(path: &Path, roots: &Roots) -> Option<Unit> {
+    let name = path.file_name()?.to_str()?;
+    for db in db_files(roots) {
+        let db_name = db.file_name()?.to_str()?;
+        if path.parent() == db.parent()
+            && (name == db_name
+                || name == format!("{db_name}-wal")
+                || name == format!("{db_name}-shm"))
+        {
+            return Some(Unit::OpenCodeDb { path: db });
+        }
+    }
+    for storage in storage_dirs(roots) {
+        let Ok(rel) = path.strip_prefix(&storage) else {
+            continue;
+        };
+        let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        let session_id = match parts.as_slice() {
+            ["session", _, file] => file.strip_suffix(".json").map(str::to_string),
+            ["message", ses, _] => Some(ses.to_string()),
+            ["part", _, _] => {
+                read_json(path).and_then(|v| v["sessionID"].as_str().map(str::to_string))
+            }
+            _ => None,
+        }?;
+        return session_id
+            .starts_with("ses_")
+            .then_some(Unit::OpenCodeSession {
+                storage,
+                session_id,
+            });
+    }
+    None
+}
+
+/// Reads one unit, resuming from `state`.
 pub fn read_unit(
     unit: &Unit,
-    _state: Option<&serde_json::Value>,
-    _opts: crate::sources::ParseOptions,
-) -> Result<Snapshot, String> {
-    Err(format!(
-        "{}: OpenCode support is not built yet",
-        unit.describe()
-    ))
+    state: Option<&Value>,
+    opts: ParseOptions,
+) -> Result<Snapshot, OpenCodeError> {
+    match unit {
+        Unit::OpenCodeSession {
+            storage,
+            session_id,
+        } => Ok(read_json_session(storage, session_id, state, opts)),
+        Unit::OpenCodeDb { path } => read_db(path, state, opts),
+        Unit::Jsonl { .. } => Ok(Snapshot {
+            records: Vec::new(),
+            state: state.cloned().unwrap_or(Value::Null),
+            more: false,
+        }),
+    }
+}
+
+/// A file that does not parse (mid-write) is skipped this time; it will change again.
+fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    // Message and part ids sort ascending by creation.
+    files.sort();
+    files
+}
+
+fn read_json_session(
+    storage: &Path,
+    session_id: &str,
+    state: Option<&Value>,
+    opts: ParseOptions,
+) -> Snapshot {
+    let info_path = std::fs::read_dir(storage.join("session"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|project| project.path().join(format!("{session_id}.json")))
+        .find(|p| p.is_file());
+    let mut files: Vec<PathBuf> = info_path.iter().cloned().collect();
+    let message_files = json_files(&storage.join("message").join(session_id));
+    let mut part_files: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
+    for m in &message_files {
+        let msg_id = m.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let parts = json_files(&storage.join("part").join(msg_id));
+        files.extend(parts.iter().cloned());
+        part_files.push((m.clone(), parts));
+    }
+    files.extend(message_files.iter().cloned());
+    let fingerprint = fingerprint(&files);
+    if state
+        .and_then(|s| s.get("fingerprint"))
+        .and_then(Value::as_str)
+        == Some(fingerprint.as_str())
+    {
+        return Snapshot {
+            records: Vec::new(),
+            state: state.cloned().unwrap_or(Value::Null),
+            more: false,
+        };
+    }
+    let info = info_path
+        .as_deref()
+        .and_then(read_json)
+        .unwrap_or_else(|| serde_json::json!({ "id": session_id }));
+    let messages: Vec<(Value, Vec<Value>)> = part_files
+        .iter()
+        .filter_map(|(m, parts)| {
+            Some((
+                read_json(m)?,
+                parts.iter().filter_map(|p| read_json(p)).collect(),
+            ))
+        })
+        .collect();
+    Snapshot {
+        records: session_records(&info, &messages, opts),
+        state: serde_json::json!({ "fingerprint": fingerprint }),
+        more: false,
+    }
+}
+
+fn fingerprint(files: &[PathBuf]) -> String {
+    let mut text = String::new();
+    for f in files {
+        if let Ok(meta) = std::fs::metadata(f) {
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            text.push_str(&format!("{}\0{}\0{mtime}\n", f.display(), meta.len()));
+        }
+    }
+    format!("{:032x}", content_hash(text.as_bytes()))
+}
+
+fn read_db(
+    path: &Path,
+    state: Option<&Value>,
+    opts: ParseOptions,
+) -> Result<Snapshot, OpenCodeError> {
+    let err = |source| OpenCodeError::Db {
+        path: path.to_path_buf(),
+        source,
+    };
+    let watermark = state
+        .and_then(|s| s.get("watermark"))
+        .and_then(Value::as_i64)
+        .unwrap_or(i64::MIN);
+    // Read-only, in place (not a copy): SQLite then honours the WAL, so committed rows that
+    // are still only in `-wal` are seen.
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(2))
+        .map_err(err)?;
+    // Sessions with anything changed since the watermark, oldest change first.
+    let mut stmt = conn
+        .prepare(
+            "SELECT sid, MAX(t) FROM (
+                SELECT id AS sid, time_updated AS t FROM session WHERE time_updated > ?1
+                UNION ALL SELECT session_id, time_updated FROM message WHERE time_updated > ?1
+                UNION ALL SELECT session_id, time_updated FROM part WHERE time_updated > ?1
+             ) GROUP BY sid ORDER BY 2, 1",
+        )
+        .map_err(err)?;
+    let changed: Vec<(String, i64)> = stmt
+        .query_map([watermark], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    // Take a bounded batch, never splitting sessions that share the cut-off time.
+    let mut take = changed.len().min(DB_SESSIONS_PER_READ);
+    while take < changed.len() && take > 0 && changed[take].1 == changed[take - 1].1 {
+        take += 1;
+    }
+    let more = take < changed.len();
+    let mut records = Vec::new();
+    let mut new_watermark = watermark;
+    for (sid, updated) in &changed[..take] {
+        new_watermark = new_watermark.max(*updated);
+        let info = conn
+            .query_row(
+                "SELECT id, parent_id, directory, title, time_created, time_updated FROM session WHERE id = ?1",
+                [sid],
+                |r| {
+                    Ok(serde_json::json!({
+                        "id": r.get::<_, String>(0)?,
+                        "parentID": r.get::<_, Option<String>>(1)?,
+                        "directory": r.get::<_, Option<String>>(2)?,
+                        "title": r.get::<_, Option<String>>(3)?,
+                        "time": { "created": r.get::<_, Option<i64>>(4)?, "updated": r.get::<_, Option<i64>>(5)? },
+                    }))
+                },
+            )
+            .unwrap_or_else(|_| serde_json::json!({ "id": sid }));
+        let mut parts_by_msg: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        let mut pstmt = conn
+            .prepare("SELECT id, message_id, data FROM part WHERE session_id = ?1 ORDER BY id")
+            .map_err(err)?;
+        let rows = pstmt
+            .query_map([sid], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(err)?;
+        for row in rows {
+            let (id, msg, data) = row.map_err(err)?;
+            if let Some(v) = with_ids(
+                &data,
+                &[("id", &id), ("messageID", &msg), ("sessionID", sid)],
+            ) {
+                parts_by_msg.entry(msg).or_default().push(v);
+            }
+        }
+        let mut mstmt = conn
+            .prepare("SELECT id, data FROM message WHERE session_id = ?1 ORDER BY id")
+            .map_err(err)?;
+        let rows = mstmt
+            .query_map([sid], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(err)?;
+        let mut messages = Vec::new();
+        for row in rows {
+            let (id, data) = row.map_err(err)?;
+            if let Some(v) = with_ids(&data, &[("id", &id), ("sessionID", sid)]) {
+                let parts = parts_by_msg.remove(&id).unwrap_or_default();
+                messages.push((v, parts));
+            }
+        }
+        records.extend(session_records(&info, &messages, opts));
+    }
+    Ok(Snapshot {
+        records,
+        state: serde_json::json!({ "watermark": new_watermark }),
+        more,
+    })
+}
+
+/// A row's `data` JSON with the ids the table keeps in columns put back.
+fn with_ids(data: &str, ids: &[(&str, &str)]) -> Option<Value> {
+    let mut v: Map<String, Value> = serde_json::from_str(data).ok()?;
+    for (k, id) in ids {
+        v.insert((*k).to_string(), Value::String((*id).to_string()));
+    }
+    Some(Value::Object(v))
+}
+
+/// Records for one session from its info, messages and parts (JSON and DB alike).
+pub fn session_records(
+    info: &Value,
+    messages: &[(Value, Vec<Value>)],
+    opts: ParseOptions,
+) -> Vec<Record> {
+    let Some(sid) = info["id"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let facts = |at: Option<i64>| SessionFacts {
+        session_id: sid.clone(),
+        at_ms: at,
+        ..SessionFacts::default()
+    };
+    let mut head = facts(info["time"]["created"].as_i64());
+    head.title_override = info["title"].as_str().map(str::to_string);
+    head.project_path = info["directory"].as_str().map(str::to_string);
+    out.push(Record::Session(head));
+    out.push(Record::Session(facts(info["time"]["updated"].as_i64())));
+    for (msg, parts) in messages {
+        let Some(id) = msg["id"].as_str() else {
+            continue;
+        };
+        let role = msg["role"].as_str().unwrap_or_default();
+        let created = msg["time"]["created"].as_i64();
+        let assistant = role == "assistant";
+        let complete =
+            !assistant || !msg["time"]["completed"].is_null() || !msg["finish"].is_null();
+        if !complete {
+            continue;
+        }
+        if assistant {
+            let t = &msg["tokens"];
+            let n = |v: &Value| v.as_u64().unwrap_or(0);
+            let tokens = Tokens {
+                input: n(&t["input"]),
+                output: n(&t["output"]),
+                reasoning: n(&t["reasoning"]),
+                cache_read: n(&t["cache"]["read"]),
+                cache_write: n(&t["cache"]["write"]),
+            };
+            let model = msg["modelID"].as_str().map(str::to_string);
+            let mut f = facts(msg["time"]["completed"].as_i64().or(created));
+            f.model = model.clone();
+            f.provider = msg["providerID"].as_str().map(str::to_string);
+            out.push(Record::Session(f));
+            out.push(Record::Usage(UsageFact {
+                session_id: sid.clone(),
+                key: id.to_string(),
+                merge: UsageMerge::Replace,
+                model,
+                tokens,
+                cost: msg["cost"].as_f64(),
+            }));
+        }
+        let mut texts = Vec::new();
+        let mut extra = Vec::new();
+        for part in parts {
+            match part["type"].as_str().unwrap_or_default() {
+                "text" if part["synthetic"] != true && part["ignored"] != true => {
+                    if let Some(t) = part["text"].as_str().filter(|t| !t.trim().is_empty()) {
+                        texts.push(t.to_string());
+                    }
+                }
+                "tool" if opts.sync_tool_calls => {
+                    let state = &part["state"];
+                    let name = part["tool"].as_str().unwrap_or("tool");
+                    extra.push(Part::tool_call(name, state["input"].clone()));
+                    match state["status"].as_str() {
+                        Some("completed") => extra.push(Part::tool_result(state["output"].clone())),
+                        Some("error") => extra.push(Part::tool_result(state["error"].clone())),
+                        _ => {}
+                    }
+                }
+                "reasoning" if opts.sync_thinking => {
+                    if let Some(t) = part["text"].as_str().filter(|t| !t.trim().is_empty()) {
+                        extra.push(Part::reasoning(t));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !assistant && parts.is_empty() {
+            continue; // a user message's parts arrive after it: wait for them
+        }
+        let text = Some(texts.join("\n\n")).filter(|t| !t.is_empty());
+        if text.is_none() && extra.is_empty() {
+            continue;
+        }
+        let mut all: Vec<Part> = text.iter().map(|t| Part::text(t.clone())).collect();
+        all.extend(extra);
+        let t = &msg["tokens"];
+        let n = |v: &Value| v.as_u64().unwrap_or(0);
+        let prompt = n(&t["input"]) + n(&t["cache"]["read"]) + n(&t["cache"]["write"]);
+        out.push(Record::Message(MessagePayload {
+            session_external_id: sid.clone(),
+            external_id: id.to_string(),
+            role: match role {
+                "user" => Role::User,
+                "assistant" => Role::Assistant,
+                "system" => Role::System,
+                _ => Role::Unknown,
+            },
+            text_content: text,
+            model: if assistant {
+                msg["modelID"].as_str().map(str::to_string)
+            } else {
+                None
+            },
+            prompt_tokens: Some(prompt).filter(|p| assistant && *p > 0),
+            completion_tokens: Some(n(&t["output"])).filter(|c| assistant && *c > 0),
+            duration_ms: match (created, msg["time"]["completed"].as_i64()) {
+                (Some(a), Some(b)) if b >= a && assistant => Some((b - a) as u64),
+                _ => None,
+            },
+            source: SourceId::OpenCode.as_str().into(),
+            parts: all,
+            created_at: created,
+        }));
+    }
+    out
 }
