@@ -318,6 +318,10 @@ fn cmd_status(paths: &Paths, cfg: &Config, json: bool) -> Result<()> {
         Some(other) => bail!("unexpected reply from the daemon: {other:?}"),
         None => offline_status(paths, cfg)?,
     };
+    let mut status = status;
+    status.service = service_target()
+        .ok()
+        .map(|target| crate::service::status(&target));
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
@@ -625,15 +629,124 @@ fn read_stdin_briefly() -> Option<String> {
         .filter(|s| !s.trim().is_empty())
 }
 
-fn cmd_setup(_args: SetupArgs) -> Result<()> {
-    bail!("`setup` is not wired yet")
+fn cmd_setup(args: SetupArgs) -> Result<()> {
+    use crate::setup;
+    let binary = binary_path();
+    let binary = binary
+        .to_str()
+        .context("the opensyncd binary path is not UTF-8")?
+        .to_string();
+    // No tool named: every installed tool.
+    let all = !args.claude && !args.codex;
+    let env = &config::process_env;
+    let mut edits = Vec::new();
+    let mut problems = Vec::new();
+    let mut plan = |tool: &str, result: Result<Option<setup::Edit>>| match result {
+        Ok(Some(edit)) => edits.push(edit),
+        Ok(None) => println!("{tool}: not installed here, skipped"),
+        Err(e) => problems.push(format!("{e:#}")),
+    };
+    if all || args.claude {
+        plan(
+            "Claude Code",
+            setup::plan_claude(env, &binary, args.remove, args.claude),
+        );
+    }
+    if all || args.codex {
+        plan(
+            "Codex CLI",
+            setup::plan_codex(env, &binary, args.remove, args.codex),
+        );
+    }
+    for edit in &edits {
+        match (&edit.new_contents, args.dry_run) {
+            (None, _) => println!("{}", edit.summary),
+            (Some(contents), true) => {
+                println!("{}: would write {}:", edit.tool, edit.path.display());
+                for line in contents.lines() {
+                    println!("    {line}");
+                }
+            }
+            (Some(_), false) => {
+                setup::apply(edit)?;
+                println!(
+                    "{} (previous version kept in {})",
+                    edit.summary,
+                    setup::backup_path(&edit.path).display()
+                );
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{}
+(the daemon's file watcher syncs these sessions anyway; hooks only make it              faster)",
+            problems.join("\n")
+        );
+    }
+    if !args.remove && !args.dry_run && !edits.is_empty() {
+        println!("The hooks nudge the running daemon after each turn; they never block the tool.");
+    }
+    Ok(())
 }
 
-fn cmd_service(_action: ServiceAction) -> Result<()> {
-    bail!("`service` is not wired yet")
+fn service_target() -> Result<crate::service::Target> {
+    crate::service::Target::detect(&config::process_env, binary_path())
 }
 
-fn service_verify_line(_check: &mut dyn FnMut(bool, &str, String)) {}
+fn cmd_service(action: ServiceAction) -> Result<()> {
+    use crate::service;
+    let target = service_target()?;
+    let (steps, dry_run, installing) = match action {
+        ServiceAction::Status => {
+            let status = service::status(&target);
+            println!("{}", status.summary());
+            if let Some(binary) = &status.runs_binary {
+                println!("runs: {binary}");
+            }
+            return Ok(());
+        }
+        ServiceAction::Install { dry_run } => (service::install_steps(&target)?, dry_run, true),
+        ServiceAction::Uninstall { dry_run } => (service::uninstall_steps(&target), dry_run, false),
+    };
+    if installing && let Some(warning) = service::binary_warning(&target.binary) {
+        eprintln!("warning: {warning}");
+    }
+    if dry_run {
+        println!("Would do, in order:");
+        for step in &steps {
+            print!("{}", service::describe(step));
+        }
+        return Ok(());
+    }
+    service::execute(&steps, &mut |line| println!("{line}"))?;
+    if installing {
+        println!(
+            "opensyncd is installed as a {} and started.",
+            match target.manager {
+                service::Manager::Systemd => "systemd user service",
+                service::Manager::Launchd => "LaunchAgent",
+            }
+        );
+        if let Some(hint) = service::linger_hint(&target, config::process_env("USER").as_deref()) {
+            println!("{hint}");
+        }
+        println!("Check it with `opensyncd status`.");
+    } else {
+        println!("opensyncd's service is stopped and removed (your settings and ledger are kept).");
+    }
+    Ok(())
+}
+
+fn service_verify_line(check: &mut dyn FnMut(bool, &str, String)) {
+    match service_target() {
+        Ok(target) => {
+            let status = crate::service::status(&target);
+            check(status.is_running(), "service", status.summary());
+        }
+        Err(e) => check(false, "service", format!("{e:#}")),
+    }
+}
 
 /// Loads the config, with a message that says which file to fix.
 pub fn load_config(paths: &Paths, overrides: &figment::value::Dict) -> Result<Config> {

@@ -219,6 +219,31 @@ pub fn take_lock(paths: &Paths) -> Result<Option<File>> {
     }
 }
 
+/// Takes the lock for the daemon. Only a daemon answers on the control socket, so a holder
+/// that answers is a running daemon (`Ok(None)`: exit, it is already running); a holder that
+/// does not is a one-shot command (`status`, `sync`, `export`) that will release it soon, and
+/// the daemon waits for it rather than exiting (which would leave a service stopped because
+/// the user happened to run `opensyncd status` while it started).
+fn wait_for_lock(paths: &Paths) -> Result<Option<File>> {
+    let mut told = false;
+    loop {
+        if let Some(lock) = take_lock(paths)? {
+            return Ok(Some(lock));
+        }
+        if let Ok(Some(_)) = request(paths, &Request::Status, Some(Duration::from_secs(2))) {
+            return Ok(None);
+        }
+        if !told {
+            tracing::info!(
+                lock = %paths.lock_file().display(),
+                "another opensyncd command holds the lock; waiting for it to finish"
+            );
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Scans the enabled sources and returns the units that may hold unacknowledged data.
 pub fn scan_units(
     ledger: &Ledger,
@@ -292,7 +317,7 @@ fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
 
 /// Runs the daemon until SIGTERM/SIGINT. Blocks.
 pub fn run(paths: Paths, cfg: Config) -> Result<RunEnd> {
-    let Some(lock) = take_lock(&paths)? else {
+    let Some(lock) = wait_for_lock(&paths)? else {
         return Ok(RunEnd::AlreadyRunning(paths.lock_file()));
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -71,6 +71,10 @@ pub struct Status {
     pub messages: usize,
     /// Human warnings worth a line each.
     pub warnings: Vec<String>,
+    /// The background service (systemd unit / LaunchAgent), as the service manager reports it;
+    /// filled in by the CLI, which is the process allowed to ask the service manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<crate::service::ServiceStatus>,
 }
 
 /// Counters as shown.
@@ -234,6 +238,9 @@ pub fn render(status: &Status) -> String {
         "api key",
         status.api_key.clone().unwrap_or_else(|| "(not set)".into()),
     );
+    if let Some(service) = &status.service {
+        line("service", service.summary());
+    }
     line("sync", status.auth.clone());
     if let Some(c) = &status.counters {
         line(

@@ -544,3 +544,40 @@ fn truncate_rewrite_delete_recreate_rename_and_partial_lines_end_correct() {
         }
     }
 }
+
+#[test]
+fn a_starting_daemon_waits_for_a_one_shot_command_holding_the_lock() {
+    // A user running `opensyncd status` or `sync` while the service starts must not make the
+    // service exit as "already running": only a holder that answers the socket is a daemon.
+    let emu = Emulation::with_key(KEY);
+    let (home, _) = populated_home(1, 1);
+    home.login(&emu.url(), KEY);
+    let lock_path = home.opensyncd_home().join("state/opensyncd.lock");
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    held.try_lock().expect("the test takes the lock first");
+    let mut cmd = home.cmd(&["run"]);
+    let log = home.home.join("waiting-daemon.log");
+    cmd.env("OPENSYNCD_DEBOUNCE_MS", "100")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let waiting = crate::home::wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("waiting for it to finish"))
+    });
+    assert!(
+        waiting,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
+    held.unlock().unwrap();
+    wait_converged(&home, &emu, Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+}

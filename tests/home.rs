@@ -230,7 +230,7 @@ fn run_bounded(mut cmd: Command, within: Duration) -> Output {
     wait_bounded(child, within)
 }
 
-fn wait_bounded(mut child: Child, within: Duration) -> Output {
+pub fn wait_bounded(mut child: Child, within: Duration) -> Output {
     // Drain pipes on threads so a chatty child cannot block on a full pipe.
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
