@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::ledger::{Commit, FileRecord, Ledger, LedgerError, MessageRecord, Quarantined};
 use crate::model::SessionPayload;
 use crate::plan::{self, Plan, SessionWork, Shaping};
-use crate::push::{Backoff, Client, ErrorClass, PushError};
+use crate::push::{Backoff, Client, ErrorClass, PushError, RetryEnd};
 use crate::sources::{self, ParseOptions, Record, Unit};
 use crate::tail::{self, Identity};
 
@@ -605,38 +605,37 @@ impl Engine {
     {
         let mut backoff = Backoff::default();
         let mut stopping = self.stopping.clone();
-        loop {
-            if *stopping.borrow() {
-                return Err(Outcome::Stopped);
-            }
+        let counted = || {
             self.count(|c| c.requests += 1);
-            let err = tokio::select! {
-                result = op() => match result {
-                    Ok(()) => {
-                        self.count(|c| c.last_success_ms = Some(now_ms()));
-                        return Ok(Sent::Acked);
-                    }
-                    Err(err) => err,
-                },
-                _ = stopping.wait_for(|s| *s) => return Err(Outcome::Stopped),
-            };
+            op()
+        };
+        let end = crate::push::retry(counted, &mut backoff, &mut stopping, |err, delay| {
             let message = err.to_string();
-            self.count(|c| c.last_error = Some((now_ms(), message.clone())));
-            match err.class() {
-                ErrorClass::Retry => {
-                    let delay = backoff.next_delay(err.retry_after());
-                    self.count(|c| c.retries += 1);
-                    tracing::warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "request failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stopping.wait_for(|s| *s) => return Err(Outcome::Stopped),
+            self.count(|c| {
+                c.retries += 1;
+                c.last_error = Some((now_ms(), message.clone()));
+            });
+            tracing::warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "request failed; retrying");
+        })
+        .await;
+        match end {
+            RetryEnd::Acked => {
+                self.count(|c| c.last_success_ms = Some(now_ms()));
+                Ok(Sent::Acked)
+            }
+            RetryEnd::Stopped => Err(Outcome::Stopped),
+            RetryEnd::Failed(err) => {
+                let message = err.to_string();
+                self.count(|c| c.last_error = Some((now_ms(), message.clone())));
+                match err.class() {
+                    // One record cannot be split further; our caps keep bodies far below the
+                    // platform limit, so this is a record the server will not take.
+                    ErrorClass::Split | ErrorClass::Reject | ErrorClass::Retry => {
+                        Ok(Sent::Rejected(message))
                     }
+                    ErrorClass::AuthPaused => Err(Outcome::Paused(Pause::Auth(message))),
+                    ErrorClass::WrongUrl => Err(Outcome::Paused(Pause::WrongUrl(message))),
                 }
-                // One record cannot be split further; our caps keep bodies far below the
-                // platform limit, so this is a record the server will not take.
-                ErrorClass::Split | ErrorClass::Reject => return Ok(Sent::Rejected(message)),
-                ErrorClass::AuthPaused => return Err(Outcome::Paused(Pause::Auth(message))),
-                ErrorClass::WrongUrl => return Err(Outcome::Paused(Pause::WrongUrl(message))),
             }
         }
     }

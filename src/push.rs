@@ -527,6 +527,53 @@ impl Backoff {
     }
 }
 
+/// How [`retry`] ended.
+#[derive(Debug)]
+pub enum RetryEnd {
+    /// The server acknowledged the request.
+    Acked,
+    /// A failure that retrying cannot fix (any class but [`ErrorClass::Retry`]).
+    Failed(PushError),
+    /// Shutdown was requested while waiting.
+    Stopped,
+}
+
+/// Sends `op` until it succeeds, fails for a reason other than a transient one, or `stopping`
+/// turns true. Transient failures wait `backoff.next_delay(Retry-After)` on the tokio clock
+/// (so tests can run it under a paused clock); `on_retry` sees each failure and its delay.
+pub async fn retry<F, Fut>(
+    op: F,
+    backoff: &mut Backoff,
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+    mut on_retry: impl FnMut(&PushError, Duration),
+) -> RetryEnd
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), PushError>>,
+{
+    loop {
+        if *stopping.borrow() {
+            return RetryEnd::Stopped;
+        }
+        let err = tokio::select! {
+            result = op() => match result {
+                Ok(()) => return RetryEnd::Acked,
+                Err(err) => err,
+            },
+            _ = stopping.wait_for(|s| *s) => return RetryEnd::Stopped,
+        };
+        if err.class() != ErrorClass::Retry {
+            return RetryEnd::Failed(err);
+        }
+        let delay = backoff.next_delay(err.retry_after());
+        on_retry(&err, delay);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopping.wait_for(|s| *s) => return RetryEnd::Stopped,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ mod support;
 mod claude_source;
 mod cli;
 mod client;
+mod incremental;
 mod codex_source;
 mod daemon;
 mod emulation;
