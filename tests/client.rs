@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use opensyncd::credentials::ApiKey;
 use opensyncd::model::{MessagePayload, Part, Role, SessionPayload};
-use opensyncd::push::{
-    Backoff, Client, ClientOptions, ErrorClass, PushError, RetryEnd, retry,
-};
+use opensyncd::push::{Backoff, Client, ClientOptions, ErrorClass, PushError, RetryEnd, retry};
 use rand::SeedableRng;
 
 use crate::support::{Emulation, Faults};
@@ -145,12 +143,8 @@ fn absent_optional_fields_are_omitted_never_null() {
     let rt = runtime();
     let c = client(&emu.url(), KEY);
     rt.block_on(c.upsert_session(&session("s-absent"))).unwrap();
-    rt.block_on(c.upsert_message(&message(
-        "s-absent",
-        "m-absent",
-        vec![Part::text("hello")],
-    )))
-    .unwrap();
+    rt.block_on(c.upsert_message(&message("s-absent", "m-absent", vec![Part::text("hello")])))
+        .unwrap();
     let writes: Vec<_> = emu
         .requests()
         .into_iter()
@@ -199,7 +193,11 @@ async fn the_retry_loop_waits_out_retry_after_and_stays_under_the_cap() {
         sent_at.lock().unwrap().push(tokio::time::Instant::now());
         let next = {
             let mut s = script.lock().unwrap();
-            if s.is_empty() { None } else { Some(s.remove(0)) }
+            if s.is_empty() {
+                None
+            } else {
+                Some(s.remove(0))
+            }
         };
         async move { next.map_or(Ok(()), Err) }
     };
@@ -216,7 +214,11 @@ async fn the_retry_loop_waits_out_retry_after_and_stays_under_the_cap() {
     assert_eq!(calls.load(Ordering::SeqCst), 10);
     let at = sent_at.lock().unwrap().clone();
     // Retry-After 30 s is honoured even though it exceeds the backoff's first steps.
-    assert!(at[1] - at[0] >= Duration::from_secs(30), "{:?}", at[1] - at[0]);
+    assert!(
+        at[1] - at[0] >= Duration::from_secs(30),
+        "{:?}",
+        at[1] - at[0]
+    );
     // Every other gap is the delay the backoff chose, never above the cap.
     for (i, d) in delays.iter().enumerate().skip(1) {
         assert!(*d <= cap, "delay {i} = {d:?}");

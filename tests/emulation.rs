@@ -39,7 +39,10 @@ impl Raw {
                 .unwrap();
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap();
-            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
         })
     }
 
@@ -52,7 +55,10 @@ impl Raw {
             let resp = req.send().await.unwrap();
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap();
-            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
         })
     }
 }
@@ -71,7 +77,12 @@ fn validation_refuses_null_wrong_types_and_extra_part_keys_with_500() {
         json!({"externalId": "s", "title": null}),
     );
     assert_eq!(status, 500);
-    assert!(body["error"].as_str().unwrap().contains("ArgumentValidationError"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("ArgumentValidationError")
+    );
     let (status, _) = raw.post(
         KEY_A,
         "/sync/session",
@@ -86,10 +97,16 @@ fn validation_refuses_null_wrong_types_and_extra_part_keys_with_500() {
     );
     assert_eq!(status, 500);
     assert!(
-        body["error"].as_str().unwrap().contains("extra field `toolName`"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("extra field `toolName`"),
         "{body}"
     );
-    assert!(emu.all_messages().is_empty(), "a refused write changed state");
+    assert!(
+        emu.all_messages().is_empty(),
+        "a refused write changed state"
+    );
 }
 
 #[test]
@@ -109,7 +126,10 @@ fn auth_answers_match_the_server() {
         "/sync/session",
         json!({"externalId": "s"}),
     );
-    assert_eq!((status, body["error"].as_str()), (401, Some("Invalid API key")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("Invalid API key"))
+    );
     let (status, _) = raw.get(Some(&format!("Bearer {KEY_A}")), "/nope");
     assert_eq!(status, 404);
 }
@@ -123,15 +143,22 @@ fn message_ids_are_global_across_sessions_and_users() {
         json!({"sessionExternalId": session, "externalId": "1", "role": "user",
                "textContent": text, "createdAt": hour_ago_ms()})
     };
-    assert_eq!(raw.post(KEY_A, "/sync/message", msg("a-session", "A's")).0, 200);
-    assert_eq!(raw.post(KEY_B, "/sync/message", msg("b-session", "B's")).0, 200);
+    assert_eq!(
+        raw.post(KEY_A, "/sync/message", msg("a-session", "A's")).0,
+        200
+    );
+    assert_eq!(
+        raw.post(KEY_B, "/sync/message", msg("b-session", "B's")).0,
+        200
+    );
     // B's write updated A's row, which stays in A's session; B's session has no message.
     let all = emu.all_messages();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].text_content.as_deref(), Some("B's"));
     assert!(emu.messages_of_session(user_b, "b-session").is_empty());
     assert_eq!(
-        emu.messages_of_session(emu.default_user(), "a-session").len(),
+        emu.messages_of_session(emu.default_user(), "a-session")
+            .len(),
         1
     );
 }
@@ -177,7 +204,9 @@ fn dedup_windows_silently_drop_updates() {
     raw.post(KEY_A, "/sync/message", m("partial", now));
     raw.post(KEY_A, "/sync/message", m("final", now));
     assert_eq!(
-        emu.messages_of_session(user, "s")[0].text_content.as_deref(),
+        emu.messages_of_session(user, "s")[0]
+            .text_content
+            .as_deref(),
         Some("partial")
     );
     // An old message updates, but its createdAt never changes.

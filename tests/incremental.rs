@@ -32,7 +32,10 @@ pub struct Outcome {
 
 /// Copies `fixture` into a fresh temporary directory; returns it and every file under it
 /// that `keep` selects, sorted.
-pub fn copy_tree(fixture: &Path, keep: &dyn Fn(&Path) -> bool) -> (tempfile::TempDir, Vec<PathBuf>) {
+pub fn copy_tree(
+    fixture: &Path,
+    keep: &dyn Fn(&Path) -> bool,
+) -> (tempfile::TempDir, Vec<PathBuf>) {
     let dir = tempfile::tempdir().unwrap();
     crate::home::copy_dir(fixture, dir.path());
     let mut files = Vec::new();

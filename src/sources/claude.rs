@@ -13,7 +13,9 @@
 //!   prompts the human typed and are skipped;
 //! - `user` with `tool_result` blocks: a `tool` message with one `tool-result` part per block;
 //! - `assistant`: one line per content block — `text` → text, `tool_use` → a `tool-call` part,
-//!   `thinking`/`redacted_thinking` → a `reasoning` part only with `sync_thinking`;
+//!   `thinking`/`redacted_thinking` → a `reasoning` part only with `sync_thinking`. Lines the
+//!   CLI writes itself (model `<synthetic>`, e.g. "No response requested.") are skipped, except
+//!   API errors (`isApiErrorMessage`), which tell the user why a turn failed;
 //! - `system`, `summary`, `file-history-snapshot`, `progress`, `queue-operation`,
 //!   `last-prompt` and any other type: bookkeeping, skipped (timestamps still widen the span).
 //!
@@ -250,10 +252,13 @@ impl ClaudeParser {
                 }
             }
             "assistant" => {
-                let model = message
-                    .and_then(|m| m.get("model"))
-                    .and_then(Value::as_str)
-                    .filter(|m| *m != "<synthetic>");
+                let raw_model = message.and_then(|m| m.get("model")).and_then(Value::as_str);
+                let api_error = v.get("isApiErrorMessage").and_then(Value::as_bool) == Some(true);
+                if raw_model == Some("<synthetic>") && !api_error {
+                    // Filler the CLI writes itself ("No response requested."), not a reply.
+                    return;
+                }
+                let model = raw_model.filter(|m| *m != "<synthetic>");
                 facts.model = model.map(str::to_string);
                 if model.is_some() {
                     facts.provider = Some("anthropic".into());

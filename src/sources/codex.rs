@@ -352,7 +352,10 @@ impl CodexParser {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string();
-                if text.trim().is_empty() {
+                // 2025-09 recorders also wrote the scaffolding (instructions, environment
+                // context) as user_message events, tagged with a non-"plain" `kind`.
+                let kind = p.get("kind").and_then(Value::as_str).unwrap_or("plain");
+                if text.trim().is_empty() || kind != "plain" {
                     return;
                 }
                 self.title(&text, at, out);

@@ -138,6 +138,9 @@ struct State {
     next_id: u64,
     fail_next: VecDeque<(u16, String)>,
     generation: u64,
+    /// Keep every request (tests) or only count them (benchmarks of large backfills).
+    recording: bool,
+    request_count: u64,
 }
 
 struct Inner {
@@ -172,6 +175,7 @@ impl Emulation {
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 windows: true,
+                recording: true,
                 rng: 0x9e37_79b9_7f4a_7c15,
                 ..State::default()
             }),
@@ -291,6 +295,30 @@ impl Emulation {
         for _ in 0..times {
             s.fail_next.push_back((status, error.to_string()));
         }
+    }
+
+    /// Stops keeping request bodies (only counts them): for benchmarks with large backfills.
+    pub fn set_recording(&self, on: bool) {
+        self.lock().recording = on;
+    }
+
+    /// Requests received so far (recorded or not).
+    pub fn request_count(&self) -> u64 {
+        self.lock().request_count
+    }
+
+    /// Stored messages, all users.
+    pub fn message_count(&self) -> usize {
+        self.lock().messages.len()
+    }
+
+    /// Whether a message with this external id is stored.
+    pub fn has_message(&self, external_id: &str) -> bool {
+        self.lock()
+            .messages
+            .iter()
+            .rev()
+            .any(|m| m.external_id == external_id)
     }
 
     /// Switches the dedup windows off (for tests that are not about them).
@@ -442,19 +470,22 @@ async fn handle(
             Answer::Respond(st, ..) | Answer::Text(st, _) => *st,
             Answer::Drop => 0,
         };
-        let raw = String::from_utf8_lossy(&body).into_owned();
-        let authorized = auth
-            .as_deref()
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .is_some_and(|k| s.keys.iter().flatten().any(|known| known == k));
-        s.requests.push(RecordedRequest {
-            method,
-            path,
-            status,
-            body: serde_json::from_slice(&body).ok(),
-            raw,
-            authorized,
-        });
+        s.request_count += 1;
+        if s.recording {
+            let raw = String::from_utf8_lossy(&body).into_owned();
+            let authorized = auth
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .is_some_and(|k| s.keys.iter().flatten().any(|known| known == k));
+            s.requests.push(RecordedRequest {
+                method,
+                path,
+                status,
+                body: serde_json::from_slice(&body).ok(),
+                raw,
+                authorized,
+            });
+        }
         s.generation += 1;
         inner.changed.notify_all();
         answer

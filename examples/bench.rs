@@ -1,0 +1,705 @@
+//! The benchmark driver behind `BENCHMARKS.md` (run it through `bash bench/run.sh`, which
+//! builds the release binary and generates the corpora first).
+//!
+//! Every figure comes from the real release binary against the in-process OpenSync emulation
+//! (`tests/support`), and every ratio is taken in the same run on the same files: opensyncd's
+//! `export` against `cat` and `wc -l`, a one-line append against re-reading the whole file
+//! (what the per-tool plugins do every turn). Process figures come from `/proc`: CPU time from
+//! `schedstat` (nanoseconds, all threads), bytes read from `io:rchar`, memory from `VmHWM`.
+//!
+//! Usage: `bench --bin BIN --work DIR SCENARIO...` where scenarios are `parse`, `append`,
+//! `latency`, `backfill`, `idle`, `coldstart` (see `bench/run.sh` for the corpora each needs).
+
+#![allow(dead_code)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::Emulation;
+
+const KEY: &str = "osk_benchKey000000000000000000000000000";
+
+struct Opts {
+    bin: PathBuf,
+    work: PathBuf,
+    corpus: PathBuf,
+    corpus_small: PathBuf,
+    idle_secs: u64,
+    latency_appends: usize,
+    append_samples: usize,
+    scenarios: Vec<String>,
+}
+
+fn parse_args() -> Opts {
+    let mut args = std::env::args().skip(1);
+    let mut o = Opts {
+        bin: PathBuf::from("target/release/opensyncd"),
+        work: PathBuf::from("/tmp/opensyncd-bench"),
+        corpus: PathBuf::new(),
+        corpus_small: PathBuf::new(),
+        idle_secs: 600,
+        latency_appends: 1000,
+        append_samples: 50,
+        scenarios: Vec::new(),
+    };
+    while let Some(a) = args.next() {
+        let mut val = || args.next().expect("a value");
+        match a.as_str() {
+            "--bin" => o.bin = val().into(),
+            "--work" => o.work = val().into(),
+            "--corpus" => o.corpus = val().into(),
+            "--corpus-small" => o.corpus_small = val().into(),
+            "--idle-secs" => o.idle_secs = val().parse().unwrap(),
+            "--latency-appends" => o.latency_appends = val().parse().unwrap(),
+            "--append-samples" => o.append_samples = val().parse().unwrap(),
+            s => o.scenarios.push(s.to_string()),
+        }
+    }
+    o.bin = std::fs::canonicalize(&o.bin).expect("--bin exists");
+    o
+}
+
+fn main() {
+    let o = parse_args();
+    std::fs::create_dir_all(&o.work).unwrap();
+    println!(
+        "# opensyncd {} benchmarks, {} ({} cores)\n",
+        env!("CARGO_PKG_VERSION"),
+        sh_out("date -u +%Y-%m-%dT%H:%MZ"),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for s in o.scenarios.clone() {
+        match s.as_str() {
+            "parse" => parse(&o),
+            "append" => append(&o),
+            "latency" => latency(&o),
+            "backfill" => backfill(&o),
+            "idle" => idle(&o),
+            "coldstart" => coldstart(&o),
+            other => panic!("unknown scenario {other}"),
+        }
+        std::io::stdout().flush().unwrap();
+    }
+}
+
+// ---- measuring -------------------------------------------------------------------------------
+
+fn sh_out(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Wall, user+sys CPU and peak RSS of a shell command (GNU time).
+struct Timed {
+    wall: f64,
+    cpu: f64,
+    max_rss_kb: u64,
+}
+
+fn timed(cmd: &str) -> Timed {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let status = Command::new("/usr/bin/time")
+        .args(["-f", "%e %U %S %M", "-o"])
+        .arg(report.path())
+        .args(["sh", "-c", cmd])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "`{cmd}` failed");
+    let text = std::fs::read_to_string(report.path()).unwrap();
+    let f: Vec<f64> = text
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    Timed {
+        wall: f[0],
+        cpu: f[1] + f[2],
+        max_rss_kb: f[3] as u64,
+    }
+}
+
+/// CPU time of every thread of `pid`, in nanoseconds.
+fn cpu_ns(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) {
+            total += s
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// Context switches (voluntary + involuntary) of every thread: each is a wakeup.
+fn wakeups(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        for line in status.lines() {
+            if line.starts_with("voluntary_ctxt_switches")
+                || line.starts_with("nonvoluntary_ctxt_switches")
+            {
+                total += line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|x| x.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| {
+            rest.trim_start_matches(':')
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+fn rchar(pid: u32) -> u64 {
+    proc_field(pid, "io", "rchar")
+}
+
+fn self_cpu_ns() -> u64 {
+    cpu_ns(std::process::id())
+}
+
+/// Waits until `pid` has used no CPU for `quiet` (the work triggered by an event is done).
+fn wait_quiescent(pid: u32, quiet: Duration) {
+    let mut last = cpu_ns(pid);
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = cpu_ns(pid);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            return;
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// Source files and bytes under a generated home.
+fn corpus_size(home: &Path) -> (usize, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    let mut stack = vec![
+        home.join(".claude"),
+        home.join(".codex"),
+        home.join(".local/share/opencode"),
+    ];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else {
+                files += 1;
+                bytes += m.len();
+            }
+        }
+    }
+    (files, bytes)
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1_048_576.0
+}
+
+// ---- the daemon ------------------------------------------------------------------------------
+
+struct Env {
+    home: PathBuf,
+    state: PathBuf,
+    extra: Vec<(String, String)>,
+}
+
+impl Env {
+    fn new(o: &Opts, home: &Path, name: &str) -> Env {
+        let state = o.work.join(format!("state-{name}"));
+        let _ = std::fs::remove_dir_all(&state);
+        Env {
+            home: home.to_path_buf(),
+            state,
+            extra: Vec::new(),
+        }
+    }
+
+    fn cmd(&self, o: &Opts, args: &[&str]) -> Command {
+        let mut c = Command::new(&o.bin);
+        c.args(args)
+            .env_clear()
+            .env("HOME", &self.home)
+            .env("OPENSYNCD_HOME", &self.state)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("OPENSYNCD_LOG_LEVEL", "warn");
+        for (k, v) in &self.extra {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// The same environment as a shell prefix (for `timed`).
+    fn shell_prefix(&self, o: &Opts) -> String {
+        let mut s = format!(
+            "env -i HOME='{}' OPENSYNCD_HOME='{}' PATH=\"$PATH\" OPENSYNCD_LOG_LEVEL=warn",
+            self.home.display(),
+            self.state.display()
+        );
+        for (k, v) in &self.extra {
+            s.push_str(&format!(" {k}='{v}'"));
+        }
+        format!("{s} '{}'", o.bin.display())
+    }
+
+    fn login(&self, o: &Opts, emu: &Emulation) {
+        let mut c = self.cmd(o, &["login", "--url", &emu.url(), "--key-stdin"]);
+        c.stdin(Stdio::piped()).stdout(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(KEY.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "login failed");
+    }
+
+    fn spawn(&self, o: &Opts, log: &str) -> Child {
+        let log = std::fs::File::create(o.work.join(log)).unwrap();
+        self.cmd(o, &["run"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Messages `export` predicts.
+    fn expected_messages(&self, o: &Opts) -> usize {
+        let out = self.cmd(o, &["export"]).output().unwrap();
+        assert!(out.status.success());
+        out.stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+                v["messages"].as_array().map_or(0, Vec::len)
+            })
+            .sum()
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+/// A real-shaped Claude user line of exactly `bytes` bytes (newline included).
+fn claude_line(session: &str, uuid: &str, bytes: usize) -> String {
+    let ts = "2026-12-02T08:00:00.000Z";
+    let head = format!(
+        r#"{{"parentUuid":null,"isSidechain":false,"userType":"external","cwd":"/home/dev/bench","sessionId":"{session}","version":"2.0.76","gitBranch":"main","type":"user","message":{{"role":"user","content":""#
+    );
+    let tail = format!(r#""}},"uuid":"{uuid}","timestamp":"{ts}"}}"#);
+    let pad = bytes.saturating_sub(head.len() + tail.len() + 1);
+    format!("{head}{}{tail}\n", "x".repeat(pad))
+}
+
+fn append_to(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn wait_messages(emu: &Emulation, want: usize, within: Duration) -> bool {
+    emu.wait_for(within, |e| e.message_count() >= want)
+}
+
+// ---- scenarios -------------------------------------------------------------------------------
+
+/// Scenario 1: Parse throughput: `export > /dev/null` vs `cat` and `wc -l` on the same files.
+fn parse(o: &Opts) {
+    let (files, bytes) = corpus_size(&o.corpus);
+    let env = Env::new(o, &o.corpus, "parse");
+    let dirs = format!(
+        "'{0}/.claude' '{0}/.codex' '{0}/.local/share/opencode'",
+        o.corpus.display()
+    );
+    let find = format!("find {dirs} -type f -print0");
+    timed(&format!("{find} | xargs -0 cat > /dev/null")); // warm the page cache
+    let cat = timed(&format!("{find} | xargs -0 cat > /dev/null"));
+    let wc = timed(&format!("{find} | xargs -0 wc -l > /dev/null"));
+    let export = timed(&format!("{} export > /dev/null", env.shell_prefix(o)));
+    let rate = |t: &Timed| mb(bytes) / t.wall;
+    println!(
+        "## 1. Parse throughput ({files} files, {:.0} MiB, warm cache)\n",
+        mb(bytes)
+    );
+    println!("| command | wall s | CPU s | MiB/s (wall) | MiB/s per CPU s | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|");
+    for (name, t) in [("cat", &cat), ("wc -l", &wc), ("opensyncd export", &export)] {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.0} | {:.0} | {:.1} |",
+            t.wall,
+            t.cpu,
+            rate(t),
+            mb(bytes) / t.cpu.max(0.001),
+            t.max_rss_kb as f64 / 1024.0
+        );
+    }
+    println!(
+        "\nexport / wc -l wall ratio: {:.2}x; export / cat: {:.2}x\n",
+        export.wall / wc.wall,
+        export.wall / cat.wall
+    );
+}
+
+/// Scenario 2: Per-append cost on a 2 MB and a 200 MB session: CPU and bytes read for one 2 KB line
+/// to be acknowledged, against re-parsing the whole file (the plugins' way).
+fn append(o: &Opts) {
+    println!("## 2. Per-append cost (one 2 KB line, acknowledged)\n");
+    println!(
+        "| session file | samples | CPU per append (median) | bytes read per append (median) | full re-parse of the file (plugin way): CPU | ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for size_mb in [2u64, 200] {
+        let home = o.work.join(format!("append-{size_mb}"));
+        if !home.exists() {
+            let status = Command::new("python3")
+                .arg(gen_corpus())
+                .args(["--out"])
+                .arg(&home)
+                .args([
+                    "--size-mb",
+                    "1",
+                    "--big-session-mb",
+                    &size_mb.to_string(),
+                    "--seed",
+                    &(100 + size_mb).to_string(),
+                    "--quiet",
+                    "--mix",
+                    "claude=1",
+                ])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let big = biggest_file(&home);
+        let session = big.file_stem().unwrap().to_str().unwrap().to_string();
+        let emu = Emulation::with_key(KEY);
+        emu.set_recording(false);
+        let env = Env::new(o, &home, &format!("append-{size_mb}"));
+        env.login(o, &emu);
+        let want = env.expected_messages(o);
+        let daemon = env.spawn(o, &format!("append-{size_mb}.log"));
+        assert!(
+            wait_messages(&emu, want, Duration::from_secs(1800)),
+            "backfill did not finish"
+        );
+        wait_quiescent(daemon.id(), Duration::from_millis(500));
+        let pid = daemon.id();
+        let mut cpu = Vec::new();
+        let mut read = Vec::new();
+        for i in 0..o.append_samples {
+            let uuid = format!(
+                "b0000000-0000-4000-8000-{:012}",
+                size_mb * 1_000_000 + i as u64
+            );
+            let (c0, r0) = (cpu_ns(pid), rchar(pid));
+            append_to(&big, &claude_line(&session, &uuid, 2048));
+            assert!(emu.wait_for(Duration::from_secs(30), |e| e.has_message(&uuid)));
+            wait_quiescent(pid, Duration::from_millis(300));
+            cpu.push((cpu_ns(pid) - c0) as f64 / 1e6);
+            read.push((rchar(pid) - r0) as f64);
+        }
+        stop(daemon);
+        cpu.sort_by(f64::total_cmp);
+        read.sort_by(f64::total_cmp);
+        let full = timed(&format!(
+            "{} export --session {session} > /dev/null",
+            env.shell_prefix(o)
+        ));
+        let median_cpu = percentile(&cpu, 0.5);
+        println!(
+            "| {:.0} MB | {} | {:.2} ms | {:.1} KB | {:.0} ms | {:.0}x |",
+            mb(std::fs::metadata(&big).unwrap().len()),
+            cpu.len(),
+            median_cpu,
+            percentile(&read, 0.5) / 1024.0,
+            full.cpu * 1000.0,
+            full.cpu * 1000.0 / median_cpu
+        );
+    }
+    println!(
+        "\n(CPU includes the daemon's whole reaction: event, read, parse, plan, HTTP, ledger commit; bytes read count every `read` syscall, sockets included.)\n"
+    );
+}
+
+fn gen_corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/gen_corpus.py")
+}
+
+fn biggest_file(home: &Path) -> PathBuf {
+    let mut best = (0, PathBuf::new());
+    let mut stack = vec![home.join(".claude")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.len() > best.0 && p.extension().is_some_and(|x| x == "jsonl") {
+                best = (m.len(), p);
+            }
+        }
+    }
+    best.1
+}
+
+/// Scenario 3: Latency from an append to the server holding the message, default debounce.
+fn latency(o: &Opts) {
+    let home = o.work.join("latency-home");
+    let _ = std::fs::remove_dir_all(&home);
+    let project = home.join(".claude/projects/-home-dev-latency");
+    std::fs::create_dir_all(&project).unwrap();
+    let writers = 10;
+    let files: Vec<(String, PathBuf)> = (0..writers)
+        .map(|i| {
+            let sid = format!("1a7e0000-0000-4000-8000-{i:012}");
+            let path = project.join(format!("{sid}.jsonl"));
+            std::fs::write(
+                &path,
+                claude_line(&sid, &format!("1a7e0000-0000-4000-9000-{i:012}"), 512),
+            )
+            .unwrap();
+            (sid, path)
+        })
+        .collect();
+    let emu = Emulation::with_key(KEY);
+    emu.set_recording(false);
+    let env = Env::new(o, &home, "latency");
+    env.login(o, &emu);
+    let daemon = env.spawn(o, "latency.log");
+    assert!(wait_messages(&emu, writers, Duration::from_secs(60)));
+    let per_writer = o.latency_appends.div_ceil(writers);
+    let emu = std::sync::Arc::new(emu);
+    let handles: Vec<_> = files
+        .into_iter()
+        .enumerate()
+        .map(|(w, (sid, path))| {
+            let emu = emu.clone();
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                for i in 0..per_writer {
+                    // Stagger the writers so events do not arrive in lockstep.
+                    std::thread::sleep(Duration::from_millis(((w * 37 + i * 11) % 100) as u64));
+                    let uuid = format!("1a7e{w:04}-0000-4000-a000-{i:012}");
+                    let t0 = Instant::now();
+                    append_to(&path, &claude_line(&sid, &uuid, 1024));
+                    assert!(emu.wait_for(Duration::from_secs(30), |e| e.has_message(&uuid)));
+                    lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all: Vec<f64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    stop(daemon);
+    all.sort_by(f64::total_cmp);
+    println!(
+        "## 3. Latency: append → message on the server (debounce 500 ms, {writers} sessions written concurrently)\n"
+    );
+    println!("| appends | p50 ms | p90 ms | p99 ms | max ms | goal p99 |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {} | {:.0} | {:.0} | {:.0} | {:.0} | ≤ 550 |\n",
+        all.len(),
+        percentile(&all, 0.5),
+        percentile(&all, 0.9),
+        percentile(&all, 0.99),
+        all.last().unwrap()
+    );
+}
+
+/// Scenarios 4 and 6: Backfill of the corpus: messages acknowledged per second, per-record and batch
+/// transport, daemon CPU vs server CPU, and the daemon's peak RSS.
+fn backfill(o: &Opts) {
+    println!("## 4/6. Backfill against the emulation on loopback\n");
+    println!(
+        "| corpus | transport | messages | wall s | msgs/s | daemon CPU s | server (emulation) CPU s | daemon peak RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let corpora: Vec<&PathBuf> = [&o.corpus_small, &o.corpus]
+        .into_iter()
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    for corpus in corpora {
+        let (_, bytes) = corpus_size(corpus);
+        for transport in ["per-record", "batch"] {
+            let emu = Emulation::with_key(KEY);
+            emu.set_recording(false);
+            let mut env = Env::new(o, corpus, &format!("backfill-{transport}"));
+            env.extra
+                .push(("OPENSYNCD_TRANSPORT".into(), transport.into()));
+            env.login(o, &emu);
+            let want = env.expected_messages(o);
+            let server0 = self_cpu_ns();
+            let t0 = Instant::now();
+            let daemon = env.spawn(o, &format!("backfill-{transport}.log"));
+            let pid = daemon.id();
+            let mut peak = 0;
+            let done = emu.wait_for(Duration::from_secs(3600), |e| {
+                peak = peak.max(proc_field(pid, "status", "VmHWM"));
+                e.message_count() >= want
+            });
+            let wall = t0.elapsed().as_secs_f64();
+            let daemon_cpu = cpu_ns(pid) as f64 / 1e9;
+            peak = peak.max(proc_field(pid, "status", "VmHWM"));
+            let server_cpu = (self_cpu_ns() - server0) as f64 / 1e9;
+            stop(daemon);
+            println!(
+                "| {:.0} MiB | {transport} | {want}{} | {wall:.1} | {:.0} | {daemon_cpu:.1} | {server_cpu:.1} | {:.1} |",
+                mb(bytes),
+                if done { "" } else { " (NOT all acknowledged)" },
+                want as f64 / wall,
+                peak as f64 / 1024.0
+            );
+        }
+    }
+    println!();
+}
+
+/// Scenario 5: Idle cost with the corpus synced and watched.
+fn idle(o: &Opts) {
+    let corpus = &o.corpus;
+    let (files, _) = corpus_size(corpus);
+    let emu = Emulation::with_key(KEY);
+    emu.set_recording(false);
+    let mut env = Env::new(o, corpus, "idle");
+    env.extra
+        .push(("OPENSYNCD_TRANSPORT".into(), "batch".into()));
+    env.login(o, &emu);
+    let want = env.expected_messages(o);
+    let daemon = env.spawn(o, "idle.log");
+    assert!(wait_messages(&emu, want, Duration::from_secs(3600)));
+    // Let the settle re-sends (10 s window) and any trailing work finish.
+    std::thread::sleep(Duration::from_secs(15));
+    wait_quiescent(daemon.id(), Duration::from_secs(2));
+    let pid = daemon.id();
+    let (c0, w0, r0) = (cpu_ns(pid), wakeups(pid), emu.request_count());
+    std::thread::sleep(Duration::from_secs(o.idle_secs));
+    let (c1, w1, r1) = (cpu_ns(pid), wakeups(pid), emu.request_count());
+    let rss = proc_field(pid, "status", "VmRSS");
+    stop(daemon);
+    println!(
+        "## 5. Idle ({files} files watched and synced, {} s)\n",
+        o.idle_secs
+    );
+    println!(
+        "| CPU s | CPU s per 10 min | wakeups (context switches) per s | requests | RSS MiB | goal |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {:.3} | {:.3} | {:.1} | {} | {:.1} | < 1 s CPU / 10 min, RSS < 32 MiB |\n",
+        (c1 - c0) as f64 / 1e9,
+        (c1 - c0) as f64 / 1e9 * 600.0 / o.idle_secs as f64,
+        (w1 - w0) as f64 / o.idle_secs as f64,
+        r1 - r0,
+        rss as f64 / 1024.0
+    );
+    // Leave the synced state for `coldstart`.
+    let _ = std::fs::remove_dir_all(o.work.join("state-coldstart"));
+    std::fs::rename(&env.state, o.work.join("state-coldstart")).unwrap();
+}
+
+/// Scenario 7: Cold start with a large ledger: time to READY=1 (sd_notify) and to the first idle.
+fn coldstart(o: &Opts) {
+    let state = o.work.join("state-coldstart");
+    assert!(
+        state.exists(),
+        "run `idle` first: it leaves a synced ledger behind"
+    );
+    let emu = Emulation::with_key(KEY);
+    emu.set_recording(false);
+    let env = Env {
+        home: o.corpus.clone(),
+        state: state.clone(),
+        extra: Vec::new(),
+    };
+    env.login(o, &emu);
+    let (files, _) = corpus_size(&o.corpus);
+    let sock_path = o.work.join("notify.sock");
+    let _ = std::fs::remove_file(&sock_path);
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(600)))
+        .unwrap();
+    let t0 = Instant::now();
+    let daemon = env
+        .cmd(o, &["run"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(o.work.join("coldstart.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let ready = loop {
+        let n = sock.recv(&mut buf).unwrap();
+        if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+            break t0.elapsed();
+        }
+    };
+    let pid = daemon.id();
+    wait_quiescent(pid, Duration::from_secs(1));
+    let settled = t0.elapsed() - Duration::from_secs(1);
+    let cpu = cpu_ns(pid) as f64 / 1e9;
+    let requests = emu.request_count();
+    let rss = proc_field(pid, "status", "VmHWM");
+    stop(daemon);
+    println!("## 7. Cold start with a synced ledger ({files} files known)\n");
+    println!(
+        "| to READY=1 | to first idle (startup scan done) | CPU s until idle | requests sent | peak RSS MiB |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {:.0} ms | {:.2} s | {cpu:.2} | {requests} | {:.1} |\n",
+        ready.as_secs_f64() * 1000.0,
+        settled.as_secs_f64(),
+        rss as f64 / 1024.0
+    );
+}
