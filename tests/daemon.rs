@@ -581,3 +581,26 @@ fn a_starting_daemon_waits_for_a_one_shot_command_holding_the_lock() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn backfill_of_every_fixture_of_the_three_tools_matches_export() {
+    // Our richest fixtures: Claude (subagents in both layouts, a resumed session, a malformed
+    // line, a partial line), Codex (every vintage, archived sessions), OpenCode JSON storage.
+    let emu = Emulation::with_key(KEY);
+    let home = TestHome::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    copy_dir(&fixtures.join("claude"), &home.home.join(".claude"));
+    copy_dir(&fixtures.join("codex"), &home.codex_home());
+    copy_dir(&fixtures.join("opencode"), &home.opencode_data());
+    let want = expected(&home);
+    for source in ["claude-code", "codex-cli", "opencode"] {
+        assert!(
+            want.values()
+                .any(|(s, _)| s["source"].as_str() == Some(source)),
+            "no {source} session in the fixtures"
+        );
+    }
+    let _d = start(&home, &emu);
+    wait_converged(&home, &emu, Duration::from_secs(90));
+    assert!(emu.duplicate_rows().is_empty(), "{:?}", emu.duplicate_rows());
+}
