@@ -282,7 +282,14 @@ pub fn load(paths: &Paths, overrides: &figment::value::Dict) -> Result<Config, C
         .merge(
             Env::prefixed("OPENSYNCD_")
                 // These are not config keys: paths and the secret have their own handling.
-                .ignore(&["home", "api_key", "config", "test_fault", "service_manager"]),
+                .ignore(&[
+                    "home",
+                    "api_key",
+                    "config",
+                    "test_fault",
+                    "service_manager",
+                    "reexec_count",
+                ]),
         )
         .merge(Serialized::globals(overrides));
     let config: Config = figment

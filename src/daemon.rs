@@ -225,22 +225,48 @@ pub fn take_lock(paths: &Paths) -> Result<Option<File>> {
 /// the daemon waits for it rather than exiting (which would leave a service stopped because
 /// the user happened to run `opensyncd status` while it started).
 fn wait_for_lock(paths: &Paths) -> Result<Option<File>> {
-    let mut told = false;
+    if let Some(lock) = take_lock(paths)? {
+        return Ok(Some(lock));
+    }
+    // Block on the lock in a helper thread (woken by the kernel the moment it is released,
+    // so a busy one-shot command cannot starve us), while this thread watches the socket for
+    // a daemon that holds it.
+    let path = paths.lock_file();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut file = file;
+        let result = file.lock().map(|()| {
+            let _ = file.set_len(0);
+            let _ = writeln!(file, "{}", std::process::id());
+            file
+        });
+        let _ = tx.send(result);
+    });
+    tracing::info!(
+        lock = %path.display(),
+        "another opensyncd command holds the lock; waiting for it to finish"
+    );
     loop {
-        if let Some(lock) = take_lock(paths)? {
-            return Ok(Some(lock));
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(Ok(file)) => return Ok(Some(file)),
+            Ok(Err(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(anyhow!("the lock waiter for {} stopped", path.display()));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Ok(Some(_)) = request(paths, &Request::Status, Some(Duration::from_secs(2)))
+                {
+                    return Ok(None);
+                }
+            }
         }
-        if let Ok(Some(_)) = request(paths, &Request::Status, Some(Duration::from_secs(2))) {
-            return Ok(None);
-        }
-        if !told {
-            tracing::info!(
-                lock = %paths.lock_file().display(),
-                "another opensyncd command holds the lock; waiting for it to finish"
-            );
-            told = true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -330,7 +356,55 @@ pub fn run(paths: Paths, cfg: Config) -> Result<RunEnd> {
     // Dropping the runtime abandons anything still in flight after the drain timeout.
     rt.shutdown_timeout(Duration::from_secs(1));
     drop(lock);
-    result.map(|()| RunEnd::Stopped)
+    match result? {
+        RunExit::Stopped => Ok(RunEnd::Stopped),
+        RunExit::Reexec => Err(reexec()),
+    }
+}
+
+/// How the main loop ended.
+enum RunExit {
+    /// A signal asked it to stop.
+    Stopped,
+    /// The ledger failed with an I/O error: start over in a fresh process image.
+    Reexec,
+}
+
+/// How long to wait between opening attempts of a ledger on a failing disk.
+const LEDGER_RETRY: Duration = Duration::from_secs(30);
+
+/// Re-executions so far (carried in the environment), for the growing delay between them.
+const REEXEC_COUNT_VAR: &str = "OPENSYNCD_REEXEC_COUNT";
+
+/// 10 s, doubling with each re-execution up to about 5 minutes: a disk that stays full must
+/// not turn into a loop that re-sends the backlog every few seconds.
+fn reexec_delay() -> Duration {
+    let n: u32 = std::env::var(REEXEC_COUNT_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Duration::from_secs(10 << n.min(5))
+}
+
+/// Replaces this process with a fresh copy of itself (same pid, arguments and environment).
+/// sled cannot be reopened in-process while anything still holds the old handle; a new image
+/// drops every handle and file lock (all opened close-on-exec) at once. Only returns on error.
+fn reexec() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let n: u32 = std::env::var(REEXEC_COUNT_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    tracing::warn!("restarting opensyncd in place to reopen the ledger");
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return anyhow!("finding the opensyncd binary to restart: {e}"),
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(REEXEC_COUNT_VAR, (n + 1).to_string())
+        .exec();
+    anyhow!("restarting opensyncd to reopen its ledger: {err}")
 }
 
 struct Daemon {
@@ -345,6 +419,9 @@ struct Daemon {
     in_flight: HashSet<Unit>,
     redo: HashSet<Unit>,
     retry_later: Vec<(Instant, Unit)>,
+    /// When a ledger write first failed with an I/O error (disk full): sled refuses writes
+    /// from then on, so pushing stops and the process re-executes itself to reopen it.
+    ledger_failed: Option<Instant>,
     paused: Option<Pause>,
     waiters: Vec<SyncWaiter>,
     watch_warning: Option<String>,
@@ -361,8 +438,21 @@ type ControlMsg = (Request, oneshot::Sender<Reply>);
 
 impl Daemon {
     fn start(paths: Paths, cfg: Config) -> Result<Daemon> {
-        let (ledger, outcome) = Ledger::open(&paths.ledger_dir())
-            .with_context(|| format!("opening the ledger in {}", paths.ledger_dir().display()))?;
+        let (ledger, outcome) = loop {
+            match Ledger::open(&paths.ledger_dir()) {
+                Ok(opened) => break opened,
+                Err(err) if err.is_io() => {
+                    // A full or failing disk: wait for it rather than crash-looping.
+                    tracing::error!(%err, "cannot open the ledger; retrying in {LEDGER_RETRY:?}");
+                    std::thread::sleep(LEDGER_RETRY);
+                }
+                Err(err) => {
+                    return Err(err).with_context(|| {
+                        format!("opening the ledger in {}", paths.ledger_dir().display())
+                    });
+                }
+            }
+        };
         if let crate::ledger::OpenOutcome::Rebuilt { moved_to, reason } = &outcome {
             tracing::error!(moved_to = %moved_to.display(), %reason, "started with a fresh ledger");
         }
@@ -390,6 +480,7 @@ impl Daemon {
             paused,
             waiters: Vec::new(),
             watch_warning: None,
+            ledger_failed: None,
         })
     }
 
@@ -419,7 +510,7 @@ impl Daemon {
         }
     }
 
-    async fn run(mut self) -> Result<()> {
+    async fn run(mut self) -> Result<RunExit> {
         let (hint_tx, mut hint_rx) = mpsc::unbounded_channel();
         let mut watch_dirs = Vec::new();
         for source in self.cfg.enabled_sources() {
@@ -469,6 +560,7 @@ impl Daemon {
         let mut workers: JoinSet<(Unit, Result<Outcome, EngineError>)> = JoinSet::new();
         let mut settle_task: Option<tokio::task::JoinHandle<()>> = None;
 
+        let mut end = RunExit::Stopped;
         loop {
             self.dispatch(&mut workers);
             tokio::select! {
@@ -504,6 +596,13 @@ impl Daemon {
                 _ = watchdog.tick() => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
                 _ = housekeeping.tick() => {
                     let now = Instant::now();
+                    if let Some(failed_at) = self.ledger_failed
+                        && self.in_flight.is_empty()
+                        && failed_at.elapsed() >= reexec_delay()
+                    {
+                        end = RunExit::Reexec;
+                        break;
+                    }
                     let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retry_later).into_iter().partition(|(t, _)| *t <= now);
                     self.retry_later = later;
                     for (_, u) in due { self.enqueue(u); }
@@ -546,7 +645,10 @@ impl Daemon {
             );
             workers.abort_all();
         }
-        self.engine.ledger.flush().context("flushing the ledger")?;
+        if let Err(err) = self.engine.ledger.flush() {
+            // Whatever was not flushed is re-sent next start (stable ids): not worth a failure.
+            tracing::error!(%err, "flushing the ledger failed");
+        }
         let _ = std::fs::remove_file(&socket);
         for w in self.waiters.drain(..) {
             let _ = w.reply.send(Reply::Error {
@@ -554,11 +656,11 @@ impl Daemon {
             });
         }
         tracing::info!("stopped");
-        Ok(())
+        Ok(end)
     }
 
     fn dispatch(&mut self, workers: &mut JoinSet<(Unit, Result<Outcome, EngineError>)>) {
-        if self.paused.is_some() {
+        if self.paused.is_some() || self.ledger_failed.is_some() {
             return;
         }
         while self.in_flight.len() < self.cfg.concurrency {
@@ -594,6 +696,12 @@ impl Daemon {
             }
             Err(err) => {
                 failed = true;
+                if matches!(&err, EngineError::Ledger(e) if e.is_io())
+                    && self.ledger_failed.is_none()
+                {
+                    tracing::error!(%err, "the ledger cannot be written (disk full?); pushing stops until it is reopened");
+                    self.ledger_failed = Some(Instant::now());
+                }
                 tracing::error!(unit = %unit.describe(), %err, "unit failed; retrying later");
                 self.retry_later
                     .push((Instant::now() + UNIT_RETRY, unit.clone()));

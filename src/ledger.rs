@@ -45,6 +45,21 @@ pub enum LedgerError {
     },
 }
 
+impl LedgerError {
+    /// An I/O failure of the storage underneath (a full disk, a read-only file system), as
+    /// opposed to corruption: the data is fine, the disk is not. After one, sled refuses further
+    /// writes until the ledger is opened again.
+    pub fn is_io(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::Sled {
+                source: sled::Error::Io(_),
+                ..
+            }
+        )
+    }
+}
+
 /// What is stored per unit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FileRecord {
@@ -174,6 +189,9 @@ impl Ledger {
     pub fn open(dir: &Path) -> Result<(Ledger, OpenOutcome), LedgerError> {
         match Self::open_plain(dir).and_then(|l| l.check_schema().map(|()| l)) {
             Ok(ledger) => Ok((ledger, OpenOutcome::Opened)),
+            // A full or failing disk is not corruption: moving the ledger aside would only
+            // force a full re-send once the disk is back.
+            Err(err) if err.is_io() => Err(err),
             Err(err) => {
                 let reason = err.to_string();
                 let moved_to = aside_path(dir);

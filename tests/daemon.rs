@@ -237,13 +237,13 @@ pub fn assert_server_matches_export(home: &TestHome, emu: &Emulation) {
     }
 }
 
-fn start(home: &TestHome, emu: &Emulation) -> DaemonProcess {
+pub fn start(home: &TestHome, emu: &Emulation) -> DaemonProcess {
     home.login(&emu.url(), KEY);
     home.spawn_daemon(&[("OPENSYNCD_DEBOUNCE_MS", "100")])
 }
 
 /// Waits until the server matches `export` (the daemon works in the background).
-fn wait_converged(home: &TestHome, emu: &Emulation, within: Duration) {
+pub fn wait_converged(home: &TestHome, emu: &Emulation, within: Duration) {
     let want = expected(home);
     let total: usize = want.values().map(|(_, m)| m.len()).sum();
     let user = emu.default_user();
@@ -602,5 +602,9 @@ fn backfill_of_every_fixture_of_the_three_tools_matches_export() {
     }
     let _d = start(&home, &emu);
     wait_converged(&home, &emu, Duration::from_secs(90));
-    assert!(emu.duplicate_rows().is_empty(), "{:?}", emu.duplicate_rows());
+    assert!(
+        emu.duplicate_rows().is_empty(),
+        "{:?}",
+        emu.duplicate_rows()
+    );
 }

@@ -150,9 +150,10 @@ pub struct DaemonProcess {
 impl DaemonProcess {
     fn wait_ready(&self, home: &TestHome) {
         let socket = home.opensyncd_home().join("state/control.sock");
-        let ok = wait_until(Duration::from_secs(30), || {
-            socket.exists() && home.run(&["status", "--json"]).status.success()
-        });
+        // Ask the socket directly: `opensyncd status` would fall back to reading the ledger
+        // itself (taking the lock) while the daemon is still starting.
+        let ok = wait_until(Duration::from_secs(30), || daemon_answers(&socket));
+        let _ = home;
         assert!(ok, "daemon did not become ready; log:\n{}", self.log_text());
     }
 
@@ -208,6 +209,20 @@ impl Drop for DaemonProcess {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Whether a daemon answers a status request on its control socket.
+pub fn daemon_answers(socket: &Path) -> bool {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream.write_all(b"{\"cmd\":\"status\"}\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).is_ok() && line.contains("\"status\"")
 }
 
 /// Waits until `cond` holds, checking often, up to `within`.

@@ -15,3 +15,4 @@ mod opencode_source;
 mod packaging;
 mod real_fixtures;
 mod redaction;
+mod reliability;
