@@ -6,7 +6,7 @@
 //! messages — watcher hints, control requests, signals, worker completions and tickers — so no
 //! state is shared between tasks except the engine (ledger + client) itself.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -362,6 +362,14 @@ pub fn run(paths: Paths, cfg: Config) -> Result<RunEnd> {
     }
 }
 
+/// The panic payload of a failed task, for the log.
+fn panic_message(err: &tokio::task::JoinError) -> String {
+    if !err.is_panic() {
+        return err.to_string();
+    }
+    format!("task {} panicked", err.id())
+}
+
 /// How the main loop ended.
 enum RunExit {
     /// A signal asked it to stop.
@@ -422,6 +430,8 @@ struct Daemon {
     /// When a ledger write first failed with an I/O error (disk full): sled refuses writes
     /// from then on, so pushing stops and the process re-executes itself to reopen it.
     ledger_failed: Option<Instant>,
+    /// The unit each worker task is processing, to release it if the task panics.
+    task_units: HashMap<tokio::task::Id, Unit>,
     paused: Option<Pause>,
     waiters: Vec<SyncWaiter>,
     watch_warning: Option<String>,
@@ -481,6 +491,7 @@ impl Daemon {
             waiters: Vec::new(),
             watch_warning: None,
             ledger_failed: None,
+            task_units: HashMap::new(),
         })
     }
 
@@ -586,10 +597,21 @@ impl Daemon {
                     }
                 },
                 Some((request, reply)) = ctl_rx.recv() => self.control(request, reply),
-                Some(joined) = workers.join_next(), if !workers.is_empty() => {
+                Some(joined) = workers.join_next_with_id(), if !workers.is_empty() => {
                     match joined {
-                        Ok((unit, result)) => self.finished(unit, result),
-                        Err(err) => tracing::error!(%err, "a worker task failed; its unit will be retried"),
+                        Ok((id, (unit, result))) => {
+                            self.task_units.remove(&id);
+                            self.finished(unit, result);
+                        }
+                        Err(err) => {
+                            // A panic is a bug, but it stays inside its task: the unit is
+                            // released and retried later like any failed unit.
+                            let message = panic_message(&err);
+                            match self.task_units.remove(&err.id()) {
+                                Some(unit) => self.finished(unit, Err(EngineError::Panicked(message))),
+                                None => tracing::error!(%message, "a worker task failed"),
+                            }
+                        }
                     }
                 }
                 _ = rescan.tick() => self.full_scan("periodic"),
@@ -670,10 +692,12 @@ impl Daemon {
             self.queued.remove(&unit);
             self.in_flight.insert(unit.clone());
             let engine = self.engine.clone();
-            workers.spawn(async move {
-                let result = engine.process_unit(&unit).await;
-                (unit, result)
+            let task_unit = unit.clone();
+            let handle = workers.spawn(async move {
+                let result = engine.process_unit(&task_unit).await;
+                (task_unit, result)
             });
+            self.task_units.insert(handle.id(), unit);
         }
     }
 

@@ -436,3 +436,27 @@ fn run_model(seed: u64, steps: usize) {
     assert!(emu.duplicate_rows().is_empty());
     drop(daemon);
 }
+
+#[test]
+fn a_panic_in_a_worker_is_contained_and_its_unit_retried() {
+    let emu = Emulation::with_key(KEY);
+    let (home, _) = populated_home(2, 1);
+    home.login(&emu.url(), KEY);
+    let d = home.spawn_daemon(&[
+        ("OPENSYNCD_DEBOUNCE_MS", "100"),
+        ("OPENSYNCD_TEST_FAULT", "panic-once"),
+    ]);
+    // The unit whose task panicked comes back after the retry delay (30 s).
+    wait_converged(&home, &emu, Duration::from_secs(90));
+    let log = d.log_text();
+    assert!(log.contains("injected test fault"), "{log}");
+    assert!(log.contains("internal error (panic)"), "{log}");
+    assert!(
+        Command::new("kill")
+            .args(["-0", &d.pid().to_string()])
+            .status()
+            .unwrap()
+            .success(),
+        "the daemon survived the panic"
+    );
+}
