@@ -179,6 +179,10 @@ proptest! {
         let stepped = incremental::run(SourceId::ClaudeCode, &files, &cuts, budget, 64 << 20, opts);
         prop_assert_eq!(stepped, reference);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
     fn garbage_lines_never_panic(lines in proptest::collection::vec(

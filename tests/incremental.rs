@@ -56,14 +56,15 @@ pub fn copy_tree(
 
 /// Session state and messages as the engine keeps them between runs.
 #[derive(Default)]
-struct Folded {
+pub struct Folded {
     states: BTreeMap<String, String>,
     messages: BTreeMap<String, Vec<MessagePayload>>,
     usage: MemoryUsageKeys,
 }
 
 impl Folded {
-    fn apply(&mut self, source: SourceId, records: Vec<Record>) {
+    /// Folds one pass's records in (state round-tripped through JSON, as in the ledger).
+    pub fn apply(&mut self, source: SourceId, records: Vec<Record>) {
         for (sid, recs) in plan::group_by_session(records) {
             let mut state: SessionState = match self.states.get(&sid) {
                 Some(json) => serde_json::from_str(json).unwrap(),
@@ -140,20 +141,27 @@ pub fn run(
             state = Some(serde_json::to_string(&parser.save_state()).unwrap());
         }
     }
-    let pricing = Pricing::bundled();
-    let sessions = folded
-        .states
-        .iter()
-        .map(|(sid, json)| {
-            let state: SessionState = serde_json::from_str(json).unwrap();
-            let msgs = folded.messages.remove(sid).unwrap_or_default();
-            (sid.clone(), (state.payload(&pricing), msgs))
-        })
-        .collect();
-    Outcome {
-        sessions,
-        malformed,
-        skipped_long,
+    folded.finish(malformed, skipped_long)
+}
+
+impl Folded {
+    /// The payloads: per session, its totals and its messages in first-seen order.
+    pub fn finish(mut self, malformed: usize, skipped_long: u64) -> Outcome {
+        let pricing = Pricing::bundled();
+        let sessions = self
+            .states
+            .iter()
+            .map(|(sid, json)| {
+                let state: SessionState = serde_json::from_str(json).unwrap();
+                let msgs = self.messages.remove(sid).unwrap_or_default();
+                (sid.clone(), (state.payload(&pricing), msgs))
+            })
+            .collect();
+        Outcome {
+            sessions,
+            malformed,
+            skipped_long,
+        }
     }
 }
 

@@ -355,3 +355,240 @@ fn the_database_watermark_re_reads_only_changed_sessions() {
     );
     drop(conn);
 }
+
+/// Files of the fixture tree, relative to it (session, message and part files).
+fn fixture_files() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![fixture()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(fixture()).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One engine pass over every unit of the tree, each resumed from its persisted state.
+fn pass(
+    data: &Path,
+    states: &mut std::collections::BTreeMap<String, String>,
+    folded: &mut crate::incremental::Folded,
+) {
+    for unit in scan(&roots(data)) {
+        let key = unit.ledger_key();
+        loop {
+            let saved: Option<Value> = states.get(&key).map(|s| serde_json::from_str(s).unwrap());
+            let snap = read_unit(&unit, saved.as_ref(), ParseOptions::default()).unwrap();
+            folded.apply(SourceId::OpenCode, snap.records);
+            states.insert(key.clone(), serde_json::to_string(&snap.state).unwrap());
+            if !snap.more {
+                break;
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+
+    /// OpenCode's incremental == one-shot: the tree's files appear in any order (a message
+    /// before its session, parts before their message), with engine passes at random points
+    /// in between; the payloads at the end equal one read of the finished tree.
+    #[test]
+    fn files_arriving_in_any_order_yield_the_one_shot_payloads(
+        order in proptest::strategy::Strategy::prop_shuffle(proptest::strategy::Just(
+            (0..fixture_files().len()).collect::<Vec<_>>(),
+        )),
+        reads in proptest::collection::vec(proptest::bool::ANY, fixture_files().len()),
+    ) {
+        let files = fixture_files();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("opencode");
+        std::fs::create_dir_all(data.join("storage")).unwrap();
+        let mut states = std::collections::BTreeMap::new();
+        let mut folded = crate::incremental::Folded::default();
+        for (step, &i) in order.iter().enumerate() {
+            let dest = data.join(&files[i]);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(fixture().join(&files[i]), &dest).unwrap();
+            if reads[step] {
+                pass(&data, &mut states, &mut folded);
+            }
+        }
+        pass(&data, &mut states, &mut folded);
+        let mut reference = crate::incremental::Folded::default();
+        pass(&data, &mut std::collections::BTreeMap::new(), &mut reference);
+        // Messages are compared in `createdAt` order: a reply that completes before the prompt
+        // it answers has its parts is sent first, and the server orders by `createdAt` anyway.
+        let by_time = |o: crate::incremental::Outcome| {
+            o.sessions
+                .into_iter()
+                .map(|(sid, (session, mut msgs))| {
+                    msgs.sort_by(|a, b| (a.created_at, &a.external_id).cmp(&(b.created_at, &b.external_id)));
+                    (sid, session, msgs)
+                })
+                .collect::<Vec<_>>()
+        };
+        proptest::prop_assert_eq!(by_time(folded.finish(0, 0)), by_time(reference.finish(0, 0)));
+    }
+}
+
+/// The fixture tree as database rows (table, id, session, message, created, data), in a fixed
+/// order, for inserting in any other.
+fn db_rows(storage: &Path) -> Vec<(&'static str, Vec<rusqlite::types::Value>)> {
+    use rusqlite::types::Value as Sql;
+    let text = |v: &Value| v.as_str().map_or(Sql::Null, |s| Sql::Text(s.to_string()));
+    let int = |v: &Value| v.as_i64().map_or(Sql::Null, Sql::Integer);
+    let mut rows = Vec::new();
+    let read =
+        |p: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    let mut dirs = |d: PathBuf| {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        v.sort();
+        v
+    };
+    for project in dirs(storage.join("session")) {
+        for f in dirs(project) {
+            let v = read(f);
+            rows.push((
+                "session",
+                vec![
+                    text(&v["id"]),
+                    text(&v["projectID"]),
+                    text(&v["parentID"]),
+                    text(&v["directory"]),
+                    text(&v["title"]),
+                    int(&v["time"]["created"]),
+                ],
+            ));
+        }
+    }
+    for ses in dirs(storage.join("message")) {
+        for f in dirs(ses) {
+            let mut v = read(f);
+            let obj = v.as_object_mut().unwrap();
+            let id = obj.remove("id").unwrap();
+            let sid = obj.remove("sessionID").unwrap();
+            let created = int(&v["time"]["created"]);
+            rows.push((
+                "message",
+                vec![
+                    text(&id),
+                    text(&sid),
+                    created.clone(),
+                    Sql::Text(v.to_string()),
+                ],
+            ));
+            for p in dirs(storage.join("part").join(id.as_str().unwrap())) {
+                let mut pv = read(p);
+                let po = pv.as_object_mut().unwrap();
+                let pid = po.remove("id").unwrap();
+                po.remove("messageID");
+                po.remove("sessionID");
+                rows.push((
+                    "part",
+                    vec![
+                        text(&pid),
+                        text(&id),
+                        text(&sid),
+                        created.clone(),
+                        Sql::Text(pv.to_string()),
+                    ],
+                ));
+            }
+        }
+    }
+    rows
+}
+
+fn insert_row(
+    conn: &rusqlite::Connection,
+    table: &str,
+    values: &[rusqlite::types::Value],
+    updated: i64,
+) {
+    let mut params: Vec<rusqlite::types::Value> = values.to_vec();
+    params.push(rusqlite::types::Value::Integer(updated));
+    let sql = match table {
+        "session" => {
+            "INSERT INTO session (id, project_id, parent_id, directory, title, time_created, time_updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        }
+        "message" => {
+            "INSERT INTO message (id, session_id, time_created, data, time_updated) VALUES (?1, ?2, ?3, ?4, ?5)"
+        }
+        _ => {
+            "INSERT INTO part (id, message_id, session_id, time_created, data, time_updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        }
+    };
+    conn.execute(sql, rusqlite::params_from_iter(params))
+        .unwrap();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+
+    /// The same for `opencode.db`: a live writer inserts the rows in any order (each with a
+    /// later `time_updated`), reads with the persisted watermark happen in between, and the
+    /// end result equals one read of the finished database.
+    #[test]
+    fn database_rows_arriving_in_any_order_yield_the_one_shot_payloads(
+        order in proptest::strategy::Strategy::prop_shuffle(proptest::strategy::Just(
+            (0..db_rows(&fixture().join("storage")).len()).collect::<Vec<_>>(),
+        )),
+        reads in proptest::collection::vec(proptest::bool::ANY, db_rows(&fixture().join("storage")).len()),
+    ) {
+        let rows = db_rows(&fixture().join("storage"));
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("opencode.db");
+        let conn = rusqlite_connection(&db);
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE session (id TEXT PRIMARY KEY, project_id TEXT, workspace_id TEXT, parent_id TEXT, slug TEXT, directory TEXT, path TEXT, title TEXT, version TEXT, share_url TEXT, cost REAL, tokens_input INTEGER, time_created INTEGER, time_updated INTEGER, time_archived INTEGER);
+             CREATE TABLE message (id TEXT PRIMARY KEY, session_id TEXT, time_created INTEGER, time_updated INTEGER, data TEXT);
+             CREATE TABLE part (id TEXT PRIMARY KEY, message_id TEXT, session_id TEXT, time_created INTEGER, time_updated INTEGER, data TEXT);",
+        ).unwrap();
+        let unit = Unit::OpenCodeDb { path: db.clone() };
+        let mut state: Option<String> = None;
+        let mut folded = crate::incremental::Folded::default();
+        let mut read = |state: &mut Option<String>, folded: &mut crate::incremental::Folded| loop {
+            let saved: Option<Value> = state.as_deref().map(|s| serde_json::from_str(s).unwrap());
+            let snap = read_unit(&unit, saved.as_ref(), ParseOptions::default()).unwrap();
+            folded.apply(SourceId::OpenCode, snap.records);
+            *state = Some(serde_json::to_string(&snap.state).unwrap());
+            if !snap.more {
+                break;
+            }
+        };
+        for (step, &i) in order.iter().enumerate() {
+            let (table, values) = &rows[i];
+            insert_row(&conn, table, values, 1_800_000_000_000 + step as i64);
+            if reads[step] {
+                read(&mut state, &mut folded);
+            }
+        }
+        read(&mut state, &mut folded);
+        let mut reference = crate::incremental::Folded::default();
+        read(&mut None, &mut reference);
+        let by_time = |o: crate::incremental::Outcome| {
+            o.sessions
+                .into_iter()
+                .map(|(sid, (session, mut msgs))| {
+                    msgs.sort_by(|a, b| (a.created_at, &a.external_id).cmp(&(b.created_at, &b.external_id)));
+                    (sid, session, msgs)
+                })
+                .collect::<Vec<_>>()
+        };
+        proptest::prop_assert_eq!(by_time(folded.finish(0, 0)), by_time(reference.finish(0, 0)));
+    }
+}
