@@ -448,7 +448,7 @@ fn db_rows(storage: &Path) -> Vec<(&'static str, Vec<rusqlite::types::Value>)> {
     let mut rows = Vec::new();
     let read =
         |p: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
-    let mut dirs = |d: PathBuf| {
+    let dirs = |d: PathBuf| {
         let mut v: Vec<PathBuf> = std::fs::read_dir(d)
             .into_iter()
             .flatten()
@@ -561,7 +561,7 @@ proptest::proptest! {
         let unit = Unit::OpenCodeDb { path: db.clone() };
         let mut state: Option<String> = None;
         let mut folded = crate::incremental::Folded::default();
-        let mut read = |state: &mut Option<String>, folded: &mut crate::incremental::Folded| loop {
+        let read = |state: &mut Option<String>, folded: &mut crate::incremental::Folded| loop {
             let saved: Option<Value> = state.as_deref().map(|s| serde_json::from_str(s).unwrap());
             let snap = read_unit(&unit, saved.as_ref(), ParseOptions::default()).unwrap();
             folded.apply(SourceId::OpenCode, snap.records);
