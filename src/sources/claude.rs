@@ -335,11 +335,7 @@ impl ClaudeParser {
 
 impl LineParser for ClaudeParser {
     fn parse_line(&mut self, line: &[u8], out: &mut Vec<Record>) -> Result<(), LineError> {
-        let v: Value =
-            serde_json::from_slice(line).map_err(|e| LineError::Malformed(e.to_string()))?;
-        if !v.is_object() {
-            return Err(LineError::Malformed("not a JSON object".into()));
-        }
+        let v = parse_wanted(line)?;
         let line_sid = v
             .get("sessionId")
             .and_then(Value::as_str)
@@ -365,6 +361,58 @@ impl LineParser for ClaudeParser {
     fn save_state(&self) -> Value {
         serde_json::to_value(&self.state).unwrap_or(Value::Null)
     }
+}
+
+/// The top-level fields this parser reads. Everything else on a line — `toolUseResult` (a
+/// second copy of every tool result, often whole files), `snapshot`, progress `data`,
+/// `thinkingMetadata` — is skipped by the JSON reader without being built, which is most of
+/// the bytes of a transcript.
+#[derive(Deserialize)]
+struct Wanted {
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    timestamp: Option<Value>,
+    #[serde(rename = "sessionId")]
+    session_id: Option<Value>,
+    cwd: Option<Value>,
+    message: Option<Value>,
+    #[serde(rename = "isMeta")]
+    is_meta: Option<Value>,
+    #[serde(rename = "isCompactSummary")]
+    is_compact_summary: Option<Value>,
+    #[serde(rename = "isApiErrorMessage")]
+    is_api_error_message: Option<Value>,
+    uuid: Option<Value>,
+    #[serde(rename = "requestId")]
+    request_id: Option<Value>,
+}
+
+/// Parses a line into an object holding only the [`Wanted`] fields.
+fn parse_wanted(line: &[u8]) -> Result<Value, LineError> {
+    // A derived struct would also accept a JSON array (fields by position): refuse it here.
+    if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(LineError::Malformed("not a JSON object".into()));
+    }
+    let w: Wanted =
+        serde_json::from_slice(line).map_err(|e| LineError::Malformed(e.to_string()))?;
+    let mut map = serde_json::Map::new();
+    for (key, value) in [
+        ("type", w.kind),
+        ("timestamp", w.timestamp),
+        ("sessionId", w.session_id),
+        ("cwd", w.cwd),
+        ("message", w.message),
+        ("isMeta", w.is_meta),
+        ("isCompactSummary", w.is_compact_summary),
+        ("isApiErrorMessage", w.is_api_error_message),
+        ("uuid", w.uuid),
+        ("requestId", w.request_id),
+    ] {
+        if let Some(value) = value {
+            map.insert(key.to_string(), value);
+        }
+    }
+    Ok(Value::Object(map))
 }
 
 fn kind_of(path: &Path) -> Kind {
