@@ -192,17 +192,14 @@ fn self_cpu_ns() -> u64 {
     cpu_ns(std::process::id())
 }
 
-/// Waits until `pid` has used no CPU for `quiet` (the work triggered by an event is done).
+/// Waits until `pid` is idle: less than 1% of a CPU over a whole `quiet` window (the file
+/// watcher's debouncer ticks several times a second, so "no CPU at all" never happens).
 fn wait_quiescent(pid: u32, quiet: Duration) {
-    let mut last = cpu_ns(pid);
-    let mut since = Instant::now();
+    let budget = quiet.as_nanos() as u64 / 100;
     loop {
-        std::thread::sleep(Duration::from_millis(10));
-        let now = cpu_ns(pid);
-        if now != last {
-            last = now;
-            since = Instant::now();
-        } else if since.elapsed() >= quiet {
+        let before = cpu_ns(pid);
+        std::thread::sleep(quiet);
+        if cpu_ns(pid) - before < budget {
             return;
         }
     }
@@ -308,18 +305,19 @@ impl Env {
             .unwrap()
     }
 
-    /// Messages `export` predicts.
+    /// Distinct message ids `export` predicts (the server keys messages by id globally, so a
+    /// line replayed into another session's file is one row).
     fn expected_messages(&self, o: &Opts) -> usize {
         let out = self.cmd(o, &["export"]).output().unwrap();
         assert!(out.status.success());
-        out.stdout
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_slice(l).unwrap();
-                v["messages"].as_array().map_or(0, Vec::len)
-            })
-            .sum()
+        let mut ids = std::collections::HashSet::new();
+        for l in out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+            for m in v["messages"].as_array().into_iter().flatten() {
+                ids.insert(m["externalId"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        ids.len()
     }
 }
 
@@ -431,6 +429,10 @@ fn append(o: &Opts) {
         );
         wait_quiescent(daemon.id(), Duration::from_millis(500));
         let pid = daemon.id();
+        // The idle rate (the watcher's debouncer ticks), subtracted from each sample's window.
+        let (idle_c0, idle_t0) = (cpu_ns(pid), Instant::now());
+        std::thread::sleep(Duration::from_secs(5));
+        let idle_ns_per_s = (cpu_ns(pid) - idle_c0) as f64 / idle_t0.elapsed().as_secs_f64();
         let mut cpu = Vec::new();
         let mut read = Vec::new();
         for i in 0..o.append_samples {
@@ -438,11 +440,12 @@ fn append(o: &Opts) {
                 "b0000000-0000-4000-8000-{:012}",
                 size_mb * 1_000_000 + i as u64
             );
-            let (c0, r0) = (cpu_ns(pid), rchar(pid));
+            let (c0, r0, t0) = (cpu_ns(pid), rchar(pid), Instant::now());
             append_to(&big, &claude_line(&session, &uuid, 2048));
             assert!(emu.wait_for(Duration::from_secs(30), |e| e.has_message(&uuid)));
             wait_quiescent(pid, Duration::from_millis(300));
-            cpu.push((cpu_ns(pid) - c0) as f64 / 1e6);
+            let idle = idle_ns_per_s * t0.elapsed().as_secs_f64();
+            cpu.push(((cpu_ns(pid) - c0) as f64 - idle).max(0.0) / 1e6);
             read.push((rchar(pid) - r0) as f64);
         }
         stop(daemon);
@@ -464,7 +467,7 @@ fn append(o: &Opts) {
         );
     }
     println!(
-        "\n(CPU includes the daemon's whole reaction: event, read, parse, plan, HTTP, ledger commit; bytes read count every `read` syscall, sockets included.)\n"
+        "\n(CPU is the daemon's whole reaction (event, read, parse, plan, HTTP, ledger commit) minus its idle rate over the same window, measured for 5 s before the samples; bytes read count every `read` syscall, sockets included.)\n"
     );
 }
 

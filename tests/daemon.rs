@@ -414,7 +414,9 @@ fn faults_and_an_outage_converge_without_a_hot_retry_loop() {
     });
     let (home, _) = populated_home(3, 2);
     let _d = start(&home, &emu);
-    wait_converged(&home, &emu, Duration::from_secs(120));
+    // Full-jitter backoff under 30% errors can be slow on a loaded machine; what matters is
+    // that it converges, not how fast.
+    wait_converged(&home, &emu, Duration::from_secs(400));
 
     // An outage: the backlog waits on disk, requests stay few.
     emu.set_faults(crate::support::Faults::default());

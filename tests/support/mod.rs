@@ -141,6 +141,11 @@ struct State {
     /// Keep every request (tests) or only count them (benchmarks of large backfills).
     recording: bool,
     request_count: u64,
+    /// Lookup indexes (rebuilt after the batch paths' reshuffles): message external id → first
+    /// row; session row id → row; (user, session external id) → first row.
+    msg_index: HashMap<String, usize>,
+    session_by_id: HashMap<String, usize>,
+    session_by_ext: HashMap<(UserId, String), usize>,
 }
 
 struct Inner {
@@ -314,11 +319,7 @@ impl Emulation {
 
     /// Whether a message with this external id is stored.
     pub fn has_message(&self, external_id: &str) -> bool {
-        self.lock()
-            .messages
-            .iter()
-            .rev()
-            .any(|m| m.external_id == external_id)
+        self.lock().msg_index.contains_key(external_id)
     }
 
     /// Switches the dedup windows off (for tests that are not about them).
@@ -820,6 +821,10 @@ fn upsert_session(
         Some("cursor") => "cursor-sync".to_string(),
         Some(other) => other.to_string(),
     });
+    s.session_by_id.insert(id.clone(), s.sessions.len());
+    s.session_by_ext
+        .entry((user, external.to_string()))
+        .or_insert(s.sessions.len());
     s.sessions.push(StoredSession {
         id: id.clone(),
         user,
@@ -927,7 +932,7 @@ fn sync_message(s: &mut State, user: UserId, v: &Value, via_batch: bool) -> Resu
     let now = now_ms();
     let windows = s.windows;
     // The trap: looked up by externalId alone, across users and sessions.
-    if let Some(i) = s.messages.iter().position(|m| m.external_id == external) {
+    if let Some(i) = s.msg_index.get(&external).copied() {
         let m = &mut s.messages[i];
         if windows && now - m.created_at < 5_000 {
             return Ok(m.id.clone());
@@ -946,15 +951,15 @@ fn sync_message(s: &mut State, user: UserId, v: &Value, via_batch: bool) -> Resu
         };
         let session_id = m.session_id.clone();
         let id = m.id.clone();
-        if let Some(sess) = s.sessions.iter_mut().find(|x| x.id == session_id) {
-            sess.updated_at = now;
+        if let Some(&p) = s.session_by_id.get(&session_id) {
+            s.sessions[p].updated_at = now;
         }
         return Ok(id);
     }
     let session_id = match s
-        .sessions
-        .iter()
-        .position(|x| x.user == user && x.external_id == session_external)
+        .session_by_ext
+        .get(&(user, session_external.clone()))
+        .copied()
     {
         Some(i) => s.sessions[i].id.clone(),
         None => {
@@ -972,6 +977,9 @@ fn sync_message(s: &mut State, user: UserId, v: &Value, via_batch: bool) -> Resu
     };
     let id = new_id(s, "messages");
     let seq = s.next_id;
+    s.msg_index
+        .entry(external.clone())
+        .or_insert(s.messages.len());
     s.messages.push(StoredMessage {
         id: id.clone(),
         session_id: session_id.clone(),
@@ -983,11 +991,28 @@ fn sync_message(s: &mut State, user: UserId, v: &Value, via_batch: bool) -> Resu
         parts: parts.unwrap_or_default(),
         seq,
     });
-    if let Some(sess) = s.sessions.iter_mut().find(|x| x.id == session_id) {
+    if let Some(&p) = s.session_by_id.get(&session_id) {
+        let sess = &mut s.sessions[p];
         sess.message_count += 1;
         sess.updated_at = now;
     }
     Ok(id)
+}
+
+/// Rebuilds the lookup indexes from the rows (after rows were removed or reordered).
+fn reindex(s: &mut State) {
+    s.msg_index.clear();
+    for (i, m) in s.messages.iter().enumerate() {
+        s.msg_index.entry(m.external_id.clone()).or_insert(i);
+    }
+    s.session_by_id.clear();
+    s.session_by_ext.clear();
+    for (i, x) in s.sessions.iter().enumerate() {
+        s.session_by_id.insert(x.id.clone(), i);
+        s.session_by_ext
+            .entry((x.user, x.external_id.clone()))
+            .or_insert(i);
+    }
 }
 
 fn strict(items: &[Value], allowed: &[&str], required: &[&str]) -> Result<(), String> {
@@ -1063,7 +1088,7 @@ fn sync_batch(s: &mut State, user: UserId, v: &Value) -> Answer {
                     .iter()
                     .map(|it| {
                         let ext = it["externalId"].as_str().unwrap_or_default();
-                        s.messages.iter().any(|m| m.external_id == ext)
+                        s.msg_index.contains_key(ext)
                     })
                     .collect();
                 for (item, exists) in items.iter().zip(existing) {
@@ -1104,8 +1129,10 @@ fn insert_session_unconditionally(
         .collect();
     s.sessions
         .retain(|x| !(x.user == user && x.external_id == ext));
+    reindex(s);
     let r = upsert_session(s, user, ext, item, false, false);
     s.sessions.extend(hidden);
+    reindex(s);
     r
 }
 
@@ -1118,6 +1145,7 @@ fn sync_message_insert_only(s: &mut State, user: UserId, item: &Value) -> Result
         .cloned()
         .collect();
     s.messages.retain(|m| m.external_id != ext);
+    reindex(s);
     let r = sync_message(s, user, item, true);
     let inserted: Vec<StoredMessage> = s
         .messages
@@ -1128,5 +1156,6 @@ fn sync_message_insert_only(s: &mut State, user: UserId, item: &Value) -> Result
     s.messages.retain(|m| m.external_id != ext);
     s.messages.extend(hidden);
     s.messages.extend(inserted);
+    reindex(s);
     r
 }
