@@ -226,7 +226,7 @@ impl SessionState {
     pub fn payload(&self, pricing: &Pricing) -> SessionPayload {
         let totals = self.totals(pricing);
         let duration = match (self.first_at, self.last_at) {
-            (Some(f), Some(l)) if l > f => Some((l - f) as u64),
+            (Some(f), Some(l)) if l > f => Some(l.abs_diff(f)),
             _ => None,
         };
         let duration_ms = match (duration, self.duration_ms) {

@@ -204,16 +204,20 @@ pub struct Tokens {
 impl Tokens {
     /// `promptTokens`: every input token the model processed.
     pub fn prompt(&self) -> u64 {
-        self.input + self.cache_read + self.cache_write
+        // Saturating everywhere: counts come from files anyone can write; absurd values
+        // (found by fuzzing) must not overflow.
+        self.input
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_write)
     }
 
-    /// Field-wise sum.
+    /// Field-wise sum (saturating).
     pub fn add(&mut self, other: &Tokens) {
-        self.input += other.input;
-        self.cache_read += other.cache_read;
-        self.cache_write += other.cache_write;
-        self.output += other.output;
-        self.reasoning += other.reasoning;
+        self.input = self.input.saturating_add(other.input);
+        self.cache_read = self.cache_read.saturating_add(other.cache_read);
+        self.cache_write = self.cache_write.saturating_add(other.cache_write);
+        self.output = self.output.saturating_add(other.output);
+        self.reasoning = self.reasoning.saturating_add(other.reasoning);
     }
 
     /// Field-wise maximum (Claude's streaming snapshots: the last line holds the final count).
@@ -325,6 +329,22 @@ pub fn project_name(path: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_sums_saturate_instead_of_overflowing() {
+        // Found by fuzzing: a transcript may claim any count.
+        let mut t = Tokens {
+            input: u64::MAX,
+            cache_read: 5,
+            ..Tokens::default()
+        };
+        assert_eq!(t.prompt(), u64::MAX);
+        t.add(&Tokens {
+            input: 1,
+            ..Tokens::default()
+        });
+        assert_eq!(t.input, u64::MAX);
+    }
 
     #[test]
     fn timestamps_parse_to_epoch_millis() {

@@ -485,7 +485,9 @@ pub fn session_records(
         all.extend(extra);
         let t = &msg["tokens"];
         let n = |v: &Value| v.as_u64().unwrap_or(0);
-        let prompt = n(&t["input"]) + n(&t["cache"]["read"]) + n(&t["cache"]["write"]);
+        let prompt = n(&t["input"])
+            .saturating_add(n(&t["cache"]["read"]))
+            .saturating_add(n(&t["cache"]["write"]));
         out.push(Record::Message(MessagePayload {
             session_external_id: sid.clone(),
             external_id: id.to_string(),
@@ -504,7 +506,7 @@ pub fn session_records(
             prompt_tokens: Some(prompt).filter(|p| assistant && *p > 0),
             completion_tokens: Some(n(&t["output"])).filter(|c| assistant && *c > 0),
             duration_ms: match (created, msg["time"]["completed"].as_i64()) {
-                (Some(a), Some(b)) if b >= a && assistant => Some((b - a) as u64),
+                (Some(a), Some(b)) if b >= a && assistant => Some(b.abs_diff(a)),
                 _ => None,
             },
             source: SourceId::OpenCode.as_str().into(),
