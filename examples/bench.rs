@@ -32,6 +32,7 @@ struct Opts {
     idle_secs: u64,
     latency_appends: usize,
     append_samples: usize,
+    transports: Vec<String>,
     scenarios: Vec<String>,
 }
 
@@ -45,6 +46,7 @@ fn parse_args() -> Opts {
         idle_secs: 600,
         latency_appends: 1000,
         append_samples: 50,
+        transports: vec!["per-record".into(), "batch".into()],
         scenarios: Vec::new(),
     };
     while let Some(a) = args.next() {
@@ -57,6 +59,7 @@ fn parse_args() -> Opts {
             "--idle-secs" => o.idle_secs = val().parse().unwrap(),
             "--latency-appends" => o.latency_appends = val().parse().unwrap(),
             "--append-samples" => o.append_samples = val().parse().unwrap(),
+            "--transports" => o.transports = val().split(',').map(String::from).collect(),
             s => o.scenarios.push(s.to_string()),
         }
     }
@@ -574,7 +577,7 @@ fn backfill(o: &Opts) {
         .collect();
     for corpus in corpora {
         let (_, bytes) = corpus_size(corpus);
-        for transport in ["per-record", "batch"] {
+        for transport in o.transports.iter().map(String::as_str) {
             let emu = Emulation::with_key(KEY);
             emu.set_recording(false);
             let mut env = Env::new(o, corpus, &format!("backfill-{transport}"));
@@ -614,13 +617,25 @@ fn idle(o: &Opts) {
     let (files, _) = corpus_size(corpus);
     let emu = Emulation::with_key(KEY);
     emu.set_recording(false);
-    let mut env = Env::new(o, corpus, "idle");
-    env.extra
-        .push(("OPENSYNCD_TRANSPORT".into(), "batch".into()));
+    // Reuse the ledger `backfill` left (the same corpus, fully synced) instead of syncing
+    // it again; otherwise sync it now.
+    let synced = o.work.join("state-backfill-per-record");
+    let reuse = o.corpus_small.as_os_str().is_empty() && synced.join("ledger").is_dir();
+    let env = if reuse {
+        Env {
+            home: corpus.clone(),
+            state: synced,
+            extra: Vec::new(),
+        }
+    } else {
+        Env::new(o, corpus, "idle")
+    };
     env.login(o, &emu);
-    let want = env.expected_messages(o);
     let daemon = env.spawn(o, "idle.log");
-    assert!(wait_messages(&emu, want, Duration::from_secs(3600)));
+    if !reuse {
+        let want = env.expected_messages(o);
+        assert!(wait_messages(&emu, want, Duration::from_secs(3600)));
+    }
     // Let the settle re-sends (10 s window) and any trailing work finish. (Not "no CPU for
     // N s": the housekeeping tick wakes the daemon every 2 s.)
     std::thread::sleep(Duration::from_secs(15));

@@ -173,6 +173,13 @@ fn hints_from(result: DebounceEventResult, roots: &[PathBuf]) -> Vec<Hint> {
             rescan = Some("the watcher lost events (overflow)".to_string());
             continue;
         }
+        // Reads (open / close-without-write) change nothing. They must be dropped: opensyncd's
+        // own reads produce them, and treating them as changes made every read schedule
+        // another read of the same file (a self-sustaining loop that made a 1 GiB backfill
+        // quadratic and kept an idle daemon busy).
+        if matches!(event.kind, EventKind::Access(_)) {
+            continue;
+        }
         let is_create = matches!(event.kind, EventKind::Create(_));
         for path in &event.paths {
             // A new directory: files created in it before its watch existed are invisible to
@@ -203,7 +210,10 @@ fn hints_from(result: DebounceEventResult, roots: &[PathBuf]) -> Vec<Hint> {
 mod tests {
     use super::*;
 
-    fn recv_until(rx: &mut mpsc::UnboundedReceiver<Hint>, want: impl Fn(&Hint) -> bool) -> bool {
+    fn recv_until(
+        rx: &mut mpsc::UnboundedReceiver<Hint>,
+        mut want: impl FnMut(&Hint) -> bool,
+    ) -> bool {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::time::Instant::now() < deadline {
             match rx.try_recv() {
@@ -230,6 +240,34 @@ mod tests {
         ));
         std::fs::create_dir(root.join("2026")).unwrap();
         assert!(recv_until(&mut rx, |h| matches!(h, Hint::Rescan(_))));
+    }
+
+    #[test]
+    fn reading_a_file_is_not_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("sessions");
+        std::fs::create_dir(&root).unwrap();
+        let file = root.join("a.jsonl");
+        std::fs::write(&file, b"x\n").unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _w = Watcher::start(vec![root.clone()], Duration::from_millis(50), tx).unwrap();
+        for _ in 0..5 {
+            let _ = std::fs::read(&file).unwrap();
+        }
+        // A write afterwards is seen, and it is the only change reported.
+        let other = root.join("b.jsonl");
+        std::fs::write(&other, b"y\n").unwrap();
+        let mut seen = Vec::new();
+        assert!(recv_until(&mut rx, |h| {
+            if let Hint::Changed(p) = &h {
+                seen.extend(p.clone());
+            }
+            seen.contains(&other)
+        }));
+        assert!(
+            !seen.contains(&file),
+            "a read was reported as a change: {seen:?}"
+        );
     }
 
     #[test]
