@@ -209,3 +209,29 @@ proptest! {
         prop_assert!(line_parser(SourceId::CodexCli, path, Some(&state), ParseOptions::default()).is_ok());
     }
 }
+
+#[test]
+fn absurd_token_counts_saturate_instead_of_panicking() {
+    // Found by fuzzing (fuzz/regressions/codex_line): a counter near u64::MAX, then a reset.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir
+        .path()
+        .join("rollout-2026-01-01T00-00-00-0b6f0a57-0000-4000-8000-000000000002.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            r#"{"type":"session_meta","payload":{"id":"0b6f0a57-0000-4000-8000-000000000002"}}"#,
+            "\n",
+            r#"{"payload":{"info":{"total_token_usage":{"output_tokens":9223372036854775807}},"type":"token_count"},"type":"event_msg"}"#,
+            "\n",
+            r#"{"payload":{"info":{"total_token_usage":{"output_tokens":4}},"type":"token_count"},"type":"event_msg"}"#,
+            "\n",
+            r#"{"payload":{"info":{"total_token_usage":{"output_tokens":18446744073709551615}},"type":"token_count"},"type":"event_msg"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = one_shot(SourceId::CodexCli, &[path], ParseOptions::default());
+    let (session, _) = &out.sessions["0b6f0a57-0000-4000-8000-000000000002"];
+    assert_eq!(session.completion_tokens, Some(u64::MAX));
+}
