@@ -11,7 +11,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::{RecursiveMode, event::EventKind};
+use notify::{
+    RecursiveMode,
+    event::{AccessKind, AccessMode, EventKind},
+};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
 
@@ -177,7 +180,12 @@ fn hints_from(result: DebounceEventResult, roots: &[PathBuf]) -> Vec<Hint> {
         // own reads produce them, and treating them as changes made every read schedule
         // another read of the same file (a self-sustaining loop that made a 1 GiB backfill
         // quadratic and kept an idle daemon busy).
-        if matches!(event.kind, EventKind::Access(_)) {
+        // (Closing a file that was written is a write, though notify files it under access.)
+        let closed_after_write = matches!(
+            event.kind,
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+        );
+        if matches!(event.kind, EventKind::Access(_)) && !closed_after_write {
             continue;
         }
         let is_create = matches!(event.kind, EventKind::Create(_));
