@@ -194,27 +194,37 @@ pub fn verify_credentials(cfg: &Config, url: &str, key: &ApiKey) -> Result<()> {
         .map_err(|e| anyhow!("{url}: {e}"))
 }
 
-/// Takes the single-instance lock (non-blocking). `Ok(None)` when another process holds it.
-pub fn take_lock(paths: &Paths) -> Result<Option<File>> {
+/// Opens (creating) the lock file in the private state dir.
+fn open_lock_file(paths: &Paths) -> Result<File> {
     credentials::ensure_private_dir(&paths.state_dir)
         .with_context(|| format!("creating {}", paths.state_dir.display()))?;
     let path = paths.lock_file();
-    let mut file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// Records the holder's pid in a lock file just taken (for humans reading it).
+fn stamp_pid(file: &mut File) {
+    let _ = file.set_len(0);
+    let _ = writeln!(file, "{}", std::process::id());
+}
+
+/// Takes the single-instance lock (non-blocking). `Ok(None)` when another process holds it.
+pub fn take_lock(paths: &Paths) -> Result<Option<File>> {
+    let mut file = open_lock_file(paths)?;
     match file.try_lock() {
         Ok(()) => {
-            let _ = file.set_len(0);
-            let _ = writeln!(file, "{}", std::process::id());
+            stamp_pid(&mut file);
             Ok(Some(file))
         }
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", path.display()))
+            Err(e).with_context(|| format!("locking {}", paths.lock_file().display()))
         }
     }
 }
@@ -232,19 +242,12 @@ fn wait_for_lock(paths: &Paths) -> Result<Option<File>> {
     // so a busy one-shot command cannot starve us), while this thread watches the socket for
     // a daemon that holds it.
     let path = paths.lock_file();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let file = open_lock_file(paths)?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut file = file;
         let result = file.lock().map(|()| {
-            let _ = file.set_len(0);
-            let _ = writeln!(file, "{}", std::process::id());
+            stamp_pid(&mut file);
             file
         });
         let _ = tx.send(result);
@@ -387,11 +390,15 @@ const REEXEC_COUNT_VAR: &str = "OPENSYNCD_REEXEC_COUNT";
 /// 10 s, doubling with each re-execution up to about 5 minutes: a disk that stays full must
 /// not turn into a loop that re-sends the backlog every few seconds.
 fn reexec_delay() -> Duration {
-    let n: u32 = std::env::var(REEXEC_COUNT_VAR)
+    Duration::from_secs(10 << reexec_count().min(5))
+}
+
+/// How many times this process image was re-executed (0 for a normal start).
+fn reexec_count() -> u32 {
+    std::env::var(REEXEC_COUNT_VAR)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Duration::from_secs(10 << n.min(5))
+        .unwrap_or(0)
 }
 
 /// Replaces this process with a fresh copy of itself (same pid, arguments and environment).
@@ -399,10 +406,7 @@ fn reexec_delay() -> Duration {
 /// drops every handle and file lock (all opened close-on-exec) at once. Only returns on error.
 fn reexec() -> anyhow::Error {
     use std::os::unix::process::CommandExt;
-    let n: u32 = std::env::var(REEXEC_COUNT_VAR)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let n = reexec_count();
     tracing::warn!("restarting opensyncd in place to reopen the ledger");
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,

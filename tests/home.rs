@@ -196,6 +196,13 @@ impl DaemonProcess {
         }
     }
 
+    /// Whether the process is still alive (not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// kill -9.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -374,6 +374,21 @@ fn fixture_files() -> Vec<PathBuf> {
     out
 }
 
+/// Payloads with each session's messages in `createdAt` order. OpenCode results are compared
+/// this way: a reply that completes before the prompt it answers has its parts is emitted
+/// first, and the server orders messages by `createdAt` anyway.
+fn by_time(o: crate::incremental::Outcome) -> Vec<(String, SessionPayload, Vec<MessagePayload>)> {
+    o.sessions
+        .into_iter()
+        .map(|(sid, (session, mut msgs))| {
+            msgs.sort_by(|a, b| {
+                (a.created_at, &a.external_id).cmp(&(b.created_at, &b.external_id))
+            });
+            (sid, session, msgs)
+        })
+        .collect()
+}
+
 /// One engine pass over every unit of the tree, each resumed from its persisted state.
 fn pass(
     data: &Path,
@@ -424,17 +439,6 @@ proptest::proptest! {
         pass(&data, &mut states, &mut folded);
         let mut reference = crate::incremental::Folded::default();
         pass(&data, &mut std::collections::BTreeMap::new(), &mut reference);
-        // Messages are compared in `createdAt` order: a reply that completes before the prompt
-        // it answers has its parts is sent first, and the server orders by `createdAt` anyway.
-        let by_time = |o: crate::incremental::Outcome| {
-            o.sessions
-                .into_iter()
-                .map(|(sid, (session, mut msgs))| {
-                    msgs.sort_by(|a, b| (a.created_at, &a.external_id).cmp(&(b.created_at, &b.external_id)));
-                    (sid, session, msgs)
-                })
-                .collect::<Vec<_>>()
-        };
         proptest::prop_assert_eq!(by_time(folded.finish(0, 0)), by_time(reference.finish(0, 0)));
     }
 }
@@ -580,15 +584,6 @@ proptest::proptest! {
         read(&mut state, &mut folded);
         let mut reference = crate::incremental::Folded::default();
         read(&mut None, &mut reference);
-        let by_time = |o: crate::incremental::Outcome| {
-            o.sessions
-                .into_iter()
-                .map(|(sid, (session, mut msgs))| {
-                    msgs.sort_by(|a, b| (a.created_at, &a.external_id).cmp(&(b.created_at, &b.external_id)));
-                    (sid, session, msgs)
-                })
-                .collect::<Vec<_>>()
-        };
         proptest::prop_assert_eq!(by_time(folded.finish(0, 0)), by_time(reference.finish(0, 0)));
     }
 }

@@ -100,7 +100,7 @@ fn a_full_disk_under_the_state_dir_pauses_progress_and_recovers_without_loss() {
     }
     let _unmount = Unmount(state.clone());
     home.login(&emu.url(), KEY);
-    let d = home.spawn_daemon(&[("OPENSYNCD_DEBOUNCE_MS", "100")]);
+    let mut d = home.spawn_daemon(&[("OPENSYNCD_DEBOUNCE_MS", "100")]);
     let full = wait_until(Duration::from_secs(60), || {
         let log = d.log_text().to_lowercase();
         log.contains("no space") || log.contains("enospc") || log.contains("storage full")
@@ -108,11 +108,7 @@ fn a_full_disk_under_the_state_dir_pauses_progress_and_recovers_without_loss() {
     assert!(full, "the daemon never hit the full disk: {}", d.log_text());
     // Whatever was pushed while the disk was full, the process keeps running.
     assert!(
-        Command::new("kill")
-            .args(["-0", &d.pid().to_string()])
-            .status()
-            .unwrap()
-            .success(),
+        d.is_running(),
         "the daemon died on a full disk: {}",
         d.log_text()
     );
@@ -442,7 +438,7 @@ fn a_panic_in_a_worker_is_contained_and_its_unit_retried() {
     let emu = Emulation::with_key(KEY);
     let (home, _) = populated_home(2, 1);
     home.login(&emu.url(), KEY);
-    let d = home.spawn_daemon(&[
+    let mut d = home.spawn_daemon(&[
         ("OPENSYNCD_DEBOUNCE_MS", "100"),
         ("OPENSYNCD_TEST_FAULT", "panic-once"),
     ]);
@@ -451,12 +447,5 @@ fn a_panic_in_a_worker_is_contained_and_its_unit_retried() {
     let log = d.log_text();
     assert!(log.contains("injected test fault"), "{log}");
     assert!(log.contains("internal error (panic)"), "{log}");
-    assert!(
-        Command::new("kill")
-            .args(["-0", &d.pid().to_string()])
-            .status()
-            .unwrap()
-            .success(),
-        "the daemon survived the panic"
-    );
+    assert!(d.is_running(), "the daemon survived the panic");
 }
