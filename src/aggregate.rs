@@ -185,11 +185,7 @@ impl SessionState {
             if add {
                 total.add(t);
             } else {
-                total.input = total.input.saturating_sub(t.input);
-                total.cache_read = total.cache_read.saturating_sub(t.cache_read);
-                total.cache_write = total.cache_write.saturating_sub(t.cache_write);
-                total.output = total.output.saturating_sub(t.output);
-                total.reasoning = total.reasoning.saturating_sub(t.reasoning);
+                total.sub(t);
             }
         };
         change(&mut bucket.tokens, &entry.tokens);

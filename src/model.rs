@@ -193,8 +193,13 @@ pub struct Tokens {
     pub input: u64,
     /// Input tokens read from the prompt cache.
     pub cache_read: u64,
-    /// Input tokens written to the prompt cache.
+    /// Input tokens written to the prompt cache (all of them: 5-minute and 1-hour writes).
     pub cache_write: u64,
+    /// The part of `cache_write` written with the 1-hour lifetime (billed at a higher rate
+    /// than 5-minute writes; Claude Code 2.x records it as
+    /// `usage.cache_creation.ephemeral_1h_input_tokens`).
+    #[serde(default)]
+    pub cache_write_1h: u64,
     /// Output tokens, reasoning included.
     pub output: u64,
     /// Reasoning tokens (already inside `output`; informational).
@@ -216,8 +221,19 @@ impl Tokens {
         self.input = self.input.saturating_add(other.input);
         self.cache_read = self.cache_read.saturating_add(other.cache_read);
         self.cache_write = self.cache_write.saturating_add(other.cache_write);
+        self.cache_write_1h = self.cache_write_1h.saturating_add(other.cache_write_1h);
         self.output = self.output.saturating_add(other.output);
         self.reasoning = self.reasoning.saturating_add(other.reasoning);
+    }
+
+    /// Field-wise difference, floored at zero (retracting a contribution added earlier).
+    pub fn sub(&mut self, other: &Tokens) {
+        self.input = self.input.saturating_sub(other.input);
+        self.cache_read = self.cache_read.saturating_sub(other.cache_read);
+        self.cache_write = self.cache_write.saturating_sub(other.cache_write);
+        self.cache_write_1h = self.cache_write_1h.saturating_sub(other.cache_write_1h);
+        self.output = self.output.saturating_sub(other.output);
+        self.reasoning = self.reasoning.saturating_sub(other.reasoning);
     }
 
     /// Field-wise maximum (Claude's streaming snapshots: the last line holds the final count).
@@ -225,6 +241,7 @@ impl Tokens {
         self.input = self.input.max(other.input);
         self.cache_read = self.cache_read.max(other.cache_read);
         self.cache_write = self.cache_write.max(other.cache_write);
+        self.cache_write_1h = self.cache_write_1h.max(other.cache_write_1h);
         self.output = self.output.max(other.output);
         self.reasoning = self.reasoning.max(other.reasoning);
     }

@@ -243,6 +243,7 @@ mod tests {
             output: 1_000_000,
             cache_read: 1_000_000,
             cache_write: 1_000_000,
+            cache_write_1h: 0,
             reasoning: 0,
         };
         let c = p.cost("claude-sonnet-4-5-20250929", &t).unwrap();

@@ -195,6 +195,13 @@ impl ClaudeParser {
                 input: n("input_tokens"),
                 cache_read: n("cache_read_input_tokens"),
                 cache_write: n("cache_creation_input_tokens"),
+                // Claude Code 2.x splits writes by cache lifetime; the 1-hour ones cost more.
+                cache_write_1h: usage
+                    .get("cache_creation")
+                    .and_then(|c| c.get("ephemeral_1h_input_tokens"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    .min(n("cache_creation_input_tokens")),
                 output: n("output_tokens"),
                 reasoning: 0,
             },

@@ -143,6 +143,7 @@ impl RawUsage {
             input: self.input.saturating_sub(self.cached),
             cache_read: self.cached,
             cache_write: 0,
+            cache_write_1h: 0,
             output: self.output,
             reasoning: self.reasoning,
         }
@@ -625,6 +626,7 @@ mod tests {
                 input: 60,
                 cache_read: 40,
                 cache_write: 0,
+                cache_write_1h: 0,
                 output: 10,
                 reasoning: 2
             }
@@ -636,6 +638,7 @@ mod tests {
                 input: 90,
                 cache_read: 60,
                 cache_write: 0,
+                cache_write_1h: 0,
                 output: 20,
                 reasoning: 0
             }

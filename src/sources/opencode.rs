@@ -432,6 +432,7 @@ pub fn session_records(
                 reasoning: n(&t["reasoning"]),
                 cache_read: n(&t["cache"]["read"]),
                 cache_write: n(&t["cache"]["write"]),
+                cache_write_1h: 0,
             };
             let model = msg["modelID"].as_str().map(str::to_string);
             let mut f = facts(msg["time"]["completed"].as_i64().or(created));
