@@ -813,14 +813,10 @@ fn cmd_config(paths: &Paths, cfg: &Config, json: bool) -> Result<()> {
         }
     }
     line(&mut out, "state dir", paths.state_dir.display().to_string());
-    for (name, dirs) in [
-        ("claude roots", &roots.claude),
-        ("codex roots", &roots.codex),
-        ("opencode roots", &roots.opencode),
-    ] {
+    for (source, dirs) in &roots.0 {
         line(
             &mut out,
-            name,
+            &format!("{source} roots"),
             dirs.iter()
                 .map(|d| d.display().to_string())
                 .collect::<Vec<_>>()

@@ -30,7 +30,7 @@ use crate::plan::Shaping;
 use crate::pricing::Pricing;
 use crate::push::{Client, ClientOptions};
 use crate::redact::Redactor;
-use crate::sources::{self, Roots, Unit};
+use crate::sources::{self, Access, Roots, Unit};
 use crate::status::{self, Status};
 use crate::watch::{Hint, Watcher};
 
@@ -290,9 +290,9 @@ pub fn scan_units(
             if selection.new_only && record.is_some() {
                 continue;
             }
-            let mtime = match &unit {
-                Unit::Jsonl { path, .. } => {
-                    let Ok(meta) = std::fs::metadata(path) else {
+            let mtime = match (unit.access, &unit.part) {
+                (Access::Lines, _) => {
+                    let Ok(meta) = std::fs::metadata(&unit.path) else {
                         continue;
                     };
                     let mtime = mtime_ms(&meta);
@@ -305,16 +305,11 @@ pub fn scan_units(
                     }
                     mtime
                 }
-                Unit::OpenCodeSession {
-                    storage,
-                    session_id,
-                } => {
-                    let _ = (storage, session_id);
-                    record.as_ref().map_or(0, |r| r.mtime_ms)
-                }
-                Unit::OpenCodeDb { path } => {
-                    std::fs::metadata(path).map(|m| mtime_ms(&m)).unwrap_or(0)
-                }
+                // A multi-file snapshot unit has no single mtime: the last commit's.
+                (Access::Snapshot, Some(_)) => record.as_ref().map_or(0, |r| r.mtime_ms),
+                (Access::Snapshot, None) => std::fs::metadata(&unit.path)
+                    .map(|m| mtime_ms(&m))
+                    .unwrap_or(0),
             };
             units.push((mtime, unit));
         }

@@ -20,7 +20,7 @@ use crate::engine::{Outcome, now_ms};
 use crate::ledger::Ledger;
 use crate::model::{MessagePayload, SessionPayload, SourceId};
 use crate::plan;
-use crate::sources::{self, Record, Unit};
+use crate::sources::{self, Access, Record, Unit};
 use crate::tail;
 
 /// Progress of a one-shot sync.
@@ -148,9 +148,9 @@ pub fn dry_run(paths: &Paths, cfg: &Config, selection: &Selection) -> Result<Dry
     };
     let mut out = DryRun::default();
     for unit in daemon::scan_units(&ledger, &roots, &cfg.enabled_sources(), &selection)? {
-        let pending = match &unit {
-            Unit::Jsonl { path, .. } => {
-                let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let pending = match unit.access {
+            Access::Lines => {
+                let len = std::fs::metadata(&unit.path).map(|m| m.len()).unwrap_or(0);
                 let offset = ledger
                     .file(&unit.ledger_key())?
                     .map_or(0, |r| r.checkpoint.offset);
@@ -160,7 +160,7 @@ pub fn dry_run(paths: &Paths, cfg: &Config, selection: &Selection) -> Result<Dry
         };
         let entry = out
             .sources
-            .entry(unit.source().as_str().to_string())
+            .entry(unit.source.as_str().to_string())
             .or_default();
         entry.0 += 1;
         entry.1 += pending;
@@ -239,44 +239,9 @@ pub fn export(
     Ok(report)
 }
 
-/// Units whose records belong to the same sessions share a group key, so a session is folded
-/// from all its files at once: Claude Code subagent files go with their parent transcript.
+/// Units whose records belong to the same sessions share a group key (the source decides).
 fn group_key(unit: &Unit) -> String {
-    match unit {
-        Unit::Jsonl {
-            source: SourceId::ClaudeCode,
-            path,
-        } => {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            let dir = path.parent().unwrap_or(Path::new(""));
-            if name.starts_with("agent-") {
-                if dir.file_name().is_some_and(|d| d == "subagents") {
-                    // <project>/<sessionId>/subagents/agent-*.jsonl
-                    if let Some(session_dir) = dir.parent() {
-                        return session_dir.with_extension("jsonl").display().to_string();
-                    }
-                }
-                // Legacy flat layout: the parent is named inside the file.
-                if let Some(sid) = first_session_id(path) {
-                    return dir.join(format!("{sid}.jsonl")).display().to_string();
-                }
-            }
-            path.display().to_string()
-        }
-        other => other.ledger_key(),
-    }
-}
-
-fn first_session_id(path: &Path) -> Option<String> {
-    let mut file = std::fs::File::open(path).ok()?;
-    let chunk = tail::read_lines(&mut file, 0, 64 * 1024, 16 * 1024 * 1024).ok()?;
-    chunk.iter_lines().find_map(|line| {
-        let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-        v.get("sessionId")?.as_str().map(str::to_string)
-    })
+    sources::source(unit.source).group_key(unit)
 }
 
 fn read_all(
@@ -285,11 +250,11 @@ fn read_all(
     records: &mut Vec<Record>,
     report: &mut ExportReport,
 ) -> Result<()> {
-    match unit {
-        Unit::Jsonl { source, path } => {
-            let mut file = std::fs::File::open(path)?;
-            let mut parser = sources::line_parser(*source, path, None, cfg.parse_options())
-                .map_err(|e| anyhow!(e))?;
+    match unit.access {
+        Access::Lines => {
+            let mut file = std::fs::File::open(&unit.path)?;
+            let mut parser =
+                sources::line_parser(unit, None, cfg.parse_options()).map_err(|e| anyhow!(e))?;
             let mut offset = 0;
             loop {
                 let chunk =
@@ -309,10 +274,10 @@ fn read_all(
                 }
             }
         }
-        Unit::OpenCodeSession { .. } | Unit::OpenCodeDb { .. } => {
+        Access::Snapshot => {
             let mut state: Option<serde_json::Value> = None;
             loop {
-                let snap = sources::opencode::read_unit(unit, state.as_ref(), cfg.parse_options())
+                let snap = sources::read_snapshot(unit, state.as_ref(), cfg.parse_options())
                     .map_err(|e| anyhow!(e.to_string()))?;
                 records.extend(snap.records);
                 state = Some(snap.state);
