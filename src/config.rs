@@ -574,8 +574,8 @@ pub fn write_key(
             doc.remove(key);
         }
     }
-    crate::credentials::ensure_private_dir(&paths.config_dir).map_err(io)?;
-    crate::credentials::write_atomic(&file, doc.to_string().as_bytes(), 0o600).map_err(io)
+    crate::private_fs::ensure_private_dir(&paths.config_dir).map_err(io)?;
+    crate::private_fs::write_atomic(&file, doc.to_string().as_bytes(), 0o600).map_err(io)
 }
 
 #[cfg(test)]

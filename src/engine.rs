@@ -285,7 +285,7 @@ impl Engine {
         record.checkpoint = tail::fingerprint(&mut file, chunk.end).map_err(io)?;
         record.state = Some(parser.save_state());
         record.len = len;
-        record.mtime_ms = mtime_ms(&meta);
+        record.mtime_ms = tail::mtime_ms(&meta);
         record.malformed_lines += malformed;
         record.skipped_long_lines += chunk.skipped_long_lines;
         self.count(|c| {
@@ -757,14 +757,6 @@ struct Step {
 enum Sent {
     Acked,
     Rejected(String),
-}
-
-fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Default pause before re-probing a paused server.

@@ -1,7 +1,7 @@
 //! One-shot runs of the engine without the daemon's loop: `sync` (take the lock, push the
-//! selected units, settle, exit) and `export` (parse everything in memory and produce exactly
+//! selected units, settle, exit), `export` (parse everything in memory and produce exactly
 //! the payloads a push would send, one session at a time so memory stays bounded by the
-//! largest session).
+//! largest session) and `synctest` (one test session and message on the server).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,13 +15,16 @@ use tokio::task::JoinSet;
 
 use crate::aggregate::{MemoryUsageKeys, SessionState};
 use crate::config::{Config, Paths};
-use crate::daemon::{self, Selection, SyncSummary};
 use crate::engine::{Outcome, now_ms};
 use crate::ledger::Ledger;
+use crate::lock;
 use crate::model::{MessagePayload, SessionPayload, SourceId};
 use crate::plan;
+use crate::push::Client;
+use crate::selection::{Selection, SyncSummary, scan_units};
 use crate::sources::{self, Access, Record, Unit};
 use crate::tail;
+use crate::wiring;
 
 /// Progress of a one-shot sync.
 #[derive(Debug, Clone)]
@@ -57,7 +60,7 @@ pub fn sync(
     selection: &Selection,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SyncSummary> {
-    let Some(_lock) = daemon::take_lock(paths)? else {
+    let Some(_lock) = lock::take_lock(paths)? else {
         bail!(
             "another opensyncd holds {} but does not answer on its control socket; wait for it \
              or stop it",
@@ -65,12 +68,12 @@ pub fn sync(
         );
     };
     let (ledger, _) = Ledger::open(&paths.ledger_dir())?;
-    let client = daemon::build_client(cfg, paths)?
+    let client = wiring::build_client(cfg, paths)?
         .ok_or_else(|| anyhow!("not logged in: run `opensyncd login` first"))?;
     let (_stop_tx, stop_rx) = watch::channel(false);
-    let engine = Arc::new(daemon::build_engine(cfg, ledger, Some(client), stop_rx)?);
+    let engine = Arc::new(wiring::build_engine(cfg, ledger, Some(client), stop_rx)?);
     let roots = cfg.roots(&crate::config::process_env);
-    let units = daemon::scan_units(&engine.ledger, &roots, &cfg.enabled_sources(), selection)?;
+    let units = scan_units(&engine.ledger, &roots, &cfg.enabled_sources(), selection)?;
     progress(Progress::Start { units: units.len() });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -136,7 +139,7 @@ pub fn sync(
 
 /// Reports what a sync would read, without sending or changing anything.
 pub fn dry_run(paths: &Paths, cfg: &Config, selection: &Selection) -> Result<DryRun> {
-    let Some(_lock) = daemon::take_lock(paths)? else {
+    let Some(_lock) = lock::take_lock(paths)? else {
         bail!("the daemon is running; stop it or run `sync` without --dry-run");
     };
     let (ledger, _) = Ledger::open(&paths.ledger_dir())?;
@@ -147,7 +150,7 @@ pub fn dry_run(paths: &Paths, cfg: &Config, selection: &Selection) -> Result<Dry
         ..selection.clone()
     };
     let mut out = DryRun::default();
-    for unit in daemon::scan_units(&ledger, &roots, &cfg.enabled_sources(), &selection)? {
+    for unit in scan_units(&ledger, &roots, &cfg.enabled_sources(), &selection)? {
         let pending = match unit.access {
             Access::Lines => {
                 let len = std::fs::metadata(&unit.path).map(|m| m.len()).unwrap_or(0);
@@ -200,7 +203,7 @@ pub fn export(
     session_filter: Option<&str>,
     emit: &mut dyn FnMut(Exported) -> Result<()>,
 ) -> Result<ExportReport> {
-    let shaping = daemon::build_engine_shaping(cfg)?;
+    let shaping = wiring::build_engine_shaping(cfg)?;
     let roots = cfg.roots(&crate::config::process_env);
     let mut report = ExportReport::default();
     for source in cfg.enabled_sources() {
@@ -297,4 +300,80 @@ pub fn tilde(path: &Path) -> String {
         Ok(rest) => PathBuf::from("~").join(rest).display().to_string(),
         Err(_) => path.display().to_string(),
     }
+}
+
+/// What `synctest` created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SynctestReport {
+    /// The test session's external id.
+    pub session_id: String,
+    /// The test message's external id.
+    pub message_id: String,
+    /// How its visibility was confirmed.
+    pub visible: String,
+}
+
+/// Creates (or updates) a test session with one message and confirms the server lists it.
+/// The ids are fixed per machine, so running it again updates the same rows.
+pub fn synctest(client: &Client) -> Result<SynctestReport> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let session_id = format!("opensyncd-synctest-{host}");
+    let message_id = format!("{session_id}:message-1");
+    let now = now_ms();
+    let text = "opensyncd synctest: if you can read this, opensyncd can sync to this dashboard. \
+                Safe to delete.";
+    let session = crate::model::SessionPayload {
+        external_id: session_id.clone(),
+        title: Some("opensyncd synctest".into()),
+        source: SourceId::OpenCode.as_str().into(),
+        created_at: Some(now),
+        ..Default::default()
+    };
+    let message = crate::model::MessagePayload {
+        session_external_id: session_id.clone(),
+        external_id: message_id.clone(),
+        role: crate::model::Role::Assistant,
+        text_content: Some(text.into()),
+        model: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        duration_ms: None,
+        source: SourceId::OpenCode.as_str().into(),
+        parts: vec![crate::model::Part::text(text)],
+        created_at: Some(now),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        client
+            .upsert_session(&session)
+            .await
+            .map_err(|e| anyhow!("creating the session: {e}"))?;
+        client
+            .upsert_message(&message)
+            .await
+            .map_err(|e| anyhow!("creating the message: {e}"))?;
+        let listed = client
+            .list_sessions()
+            .await
+            .map_err(|e| anyhow!("listing sessions: {e}"))?;
+        if !listed.contains(&session_id) {
+            return Err(anyhow!(
+                "the server acknowledged the session but /sync/sessions/list does not show it"
+            ));
+        }
+        Ok(SynctestReport {
+            session_id: session_id.clone(),
+            message_id: message_id.clone(),
+            visible: "The session is listed by the server (/sync/sessions/list); open your \
+                      dashboard to see it."
+                .into(),
+        })
+    })
 }

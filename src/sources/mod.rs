@@ -341,6 +341,23 @@ pub fn read_snapshot(
     source(unit.source).read_snapshot(unit, state, opts)
 }
 
+/// Summarises which sources exist on disk (for `verify`).
+pub fn inventory(
+    roots: &Roots,
+    sources: &[SourceId],
+) -> std::collections::BTreeMap<SourceId, (Vec<PathBuf>, usize)> {
+    let mut out = std::collections::BTreeMap::new();
+    for source in sources {
+        let dirs: Vec<PathBuf> = roots
+            .watch_dirs(*source)
+            .into_iter()
+            .filter(|d| d.exists())
+            .collect();
+        out.insert(*source, (dirs, scan(*source, roots).len()));
+    }
+    out
+}
+
 /// `~` and `~/…` relative to `home`; other paths as given.
 pub(crate) fn expand_tilde(p: &str, home: &Path) -> PathBuf {
     if p == "~" {
