@@ -54,6 +54,8 @@ pub struct Config {
     pub sync_thinking: bool,
     /// Send tool calls and tool results.
     pub sync_tool_calls: bool,
+    /// Send Claude Code subagents' turns (marked) with their parent session.
+    pub sync_subagents: bool,
     /// Redact known secret patterns before anything leaves the machine.
     pub redact: bool,
     /// Extra regular expressions to redact.
@@ -101,6 +103,7 @@ impl Default for Config {
             rescan_interval_secs: 120,
             sync_thinking: false,
             sync_tool_calls: true,
+            sync_subagents: true,
             redact: true,
             redact_patterns: Vec::new(),
             max_part_bytes: 256 * 1024,
@@ -178,6 +181,7 @@ pub const SETTABLE_KEYS: &[&str] = &[
     "rescan_interval_secs",
     "sync_thinking",
     "sync_tool_calls",
+    "sync_subagents",
     "redact",
     "redact_patterns",
     "max_part_bytes",
@@ -387,6 +391,7 @@ impl Config {
         ParseOptions {
             sync_thinking: self.sync_thinking,
             sync_tool_calls: self.sync_tool_calls,
+            sync_subagents: self.sync_subagents,
         }
     }
 

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::ledger::{Commit, FileRecord, Ledger, LedgerError, MessageRecord, Quarantined};
+use crate::fold::{self, Mode};
+use crate::ledger::{
+    Commit, FileRecord, Ledger, LedgerError, LedgerStore, MessageRecord, Quarantined,
+};
 use crate::model::SessionPayload;
 use crate::plan::{self, Plan, SessionWork, Shaping};
 use crate::push::{Backoff, Client, ErrorClass, PushError, RetryEnd};
@@ -233,9 +236,16 @@ impl Engine {
         let mut file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Gone: what was acknowledged stays on the server; forget the checkpoint.
-                self.ledger.forget_file(&key)?;
-                return Ok(None);
+                // Gone: what it contributed is retracted from the sessions it fed (what the
+                // server holds of a session nothing feeds any more stays as it is).
+                return Ok(self.ledger.file(&key)?.map(|file| Step {
+                    key,
+                    file,
+                    records: Vec::new(),
+                    mode: Mode::Reset,
+                    gone: true,
+                    more: false,
+                }));
             }
             Err(e) => return Err(io(e)),
         };
@@ -260,6 +270,13 @@ impl Engine {
                 sources::line_parser(unit, None, self.parse)
                     .map_err(|e| EngineError::Source(e.to_string()))?
             }
+        };
+        // Read from the start by a unit that fed sessions before (rewritten, truncated,
+        // rewound by `--force`): its old contribution is replaced, not added to.
+        let mode = if record.checkpoint.offset == 0 && !record.sessions.is_empty() {
+            Mode::Reset
+        } else {
+            Mode::Append
         };
         let chunk = tail::read_lines(
             &mut file,
@@ -296,11 +313,13 @@ impl Engine {
             key,
             file: record,
             records,
+            mode,
+            gone: false,
             more: chunk.more,
         }))
     }
 
-    /// Reads an OpenCode unit.
+    /// Reads a snapshot unit: the records are its whole contribution to the sessions they name.
     fn read_snapshot_step(&self, unit: &Unit) -> Result<Option<Step>, EngineError> {
         let key = unit.ledger_key();
         let mut record = self.ledger.file(&key)?.unwrap_or_default();
@@ -314,24 +333,18 @@ impl Engine {
             key,
             file: record,
             records: snapshot.records,
+            mode: Mode::ReplaceSessions,
+            gone: false,
             more: snapshot.more,
         }))
     }
 
+    /// Locks the sessions a step touches (sorted, so two units never wait on each other in
+    /// opposite orders): one unit at a time may fold into and push a session.
     async fn lock_sessions(
         &self,
-        records: &[Record],
-        source: crate::model::SourceId,
+        keys: &BTreeSet<String>,
     ) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
-        let keys: BTreeSet<String> = records
-            .iter()
-            .map(|r| match r {
-                Record::Session(f) => &f.session_id,
-                Record::Message(m) => &m.session_external_id,
-                Record::Usage(u) => &u.session_id,
-            })
-            .map(|sid| crate::aggregate::session_key(source, sid))
-            .collect();
         let mutexes: Vec<_> = {
             let mut locks = self.session_locks.lock().unwrap_or_else(|p| p.into_inner());
             keys.iter()
@@ -339,7 +352,6 @@ impl Engine {
                 .collect()
         };
         let mut guards = Vec::with_capacity(mutexes.len());
-        // Sorted order: two units never wait on each other in opposite orders.
         for m in mutexes {
             guards.push(m.lock_owned().await);
         }
@@ -352,20 +364,62 @@ impl Engine {
             return Ok(Outcome::Paused(Pause::Auth("not logged in".into())));
         };
         let source = unit.source;
-        let _guards = self.lock_sessions(&step.records, source).await;
-        let plan = plan::plan(&self.ledger, source, step.records, &self.shaping, now_ms())?;
-        let Plan { works, usage, .. } = plan;
-        let mut commit = Commit {
-            usage,
-            ..Commit::default()
-        };
-        let mut file = step.file;
-        for work in &works {
-            if !file.sessions.contains(&work.key) {
-                file.sessions.push(work.key.clone());
+        let Step {
+            key: unit_key,
+            mut file,
+            records,
+            mode,
+            gone,
+            more: _,
+        } = step;
+        let fed: BTreeSet<String> = records
+            .iter()
+            .map(|r| r.session_id())
+            .filter(|sid| !sid.is_empty())
+            .map(|sid| fold::session_key(source, sid))
+            .collect();
+        let mut lock_keys = fed.clone();
+        if mode != Mode::Append {
+            lock_keys.extend(file.sessions.iter().cloned());
+        }
+        let _guards = self.lock_sessions(&lock_keys).await;
+        let prior: Vec<String> = file
+            .sessions
+            .iter()
+            .filter_map(|k| k.split_once('\0').map(|(_, sid)| sid.to_string()))
+            .collect();
+        let mut store = LedgerStore::new(&self.ledger);
+        let touched = fold::fold_unit(
+            &mut store,
+            source,
+            fold::unit_id(&unit_key),
+            &prior,
+            mode,
+            records,
+        );
+        let Plan { works, .. } = plan::plan(
+            &self.ledger,
+            &mut store,
+            source,
+            touched,
+            &self.shaping,
+            now_ms(),
+        )?;
+        let mut commit = Commit::default();
+        store.into_commit(&mut commit)?;
+        if mode == Mode::Reset {
+            file.sessions.clear();
+        }
+        for key in fed {
+            if !file.sessions.contains(&key) {
+                file.sessions.push(key);
             }
         }
-        commit.files.push((step.key, file));
+        if gone {
+            commit.forget_files.push(unit_key);
+        } else {
+            commit.files.push((unit_key, file));
+        }
         let mut works = works;
         if self.batch
             && let Err(outcome) = self.push_batches(&client, &mut works, &mut commit).await
@@ -733,17 +787,6 @@ impl Engine {
         }
         Ok(Outcome::Done)
     }
-
-    /// Plans `unit` without sending or committing: the payloads a push would send now.
-    pub fn preview(&self, records: Vec<Record>, unit: &Unit) -> Result<Plan, EngineError> {
-        Ok(plan::plan(
-            &self.ledger,
-            unit.source,
-            records,
-            &self.shaping,
-            now_ms(),
-        )?)
-    }
 }
 
 /// What reading produced: the records plus the unit record to commit with them.
@@ -751,6 +794,10 @@ struct Step {
     key: String,
     file: FileRecord,
     records: Vec<Record>,
+    /// How the records relate to what the unit contributed before.
+    mode: Mode,
+    /// The unit's file is gone: its record is removed on commit.
+    gone: bool,
     more: bool,
 }
 

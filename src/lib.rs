@@ -3,7 +3,6 @@
 //! retry, never losing or duplicating a record. See `README.md` and `DESIGN.md`-style notes in
 //! each module's header.
 
-pub mod aggregate;
 pub mod assets;
 pub mod cli;
 pub mod config;
@@ -11,6 +10,7 @@ pub mod control;
 pub mod credentials;
 pub mod daemon;
 pub mod engine;
+pub mod fold;
 pub mod ledger;
 pub mod lock;
 pub mod model;

@@ -154,6 +154,19 @@ impl Pricing {
     }
 }
 
+/// The price band of one API call, from its prompt size (uncached input + cache reads +
+/// cache writes). Every call is in the base band until the table knows long-context tiers.
+pub fn band_of(_prompt_tokens: u64) -> u8 {
+    0
+}
+
+impl Pricing {
+    /// Cost of `tokens` (calls that all fell in `band`) on `model`; `None` when unpriced.
+    pub fn cost_in_band(&self, model: &str, _band: u8, tokens: &Tokens) -> Option<f64> {
+        self.cost(model, tokens)
+    }
+}
+
 /// Normalises a model id: lower case; provider prefixes (`anthropic/`, `openai/`,
 /// `anthropic.`, `us.anthropic.`), Bedrock version suffixes (`-v1:0`), Vertex `@date`, and date
 /// suffixes (`-20250514`, `-2025-11-13`) removed; `gpt-5-1` spelled `gpt-5.1`.

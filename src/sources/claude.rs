@@ -158,6 +158,8 @@ pub struct ClaudeParser {
     state: State,
     opts: ParseOptions,
     dir: PathBuf,
+    /// Subagent files: the marker their messages carry (`[subagent a881341]`).
+    marker: Option<String>,
 }
 
 impl ClaudeParser {
@@ -177,7 +179,16 @@ impl ClaudeParser {
                 foreign: BTreeMap::new(),
             },
         };
-        Ok(ClaudeParser { state, opts, dir })
+        let marker = match state.kind {
+            Kind::Session(_) => None,
+            Kind::Subagent(_) | Kind::FlatSubagent => Some(subagent_marker(path)),
+        };
+        Ok(ClaudeParser {
+            state,
+            opts,
+            dir,
+            marker,
+        })
     }
 
     fn message(
@@ -190,6 +201,26 @@ impl ClaudeParser {
         model: Option<String>,
     ) -> Option<Record> {
         let uuid = v.get("uuid").and_then(Value::as_str)?;
+        // A subagent's turns are sent with its parent session, marked as the subagent's.
+        let (text, parts) = match &self.marker {
+            None => (text, parts),
+            Some(_) if !self.opts.sync_subagents => return None,
+            Some(marker) => (
+                text.map(|t| format!("{marker} {t}")),
+                parts
+                    .into_iter()
+                    .map(|mut p| {
+                        if p.kind == "tool-call"
+                            && let Some(name) = p.content.get_mut("name")
+                        {
+                            let named = format!("{marker} {}", name.as_str().unwrap_or("tool"));
+                            *name = Value::String(named);
+                        }
+                        p
+                    })
+                    .collect(),
+            ),
+        };
         let mut all = Vec::new();
         if let Some(t) = &text {
             all.push(Part::text(t.clone()));
@@ -277,6 +308,7 @@ impl ClaudeParser {
         let mut facts = SessionFacts {
             session_id: sid.to_string(),
             at_ms: timestamp(v),
+            secondary: self.marker.is_some(),
             ..SessionFacts::default()
         };
         facts.project_path = v
@@ -418,10 +450,10 @@ impl LineParser for ClaudeParser {
                 }
                 self.session_line(&own, &v, out);
             }
-            Kind::Subagent(parent) => self.usage(&parent, &v, out),
+            Kind::Subagent(parent) => self.session_line(&parent, &v, out),
             Kind::FlatSubagent => {
                 if !line_sid.is_empty() {
-                    self.usage(&line_sid, &v, out);
+                    self.session_line(&line_sid, &v, out);
                 }
             }
         }
@@ -483,6 +515,21 @@ fn parse_wanted(line: &[u8]) -> Result<Value, LineError> {
         }
     }
     Ok(Value::Object(map))
+}
+
+/// How a subagent file's messages are marked: `[subagent <agent id>]`, or `[compaction]` for
+/// the runs Claude Code starts to compact a conversation (`agent-acompact-*`).
+fn subagent_marker(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    let id = stem.strip_prefix("agent-").unwrap_or(stem);
+    if id.starts_with("acompact") {
+        "[compaction]".to_string()
+    } else {
+        format!("[subagent {id}]")
+    }
 }
 
 fn kind_of(path: &Path) -> Kind {

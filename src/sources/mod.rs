@@ -24,6 +24,14 @@ pub struct ParseOptions {
     pub sync_thinking: bool,
     /// Include tool calls and tool results.
     pub sync_tool_calls: bool,
+    /// Include the turns of subagents (Claude Code `subagents/`), marked, in their parent
+    /// session (their usage always counts).
+    #[serde(default = "yes")]
+    pub sync_subagents: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for ParseOptions {
@@ -31,6 +39,7 @@ impl Default for ParseOptions {
         ParseOptions {
             sync_thinking: false,
             sync_tool_calls: true,
+            sync_subagents: true,
         }
     }
 }
@@ -56,6 +65,10 @@ pub struct SessionFacts {
     pub at_ms: Option<i64>,
     /// An explicit duration reported by the tool; the largest wins.
     pub duration_ms: Option<u64>,
+    /// From a secondary file of the session (a subagent transcript): its title, project and
+    /// model are used only when no primary file gives them.
+    #[serde(default)]
+    pub secondary: bool,
 }
 
 /// How repeated usage facts with the same key combine.
@@ -96,6 +109,17 @@ pub enum Record {
     Message(MessagePayload),
     /// Token usage.
     Usage(UsageFact),
+}
+
+impl Record {
+    /// The session the record belongs to.
+    pub fn session_id(&self) -> &str {
+        match self {
+            Record::Session(f) => &f.session_id,
+            Record::Message(m) => &m.session_external_id,
+            Record::Usage(u) => &u.session_id,
+        }
+    }
 }
 
 /// A line the parser could not use. The caller counts it and moves on.
