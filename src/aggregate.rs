@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{SessionPayload, SourceId, Tokens, project_name};
-use crate::pricing::Pricing;
+use crate::pricing::{Band, Pricing};
 use crate::sources::{SessionFacts, UsageFact, UsageMerge};
 
 /// The value stored under one usage key.
@@ -93,6 +93,8 @@ pub struct Totals {
     pub cost: f64,
     /// Models that had tokens but no price (cost counted as 0).
     pub unpriced_models: Vec<String>,
+    /// The tokens each unpriced model used (left out of `cost`, which is the priced part).
+    pub unpriced_tokens: BTreeMap<String, Tokens>,
 }
 
 impl SessionState {
@@ -207,9 +209,14 @@ impl SessionState {
             if usage.priced.is_zero() {
                 continue;
             }
-            match pricing.cost(model, &usage.priced) {
+            // The lead's fold buckets usage per (model, band); until then all of it is priced at
+            // the base rate.
+            match pricing.cost(model, Band::BASE, &usage.priced) {
                 Some(c) => totals.cost += c,
-                None => totals.unpriced_models.push(model.clone()),
+                None => {
+                    totals.unpriced_models.push(model.clone());
+                    totals.unpriced_tokens.insert(model.clone(), usage.priced);
+                }
             }
         }
         // Round to a millionth of a dollar so float noise never makes a payload "changed".

@@ -102,6 +102,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ServiceAction,
     },
+    /// Show the model price table in use, or download LiteLLM's current one.
+    Prices {
+        /// What to do.
+        #[command(subcommand)]
+        action: PricesAction,
+    },
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -182,6 +188,27 @@ pub struct SetupArgs {
     pub dry_run: bool,
 }
 
+/// `opensyncd prices ...`.
+#[derive(Debug, Subcommand)]
+pub enum PricesAction {
+    /// Which table is in use (bundled or installed, LiteLLM version and date); with a model,
+    /// what it resolves to and its rates.
+    Show {
+        /// A model id as the logs spell it (e.g. `us.anthropic.claude-haiku-4-5-20251001-v1:0`).
+        model: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download LiteLLM's current price table, check it, and install it in the state dir
+    /// (where it wins over the bundled table). A bad download changes nothing.
+    Update {
+        /// Where to download it from (default: the `prices_url` key, else LiteLLM's file).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+}
+
 /// `opensyncd service ...`.
 #[derive(Debug, Subcommand)]
 pub enum ServiceAction {
@@ -252,6 +279,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::Export(args) => cmd_export(&cfg, args),
                 Command::Setup(args) => cmd_setup(args),
                 Command::Service { action } => cmd_service(action),
+                Command::Prices { action } => cmd_prices(&paths, &cfg, action),
                 Command::Completions { .. }
                 | Command::Man
                 | Command::Hook { .. }
@@ -561,6 +589,9 @@ fn cmd_export(cfg: &Config, args: ExportArgs) -> Result<()> {
         "exported {} session(s), {} message(s); skipped {} malformed and {} over-long line(s)",
         report.sessions, report.messages, report.malformed_lines, report.skipped_long_lines
     );
+    if !report.unpriced.is_empty() {
+        eprintln!("{}", unpriced_summary(&report.unpriced));
+    }
     if !report.unreadable.is_empty() {
         for u in &report.unreadable {
             eprintln!("unreadable: {u}");
@@ -571,6 +602,80 @@ fn cmd_export(cfg: &Config, args: ExportArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The warning line for models without a price: each named with the sessions and tokens it
+/// affects, and what the exported costs then mean.
+fn unpriced_summary(
+    unpriced: &std::collections::BTreeMap<String, (usize, crate::model::Tokens)>,
+) -> String {
+    let models: Vec<String> = unpriced
+        .iter()
+        .map(|(model, (sessions, tokens))| {
+            let name = if model.is_empty() {
+                "(model not recorded)"
+            } else {
+                model
+            };
+            format!(
+                "{name} ({sessions} session(s), {} prompt + {} completion tokens)",
+                tokens.prompt(),
+                tokens.output
+            )
+        })
+        .collect();
+    format!(
+        "warning: no price for {} model(s): {}; their tokens are counted but not costed, so those \
+         sessions' cost is the priced part only (add the models to a pricing_file, or run \
+         `opensyncd prices update`)",
+        unpriced.len(),
+        models.join(", ")
+    )
+}
+
+fn cmd_prices(paths: &Paths, cfg: &Config, action: PricesAction) -> Result<()> {
+    match action {
+        PricesAction::Update { url } => {
+            let url = crate::prices::update_url(cfg, url.as_deref());
+            eprintln!("downloading {url} ...");
+            let done = crate::prices::update(paths, cfg, &url)?;
+            println!(
+                "installed {} ({} models priced, {} before; {} bytes, sha256 {})",
+                done.path.display(),
+                done.models,
+                done.previous_models,
+                done.bytes,
+                done.sha256
+            );
+            println!("It is used from the next sync; restart a running daemon to use it now.");
+            Ok(())
+        }
+        PricesAction::Show { model, json } => {
+            let pricing =
+                crate::prices::load(paths, cfg).map_err(|e| anyhow!("pricing_file: {e}"))?;
+            let resolution = model.as_deref().map(|m| pricing.resolve(m));
+            if json {
+                let out = serde_json::json!({
+                    "table": pricing.info(),
+                    "model": model,
+                    "resolution": resolution,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("table: {}", crate::prices::describe(&pricing));
+                if let Some(warning) = &pricing.info().warning {
+                    println!("warning: {warning}");
+                }
+                if let (Some(model), Some(resolution)) = (model, resolution) {
+                    print!(
+                        "{}",
+                        crate::prices::describe_model(&model, resolution.as_ref())
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -27,7 +27,6 @@ use crate::engine::{Engine, EngineError, Outcome, Pause, now_ms};
 use crate::ledger::Ledger;
 use crate::model::SourceId;
 use crate::plan::Shaping;
-use crate::pricing::Pricing;
 use crate::push::{Client, ClientOptions};
 use crate::redact::Redactor;
 use crate::sources::{self, Roots, Unit};
@@ -127,8 +126,7 @@ pub struct SyncSummary {
 
 /// Payload shaping (pricing, redaction, caps) from the config.
 pub fn build_engine_shaping(cfg: &Config) -> Result<Shaping> {
-    let pricing = Pricing::load(cfg.pricing_file.as_deref().map(Path::new))
-        .map_err(|e| anyhow!("pricing_file: {e}"))?;
+    let pricing = crate::prices::load_configured(cfg).map_err(|e| anyhow!("pricing_file: {e}"))?;
     let redactor = Redactor::new(cfg.redact, &cfg.redact_patterns)
         .map_err(|e| anyhow!("redact_patterns: {e}"))?;
     let shaping = Shaping {

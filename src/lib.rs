@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod model;
 pub mod oneshot;
 pub mod plan;
+pub mod prices;
 pub mod pricing;
 pub mod push;
 pub mod redact;

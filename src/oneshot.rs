@@ -18,7 +18,7 @@ use crate::config::{Config, Paths};
 use crate::daemon::{self, Selection, SyncSummary};
 use crate::engine::{Outcome, now_ms};
 use crate::ledger::Ledger;
-use crate::model::{MessagePayload, SessionPayload, SourceId};
+use crate::model::{MessagePayload, SessionPayload, SourceId, Tokens};
 use crate::plan;
 use crate::sources::{self, Record, Unit};
 use crate::tail;
@@ -190,6 +190,8 @@ pub struct ExportReport {
     pub skipped_long_lines: u64,
     /// Units that could not be read, with the reason.
     pub unreadable: Vec<String>,
+    /// Models with tokens but no price: sessions affected and tokens (left out of the costs).
+    pub unpriced: BTreeMap<String, (usize, Tokens)>,
 }
 
 /// Parses every selected unit and calls `emit` once per session, grouped so that a session's
@@ -229,6 +231,11 @@ pub fn export(
                     messages.into_iter().map(|m| shaping.message(m)).collect();
                 report.sessions += 1;
                 report.messages += messages.len();
+                for (model, tokens) in state.totals(&shaping.pricing).unpriced_tokens {
+                    let entry = report.unpriced.entry(model).or_default();
+                    entry.0 += 1;
+                    entry.1.add(&tokens);
+                }
                 emit(Exported {
                     session: shaping.session(&state),
                     messages,
