@@ -358,6 +358,13 @@ impl Pricing {
     /// `update-prices.py` and `prices update` write. Refuses anything that is not plausibly a
     /// complete table.
     pub fn from_table_json(text: &str, origin: TableOrigin) -> Result<Pricing, TableError> {
+        let pricing = Pricing::parse_table(text, origin)?;
+        pricing.check_plausible()?;
+        Ok(pricing)
+    }
+
+    /// Reads a table without the completeness checks (small tables in tests).
+    fn parse_table(text: &str, origin: TableOrigin) -> Result<Pricing, TableError> {
         let value: Value =
             serde_json::from_str(text).map_err(|e| TableError::NotJson(e.to_string()))?;
         let Value::Object(top) = value else {
@@ -386,7 +393,7 @@ impl Pricing {
             }
         }
         add_undated_families(&mut entries);
-        let pricing = Pricing {
+        Ok(Pricing {
             info: TableInfo {
                 origin,
                 provenance,
@@ -395,9 +402,7 @@ impl Pricing {
                 warning: None,
             },
             entries,
-        };
-        pricing.check_plausible()?;
-        Ok(pricing)
+        })
     }
 
     fn check_plausible(&self) -> Result<(), TableError> {
@@ -924,4 +929,465 @@ fn dotted_gpt_version(s: &str) -> String {
         }
     }
     s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Expected costs are worked out by hand from LiteLLM 1.110.2's rates (USD per token in the
+    //! table, written here per million), the arithmetic spelled out next to each figure.
+
+    use super::*;
+
+    fn tokens(input: u64, output: u64, cache_read: u64, cache_write: u64, cw_1h: u64) -> Tokens {
+        Tokens {
+            input,
+            output,
+            cache_read,
+            cache_write,
+            cache_write_1h: cw_1h,
+            reasoning: 0,
+        }
+    }
+
+    fn close(actual: f64, expected: f64) {
+        assert!(
+            (actual - expected).abs() < 1e-9,
+            "got {actual}, expected {expected}"
+        );
+    }
+
+    /// The key and input rate (USD per million) `model` resolves to in the bundled table.
+    fn resolved(model: &str) -> Option<(String, f64)> {
+        Pricing::bundled()
+            .resolve(model)
+            .map(|r| (r.key, r.price.base.input))
+    }
+
+    #[test]
+    fn bands_split_at_each_threshold_and_one_token_above_it() {
+        assert_eq!(band_of(0), Band::BASE);
+        assert_eq!(band_of(31_999), Band::BASE);
+        assert_eq!(band_of(32_000), Band(32_000));
+        assert_eq!(band_of(32_001), Band(32_001));
+        assert_eq!(band_of(199_999), Band(128_001));
+        assert_eq!(band_of(200_000), Band(200_000));
+        assert_eq!(band_of(200_001), Band(200_001));
+        assert_eq!(band_of(272_001), Band(272_001));
+        assert_eq!(band_of(u64::MAX), Band(1_000_001));
+        assert!(band_of(150_000) < band_of(250_000), "bands order by size");
+        assert_eq!(serde_json::to_string(&Band(200_001)).unwrap(), "200001");
+    }
+
+    #[test]
+    fn one_hour_cache_writes_cost_more_than_five_minute_ones() {
+        let p = Pricing::bundled();
+        // claude-sonnet-4-5: input 3, output 15, cache read 0.30, 5m write 3.75, 1h write 6.
+        // 30_000 written, 20_000 of them for 1 hour:
+        // 1_000*3 + 2_000*15 + 100_000*0.3 + 10_000*3.75 + 20_000*6
+        //   = 3_000 + 30_000 + 30_000 + 37_500 + 120_000 = 220_500 per million = $0.2205.
+        let t = tokens(1_000, 2_000, 100_000, 30_000, 20_000);
+        close(
+            p.cost("claude-sonnet-4-5-20250929", Band::BASE, &t)
+                .unwrap(),
+            0.2205,
+        );
+        // All 30_000 at 5 minutes: 3_000 + 30_000 + 30_000 + 30_000*3.75 = 175_500 → $0.1755.
+        let t = tokens(1_000, 2_000, 100_000, 30_000, 0);
+        close(
+            p.cost("claude-sonnet-4-5-20250929", Band::BASE, &t)
+                .unwrap(),
+            0.1755,
+        );
+    }
+
+    #[test]
+    fn one_hour_writes_default_to_twice_the_input_rate_for_anthropic() {
+        let p = Pricing::bundled();
+        // anthropic.claude-opus-4-1-20250805-v1:0 has no `_above_1hr` rate: input 15, so a
+        // 1-hour write is billed 2 x 15 = 30 per million. 1_000_000 1h writes → $30.
+        let t = tokens(0, 0, 0, 1_000_000, 1_000_000);
+        close(p.cost("claude-opus-4-1", Band::BASE, &t).unwrap(), 30.0);
+        // gpt-5 (no cache-write rate at all): LiteLLM bills writes as input, 1.25 per million.
+        close(p.cost("gpt-5", Band::BASE, &t).unwrap(), 1.25);
+    }
+
+    #[test]
+    fn a_call_above_200k_is_billed_whole_at_the_long_context_rates() {
+        let p = Pricing::bundled();
+        // claude-sonnet-4-20250514 (from anthropic.claude-sonnet-4-20250514-v1:0): base
+        // 3 / 15 / 0.30 / 3.75; above 200k input 6, output 22.5, cache read 0.60, write 7.50.
+        // One call: 10_000 input + 200_000 cache read + 40_000 cache write = 250_000 prompt.
+        let t = tokens(10_000, 5_000, 200_000, 40_000, 0);
+        let band = band_of(t.prompt());
+        // Whole call at the tier: 10_000*6 + 5_000*22.5 + 200_000*0.6 + 40_000*7.5
+        //   = 60_000 + 112_500 + 120_000 + 300_000 = 592_500 → $0.5925.
+        close(
+            p.cost("claude-sonnet-4-20250514", band, &t).unwrap(),
+            0.5925,
+        );
+        // The same tokens below the threshold: 30_000 + 75_000 + 60_000 + 150_000 → $0.315.
+        // (ccusage's per-kind marginal split also gives $0.315 here: no single kind passes 200k.)
+        close(
+            p.cost("claude-sonnet-4-20250514", Band::BASE, &t).unwrap(),
+            0.315,
+        );
+        // Exactly 200_000 is not above 200k (Anthropic: "more than 200K").
+        let at = band_of(200_000);
+        close(
+            p.cost("claude-sonnet-4-20250514", at, &tokens(200_000, 0, 0, 0, 0))
+                .unwrap(),
+            200_000.0 * 3.0 / 1e6,
+        );
+    }
+
+    #[test]
+    fn other_thresholds_and_inclusive_providers() {
+        let p = Pricing::bundled();
+        // gpt-5.5: above 272k input 10 (base 5), output 45 (base 30), cache read 1 (base 0.5).
+        let t = tokens(72_001, 1_000, 200_000, 0, 0);
+        // 72_001*10 + 1_000*45 + 200_000*1 = 720_010 + 45_000 + 200_000 = 965_010 → $0.96501.
+        close(p.cost("gpt-5.5", band_of(t.prompt()), &t).unwrap(), 0.96501);
+        // 272_000 exactly stays at the base: 72_000*5 + 1_000*30 + 200_000*0.5 = 490_000.
+        let t = tokens(72_000, 1_000, 200_000, 0, 0);
+        close(p.cost("gpt-5.5", band_of(t.prompt()), &t).unwrap(), 0.49);
+        // xAI bills the tier from the threshold itself (LiteLLM: inclusive for xai).
+        // grok-4.20: input 1.25 → 2.5 at 200k. 200_000 * 2.5 = 500_000 → $0.50.
+        let t = tokens(200_000, 0, 0, 0, 0);
+        close(p.cost("xai/grok-4.20", band_of(200_000), &t).unwrap(), 0.5);
+        // gemini-2.5-pro above 200k: input 2.5, output 15.
+        // 250_000*2.5 + 10_000*15 = 625_000 + 150_000 = 775_000 → $0.775.
+        let t = tokens(250_000, 10_000, 0, 0, 0);
+        close(
+            p.cost("gemini/gemini-2.5-pro", band_of(250_000), &t)
+                .unwrap(),
+            0.775,
+        );
+    }
+
+    #[test]
+    fn a_threshold_between_band_boundaries_is_never_over_applied() {
+        // A table with an `above_150k` tier (not a known threshold): only bands that are surely
+        // above it get the tier, so a call is never billed more than it was.
+        let table = r#"{"m-x": {"litellm_provider": "openai", "input_cost_per_token": 1e-06,
+            "output_cost_per_token": 1e-06, "input_cost_per_token_above_150k_tokens": 2e-06}}"#;
+        let p = Pricing::parse_table(table, TableOrigin::Empty).unwrap();
+        let price = p.price("m-x").unwrap();
+        assert_eq!(
+            price.rates_in(band_of(160_000)).input,
+            1.0,
+            "band 128_001.. is unsure"
+        );
+        assert_eq!(
+            price.rates_in(band_of(210_000)).input,
+            2.0,
+            "band 200_001.. is above"
+        );
+    }
+
+    #[test]
+    fn every_spelling_resolves_to_its_own_price() {
+        let cases: &[(&str, &str, f64)] = &[
+            // Provider prefixes.
+            ("anthropic/claude-sonnet-4-5", "claude-sonnet-4-5", 3.0),
+            ("openai/gpt-5.1-codex-max", "gpt-5.1-codex-max", 1.25),
+            (
+                "converse/jp.anthropic.claude-haiku-4-5-20251001-v1:0",
+                "jp.claude-haiku-4-5-20251001",
+                1.1,
+            ),
+            (
+                "openrouter/anthropic/claude-sonnet-4.5",
+                "claude-sonnet-4-5",
+                3.0,
+            ),
+            ("openrouter/openai/gpt-5", "gpt-5", 1.25),
+            // Bedrock cross-region profiles: regional ones cost 10% more for Claude 4.5+.
+            (
+                "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                "us.claude-haiku-4-5-20251001",
+                1.1,
+            ),
+            (
+                "eu.anthropic.claude-haiku-4-5-20251001-v1:0",
+                "eu.claude-haiku-4-5-20251001",
+                1.1,
+            ),
+            (
+                "jp.anthropic.claude-haiku-4-5-20251001-v1:0",
+                "jp.claude-haiku-4-5-20251001",
+                1.1,
+            ),
+            (
+                "apac.anthropic.claude-sonnet-4-20250514-v1:0",
+                "apac.claude-sonnet-4-20250514",
+                3.0,
+            ),
+            (
+                "global.anthropic.claude-haiku-4-5-20251001-v1:0",
+                "global.claude-haiku-4-5-20251001",
+                1.0,
+            ),
+            (
+                "anthropic.claude-3-5-haiku-20241022-v1:0",
+                "claude-3-5-haiku-20241022",
+                0.8,
+            ),
+            (
+                "us.anthropic.claude-3-5-sonnet-20241022-v2:0",
+                "us.claude-3-5-sonnet-20241022",
+                3.0,
+            ),
+            // Vertex `@date`.
+            (
+                "claude-haiku-4-5@20251001",
+                "claude-haiku-4-5-20251001",
+                1.0,
+            ),
+            (
+                "vertex_ai/claude-sonnet-4-5@20250929",
+                "claude-sonnet-4-5-20250929",
+                3.0,
+            ),
+            // Dated ids: their own entry, or the undated family when LiteLLM lists none.
+            (
+                "claude-sonnet-4-5-20250929",
+                "claude-sonnet-4-5-20250929",
+                3.0,
+            ),
+            ("claude-haiku-4-5-20991231", "claude-haiku-4-5", 1.0),
+            ("claude-sonnet-4", "claude-sonnet-4", 3.0),
+            ("claude-opus-4-20250514", "claude-opus-4-20250514", 15.0),
+            // Codex's dashed versions and dates.
+            ("gpt-5-1-codex-2025-11-13", "gpt-5.1-codex", 1.25),
+            ("GPT-5.2", "gpt-5.2", 1.75),
+            // Droid bring-your-own-key names.
+            ("custom:BYOK-GPT-5-MINI-0", "gpt-5-mini", 0.25),
+            (
+                "custom:Claude Sonnet 4.5-[Anthropic]-1",
+                "claude-sonnet-4-5",
+                3.0,
+            ),
+            ("custom:GLM-4.6-[Z.ai]-0", "glm-4.6", 0.6),
+        ];
+        for (spelling, key, input) in cases {
+            assert_eq!(
+                resolved(spelling),
+                Some((key.to_string(), *input)),
+                "{spelling}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_guessing_across_versions() {
+        // claude-opus-4-7 has its own price (5), not opus-4-1's (15).
+        assert_eq!(
+            resolved("claude-opus-4-7"),
+            Some(("claude-opus-4-7".into(), 5.0))
+        );
+        assert_eq!(
+            resolved("claude-opus-4-1"),
+            Some(("claude-opus-4-1".into(), 15.0))
+        );
+        for unknown in [
+            "claude-opus-4-9",
+            "gpt-5.9-codex",
+            "custom:My Local Llama-[Ollama]-0",
+            "my-local-llama",
+            "",
+        ] {
+            assert_eq!(resolved(unknown), None, "{unknown}");
+            assert_eq!(
+                Pricing::bundled().cost(unknown, Band::BASE, &tokens(1, 1, 1, 1, 0)),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn an_undated_family_exists_only_when_its_dated_ids_agree() {
+        let table = r#"{
+            "same-1-20250101": {"litellm_provider": "openai", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},
+            "same-1-20250601": {"litellm_provider": "openai", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},
+            "diff-1-20250101": {"litellm_provider": "openai", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},
+            "diff-1-20250601": {"litellm_provider": "openai", "input_cost_per_token": 3e-06, "output_cost_per_token": 2e-06}
+        }"#;
+        let p = Pricing::parse_table(table, TableOrigin::Empty).unwrap();
+        assert_eq!(p.price("same-1").map(|x| x.base.input), Some(1.0));
+        assert_eq!(p.price("same-1-20991231").map(|x| x.base.input), Some(1.0));
+        assert_eq!(p.price("diff-1"), None);
+        assert_eq!(p.price("diff-1-20250601").map(|x| x.base.input), Some(3.0));
+    }
+
+    #[test]
+    fn first_party_entries_win_over_resellers() {
+        let table = r#"{
+            "vertex_ai/m-1": {"litellm_provider": "vertex_ai-language-models", "input_cost_per_token": 9e-06, "output_cost_per_token": 9e-06},
+            "m-1": {"litellm_provider": "openai", "input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06},
+            "fireworks_ai/m-2": {"litellm_provider": "fireworks_ai", "input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06}
+        }"#;
+        let p = Pricing::parse_table(table, TableOrigin::Empty).unwrap();
+        assert_eq!(p.price("m-1").map(|x| x.base.input), Some(1.0));
+        assert_eq!(
+            p.price("m-2"),
+            None,
+            "providers our sources cannot produce are left out"
+        );
+    }
+
+    #[test]
+    fn the_bundled_table_is_complete_and_says_where_it_came_from() {
+        let p = Pricing::bundled();
+        let info = p.info();
+        assert_eq!(info.origin, TableOrigin::Bundled);
+        assert_eq!(info.warning, None);
+        assert!(info.models >= 300, "{} models", info.models);
+        assert!(info.provenance.litellm_version.is_some());
+        assert_eq!(info.provenance.sha256.as_deref().map(str::len), Some(64));
+        // Every bundled entry is of a provider the loader reads (update-prices.py keeps the
+        // same list as PROVIDER_RANKS).
+        let file: Value = serde_json::from_str(BUNDLED_TABLE).unwrap();
+        for (id, entry) in file["models"].as_object().unwrap() {
+            let provider = entry["litellm_provider"].as_str().unwrap();
+            assert!(
+                PROVIDER_RANKS.iter().any(|(p, _)| *p == provider),
+                "{id}: {provider}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_tables_are_refused_with_the_reason() {
+        let bundled = BUNDLED_TABLE;
+        let truncated = &bundled[..bundled.len() / 2];
+        assert!(matches!(
+            Pricing::from_table_json(truncated, TableOrigin::Empty),
+            Err(TableError::NotJson(_))
+        ));
+        assert!(matches!(
+            Pricing::from_table_json("[1, 2]", TableOrigin::Empty),
+            Err(TableError::NotATable(_))
+        ));
+        let few = r#"{"gpt-5": {"litellm_provider": "openai", "input_cost_per_token": 1.25e-06, "output_cost_per_token": 1e-05}}"#;
+        assert_eq!(
+            Pricing::from_table_json(few, TableOrigin::Empty).unwrap_err(),
+            TableError::TooFew {
+                found: 1,
+                needed: MIN_TABLE_MODELS
+            }
+        );
+        // A complete table whose Sonnet input is $1000/M is not believable.
+        let mut file: Value = serde_json::from_str(bundled).unwrap();
+        file["models"]["claude-sonnet-4-5"]["input_cost_per_token"] = serde_json::json!(0.001);
+        let err = Pricing::from_table_json(&file.to_string(), TableOrigin::Empty).unwrap_err();
+        assert!(err.to_string().contains("claude-sonnet-4-5"), "{err}");
+    }
+
+    #[test]
+    fn the_subset_keeps_only_what_pricing_reads() {
+        let table = r#"{
+            "sample_spec": {"litellm_provider": "openai", "input_cost_per_token": "0.0"},
+            "gpt-x": {"litellm_provider": "openai", "mode": "chat", "input_cost_per_token": 1e-06,
+                      "output_cost_per_token": 2e-06, "input_cost_per_token_batches": 5e-07,
+                      "input_cost_per_token_above_272k_tokens": 2e-06, "max_tokens": 100},
+            "fal_ai/img": {"litellm_provider": "fal_ai", "input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06}
+        }"#;
+        let subset = litellm_subset(table).unwrap();
+        assert_eq!(subset.keys().collect::<Vec<_>>(), vec!["gpt-x"]);
+        let mut fields: Vec<&String> = subset["gpt-x"].as_object().unwrap().keys().collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            vec![
+                "input_cost_per_token",
+                "input_cost_per_token_above_272k_tokens",
+                "litellm_provider",
+                "output_cost_per_token"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_user_file_overrides_every_spelling_of_a_model_and_extends_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("prices.toml");
+        std::fs::write(
+            &file,
+            "[models.\"my-llama\"]\ninput = 1.0\noutput = 2.0\n\
+             [models.\"claude-haiku-4-5\"]\ninput = 9\noutput = 9\ncache_write = 10\ncache_write_1h = 20\n\
+             [models.\"claude-x\"]\ninput = 4\noutput = 4\n",
+        )
+        .unwrap();
+        let p = Pricing::load(None, Some(&file)).unwrap();
+        assert_eq!(p.info().overridden, 3);
+        assert_eq!(p.price("my-llama").unwrap().base.output, 2.0);
+        // The user's haiku price replaces the dated and regional table entries too.
+        for spelling in [
+            "claude-haiku-4-5",
+            "claude-haiku-4-5-20251001",
+            "jp.anthropic.claude-haiku-4-5-20251001-v1:0",
+        ] {
+            assert_eq!(p.price(spelling).unwrap().base.input, 9.0, "{spelling}");
+        }
+        // 1_000_000 tokens written for an hour at the user's 20 → $20.
+        close(
+            p.cost(
+                "claude-haiku-4-5",
+                Band::BASE,
+                &tokens(0, 0, 0, 1_000_000, 1_000_000),
+            )
+            .unwrap(),
+            20.0,
+        );
+        // No `cache_write_1h` for a Claude model: 2 x input (4) = 8.
+        assert_eq!(p.price("claude-x").unwrap().base.cache_write_1h, 8.0);
+        std::fs::write(&file, "[models.x]\ninput = -1\noutput = 1\n").unwrap();
+        assert!(
+            Pricing::load(None, Some(&file))
+                .unwrap_err()
+                .contains("models.x.input")
+        );
+        std::fs::write(
+            &file,
+            "[models.x]\ninput = 1\noutput = 1\ncache_write_1h = 1e9\n",
+        )
+        .unwrap();
+        assert!(
+            Pricing::load(None, Some(&file))
+                .unwrap_err()
+                .contains("models.x.cache_write_1h")
+        );
+        std::fs::write(&file, "[models.x]\ninput = 1\n").unwrap();
+        assert!(
+            Pricing::load(None, Some(&file)).is_err(),
+            "output is required"
+        );
+    }
+
+    #[test]
+    fn a_damaged_installed_table_falls_back_to_the_bundled_one_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let installed = dir.path().join("prices.json");
+        std::fs::write(&installed, "{\"models\": {").unwrap();
+        let p = Pricing::load(Some(&installed), None).unwrap();
+        assert_eq!(p.info().origin, TableOrigin::Bundled);
+        assert!(p.info().warning.as_deref().unwrap().contains("prices.json"));
+        assert!(p.price("claude-sonnet-4-5").is_some());
+        // A missing file is simply "not installed".
+        let p = Pricing::load(Some(&dir.path().join("absent.json")), None).unwrap();
+        assert_eq!(p.info().warning, None);
+    }
+
+    #[test]
+    fn absurd_token_counts_do_not_panic() {
+        let p = Pricing::bundled();
+        let t = tokens(u64::MAX, u64::MAX, u64::MAX, u64::MAX, u64::MAX);
+        let c = p.cost("claude-sonnet-4-5", band_of(u64::MAX), &t).unwrap();
+        assert!(c.is_finite() && c > 0.0);
+        // More 1-hour writes than writes (a malformed log): capped at the writes.
+        let c = p
+            .cost("claude-sonnet-4-5", Band::BASE, &tokens(0, 0, 0, 10, 1_000))
+            .unwrap();
+        close(c, 10.0 * 6.0 / 1e6);
+    }
 }
