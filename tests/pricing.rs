@@ -206,6 +206,9 @@ fn prices_update_installs_a_good_table_that_then_prices_new_models() {
         "{show}"
     );
 
+    let config = home.ok(&["config"]);
+    assert!(config.contains("installed ("), "config names the table: {config}");
+
     // 1_000*2 + 2_000*8 + 50_000*0.2 + 10_000*2.5 + 20_000*4
     //   = 2_000 + 16_000 + 10_000 + 25_000 + 80_000 = 133_000 per million → $0.133.
     let (sessions, warning) = export(&home);
@@ -353,4 +356,62 @@ fn a_fully_priced_export_prints_no_price_warning() {
     // 100*1 + 10*5 = 150 per million → $0.00015.
     close(sessions[0]["cost"].as_f64().expect("cost"), 0.00015);
     assert!(!warning.contains("no price"), "{warning}");
+}
+
+/// The reference check, frozen: per-session costs that ccusage 20.0.26 (`--offline`, its own
+/// code and bundled prices) reports for the real fixtures, produced by
+/// `scripts/compare-ccusage.py` (which adds ccusage's rows for legacy subagent files to their
+/// parent session, as opensyncd folds them). `opensyncd export` must agree within 1% per
+/// session. Runs in the real-fixture tier only; npm is never needed.
+#[test]
+fn real_fixture_costs_agree_with_ccusage_within_one_percent() {
+    let Some(real) = crate::real_fixtures::dir() else {
+        return;
+    };
+    let ccusage: &[(&str, f64)] = &[
+        // Claude Code (ccusage claude session)
+        ("e9fb405b-169f-40eb-9396-7e75076f045d", 1.316666),
+        ("491e126e-1e71-469c-ade2-fcc8af567c74", 0.519593),
+        ("258c7280-ae70-4798-800f-63464d01a85d", 0.371808),
+        // 0.215972 + agent-36541525 0.063714 + agent-50243ee8 0.019869 (jp. Bedrock Haiku)
+        ("4c2ddfdc-b619-4525-8d03-1950fb1b0257", 0.299555),
+        ("ba79134d-b6e9-4867-af0c-6941038c9e4b", 0.245664),
+        ("d6e0bada-1959-4eec-a9d2-0bfade768d8f", 0.226645),
+        ("55604662-cf2a-4331-851a-ec234028f8ca", 0.144448),
+        ("1af7fc5e-8455-4414-9ccd-011d40f70b2a", 0.093157),
+        ("fed8ce56-bc79-401f-a83e-af084253362f", 0.077797),
+        // 0.040442 + agent-af1ff21 0.001488
+        ("c45af7b1-cb7c-4e51-93db-8cbb250a877a", 0.041930),
+        ("06090cb1-3e64-433a-bc7e-a621c0f596d2", 0.012409),
+        // Codex (ccusage codex session)
+        ("019e1625-789d-76c0-80ab-3724b5ddb799", 8.369808),
+        ("019c4895-344c-79b1-83b2-00413ff7f9a9", 1.652416),
+        ("019e9625-802f-7e91-840a-cfe88d14117a", 0.019107),
+        ("019b7f94-51b4-7593-922e-ba12b5b73b52", 0.014389),
+    ];
+    let home = TestHome::new()
+        .with_env("OPENSYNCD_CLAUDE_DIRS", real.join("claude"))
+        .with_env("OPENSYNCD_CODEX_DIRS", real.join("codex"))
+        .with_env("OPENSYNCD_SOURCES", "claude-code,codex-cli");
+    let out = home.run(&["export"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ours: std::collections::HashMap<String, f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let s = serde_json::from_str::<Value>(l).expect("export line")["session"].clone();
+            (
+                s["externalId"].as_str().expect("id").to_string(),
+                s["cost"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    assert_eq!(ours.len(), ccusage.len(), "{ours:?}");
+    for (session, reference) in ccusage {
+        let cost = ours[*session];
+        assert!(
+            (cost - reference).abs() <= 0.01 * reference,
+            "{session}: opensyncd ${cost} vs ccusage ${reference}"
+        );
+    }
+    assert!(!stderr(&out).contains("no price"), "{}", stderr(&out));
 }
