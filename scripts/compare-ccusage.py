@@ -115,6 +115,50 @@ def opensyncd_export(binary: str, logs: Path) -> tuple[dict, dict, str]:
     return by_source["claude-code"], by_source["codex-cli"], out.stderr
 
 
+def long_context_calls(logs: Path) -> dict:
+    """Calls whose prompt passes a long-context threshold, read straight from the logs.
+
+    These are the only calls where opensyncd (the whole call at the tier rate, as providers
+    bill) and ccusage (each token kind split at 200k) can disagree, so a difference in the
+    tables above on such a session is expected and this says where to look.
+    """
+    prompts: dict = {}
+    for path in sorted((logs / "claude").rglob("*.jsonl")):
+        calls: dict = {}
+        for line in path.open(encoding="utf-8", errors="replace"):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            message = row.get("message") if isinstance(row, dict) else None
+            usage = message.get("usage") if isinstance(message, dict) else None
+            if not isinstance(usage, dict):
+                continue
+            key = (message.get("id"), row.get("requestId"))
+            prompt = sum(int(usage.get(k) or 0) for k in
+                         ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"))
+            calls[key] = max(calls.get(key, 0), prompt)
+        prompts.setdefault("claude-code", []).extend(calls.values())
+    for path in sorted((logs / "codex").rglob("*.jsonl")):
+        last = None
+        for line in path.open(encoding="utf-8", errors="replace"):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            payload = row.get("payload") or {}
+            info = payload.get("info") if payload.get("type") == "token_count" else None
+            if not isinstance(info, dict) or info.get("total_token_usage") == last:
+                continue
+            last = info.get("total_token_usage")
+            prompts.setdefault("codex-cli", []).append(int((info.get("last_token_usage") or {}).get("input_tokens") or 0))
+    return {
+        source: {"calls": len(p), "largest prompt": max(p, default=0),
+                 "over 200k": sum(x > 200_000 for x in p), "over 272k": sum(x > 272_000 for x in p)}
+        for source, p in prompts.items()
+    }
+
+
 def relative(a: float, b: float) -> float:
     if a == b:
         return 0.0
@@ -161,6 +205,9 @@ def main() -> int:
     if (args.logs / "codex").is_dir():
         good, _, _ = compare("Codex", codex_ours, ccusage_codex(args.ccusage, args.logs / "codex"))
         ok &= good
+    print("\nlong-context calls (where whole-call and per-kind-split pricing can differ):")
+    for source, facts in long_context_calls(args.logs).items():
+        print(f"  {source}: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
     warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
     print("\nopensyncd export warnings:" if warnings else "\nopensyncd export: every model priced")
     for line in warnings:

@@ -7,7 +7,7 @@ script keeps only what opensyncd prices with:
 
   * entries of the providers our sources can produce (Anthropic, OpenAI, Google, xAI, DeepSeek,
     Mistral, Moonshot, Qwen/DashScope, Z.ai/GLM, MiniMax, and their Bedrock / Vertex / OpenRouter
-    spellings);
+    spellings; Azure only where OpenAI's own entries lack a model);
   * in each entry, `litellm_provider` and the per-token rates: input, output, cache read, cache
     write (5 minutes), cache write 1 hour (`cache_creation_input_token_cost_above_1hr`), and
     every `*_above_<N>k_tokens` long-context variant of those.
@@ -62,6 +62,8 @@ PROVIDERS = {
     "vertex_ai-mistral_models",
     "vertex_ai",
     "openrouter",
+    # Only fills gaps (`codex-mini`); `azure/<region>/…` deployments are left out.
+    "azure",
 }
 
 # Bedrock lists every vendor's models; keep those of the vendors above (`<vendor>.<model>`,
@@ -118,6 +120,21 @@ def keep(model_id: str, entry: object) -> dict | None:
         vendor = BEDROCK_REGION.match(model_id)
         if "/" in model_id or not vendor or vendor.group(1) not in BEDROCK_VENDORS:
             return None
+    if entry["litellm_provider"] == "azure" and model_id.count("/") != 1:
+        return None
+    tiers = entry.get("tiered_pricing")
+    if isinstance(tiers, list) and tiers:
+        # Range tiers (Qwen): keep each tier's range and rates.
+        kept_tiers = [
+            {k: v for k, v in t.items() if k == "range" or (RATE.match(k) and is_rate(v))}
+            for t in tiers
+            if isinstance(t, dict) and isinstance(t.get("range"), list) and is_rate(t.get("input_cost_per_token"))
+        ]
+        if len(kept_tiers) == len(tiers):
+            kept = {"litellm_provider": entry["litellm_provider"], "tiered_pricing": kept_tiers}
+            if is_rate(entry.get("output_cost_per_token")):
+                kept["output_cost_per_token"] = entry["output_cost_per_token"]
+            return kept
     if not (is_rate(entry.get("input_cost_per_token")) and is_rate(entry.get("output_cost_per_token"))):
         return None
     kept = {"litellm_provider": entry["litellm_provider"]}

@@ -275,6 +275,8 @@ const PROVIDER_RANKS: &[(&str, u8)] = &[
     ("vertex_ai-mistral_models", 2),
     ("vertex_ai", 2),
     ("openrouter", 3),
+    // Only fills gaps (e.g. `codex-mini-latest`, which OpenAI's own entries no longer list).
+    ("azure", 4),
 ];
 
 /// Vendors in Bedrock ids (`[region.]vendor.model`) that our sources can produce.
@@ -570,17 +572,25 @@ fn parse_litellm_entry(id: &str, entry: &Value) -> Option<(String, Entry)> {
     if provider.starts_with("bedrock") && (id.contains('/') || bedrock_split(id).is_none()) {
         return None;
     }
-    let rate = |field: &str| -> Option<f64> {
-        let v = fields.get(field)?.as_f64()?;
-        let per_million = v * 1_000_000.0;
-        // Round away float noise from the per-token form (3e-06 * 1e6 = 2.9999999999999996).
-        let per_million = (per_million * 1e9).round() / 1e9;
-        (0.0..=MAX_RATE_PER_MILLION)
-            .contains(&per_million)
-            .then_some(per_million)
-    };
+    if provider == "azure" && id.matches('/').count() != 1 {
+        // `azure/<region>/…` are regional deployments with their own markup.
+        return None;
+    }
+    let rate = |field: &str| per_million(fields, field);
     let ids = NormalisedId::parse(id);
     let anthropic = ids.is_anthropic();
+    let (key, family) = (ids.most_specific(), ids.family());
+    let rank = (provider_rank, id.matches('/').count(), id.to_string());
+    let inclusive = provider == "xai";
+    if let Some(price) = ranged_tiers(fields) {
+        let entry = Entry {
+            price: Price { inclusive, ..price },
+            from: id.to_string(),
+            family,
+            rank,
+        };
+        return Some((key, entry));
+    }
     let input = rate("input_cost_per_token")?;
     let output = rate("output_cost_per_token")?;
     // LiteLLM: an absent cache rate bills cached tokens as ordinary input.
@@ -641,18 +651,65 @@ fn parse_litellm_entry(id: &str, entry: &Value) -> Option<(String, Entry)> {
         tiers.push(Tier { above, rates });
         previous = rates;
     }
-    let key = ids.most_specific();
     let entry = Entry {
         price: Price {
             base,
             tiers,
-            inclusive: provider == "xai",
+            inclusive,
         },
         from: id.to_string(),
-        family: ids.family(),
-        rank: (provider_rank, id.matches('/').count(), id.to_string()),
+        family,
+        rank,
     };
     Some((key, entry))
+}
+
+/// A per-token rate field as USD per million, if present and believable.
+fn per_million(fields: &serde_json::Map<String, Value>, field: &str) -> Option<f64> {
+    let v = fields.get(field)?.as_f64()?;
+    // Round away float noise from the per-token form (3e-06 * 1e6 = 2.9999999999999996).
+    let per_million = (v * 1_000_000.0 * 1e9).round() / 1e9;
+    (0.0..=MAX_RATE_PER_MILLION)
+        .contains(&per_million)
+        .then_some(per_million)
+}
+
+/// LiteLLM's other tier format, `tiered_pricing: [{range: [start, end], input_cost_per_token,
+/// …}]` (Qwen): a call whose prompt is above `start` (and at most `end`) is billed whole at that
+/// tier; above the last range, the last tier applies. Rates a tier lacks fall back to its input
+/// rate (output: the model's own output rate), as in LiteLLM's `_get_tiered_base_costs`.
+fn ranged_tiers(fields: &serde_json::Map<String, Value>) -> Option<Price> {
+    let list = fields.get("tiered_pricing")?.as_array()?;
+    let mut ranged: Vec<(u64, Rates)> = Vec::new();
+    for tier in list {
+        let tier = tier.as_object()?;
+        let start = tier.get("range")?.as_array()?.first()?.as_f64()?;
+        if !(0.0..=1e12).contains(&start) {
+            return None;
+        }
+        let input = per_million(tier, "input_cost_per_token")?;
+        let output = per_million(tier, "output_cost_per_token")
+            .or_else(|| per_million(fields, "output_cost_per_token"))?;
+        let cache_write = per_million(tier, "cache_creation_input_token_cost").unwrap_or(input);
+        ranged.push((
+            start as u64,
+            Rates {
+                input,
+                output,
+                cache_read: per_million(tier, "cache_read_input_token_cost").unwrap_or(input),
+                cache_write,
+                cache_write_1h: cache_write,
+            },
+        ));
+    }
+    ranged.sort_by_key(|(start, _)| *start);
+    let mut ranged = ranged.into_iter();
+    let (_, base) = ranged.next()?;
+    Some(Price {
+        base,
+        tiers: ranged.map(|(above, rates)| Tier { above, rates }).collect(),
+        inclusive: false,
+    })
 }
 
 /// The part of a LiteLLM table (as published, or our `{provenance, models}` file) that opensyncd
@@ -684,7 +741,7 @@ pub fn litellm_subset(text: &str) -> Result<serde_json::Map<String, Value>, Tabl
         };
         let kept: serde_json::Map<String, Value> = fields
             .into_iter()
-            .filter(|(k, _)| k == "litellm_provider" || is_rate_field(k))
+            .filter(|(k, _)| k == "litellm_provider" || k == "tiered_pricing" || is_rate_field(k))
             .collect();
         out.insert(id, Value::Object(kept));
     }
@@ -786,14 +843,21 @@ impl NormalisedId {
                 head.to_string()
             };
         }
-        // Bedrock model versions: `-v1:0`, `-v2:0`, `-v1`.
+        // Bedrock model versions: `-v1:0`, `-v2:0`, `-v1`, and `-1:0` (`openai.gpt-oss-120b-1:0`).
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
         if let Some(i) = s.rfind("-v") {
             let tail = &s[i + 2..];
             let (major, minor) = tail.split_once(':').unwrap_or((tail, "0"));
-            let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
             if digits(major) && digits(minor) {
                 s.truncate(i);
             }
+        }
+        if let Some((head, minor)) = s.rsplit_once(':')
+            && let Some((model, major)) = head.rsplit_once('-')
+            && digits(major)
+            && digits(minor)
+        {
+            s = model.to_string();
         }
         // Anthropic ids use dashes (`claude-sonnet-4-5`); OpenRouter and display names use dots.
         if s.starts_with("claude") {
@@ -1065,6 +1129,34 @@ mod tests {
     }
 
     #[test]
+    fn range_tiers_bill_the_whole_call_at_the_range_its_prompt_is_in() {
+        let p = Pricing::bundled();
+        // dashscope/qwen3-coder-plus: (0, 32k] 1 / 5, (32k, 128k] 1.8 / 9, (128k, 256k] 3 / 15,
+        // above 256k 6 / 60; cache reads 0.1 / 0.18 / 0.3 / 0.6.
+        let small = tokens(32_000, 1_000, 0, 0, 0);
+        // 32_000*1 + 1_000*5 = 37_000 → $0.037 (32k is the top of the first range).
+        close(
+            p.cost("qwen3-coder-plus", band_of(small.prompt()), &small)
+                .unwrap(),
+            0.037,
+        );
+        let mid = tokens(10_000, 1_000, 90_000, 0, 0);
+        // 100_000 prompt: 10_000*1.8 + 90_000*0.18 + 1_000*9 = 18_000 + 16_200 + 9_000 = 43_200.
+        close(
+            p.cost("qwen3-coder-plus", band_of(mid.prompt()), &mid)
+                .unwrap(),
+            0.0432,
+        );
+        let large = tokens(300_000, 1_000, 0, 0, 0);
+        // 300_000*6 + 1_000*60 = 1_860_000 → $1.86.
+        close(
+            p.cost("qwen3-coder-plus", band_of(large.prompt()), &large)
+                .unwrap(),
+            1.86,
+        );
+    }
+
+    #[test]
     fn a_threshold_between_band_boundaries_is_never_over_applied() {
         // A table with an `above_150k` tier (not a known threshold): only bands that are surely
         // above it get the tier, so a call is never billed more than it was.
@@ -1157,8 +1249,13 @@ mod tests {
             ("claude-haiku-4-5-20991231", "claude-haiku-4-5", 1.0),
             ("claude-sonnet-4", "claude-sonnet-4", 3.0),
             ("claude-opus-4-20250514", "claude-opus-4-20250514", 15.0),
-            // Codex's dashed versions and dates.
-            ("gpt-5-1-codex-2025-11-13", "gpt-5.1-codex", 1.25),
+            ("openai.gpt-oss-120b-1:0", "gpt-oss-120b", 0.15),
+            // Codex's dashed versions and dates; `-latest` aliases (OpenAI's own entries no
+            // longer list codex-mini; Azure's list price fills the gap).
+            ("codex-mini-latest", "codex-mini", 1.5),
+            // (LiteLLM lists this dated id only under Azure, at OpenAI's list price.)
+            ("gpt-5-1-codex-2025-11-13", "gpt-5.1-codex-2025-11-13", 1.25),
+            ("gpt-5-1-codex-2099-01-01", "gpt-5.1-codex", 1.25),
             ("GPT-5.2", "gpt-5.2", 1.75),
             // Droid bring-your-own-key names.
             ("custom:BYOK-GPT-5-MINI-0", "gpt-5-mini", 0.25),

@@ -207,7 +207,10 @@ fn prices_update_installs_a_good_table_that_then_prices_new_models() {
     );
 
     let config = home.ok(&["config"]);
-    assert!(config.contains("installed ("), "config names the table: {config}");
+    assert!(
+        config.contains("installed ("),
+        "config names the table: {config}"
+    );
 
     // 1_000*2 + 2_000*8 + 50_000*0.2 + 10_000*2.5 + 20_000*4
     //   = 2_000 + 16_000 + 10_000 + 25_000 + 80_000 = 133_000 per million → $0.133.
