@@ -111,8 +111,8 @@ def is_rate(value: object) -> bool:
 
 def keep(model_id: str, entry: object) -> dict | None:
     """The fields we price with, or None when the entry is not a priced chat model of ours."""
-    if not isinstance(entry, dict):
-        return None
+    if model_id == "sample_spec" or not isinstance(entry, dict):
+        return None  # sample_spec documents the format; it is not a model
     if entry.get("litellm_provider") not in PROVIDERS or entry.get("mode") not in MODES:
         return None
     if entry["litellm_provider"].startswith("bedrock"):

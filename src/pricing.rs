@@ -563,7 +563,18 @@ impl Pricing {
 /// Reads one LiteLLM entry: `(normalised id, entry)`, or `None` when it is not a model of ours
 /// with per-token prices.
 fn parse_litellm_entry(id: &str, entry: &Value) -> Option<(String, Entry)> {
+    if id == "sample_spec" {
+        // LiteLLM's documentation of the format, not a model.
+        return None;
+    }
     let fields = entry.as_object()?;
+    // Embedding, image and audio models bill nothing a coding session records.
+    if fields
+        .get("mode")
+        .is_some_and(|m| !matches!(m.as_str(), Some("chat" | "responses" | "completion")))
+    {
+        return None;
+    }
     let provider = fields.get("litellm_provider")?.as_str()?;
     let provider_rank = PROVIDER_RANKS
         .iter()
@@ -741,7 +752,25 @@ pub fn litellm_subset(text: &str) -> Result<serde_json::Map<String, Value>, Tabl
         };
         let kept: serde_json::Map<String, Value> = fields
             .into_iter()
-            .filter(|(k, _)| k == "litellm_provider" || k == "tiered_pricing" || is_rate_field(k))
+            .filter_map(|(k, v)| match (k.as_str(), v) {
+                // Range tiers keep their range and rates only, like the fields around them.
+                ("tiered_pricing", Value::Array(tiers)) => {
+                    let tiers = tiers
+                        .into_iter()
+                        .map(|tier| match tier {
+                            Value::Object(t) => Value::Object(
+                                t.into_iter()
+                                    .filter(|(k, _)| k == "range" || is_rate_field(k))
+                                    .collect(),
+                            ),
+                            other => other,
+                        })
+                        .collect();
+                    Some((k, Value::Array(tiers)))
+                }
+                (_, v) if k == "litellm_provider" || is_rate_field(&k) => Some((k, v)),
+                _ => None,
+            })
             .collect();
         out.insert(id, Value::Object(kept));
     }

@@ -418,3 +418,81 @@ fn real_fixture_costs_agree_with_ccusage_within_one_percent() {
     }
     assert!(!stderr(&out).contains("no price"), "{}", stderr(&out));
 }
+
+/// `scripts/update-prices.py` and opensyncd's loader keep the same entries: the script's output
+/// on a small LiteLLM-shaped table (with entries each filter must drop) equals what
+/// `prices update` would install from it, and carries its provenance.
+#[test]
+fn the_update_script_keeps_what_the_loader_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("model_prices_and_context_window.json");
+    let out = dir.path().join("prices.json");
+    let table = serde_json::json!({
+        "sample_spec": {"litellm_provider": "openai", "input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "mode": "chat"},
+        "claude-sonnet-4-5": {"litellm_provider": "anthropic", "mode": "chat", "input_cost_per_token": 3e-06,
+            "output_cost_per_token": 1.5e-05, "cache_read_input_token_cost": 3e-07,
+            "cache_creation_input_token_cost": 3.75e-06, "cache_creation_input_token_cost_above_1hr": 6e-06,
+            "max_input_tokens": 200000, "supports_vision": true},
+        "claude-haiku-4-5": {"litellm_provider": "anthropic", "mode": "chat", "input_cost_per_token": 1e-06, "output_cost_per_token": 5e-06},
+        "gpt-5": {"litellm_provider": "openai", "mode": "responses", "input_cost_per_token": 1.25e-06,
+            "output_cost_per_token": 1e-05, "input_cost_per_token_priority": 2.5e-06,
+            "input_cost_per_token_above_272k_tokens": 2.5e-06, "input_cost_per_token_above_272k_tokens_batches": 1e-06},
+        "jp.anthropic.claude-haiku-4-5-20251001-v1:0": {"litellm_provider": "bedrock_converse", "mode": "chat",
+            "input_cost_per_token": 1.1e-06, "output_cost_per_token": 5.5e-06},
+        "bedrock/us-gov-east-1/anthropic.claude-haiku-4-5-20251001-v1:0": {"litellm_provider": "bedrock", "mode": "chat",
+            "input_cost_per_token": 1.2e-06, "output_cost_per_token": 6e-06},
+        "amazon.nova-pro-v1:0": {"litellm_provider": "bedrock_converse", "mode": "chat", "input_cost_per_token": 8e-07, "output_cost_per_token": 3.2e-06},
+        "azure/codex-mini": {"litellm_provider": "azure", "mode": "responses", "input_cost_per_token": 1.5e-06, "output_cost_per_token": 6e-06},
+        "azure/eu/codex-mini": {"litellm_provider": "azure", "mode": "responses", "input_cost_per_token": 1.65e-06, "output_cost_per_token": 6.6e-06},
+        "dashscope/qwen3-coder-plus": {"litellm_provider": "dashscope", "mode": "chat", "tiered_pricing": [
+            {"range": [0, 32000.0], "input_cost_per_token": 1e-06, "output_cost_per_token": 5e-06},
+            {"range": [32000.0, 128000.0], "input_cost_per_token": 1.8e-06, "output_cost_per_token": 9e-06}]},
+        "text-embedding-3-small": {"litellm_provider": "openai", "mode": "embedding", "input_cost_per_token": 2e-08, "output_cost_per_token": 0.0},
+        "fireworks_ai/some-model": {"litellm_provider": "fireworks_ai", "mode": "chat", "input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06}
+    });
+    std::fs::write(&source, serde_json::to_vec(&table).expect("json")).expect("write source");
+    let run = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/update-prices.py"))
+        .arg(&source)
+        .args([
+            "--out",
+            out.to_str().expect("utf-8 path"),
+            "--commit",
+            "0123abc",
+            "--date",
+            "2026-01-02",
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("output")).expect("JSON");
+    let mut script_ids: Vec<&String> = written["models"]
+        .as_object()
+        .expect("models")
+        .keys()
+        .collect();
+    script_ids.sort();
+    assert_eq!(
+        script_ids,
+        vec![
+            "azure/codex-mini",
+            "claude-haiku-4-5",
+            "claude-sonnet-4-5",
+            "dashscope/qwen3-coder-plus",
+            "gpt-5",
+            "jp.anthropic.claude-haiku-4-5-20251001-v1:0",
+        ]
+    );
+    // The loader's subset of the same source is the same, field for field.
+    let loader = opensyncd::pricing::litellm_subset(&table.to_string()).expect("subset");
+    assert_eq!(Value::Object(loader), written["models"]);
+    let provenance = &written["provenance"];
+    assert_eq!(provenance["litellm_commit"], "0123abc");
+    assert_eq!(provenance["date"], "2026-01-02");
+    assert_eq!(provenance["sha256"].as_str().map(str::len), Some(64));
+}
