@@ -16,9 +16,13 @@
 //! `cache_creation_input_token_cost`, 1-hour writes at `cache_creation_input_token_cost_above_1hr`
 //! (else, for Anthropic models, 2x the input rate, as Anthropic bills them).
 //!
-//! ccusage differs on purpose in two ways, both documented in the README: it applies
+//! Where ccusage (20.0.x, `cost.rs`/`pricing.rs`) differs, we follow the bill: it applies
 //! `*_above_200k_tokens` rates per token kind to the tokens beyond 200k of that kind (a marginal
-//! split), and it ignores other thresholds (LiteLLM also carries 32k, 128k, 256k, 272k, 512k).
+//! split), ignores the other thresholds LiteLLM carries (128k, 256k, 272k, …) and range tiers,
+//! and always bills 1-hour writes at 2x input (the same as LiteLLM's 1-hour rate for every
+//! Anthropic entry). It also patches LiteLLM with a built-in table and models.dev for models
+//! LiteLLM lacks, and multiplies "fast mode" calls (`usage.speed`); we price from LiteLLM alone
+//! and name what it cannot price, and [`Tokens`] does not carry a call's speed yet.
 //!
 //! A model the table does not know is never guessed from a neighbour (a newer model of the same
 //! family often has a different price): it has no cost, and callers name it with the tokens it
