@@ -407,60 +407,36 @@ impl Config {
         }
     }
 
+    /// The roots the config sets for a source (empty: use the tool's defaults).
+    fn dirs_override(&self, source: SourceId) -> &[String] {
+        match source {
+            SourceId::ClaudeCode => &self.claude_dirs,
+            SourceId::CodexCli => &self.codex_dirs,
+            SourceId::OpenCode => &self.opencode_dirs,
+        }
+    }
+
     /// Resolves each tool's roots: config overrides first, then the tools' own variables,
     /// then their defaults.
     pub fn roots(&self, env: &dyn Fn(&str) -> Option<String>) -> Roots {
         let home = home_dir(env);
-        let expand = |p: &str| expand_tilde(p, &home);
-        let set = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-        let claude = if !self.claude_dirs.is_empty() {
-            self.claude_dirs.iter().map(|p| expand(p)).collect()
-        } else if let Some(dirs) = set(env("CLAUDE_CONFIG_DIR")) {
-            // ccusage accepts a comma list here; so do we.
-            dirs.split(',')
-                .filter(|d| !d.trim().is_empty())
-                .map(|d| expand(d.trim()))
-                .collect()
-        } else {
-            let xdg_config = set(env("XDG_CONFIG_HOME"))
-                .map(PathBuf::from)
-                .unwrap_or_else(|| home.join(".config"));
-            vec![home.join(".claude"), xdg_config.join("claude")]
-        };
-        let codex = if !self.codex_dirs.is_empty() {
-            self.codex_dirs.iter().map(|p| expand(p)).collect()
-        } else if let Some(dir) = set(env("CODEX_HOME")) {
-            vec![expand(&dir)]
-        } else {
-            vec![home.join(".codex")]
-        };
-        let opencode_data_default = set(env("XDG_DATA_HOME"))
-            .map(PathBuf::from)
-            .unwrap_or_else(|| home.join(".local/share"))
-            .join("opencode");
-        let opencode = if !self.opencode_dirs.is_empty() {
-            self.opencode_dirs.iter().map(|p| expand(p)).collect()
-        } else {
-            vec![opencode_data_default.clone()]
-        };
-        let opencode_db = self.opencode_db.as_deref().map(expand).or_else(|| {
-            set(env("OPENCODE_DB")).map(|db| {
-                let p = expand(&db);
-                // OPENCODE_DB may be relative to the data dir.
-                if p.is_absolute() {
-                    p
-                } else {
-                    opencode[0].join(p)
-                }
-            })
-        });
-        Roots {
-            claude,
-            codex,
-            opencode,
-            opencode_db,
-            opencode_legacy: vec![home.join(".opencode")],
+        let mut roots = Roots::default();
+        for source in crate::sources::REGISTRY {
+            let id = source.id();
+            let overridden = self.dirs_override(id);
+            let mut dirs: Vec<PathBuf> = if overridden.is_empty() {
+                source.default_roots(env, &home)
+            } else {
+                overridden.iter().map(|p| expand_tilde(p, &home)).collect()
+            };
+            if id == SourceId::OpenCode
+                && let Some(db) = &self.opencode_db
+            {
+                dirs.push(expand_tilde(db, &home));
+            }
+            roots.set(id, dirs);
         }
+        roots
     }
 }
 
@@ -615,8 +591,8 @@ pub fn write_key(
             doc.remove(key);
         }
     }
-    crate::credentials::ensure_private_dir(&paths.config_dir).map_err(io)?;
-    crate::credentials::write_atomic(&file, doc.to_string().as_bytes(), 0o600).map_err(io)
+    crate::private_fs::ensure_private_dir(&paths.config_dir).map_err(io)?;
+    crate::private_fs::write_atomic(&file, doc.to_string().as_bytes(), 0o600).map_err(io)
 }
 
 #[cfg(test)]
@@ -684,15 +660,18 @@ mod tests {
             _ => None,
         };
         let roots = Config::default().roots(&vars);
-        assert_eq!(roots.codex, vec![PathBuf::from("/x/codex")]);
-        assert_eq!(roots.claude, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(roots.get(SourceId::CodexCli), [PathBuf::from("/x/codex")]);
         assert_eq!(
-            roots.opencode,
-            vec![PathBuf::from("/home/u/.local/share/opencode")]
+            roots.get(SourceId::ClaudeCode),
+            [PathBuf::from("/a"), PathBuf::from("/b")]
         );
         assert_eq!(
-            roots.opencode_db,
-            Some(PathBuf::from("/home/u/.local/share/opencode/custom.db"))
+            roots.get(SourceId::OpenCode),
+            [
+                PathBuf::from("/home/u/.local/share/opencode"),
+                PathBuf::from("/home/u/.opencode"),
+                PathBuf::from("/home/u/.local/share/opencode/custom.db"),
+            ]
         );
     }
 

@@ -1,13 +1,10 @@
 //! The API key: where it comes from (`OPENSYNCD_API_KEY`, else the 0600 credentials file),
 //! how it is checked and stored, and a type whose `Debug`/`Display` never reveal it.
-//! Also the small private-file helpers (0700 dirs, atomic 0600 writes) other modules share.
 
 use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
 
 use crate::config::Paths;
+use crate::private_fs::{ensure_private_dir, write_atomic};
 
 /// An OpenSync API key. Its `Debug` and `Display` show only `osk_****last4`.
 #[derive(Clone, PartialEq, Eq)]
@@ -123,43 +120,10 @@ pub fn remove(paths: &Paths) -> std::io::Result<bool> {
     }
 }
 
-/// Creates `dir` (and parents) and makes the leaf 0700.
-pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let perms = std::fs::metadata(dir)?.permissions();
-    if perms.mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `path` via a temp file + rename, with `mode`, fsynced.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn keys_are_checked_trimmed_and_never_shown() {

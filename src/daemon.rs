@@ -1,37 +1,33 @@
-//! The long-running service: single-instance lock, ledger, watcher, scheduler of dirty units,
-//! signals (TERM/INT drain, HUP reload), the control socket, and systemd notifications. Also the
-//! control-socket client the CLI uses to reach a running daemon.
+//! The long-running service's loop: it owns all scheduling state — the queue of dirty units,
+//! the workers, pauses, waiting `sync` requests — and reacts to watcher hints, control
+//! requests, signals, worker completions and timers; plus drain on SIGTERM, reload on SIGHUP,
+//! systemd notifications and re-execution after a ledger I/O failure.
 //!
 //! Shape (after atuin's sync daemon): one loop owns all scheduling state and reacts to
 //! messages — watcher hints, control requests, signals, worker completions and tickers — so no
 //! state is shared between tasks except the engine (ledger + client) itself.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{self, Config, Paths};
-use crate::credentials::{self, ApiKey};
+use crate::control::{self, ControlMsg, Reply, Request};
+use crate::credentials;
 use crate::engine::{Engine, EngineError, Outcome, Pause, now_ms};
 use crate::ledger::Ledger;
-use crate::model::SourceId;
-use crate::plan::Shaping;
-use crate::push::{Client, ClientOptions};
-use crate::redact::Redactor;
+use crate::lock;
+use crate::selection::{Selection, SyncSummary, scan_units};
 use crate::sources::{self, Roots, Unit};
 use crate::status::{self, Status};
 use crate::watch::{Hint, Watcher};
+use crate::wiring::{build_client, build_engine};
 
 /// How long shutdown waits for in-flight work before abandoning it.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,302 +45,9 @@ pub enum RunEnd {
     AlreadyRunning(PathBuf),
 }
 
-/// A request over the control socket (one JSON line).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum Request {
-    /// Current status.
-    Status,
-    /// Scan and push now; the reply comes when the selected work is done.
-    Sync {
-        /// Selection.
-        selection: Selection,
-    },
-    /// A tool's hook fired: look now (reply at once).
-    Hook {
-        /// Event name.
-        event: String,
-        /// A path worth looking at first (e.g. Claude's `transcript_path`).
-        path: Option<PathBuf>,
-    },
-    /// Reload config and credentials (after `login`).
-    Reload,
-}
-
-/// A reply over the control socket.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
-pub enum Reply {
-    /// Status.
-    Status {
-        /// The status.
-        status: Box<Status>,
-    },
-    /// The sync finished.
-    Synced {
-        /// Summary.
-        summary: SyncSummary,
-    },
-    /// Accepted.
-    Ok,
-    /// Failed.
-    Error {
-        /// Why.
-        message: String,
-    },
-}
-
-/// Which units a `sync` covers.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Selection {
-    /// Only these sources (empty = all enabled).
-    pub sources: Vec<SourceId>,
-    /// Only units never acknowledged.
-    pub new_only: bool,
-    /// Only the N most recently modified units.
-    pub limit: Option<usize>,
-    /// Re-send the selected units' sessions.
-    pub force: bool,
-}
-
-/// What a sync did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct SyncSummary {
-    /// Units processed.
-    pub units: usize,
-    /// Units that failed (reason in the log).
-    pub failed: usize,
-    /// Sessions written.
-    pub sessions_sent: u64,
-    /// Messages written.
-    pub messages_sent: u64,
-    /// Records rejected.
-    pub rejected: u64,
-    /// Set when pushing paused (credentials, URL).
-    pub paused: Option<String>,
-}
-
-/// Payload shaping (pricing, redaction, caps) from the config.
-pub fn build_engine_shaping(cfg: &Config) -> Result<Shaping> {
-    let pricing = crate::prices::load_configured(cfg).map_err(|e| anyhow!("pricing_file: {e}"))?;
-    let redactor = Redactor::new(cfg.redact, &cfg.redact_patterns)
-        .map_err(|e| anyhow!("redact_patterns: {e}"))?;
-    let shaping = Shaping {
-        pricing,
-        redactor,
-        max_part_bytes: cfg.max_part_bytes,
-        max_body_bytes: cfg.max_body_bytes,
-    };
-    Ok(shaping)
-}
-
-/// Everything the engine needs, built from config + credentials.
-pub fn build_engine(
-    cfg: &Config,
-    ledger: Ledger,
-    client: Option<Client>,
-    stopping: watch::Receiver<bool>,
-) -> Result<Engine> {
-    let shaping = build_engine_shaping(cfg)?;
-    let client = client.map(|c| c.with_max_body(cfg.max_body_bytes));
-    let mut engine = Engine::new(
-        ledger,
-        cfg.parse_options(),
-        shaping,
-        client,
-        cfg.max_line_bytes,
-        stopping,
-    );
-    engine.batch = cfg.transport == config::Transport::Batch;
-    Ok(engine)
-}
-
-/// Builds a client from config + the stored key; `Ok(None)` when not logged in.
-pub fn build_client(cfg: &Config, paths: &Paths) -> Result<Option<Client>> {
-    let Some((key, _)) = credentials::load(paths, &config::process_env).map_err(|e| anyhow!(e))?
-    else {
-        return Ok(None);
-    };
-    let Some(url) = cfg.url.as_deref() else {
-        return Ok(None);
-    };
-    let url = config::normalize_url(url).map_err(|e| anyhow!(e))?;
-    Ok(Some(client_for(cfg, &url, &key)?))
-}
-
-fn client_for(cfg: &Config, url: &str, key: &ApiKey) -> Result<Client> {
-    Client::new(ClientOptions {
-        url: url.to_string(),
-        api_key: key.clone(),
-        request_timeout: Duration::from_secs(cfg.request_timeout_secs),
-        connect_timeout: Duration::from_secs(cfg.connect_timeout_secs),
-    })
-    .map_err(|e| anyhow!("creating the HTTP client: {e}"))
-}
-
-/// Checks a key against the server with an authenticated request (used by `login`).
-pub fn verify_credentials(cfg: &Config, url: &str, key: &ApiKey) -> Result<()> {
-    let client = client_for(cfg, url, key)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(client.check_auth())
-        .map_err(|e| anyhow!("{url}: {e}"))
-}
-
-/// Opens (creating) the lock file in the private state dir.
-fn open_lock_file(paths: &Paths) -> Result<File> {
-    credentials::ensure_private_dir(&paths.state_dir)
-        .with_context(|| format!("creating {}", paths.state_dir.display()))?;
-    let path = paths.lock_file();
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))
-}
-
-/// Records the holder's pid in a lock file just taken (for humans reading it).
-fn stamp_pid(file: &mut File) {
-    let _ = file.set_len(0);
-    let _ = writeln!(file, "{}", std::process::id());
-}
-
-/// Takes the single-instance lock (non-blocking). `Ok(None)` when another process holds it.
-pub fn take_lock(paths: &Paths) -> Result<Option<File>> {
-    let mut file = open_lock_file(paths)?;
-    match file.try_lock() {
-        Ok(()) => {
-            stamp_pid(&mut file);
-            Ok(Some(file))
-        }
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", paths.lock_file().display()))
-        }
-    }
-}
-
-/// Takes the lock for the daemon. Only a daemon answers on the control socket, so a holder
-/// that answers is a running daemon (`Ok(None)`: exit, it is already running); a holder that
-/// does not is a one-shot command (`status`, `sync`, `export`) that will release it soon, and
-/// the daemon waits for it rather than exiting (which would leave a service stopped because
-/// the user happened to run `opensyncd status` while it started).
-fn wait_for_lock(paths: &Paths) -> Result<Option<File>> {
-    if let Some(lock) = take_lock(paths)? {
-        return Ok(Some(lock));
-    }
-    // Block on the lock in a helper thread (woken by the kernel the moment it is released,
-    // so a busy one-shot command cannot starve us), while this thread watches the socket for
-    // a daemon that holds it.
-    let path = paths.lock_file();
-    let file = open_lock_file(paths)?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut file = file;
-        let result = file.lock().map(|()| {
-            stamp_pid(&mut file);
-            file
-        });
-        let _ = tx.send(result);
-    });
-    tracing::info!(
-        lock = %path.display(),
-        "another opensyncd command holds the lock; waiting for it to finish"
-    );
-    loop {
-        match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(Ok(file)) => return Ok(Some(file)),
-            Ok(Err(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(anyhow!("the lock waiter for {} stopped", path.display()));
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if let Ok(Some(_)) = request(paths, &Request::Status, Some(Duration::from_secs(2)))
-                {
-                    return Ok(None);
-                }
-            }
-        }
-    }
-}
-
-/// Scans the enabled sources and returns the units that may hold unacknowledged data.
-pub fn scan_units(
-    ledger: &Ledger,
-    roots: &Roots,
-    sources: &[SourceId],
-    selection: &Selection,
-) -> Result<Vec<Unit>, EngineError> {
-    let mut units: Vec<(i64, Unit)> = Vec::new();
-    for source in sources {
-        if !selection.sources.is_empty() && !selection.sources.contains(source) {
-            continue;
-        }
-        for unit in sources::scan(*source, roots) {
-            let record = ledger.file(&unit.ledger_key())?;
-            if selection.new_only && record.is_some() {
-                continue;
-            }
-            let mtime = match &unit {
-                Unit::Jsonl { path, .. } => {
-                    let Ok(meta) = std::fs::metadata(path) else {
-                        continue;
-                    };
-                    let mtime = mtime_ms(&meta);
-                    if let Some(rec) = &record
-                        && !selection.force
-                        && meta.len() == rec.checkpoint.offset
-                        && mtime == rec.mtime_ms
-                    {
-                        continue; // nothing new
-                    }
-                    mtime
-                }
-                Unit::OpenCodeSession {
-                    storage,
-                    session_id,
-                } => {
-                    let _ = (storage, session_id);
-                    record.as_ref().map_or(0, |r| r.mtime_ms)
-                }
-                Unit::OpenCodeDb { path } => {
-                    std::fs::metadata(path).map(|m| mtime_ms(&m)).unwrap_or(0)
-                }
-            };
-            units.push((mtime, unit));
-        }
-    }
-    if let Some(limit) = selection.limit {
-        units.sort_by_key(|(mtime, _)| std::cmp::Reverse(*mtime));
-        units.truncate(limit);
-    }
-    if selection.force {
-        let mut sessions = Vec::new();
-        for (_, unit) in &units {
-            if let Some(rec) = ledger.file(&unit.ledger_key())? {
-                sessions.extend(rec.sessions);
-            }
-            ledger.forget_file(&unit.ledger_key())?;
-        }
-        ledger.reset_acks(&sessions)?;
-    }
-    Ok(units.into_iter().map(|(_, u)| u).collect())
-}
-
-fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Runs the daemon until SIGTERM/SIGINT. Blocks.
 pub fn run(paths: Paths, cfg: Config) -> Result<RunEnd> {
-    let Some(lock) = wait_for_lock(&paths)? else {
+    let Some(lock) = lock::wait_for_lock(&paths)? else {
         return Ok(RunEnd::AlreadyRunning(paths.lock_file()));
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -446,8 +149,6 @@ struct SyncWaiter {
     reply: oneshot::Sender<Reply>,
 }
 
-type ControlMsg = (Request, oneshot::Sender<Reply>);
-
 impl Daemon {
     fn start(paths: Paths, cfg: Config) -> Result<Daemon> {
         let (ledger, outcome) = loop {
@@ -539,8 +240,8 @@ impl Daemon {
 
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(64);
         let socket = self.paths.control_socket();
-        let listener = bind_control_socket(&socket)?;
-        tokio::spawn(accept_loop(listener, ctl_tx));
+        let listener = control::bind_control_socket(&socket)?;
+        tokio::spawn(control::accept_loop(listener, ctl_tx));
 
         let mut signals = signal_hook_tokio::Signals::new([
             signal_hook::consts::SIGTERM,
@@ -879,183 +580,4 @@ impl Daemon {
             }
         }
     }
-}
-
-fn bind_control_socket(path: &Path) -> Result<tokio::net::UnixListener> {
-    // A socket file left by a crashed daemon: we hold the lock, so nobody else is listening.
-    let _ = std::fs::remove_file(path);
-    let listener = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("binding the control socket {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("restricting {}", path.display()))?;
-    Ok(listener)
-}
-
-async fn accept_loop(listener: tokio::net::UnixListener, tx: mpsc::Sender<ControlMsg>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let (read, mut write) = stream.into_split();
-            let mut lines = tokio::io::BufReader::new(read).lines();
-            let Ok(Some(line)) = lines.next_line().await else {
-                return;
-            };
-            let reply = match serde_json::from_str::<Request>(&line) {
-                Ok(request) => {
-                    let (reply_tx, reply_rx) = oneshot::channel();
-                    if tx.send((request, reply_tx)).await.is_err() {
-                        return;
-                    }
-                    reply_rx.await.unwrap_or(Reply::Error {
-                        message: "the daemon is stopping".into(),
-                    })
-                }
-                Err(err) => Reply::Error {
-                    message: format!("bad request: {err}"),
-                },
-            };
-            let mut text = serde_json::to_string(&reply).unwrap_or_default();
-            text.push('\n');
-            let _ = write.write_all(text.as_bytes()).await;
-        });
-    }
-}
-
-/// Sends `request` to the running daemon. `Ok(None)` when no daemon is listening.
-pub fn request(
-    paths: &Paths,
-    request: &Request,
-    timeout: Option<Duration>,
-) -> Result<Option<Reply>> {
-    let path = paths.control_socket();
-    let stream = match std::os::unix::net::UnixStream::connect(&path) {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(e).with_context(|| format!("connecting to {}", path.display())),
-    };
-    stream.set_read_timeout(timeout)?;
-    stream.set_write_timeout(timeout.or(Some(Duration::from_secs(5))))?;
-    let mut text = serde_json::to_string(request)?;
-    text.push('\n');
-    (&stream).write_all(text.as_bytes())?;
-    let mut line = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut line)
-        .with_context(|| format!("waiting for the daemon on {}", path.display()))?;
-    if line.trim().is_empty() {
-        return Err(anyhow!(
-            "the daemon closed the connection without answering"
-        ));
-    }
-    Ok(Some(
-        serde_json::from_str(&line).context("reading the daemon's reply")?,
-    ))
-}
-
-/// Asks a running daemon to reload; `Ok(false)` when none runs.
-pub fn notify_reload(paths: &Paths) -> Result<bool> {
-    Ok(request(paths, &Request::Reload, Some(Duration::from_secs(5)))?.is_some())
-}
-
-/// Summarises which sources exist on disk (for `verify`).
-pub fn source_inventory(
-    roots: &Roots,
-    sources: &[SourceId],
-) -> BTreeMap<SourceId, (Vec<PathBuf>, usize)> {
-    let mut out = BTreeMap::new();
-    for source in sources {
-        let dirs: Vec<PathBuf> = roots
-            .watch_dirs(*source)
-            .into_iter()
-            .filter(|d| d.exists())
-            .collect();
-        out.insert(*source, (dirs, sources::scan(*source, roots).len()));
-    }
-    out
-}
-
-/// What `synctest` created.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SynctestReport {
-    /// The test session's external id.
-    pub session_id: String,
-    /// The test message's external id.
-    pub message_id: String,
-    /// How its visibility was confirmed.
-    pub visible: String,
-}
-
-/// Creates (or updates) a test session with one message and confirms the server lists it.
-/// The ids are fixed per machine, so running it again updates the same rows.
-pub fn synctest(client: &Client) -> Result<SynctestReport> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    let session_id = format!("opensyncd-synctest-{host}");
-    let message_id = format!("{session_id}:message-1");
-    let now = now_ms();
-    let text = "opensyncd synctest: if you can read this, opensyncd can sync to this dashboard. \
-                Safe to delete.";
-    let session = crate::model::SessionPayload {
-        external_id: session_id.clone(),
-        title: Some("opensyncd synctest".into()),
-        source: SourceId::OpenCode.as_str().into(),
-        created_at: Some(now),
-        ..Default::default()
-    };
-    let message = crate::model::MessagePayload {
-        session_external_id: session_id.clone(),
-        external_id: message_id.clone(),
-        role: crate::model::Role::Assistant,
-        text_content: Some(text.into()),
-        model: None,
-        prompt_tokens: None,
-        completion_tokens: None,
-        duration_ms: None,
-        source: SourceId::OpenCode.as_str().into(),
-        parts: vec![crate::model::Part::text(text)],
-        created_at: Some(now),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        client
-            .upsert_session(&session)
-            .await
-            .map_err(|e| anyhow!("creating the session: {e}"))?;
-        client
-            .upsert_message(&message)
-            .await
-            .map_err(|e| anyhow!("creating the message: {e}"))?;
-        let listed = client
-            .list_sessions()
-            .await
-            .map_err(|e| anyhow!("listing sessions: {e}"))?;
-        if !listed.contains(&session_id) {
-            return Err(anyhow!(
-                "the server acknowledged the session but /sync/sessions/list does not show it"
-            ));
-        }
-        Ok(SynctestReport {
-            session_id: session_id.clone(),
-            message_id: message_id.clone(),
-            visible: "The session is listed by the server (/sync/sessions/list); open your \
-                      dashboard to see it."
-                .into(),
-        })
-    })
 }

@@ -17,7 +17,7 @@ use crate::ledger::{Commit, FileRecord, Ledger, LedgerError, MessageRecord, Quar
 use crate::model::SessionPayload;
 use crate::plan::{self, Plan, SessionWork, Shaping};
 use crate::push::{Backoff, Client, ErrorClass, PushError, RetryEnd};
-use crate::sources::{self, ParseOptions, Record, Unit};
+use crate::sources::{self, Access, ParseOptions, Record, Unit};
 use crate::tail::{self, Identity};
 
 /// Why pushing stopped before the work was done.
@@ -207,11 +207,9 @@ impl Engine {
             if self.stop_requested() {
                 return Ok(Outcome::Stopped);
             }
-            let step = match unit {
-                Unit::Jsonl { .. } => self.read_jsonl_step(unit)?,
-                Unit::OpenCodeSession { .. } | Unit::OpenCodeDb { .. } => {
-                    self.read_snapshot_step(unit)?
-                }
+            let step = match unit.access {
+                Access::Lines => self.read_jsonl_step(unit)?,
+                Access::Snapshot => self.read_snapshot_step(unit)?,
             };
             let Some(step) = step else {
                 return Ok(Outcome::Done);
@@ -226,9 +224,7 @@ impl Engine {
 
     /// Reads the next chunk of a JSONL unit; `None` when there is nothing new.
     fn read_jsonl_step(&self, unit: &Unit) -> Result<Option<Step>, EngineError> {
-        let Unit::Jsonl { source, path } = unit else {
-            return Ok(None);
-        };
+        let path = &unit.path;
         let key = unit.ledger_key();
         let io = |source| EngineError::Io {
             path: path.display().to_string(),
@@ -256,17 +252,12 @@ impl Engine {
         if len == record.checkpoint.offset {
             return Ok(None);
         }
-        let mut parser = match sources::line_parser(
-            *source,
-            path,
-            record.state.as_ref(),
-            self.parse,
-        ) {
+        let mut parser = match sources::line_parser(unit, record.state.as_ref(), self.parse) {
             Ok(p) => p,
             Err(err) => {
                 tracing::warn!(file = %path.display(), %err, "parser state unusable; reading the file again from the start");
                 record.checkpoint = tail::Checkpoint::default();
-                sources::line_parser(*source, path, None, self.parse)
+                sources::line_parser(unit, None, self.parse)
                     .map_err(|e| EngineError::Source(e.to_string()))?
             }
         };
@@ -294,7 +285,7 @@ impl Engine {
         record.checkpoint = tail::fingerprint(&mut file, chunk.end).map_err(io)?;
         record.state = Some(parser.save_state());
         record.len = len;
-        record.mtime_ms = mtime_ms(&meta);
+        record.mtime_ms = tail::mtime_ms(&meta);
         record.malformed_lines += malformed;
         record.skipped_long_lines += chunk.skipped_long_lines;
         self.count(|c| {
@@ -313,7 +304,7 @@ impl Engine {
     fn read_snapshot_step(&self, unit: &Unit) -> Result<Option<Step>, EngineError> {
         let key = unit.ledger_key();
         let mut record = self.ledger.file(&key)?.unwrap_or_default();
-        let snapshot = sources::opencode::read_unit(unit, record.state.as_ref(), self.parse)
+        let snapshot = sources::read_snapshot(unit, record.state.as_ref(), self.parse)
             .map_err(|e| EngineError::Source(e.to_string()))?;
         if snapshot.records.is_empty() && record.state.as_ref() == Some(&snapshot.state) {
             return Ok(None);
@@ -360,7 +351,7 @@ impl Engine {
             // Never commit without a server acknowledgement: nothing moves until logged in.
             return Ok(Outcome::Paused(Pause::Auth("not logged in".into())));
         };
-        let source = unit.source();
+        let source = unit.source;
         let _guards = self.lock_sessions(&step.records, source).await;
         let plan = plan::plan(&self.ledger, source, step.records, &self.shaping, now_ms())?;
         let Plan { works, usage, .. } = plan;
@@ -747,7 +738,7 @@ impl Engine {
     pub fn preview(&self, records: Vec<Record>, unit: &Unit) -> Result<Plan, EngineError> {
         Ok(plan::plan(
             &self.ledger,
-            unit.source(),
+            unit.source,
             records,
             &self.shaping,
             now_ms(),
@@ -766,14 +757,6 @@ struct Step {
 enum Sent {
     Acked,
     Rejected(String),
-}
-
-fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Default pause before re-probing a paused server.

@@ -1,7 +1,7 @@
 //! One-shot runs of the engine without the daemon's loop: `sync` (take the lock, push the
-//! selected units, settle, exit) and `export` (parse everything in memory and produce exactly
+//! selected units, settle, exit), `export` (parse everything in memory and produce exactly
 //! the payloads a push would send, one session at a time so memory stays bounded by the
-//! largest session).
+//! largest session) and `synctest` (one test session and message on the server).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,13 +15,16 @@ use tokio::task::JoinSet;
 
 use crate::aggregate::{MemoryUsageKeys, SessionState};
 use crate::config::{Config, Paths};
-use crate::daemon::{self, Selection, SyncSummary};
 use crate::engine::{Outcome, now_ms};
 use crate::ledger::Ledger;
+use crate::lock;
 use crate::model::{MessagePayload, SessionPayload, SourceId, Tokens};
 use crate::plan;
-use crate::sources::{self, Record, Unit};
+use crate::push::Client;
+use crate::selection::{Selection, SyncSummary, scan_units};
+use crate::sources::{self, Access, Record, Unit};
 use crate::tail;
+use crate::wiring;
 
 /// Progress of a one-shot sync.
 #[derive(Debug, Clone)]
@@ -57,7 +60,7 @@ pub fn sync(
     selection: &Selection,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SyncSummary> {
-    let Some(_lock) = daemon::take_lock(paths)? else {
+    let Some(_lock) = lock::take_lock(paths)? else {
         bail!(
             "another opensyncd holds {} but does not answer on its control socket; wait for it \
              or stop it",
@@ -65,12 +68,12 @@ pub fn sync(
         );
     };
     let (ledger, _) = Ledger::open(&paths.ledger_dir())?;
-    let client = daemon::build_client(cfg, paths)?
+    let client = wiring::build_client(cfg, paths)?
         .ok_or_else(|| anyhow!("not logged in: run `opensyncd login` first"))?;
     let (_stop_tx, stop_rx) = watch::channel(false);
-    let engine = Arc::new(daemon::build_engine(cfg, ledger, Some(client), stop_rx)?);
+    let engine = Arc::new(wiring::build_engine(cfg, ledger, Some(client), stop_rx)?);
     let roots = cfg.roots(&crate::config::process_env);
-    let units = daemon::scan_units(&engine.ledger, &roots, &cfg.enabled_sources(), selection)?;
+    let units = scan_units(&engine.ledger, &roots, &cfg.enabled_sources(), selection)?;
     progress(Progress::Start { units: units.len() });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -136,7 +139,7 @@ pub fn sync(
 
 /// Reports what a sync would read, without sending or changing anything.
 pub fn dry_run(paths: &Paths, cfg: &Config, selection: &Selection) -> Result<DryRun> {
-    let Some(_lock) = daemon::take_lock(paths)? else {
+    let Some(_lock) = lock::take_lock(paths)? else {
         bail!("the daemon is running; stop it or run `sync` without --dry-run");
     };
     let (ledger, _) = Ledger::open(&paths.ledger_dir())?;
@@ -147,10 +150,10 @@ pub fn dry_run(paths: &Paths, cfg: &Config, selection: &Selection) -> Result<Dry
         ..selection.clone()
     };
     let mut out = DryRun::default();
-    for unit in daemon::scan_units(&ledger, &roots, &cfg.enabled_sources(), &selection)? {
-        let pending = match &unit {
-            Unit::Jsonl { path, .. } => {
-                let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    for unit in scan_units(&ledger, &roots, &cfg.enabled_sources(), &selection)? {
+        let pending = match unit.access {
+            Access::Lines => {
+                let len = std::fs::metadata(&unit.path).map(|m| m.len()).unwrap_or(0);
                 let offset = ledger
                     .file(&unit.ledger_key())?
                     .map_or(0, |r| r.checkpoint.offset);
@@ -160,7 +163,7 @@ pub fn dry_run(paths: &Paths, cfg: &Config, selection: &Selection) -> Result<Dry
         };
         let entry = out
             .sources
-            .entry(unit.source().as_str().to_string())
+            .entry(unit.source.as_str().to_string())
             .or_default();
         entry.0 += 1;
         entry.1 += pending;
@@ -202,7 +205,7 @@ pub fn export(
     session_filter: Option<&str>,
     emit: &mut dyn FnMut(Exported) -> Result<()>,
 ) -> Result<ExportReport> {
-    let shaping = daemon::build_engine_shaping(cfg)?;
+    let shaping = wiring::build_engine_shaping(cfg)?;
     let roots = cfg.roots(&crate::config::process_env);
     let mut report = ExportReport::default();
     for source in cfg.enabled_sources() {
@@ -246,44 +249,9 @@ pub fn export(
     Ok(report)
 }
 
-/// Units whose records belong to the same sessions share a group key, so a session is folded
-/// from all its files at once: Claude Code subagent files go with their parent transcript.
+/// Units whose records belong to the same sessions share a group key (the source decides).
 fn group_key(unit: &Unit) -> String {
-    match unit {
-        Unit::Jsonl {
-            source: SourceId::ClaudeCode,
-            path,
-        } => {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            let dir = path.parent().unwrap_or(Path::new(""));
-            if name.starts_with("agent-") {
-                if dir.file_name().is_some_and(|d| d == "subagents") {
-                    // <project>/<sessionId>/subagents/agent-*.jsonl
-                    if let Some(session_dir) = dir.parent() {
-                        return session_dir.with_extension("jsonl").display().to_string();
-                    }
-                }
-                // Legacy flat layout: the parent is named inside the file.
-                if let Some(sid) = first_session_id(path) {
-                    return dir.join(format!("{sid}.jsonl")).display().to_string();
-                }
-            }
-            path.display().to_string()
-        }
-        other => other.ledger_key(),
-    }
-}
-
-fn first_session_id(path: &Path) -> Option<String> {
-    let mut file = std::fs::File::open(path).ok()?;
-    let chunk = tail::read_lines(&mut file, 0, 64 * 1024, 16 * 1024 * 1024).ok()?;
-    chunk.iter_lines().find_map(|line| {
-        let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-        v.get("sessionId")?.as_str().map(str::to_string)
-    })
+    sources::source(unit.source).group_key(unit)
 }
 
 fn read_all(
@@ -292,11 +260,11 @@ fn read_all(
     records: &mut Vec<Record>,
     report: &mut ExportReport,
 ) -> Result<()> {
-    match unit {
-        Unit::Jsonl { source, path } => {
-            let mut file = std::fs::File::open(path)?;
-            let mut parser = sources::line_parser(*source, path, None, cfg.parse_options())
-                .map_err(|e| anyhow!(e))?;
+    match unit.access {
+        Access::Lines => {
+            let mut file = std::fs::File::open(&unit.path)?;
+            let mut parser =
+                sources::line_parser(unit, None, cfg.parse_options()).map_err(|e| anyhow!(e))?;
             let mut offset = 0;
             loop {
                 let chunk =
@@ -316,10 +284,10 @@ fn read_all(
                 }
             }
         }
-        Unit::OpenCodeSession { .. } | Unit::OpenCodeDb { .. } => {
+        Access::Snapshot => {
             let mut state: Option<serde_json::Value> = None;
             loop {
-                let snap = sources::opencode::read_unit(unit, state.as_ref(), cfg.parse_options())
+                let snap = sources::read_snapshot(unit, state.as_ref(), cfg.parse_options())
                     .map_err(|e| anyhow!(e.to_string()))?;
                 records.extend(snap.records);
                 state = Some(snap.state);
@@ -339,4 +307,80 @@ pub fn tilde(path: &Path) -> String {
         Ok(rest) => PathBuf::from("~").join(rest).display().to_string(),
         Err(_) => path.display().to_string(),
     }
+}
+
+/// What `synctest` created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SynctestReport {
+    /// The test session's external id.
+    pub session_id: String,
+    /// The test message's external id.
+    pub message_id: String,
+    /// How its visibility was confirmed.
+    pub visible: String,
+}
+
+/// Creates (or updates) a test session with one message and confirms the server lists it.
+/// The ids are fixed per machine, so running it again updates the same rows.
+pub fn synctest(client: &Client) -> Result<SynctestReport> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let session_id = format!("opensyncd-synctest-{host}");
+    let message_id = format!("{session_id}:message-1");
+    let now = now_ms();
+    let text = "opensyncd synctest: if you can read this, opensyncd can sync to this dashboard. \
+                Safe to delete.";
+    let session = crate::model::SessionPayload {
+        external_id: session_id.clone(),
+        title: Some("opensyncd synctest".into()),
+        source: SourceId::OpenCode.as_str().into(),
+        created_at: Some(now),
+        ..Default::default()
+    };
+    let message = crate::model::MessagePayload {
+        session_external_id: session_id.clone(),
+        external_id: message_id.clone(),
+        role: crate::model::Role::Assistant,
+        text_content: Some(text.into()),
+        model: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        duration_ms: None,
+        source: SourceId::OpenCode.as_str().into(),
+        parts: vec![crate::model::Part::text(text)],
+        created_at: Some(now),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        client
+            .upsert_session(&session)
+            .await
+            .map_err(|e| anyhow!("creating the session: {e}"))?;
+        client
+            .upsert_message(&message)
+            .await
+            .map_err(|e| anyhow!("creating the message: {e}"))?;
+        let listed = client
+            .list_sessions()
+            .await
+            .map_err(|e| anyhow!("listing sessions: {e}"))?;
+        if !listed.contains(&session_id) {
+            return Err(anyhow!(
+                "the server acknowledged the session but /sync/sessions/list does not show it"
+            ));
+        }
+        Ok(SynctestReport {
+            session_id: session_id.clone(),
+            message_id: message_id.clone(),
+            visible: "The session is listed by the server (/sync/sessions/list); open your \
+                      dashboard to see it."
+                .into(),
+        })
+    })
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Counters;
 use crate::ledger::{Ledger, LedgerError, Quarantined};
 use crate::model::SourceId;
-use crate::sources::{self, Roots, Unit};
+use crate::sources::{self, Access, Roots};
 
 /// Claude Code deletes transcripts older than this many days (its default `cleanupPeriodDays`).
 pub const CLAUDE_CLEANUP_DAYS: i64 = 30;
@@ -137,9 +137,9 @@ pub fn collect(
         for unit in sources::scan(*source, roots) {
             s.files += 1;
             let rec = files.get(&unit.ledger_key());
-            match &unit {
-                Unit::Jsonl { path, .. } => {
-                    let Ok(meta) = std::fs::metadata(path) else {
+            match unit.access {
+                Access::Lines => {
+                    let Ok(meta) = std::fs::metadata(&unit.path) else {
                         continue;
                     };
                     let offset = rec.map_or(0, |r| r.checkpoint.offset);
@@ -160,7 +160,7 @@ pub fn collect(
                         }
                     }
                 }
-                Unit::OpenCodeSession { .. } | Unit::OpenCodeDb { .. } => {
+                Access::Snapshot => {
                     if rec.is_none() {
                         s.backlog_files += 1;
                     }

@@ -182,6 +182,15 @@ pub fn read_lines(file: &mut File, from: u64, budget: usize, max_line: usize) ->
     Ok(chunk)
 }
 
+/// A file's modification time in epoch milliseconds (0 when the platform cannot say).
+pub fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use opensyncd::model::SourceId;
-use opensyncd::sources::{ParseOptions, line_parser};
+use opensyncd::sources::{ParseOptions, Unit, line_parser};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -194,13 +194,13 @@ proptest! {
         1..20,
     )) {
         let path = Path::new("/nonexistent/-home-x/0b6f0a57-0000-4000-8000-000000000001.jsonl");
-        let mut parser = line_parser(SourceId::ClaudeCode, path, None, ParseOptions::default()).unwrap();
+        let mut parser = line_parser(&Unit::lines(SourceId::ClaudeCode, path.to_path_buf()), None, ParseOptions::default()).unwrap();
         let mut out = Vec::new();
         for l in &lines {
             let _ = parser.parse_line(l, &mut out);
         }
         let state = parser.save_state();
-        prop_assert!(line_parser(SourceId::ClaudeCode, path, Some(&state), ParseOptions::default()).is_ok());
+        prop_assert!(line_parser(&Unit::lines(SourceId::ClaudeCode, path.to_path_buf()), Some(&state), ParseOptions::default()).is_ok());
     }
 }
 

@@ -15,7 +15,7 @@ use opensyncd::aggregate::{MemoryUsageKeys, SessionState};
 use opensyncd::model::{MessagePayload, SessionPayload, SourceId};
 use opensyncd::plan;
 use opensyncd::pricing::Pricing;
-use opensyncd::sources::{ParseOptions, Record, line_parser};
+use opensyncd::sources::{ParseOptions, Record, Unit, line_parser};
 use opensyncd::tail;
 
 /// What a run produced: per session (sorted by id), its payload and messages in order, and
@@ -121,7 +121,12 @@ pub fn run(
             // One engine pass: resume the parser from its saved state, read to the end.
             let saved: Option<serde_json::Value> =
                 state.as_deref().map(|s| serde_json::from_str(s).unwrap());
-            let mut parser = line_parser(source, path, saved.as_ref(), opts).unwrap();
+            let mut parser = line_parser(
+                &Unit::lines(source, path.to_path_buf()),
+                saved.as_ref(),
+                opts,
+            )
+            .unwrap();
             let mut reader = std::fs::File::open(path).unwrap();
             loop {
                 let chunk = tail::read_lines(&mut reader, offset, budget, max_line).unwrap();

@@ -8,8 +8,8 @@ use opensyncd::aggregate::{MemoryUsageKeys, SessionState};
 use opensyncd::model::{MessagePayload, SessionPayload, SourceId};
 use opensyncd::plan;
 use opensyncd::pricing::Pricing;
-use opensyncd::sources::opencode::{read_unit, scan, unit_for_path};
-use opensyncd::sources::{ParseOptions, Record, Roots, Unit};
+use opensyncd::sources::opencode::{db_unit, json_unit, read_unit};
+use opensyncd::sources::{ParseOptions, Record, Roots, Unit, scan, unit_for_path};
 use serde_json::Value;
 
 const PARENT: &str = "ses_4f1c2a9b8ffeAbCdEfGhIjKlMn";
@@ -28,10 +28,9 @@ fn copy_fixture() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn roots(data: &Path) -> Roots {
-    Roots {
-        opencode: vec![data.to_path_buf()],
-        ..Roots::default()
-    }
+    let mut roots = Roots::default();
+    roots.set(SourceId::OpenCode, vec![data.to_path_buf()]);
+    roots
 }
 
 fn fold(records: Vec<Record>) -> Vec<(SessionPayload, Vec<MessagePayload>)> {
@@ -63,9 +62,9 @@ fn read_all(unit: &Unit, opts: ParseOptions) -> Vec<Record> {
 
 fn json_payloads(data: &Path) -> Vec<(SessionPayload, Vec<MessagePayload>)> {
     let mut records = Vec::new();
-    for unit in scan(&roots(data))
+    for unit in scan(SourceId::OpenCode, &roots(data))
         .iter()
-        .filter(|u| matches!(u, Unit::OpenCodeSession { .. }))
+        .filter(|u| u.part.is_some())
     {
         records.extend(read_all(unit, ParseOptions::default()));
     }
@@ -162,10 +161,7 @@ fn json_storage_gives_sessions_messages_and_totals() {
 #[test]
 fn reasoning_is_sent_only_when_enabled() {
     let (_d, data) = copy_fixture();
-    let unit = Unit::OpenCodeSession {
-        storage: data.join("storage"),
-        session_id: PARENT.into(),
-    };
+    let unit = json_unit(data.join("storage"), PARENT.into());
     let opts = ParseOptions {
         sync_thinking: true,
         sync_tool_calls: true,
@@ -182,10 +178,7 @@ fn reasoning_is_sent_only_when_enabled() {
 #[test]
 fn rewrites_replace_tokens_and_complete_messages_appear() {
     let (_d, data) = copy_fixture();
-    let unit = Unit::OpenCodeSession {
-        storage: data.join("storage"),
-        session_id: PARENT.into(),
-    };
+    let unit = json_unit(data.join("storage"), PARENT.into());
     let first = read_unit(&unit, None, ParseOptions::default()).unwrap();
     // Unchanged files: nothing to read again.
     let again = read_unit(&unit, Some(&first.state), ParseOptions::default()).unwrap();
@@ -242,10 +235,7 @@ fn changed_paths_map_to_their_session() {
     let (_d, data) = copy_fixture();
     let r = roots(&data);
     let storage = data.join("storage");
-    let want = Some(Unit::OpenCodeSession {
-        storage: storage.clone(),
-        session_id: PARENT.into(),
-    });
+    let want = Some(json_unit(storage.clone(), PARENT.into()));
     let msg = storage
         .join("message")
         .join(PARENT)
@@ -323,7 +313,7 @@ fn the_database_yields_the_same_payloads_as_the_json_tree() {
     let (_d, data) = copy_fixture();
     let db = build_db(&data);
     let from_json = json_payloads(&data);
-    let unit = Unit::OpenCodeDb { path: db };
+    let unit = db_unit(db);
     let from_db = fold(read_all(&unit, ParseOptions::default()));
     assert_eq!(from_db, from_json);
 }
@@ -332,7 +322,7 @@ fn the_database_yields_the_same_payloads_as_the_json_tree() {
 fn the_database_watermark_re_reads_only_changed_sessions() {
     let (_d, data) = copy_fixture();
     let db = build_db(&data);
-    let unit = Unit::OpenCodeDb { path: db.clone() };
+    let unit = db_unit(db.clone());
     let first = read_unit(&unit, None, ParseOptions::default()).unwrap();
     let nothing = read_unit(&unit, Some(&first.state), ParseOptions::default()).unwrap();
     assert!(nothing.records.is_empty(), "no change, nothing re-read");
@@ -395,7 +385,7 @@ fn pass(
     states: &mut std::collections::BTreeMap<String, String>,
     folded: &mut crate::incremental::Folded,
 ) {
-    for unit in scan(&roots(data)) {
+    for unit in scan(SourceId::OpenCode, &roots(data)) {
         let key = unit.ledger_key();
         loop {
             let saved: Option<Value> = states.get(&key).map(|s| serde_json::from_str(s).unwrap());
@@ -562,7 +552,7 @@ proptest::proptest! {
              CREATE TABLE message (id TEXT PRIMARY KEY, session_id TEXT, time_created INTEGER, time_updated INTEGER, data TEXT);
              CREATE TABLE part (id TEXT PRIMARY KEY, message_id TEXT, session_id TEXT, time_created INTEGER, time_updated INTEGER, data TEXT);",
         ).unwrap();
-        let unit = Unit::OpenCodeDb { path: db.clone() };
+        let unit = db_unit(db.clone());
         let mut state: Option<String> = None;
         let mut folded = crate::incremental::Folded::default();
         let read = |state: &mut Option<String>, folded: &mut crate::incremental::Folded| loop {

@@ -40,35 +40,98 @@ use serde_json::Value;
 use crate::model::{MessagePayload, Part, Role, SourceId, Tokens, parse_timestamp_ms};
 use crate::sources::codex::short_title;
 use crate::sources::{
-    LineError, LineParser, ParseOptions, Record, SessionFacts, Unit, UsageFact, UsageMerge,
+    LineError, LineParser, ParseOptions, Record, SessionFacts, Source, Unit, UsageFact, UsageMerge,
 };
 
-/// Lists every transcript (sessions and subagents) under the roots.
-pub fn scan(roots: &[PathBuf]) -> Vec<Unit> {
-    let mut files = Vec::new();
-    for root in roots {
-        super::walk_files(&root.join("projects"), &|p| is_transcript(p), &mut files);
+/// Claude Code as a [`Source`].
+pub struct ClaudeCode;
+
+impl Source for ClaudeCode {
+    fn id(&self) -> SourceId {
+        SourceId::ClaudeCode
     }
-    files
-        .into_iter()
-        .map(|path| Unit::Jsonl {
-            source: SourceId::ClaudeCode,
-            path,
-        })
-        .collect()
+
+    fn default_roots(&self, env: &dyn Fn(&str) -> Option<String>, home: &Path) -> Vec<PathBuf> {
+        if let Some(dirs) = env("CLAUDE_CONFIG_DIR").filter(|s| !s.trim().is_empty()) {
+            // ccusage accepts a comma list here; so do we.
+            return dirs
+                .split(',')
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| super::expand_tilde(d.trim(), home))
+                .collect();
+        }
+        let xdg_config = env("XDG_CONFIG_HOME")
+            .filter(|s| !s.trim().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".config"));
+        vec![home.join(".claude"), xdg_config.join("claude")]
+    }
+
+    fn watch_dirs(&self, roots: &[PathBuf]) -> Vec<PathBuf> {
+        roots.iter().map(|r| r.join("projects")).collect()
+    }
+
+    fn scan(&self, roots: &[PathBuf]) -> Vec<Unit> {
+        let mut files = Vec::new();
+        for root in roots {
+            super::walk_files(&root.join("projects"), &|p| is_transcript(p), &mut files);
+        }
+        files
+            .into_iter()
+            .map(|path| Unit::lines(SourceId::ClaudeCode, path))
+            .collect()
+    }
+
+    fn unit_for_path(&self, path: &Path, roots: &[PathBuf]) -> Option<Unit> {
+        let under = roots.iter().any(|r| path.starts_with(r.join("projects")));
+        (under && is_transcript(path))
+            .then(|| Unit::lines(SourceId::ClaudeCode, path.to_path_buf()))
+    }
+
+    fn line_parser(
+        &self,
+        unit: &Unit,
+        state: Option<&Value>,
+        opts: ParseOptions,
+    ) -> Result<Box<dyn LineParser>, LineError> {
+        Ok(Box::new(ClaudeParser::new(&unit.path, state, opts)?))
+    }
+
+    /// Subagent files are folded with their parent transcript.
+    fn group_key(&self, unit: &Unit) -> String {
+        let path = &unit.path;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let dir = path.parent().unwrap_or(Path::new(""));
+        if name.starts_with("agent-") {
+            if dir.file_name().is_some_and(|d| d == "subagents") {
+                // <project>/<sessionId>/subagents/agent-*.jsonl
+                if let Some(session_dir) = dir.parent() {
+                    return session_dir.with_extension("jsonl").display().to_string();
+                }
+            }
+            // Legacy flat layout: the parent is named inside the file.
+            if let Some(sid) = first_session_id(path) {
+                return dir.join(format!("{sid}.jsonl")).display().to_string();
+            }
+        }
+        path.display().to_string()
+    }
+}
+
+fn first_session_id(path: &Path) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let chunk = crate::tail::read_lines(&mut file, 0, 64 * 1024, 16 * 1024 * 1024).ok()?;
+    chunk.iter_lines().find_map(|line| {
+        let v: Value = serde_json::from_slice(line).ok()?;
+        v.get("sessionId")?.as_str().map(str::to_string)
+    })
 }
 
 fn is_transcript(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "jsonl")
-}
-
-/// Maps a changed path to its unit.
-pub fn unit_for_path(path: &Path, roots: &[PathBuf]) -> Option<Unit> {
-    let under = roots.iter().any(|r| path.starts_with(r.join("projects")));
-    (under && is_transcript(path)).then(|| Unit::Jsonl {
-        source: SourceId::ClaudeCode,
-        path: path.to_path_buf(),
-    })
 }
 
 /// What kind of transcript a file is.

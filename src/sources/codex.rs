@@ -40,24 +40,55 @@ use serde_json::Value;
 
 use crate::model::{MessagePayload, Part, Role, SourceId, Tokens, parse_timestamp_ms};
 use crate::sources::{
-    LineError, LineParser, ParseOptions, Record, SessionFacts, Unit, UsageFact, UsageMerge,
+    LineError, LineParser, ParseOptions, Record, SessionFacts, Source, Unit, UsageFact, UsageMerge,
 };
 
-/// Lists every rollout under the roots.
-pub fn scan(roots: &[PathBuf]) -> Vec<Unit> {
-    let mut files = Vec::new();
-    for root in roots {
-        for dir in [root.join("sessions"), root.join("archived_sessions")] {
-            super::walk_files(&dir, &|p| is_rollout(p), &mut files);
+/// Codex CLI as a [`Source`].
+pub struct Codex;
+
+impl Source for Codex {
+    fn id(&self) -> SourceId {
+        SourceId::CodexCli
+    }
+
+    fn default_roots(&self, env: &dyn Fn(&str) -> Option<String>, home: &Path) -> Vec<PathBuf> {
+        match env("CODEX_HOME").filter(|s| !s.trim().is_empty()) {
+            Some(dir) => vec![super::expand_tilde(&dir, home)],
+            None => vec![home.join(".codex")],
         }
     }
-    files
-        .into_iter()
-        .map(|path| Unit::Jsonl {
-            source: SourceId::CodexCli,
-            path,
-        })
-        .collect()
+
+    fn watch_dirs(&self, roots: &[PathBuf]) -> Vec<PathBuf> {
+        roots
+            .iter()
+            .flat_map(|r| [r.join("sessions"), r.join("archived_sessions")])
+            .collect()
+    }
+
+    fn scan(&self, roots: &[PathBuf]) -> Vec<Unit> {
+        let mut files = Vec::new();
+        for dir in self.watch_dirs(roots) {
+            super::walk_files(&dir, &|p| is_rollout(p), &mut files);
+        }
+        files
+            .into_iter()
+            .map(|path| Unit::lines(SourceId::CodexCli, path))
+            .collect()
+    }
+
+    fn unit_for_path(&self, path: &Path, roots: &[PathBuf]) -> Option<Unit> {
+        let under = self.watch_dirs(roots).iter().any(|d| path.starts_with(d));
+        (under && is_rollout(path)).then(|| Unit::lines(SourceId::CodexCli, path.to_path_buf()))
+    }
+
+    fn line_parser(
+        &self,
+        unit: &Unit,
+        state: Option<&Value>,
+        opts: ParseOptions,
+    ) -> Result<Box<dyn LineParser>, LineError> {
+        Ok(Box::new(CodexParser::new(&unit.path, state, opts)?))
+    }
 }
 
 fn is_rollout(path: &Path) -> bool {
@@ -66,17 +97,6 @@ fn is_rollout(path: &Path) -> bool {
         .and_then(|n| n.to_str())
         .unwrap_or_default();
     name.starts_with("rollout-") && (name.ends_with(".jsonl") || name.ends_with(".json"))
-}
-
-/// Maps a changed path to its unit.
-pub fn unit_for_path(path: &Path, roots: &[PathBuf]) -> Option<Unit> {
-    let under = roots.iter().any(|r| {
-        path.starts_with(r.join("sessions")) || path.starts_with(r.join("archived_sessions"))
-    });
-    (under && is_rollout(path)).then(|| Unit::Jsonl {
-        source: SourceId::CodexCli,
-        path: path.to_path_buf(),
-    })
 }
 
 /// Which on-disk form the file has (decided by its first line).

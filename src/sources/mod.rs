@@ -1,6 +1,7 @@
-//! The source abstraction: what every tool-specific parser emits (`Record`), the incremental
-//! line-parser interface for the append-only JSONL tools, and the registry that finds each
-//! tool's files on disk.
+//! The source abstraction: what every tool-specific parser emits (`Record`), the two ways a
+//! unit is read (an incremental [`LineParser`] for append-only files, a [`Snapshot`] for files
+//! rewritten in place), the [`Source`] trait each tool implements (its roots, its units, its
+//! reader) and the [`REGISTRY`] of tools.
 //!
 //! Parsers are pure: bytes (and persisted parser state) in, records (and new state) out. They
 //! never touch the network or the ledger. Processing a file in any number of append steps must
@@ -105,6 +106,22 @@ pub enum LineError {
     Malformed(String),
 }
 
+/// A unit could not be read (reported, retried on the next pass).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The unit is not read that way (a bug in the caller).
+    #[error("{unit}: {what}")]
+    Unsupported {
+        /// The unit.
+        unit: String,
+        /// What was asked.
+        what: &'static str,
+    },
+    /// The store could not be read (a database error, say).
+    #[error("{0}")]
+    Read(String),
+}
+
 /// An incremental parser of one append-only JSONL file.
 pub trait LineParser: Send {
     /// Parses one complete line (no trailing newline). Unknown record types are skipped
@@ -116,113 +133,184 @@ pub trait LineParser: Send {
     fn save_state(&self) -> serde_json::Value;
 }
 
-/// Something the engine reads as one unit of work.
+/// Everything read from a snapshot unit in one pass. The records are the unit's *whole*
+/// current contribution to each session they name (files rewritten in place are re-read as a
+/// whole, not appended to).
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The records.
+    pub records: Vec<Record>,
+    /// State to persist once `records` are acknowledged.
+    pub state: serde_json::Value,
+    /// The read stopped at a size bound; call again with `state`.
+    pub more: bool,
+}
+
+/// How a unit is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Access {
+    /// An append-only file, tailed line by line from a checkpoint ([`LineParser`]).
+    Lines,
+    /// Something rewritten in place, re-read as a whole when it changes ([`Snapshot`]).
+    Snapshot,
+}
+
+/// Something the engine reads as one unit of work: a transcript file, or (snapshot sources) a
+/// session stored across several files, or a database.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Unit {
-    /// An append-only JSONL transcript (Claude Code session or subagent file, Codex rollout).
-    Jsonl {
-        /// Which tool wrote it.
-        source: SourceId,
-        /// The file.
-        path: PathBuf,
-    },
-    /// One OpenCode session in JSON storage (`storage/session/<project>/<ses>.json` plus its
-    /// message and part files).
-    OpenCodeSession {
-        /// The `storage/` directory.
-        storage: PathBuf,
-        /// `ses_...` id.
-        session_id: String,
-    },
-    /// An OpenCode SQLite database (`opencode.db`).
-    OpenCodeDb {
-        /// The database file.
-        path: PathBuf,
-    },
+pub struct Unit {
+    /// Which tool wrote it.
+    pub source: SourceId,
+    /// How it is read.
+    pub access: Access,
+    /// The file (or the directory a multi-file unit lives in, e.g. OpenCode's `storage/`).
+    pub path: PathBuf,
+    /// The part of `path` this unit covers, when `path` holds many (an OpenCode session id).
+    pub part: Option<String>,
 }
 
 impl Unit {
-    /// The tool the unit belongs to.
-    pub fn source(&self) -> SourceId {
-        match self {
-            Unit::Jsonl { source, .. } => *source,
-            Unit::OpenCodeSession { .. } | Unit::OpenCodeDb { .. } => SourceId::OpenCode,
+    /// An append-only file.
+    pub fn lines(source: SourceId, path: PathBuf) -> Unit {
+        Unit {
+            source,
+            access: Access::Lines,
+            path,
+            part: None,
+        }
+    }
+
+    /// A snapshot unit: `path`, or the `part` of it.
+    pub fn snapshot(source: SourceId, path: PathBuf, part: Option<String>) -> Unit {
+        Unit {
+            source,
+            access: Access::Snapshot,
+            path,
+            part,
         }
     }
 
     /// Stable key for the ledger's files tree.
     pub fn ledger_key(&self) -> String {
-        match self {
-            Unit::Jsonl { source, path } => format!("jsonl\0{source}\0{}", path.display()),
-            Unit::OpenCodeSession {
-                storage,
-                session_id,
-            } => {
-                format!("ocjson\0{}\0{session_id}", storage.display())
+        // The first three sources' keys predate this struct; they are kept so that an existing
+        // ledger's checkpoints stay valid.
+        match (self.access, self.source, &self.part) {
+            (Access::Lines, source, _) => format!("jsonl\0{source}\0{}", self.path.display()),
+            (Access::Snapshot, SourceId::OpenCode, Some(part)) => {
+                format!("ocjson\0{}\0{part}", self.path.display())
             }
-            Unit::OpenCodeDb { path } => format!("ocdb\0{}", path.display()),
+            (Access::Snapshot, SourceId::OpenCode, None) => {
+                format!("ocdb\0{}", self.path.display())
+            }
+            (Access::Snapshot, source, part) => format!(
+                "snap\0{source}\0{}\0{}",
+                self.path.display(),
+                part.as_deref().unwrap_or_default()
+            ),
         }
     }
 
     /// A short human description.
     pub fn describe(&self) -> String {
-        match self {
-            Unit::Jsonl { path, .. } => path.display().to_string(),
-            Unit::OpenCodeSession {
-                storage,
-                session_id,
-            } => {
-                format!("{} (session {session_id})", storage.display())
-            }
-            Unit::OpenCodeDb { path } => path.display().to_string(),
+        match &self.part {
+            Some(part) => format!("{} ({part})", self.path.display()),
+            None => self.path.display().to_string(),
         }
     }
 }
 
-/// Where each tool keeps its files (resolved by `config`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Roots {
-    /// Claude Code config dirs (each has `projects/`).
-    pub claude: Vec<PathBuf>,
-    /// Codex homes (each has `sessions/` and `archived_sessions/`).
-    pub codex: Vec<PathBuf>,
-    /// OpenCode data dirs (each may have `storage/` and `opencode.db`).
-    pub opencode: Vec<PathBuf>,
-    /// An explicit OpenCode database path (`OPENCODE_DB`).
-    pub opencode_db: Option<PathBuf>,
-    /// Legacy `~/.opencode` dirs.
-    pub opencode_legacy: Vec<PathBuf>,
+/// One tool: where its files live and how to read them. Adding a tool is one implementation
+/// of this trait in its own file and one line in [`REGISTRY`] (see ARCHITECTURE.md).
+pub trait Source: Sync {
+    /// Its id.
+    fn id(&self) -> SourceId;
+
+    /// Its roots when the config does not override them: the tool's own environment
+    /// variables first, then its default directories under `home`. They may not exist.
+    fn default_roots(&self, env: &dyn Fn(&str) -> Option<String>, home: &Path) -> Vec<PathBuf>;
+
+    /// The directories to watch under `roots` (they may not exist yet).
+    fn watch_dirs(&self, roots: &[PathBuf]) -> Vec<PathBuf>;
+
+    /// Every unit currently on disk. Missing roots are not an error.
+    fn scan(&self, roots: &[PathBuf]) -> Vec<Unit>;
+
+    /// The unit a changed path (from a file event) belongs to, if any.
+    fn unit_for_path(&self, path: &Path, roots: &[PathBuf]) -> Option<Unit>;
+
+    /// The parser of an [`Access::Lines`] unit, resuming from `state`. A state that does not
+    /// deserialize (written by an incompatible version) is an error; the caller then restarts
+    /// the file from offset 0 with a fresh parser.
+    fn line_parser(
+        &self,
+        unit: &Unit,
+        _state: Option<&serde_json::Value>,
+        _opts: ParseOptions,
+    ) -> Result<Box<dyn LineParser>, LineError> {
+        Err(LineError::Malformed(format!(
+            "{} is not read line by line",
+            unit.describe()
+        )))
+    }
+
+    /// Reads an [`Access::Snapshot`] unit, resuming from `state`.
+    fn read_snapshot(
+        &self,
+        unit: &Unit,
+        _state: Option<&serde_json::Value>,
+        _opts: ParseOptions,
+    ) -> Result<Snapshot, SourceError> {
+        Err(SourceError::Unsupported {
+            unit: unit.describe(),
+            what: "snapshot read",
+        })
+    }
+
+    /// Units whose records belong to the same sessions share a group key, so `export` can
+    /// fold a session from all its units at once (Claude Code subagent files go with their
+    /// parent transcript). By default every unit is its own group.
+    fn group_key(&self, unit: &Unit) -> String {
+        unit.ledger_key()
+    }
 }
 
+/// Every source, in display order.
+pub static REGISTRY: &[&dyn Source] = &[&claude::ClaudeCode, &codex::Codex, &opencode::OpenCode];
+
+/// The source with this id.
+pub fn source(id: SourceId) -> &'static dyn Source {
+    // Every SourceId has exactly one registry entry (checked by a test below).
+    REGISTRY
+        .iter()
+        .copied()
+        .find(|s| s.id() == id)
+        .unwrap_or(REGISTRY[0])
+}
+
+/// Where each tool keeps its files (resolved by `config`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Roots(pub std::collections::BTreeMap<SourceId, Vec<PathBuf>>);
+
 impl Roots {
+    /// The roots of one source (empty when it has none).
+    pub fn get(&self, source: SourceId) -> &[PathBuf] {
+        self.0.get(&source).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Sets the roots of one source.
+    pub fn set(&mut self, source: SourceId, roots: Vec<PathBuf>) {
+        self.0.insert(source, roots);
+    }
+
     /// The directories to watch for one source (they may not exist yet).
     pub fn watch_dirs(&self, source: SourceId) -> Vec<PathBuf> {
-        match source {
-            SourceId::ClaudeCode => self.claude.iter().map(|r| r.join("projects")).collect(),
-            SourceId::CodexCli => self
-                .codex
-                .iter()
-                .flat_map(|r| [r.join("sessions"), r.join("archived_sessions")])
-                .collect(),
-            SourceId::OpenCode => {
-                let mut dirs: Vec<PathBuf> = self.opencode.clone();
-                dirs.extend(self.opencode_legacy.iter().cloned());
-                if let Some(parent) = self.opencode_db.as_ref().and_then(|db| db.parent()) {
-                    dirs.push(parent.to_path_buf());
-                }
-                dirs
-            }
-        }
+        self::source(source).watch_dirs(self.get(source))
     }
 }
 
 /// Lists every unit of `source` currently on disk. Missing roots are not an error.
 pub fn scan(source: SourceId, roots: &Roots) -> Vec<Unit> {
-    let mut units = match source {
-        SourceId::ClaudeCode => claude::scan(&roots.claude),
-        SourceId::CodexCli => codex::scan(&roots.codex),
-        SourceId::OpenCode => opencode::scan(roots),
-    };
+    let mut units = self::source(source).scan(roots.get(source));
     units.sort();
     units.dedup();
     units
@@ -230,28 +318,54 @@ pub fn scan(source: SourceId, roots: &Roots) -> Vec<Unit> {
 
 /// Maps a changed path (from a file event) to the unit it belongs to, if any.
 pub fn unit_for_path(path: &Path, roots: &Roots) -> Option<Unit> {
-    claude::unit_for_path(path, &roots.claude)
-        .or_else(|| codex::unit_for_path(path, &roots.codex))
-        .or_else(|| opencode::unit_for_path(path, roots))
+    REGISTRY
+        .iter()
+        .find_map(|s| s.unit_for_path(path, roots.get(s.id())))
 }
 
-/// Creates the line parser for a JSONL unit, resuming from `state` when given.
-///
-/// A state that does not deserialize (written by an incompatible version) is an error; the
-/// caller then restarts the file from offset 0 with a fresh parser.
+/// Creates the line parser for a line unit, resuming from `state` when given.
 pub fn line_parser(
-    source: SourceId,
-    path: &Path,
+    unit: &Unit,
     state: Option<&serde_json::Value>,
     opts: ParseOptions,
 ) -> Result<Box<dyn LineParser>, LineError> {
-    match source {
-        SourceId::ClaudeCode => Ok(Box::new(claude::ClaudeParser::new(path, state, opts)?)),
-        SourceId::CodexCli => Ok(Box::new(codex::CodexParser::new(path, state, opts)?)),
-        SourceId::OpenCode => Err(LineError::Malformed(format!(
-            "{} is not a line-oriented source",
-            source.as_str()
-        ))),
+    source(unit.source).line_parser(unit, state, opts)
+}
+
+/// Reads a snapshot unit, resuming from `state`.
+pub fn read_snapshot(
+    unit: &Unit,
+    state: Option<&serde_json::Value>,
+    opts: ParseOptions,
+) -> Result<Snapshot, SourceError> {
+    source(unit.source).read_snapshot(unit, state, opts)
+}
+
+/// Summarises which sources exist on disk (for `verify`).
+pub fn inventory(
+    roots: &Roots,
+    sources: &[SourceId],
+) -> std::collections::BTreeMap<SourceId, (Vec<PathBuf>, usize)> {
+    let mut out = std::collections::BTreeMap::new();
+    for source in sources {
+        let dirs: Vec<PathBuf> = roots
+            .watch_dirs(*source)
+            .into_iter()
+            .filter(|d| d.exists())
+            .collect();
+        out.insert(*source, (dirs, scan(*source, roots).len()));
+    }
+    out
+}
+
+/// `~` and `~/…` relative to `home`; other paths as given.
+pub(crate) fn expand_tilde(p: &str, home: &Path) -> PathBuf {
+    if p == "~" {
+        home.to_path_buf()
+    } else if let Some(rest) = p.strip_prefix("~/") {
+        home.join(rest)
+    } else {
+        PathBuf::from(p)
     }
 }
 
@@ -272,5 +386,18 @@ pub(crate) fn walk_files(dir: &Path, keep: &dyn Fn(&Path) -> bool, out: &mut Vec
         } else if (file_type.is_file() || file_type.is_symlink()) && keep(&path) {
             out.push(path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_source_id_has_exactly_one_registry_entry() {
+        for id in SourceId::ALL {
+            assert_eq!(REGISTRY.iter().filter(|s| s.id() == id).count(), 1, "{id}");
+        }
+        assert_eq!(REGISTRY.len(), SourceId::ALL.len());
     }
 }

@@ -30,21 +30,12 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::model::{MessagePayload, Part, Role, SourceId, Tokens, content_hash};
-use crate::sources::{ParseOptions, Record, Roots, SessionFacts, Unit, UsageFact, UsageMerge};
+use crate::sources::{
+    ParseOptions, Record, SessionFacts, Snapshot, Source, SourceError, Unit, UsageFact, UsageMerge,
+};
 
 /// Sessions re-emitted per database read (bounds memory; the rest follow with `more`).
 const DB_SESSIONS_PER_READ: usize = 64;
-
-/// Everything read from one OpenCode unit in one pass.
-#[derive(Debug)]
-pub struct Snapshot {
-    /// The records.
-    pub records: Vec<Record>,
-    /// State to persist once `records` are acknowledged.
-    pub state: Value,
-    /// The read stopped at a size bound; call again with `state`.
-    pub more: bool,
-}
 
 /// A failure reading an OpenCode store.
 #[derive(Debug, thiserror::Error)]
@@ -59,63 +50,151 @@ pub enum OpenCodeError {
     },
 }
 
-fn storage_dirs(roots: &Roots) -> Vec<PathBuf> {
+/// OpenCode as a [`Source`]. Its roots are data dirs (each may hold `storage/` and
+/// `opencode*.db`), plus, as a root of its own, a database file named by `OPENCODE_DB`.
+pub struct OpenCode;
+
+impl Source for OpenCode {
+    fn id(&self) -> SourceId {
+        SourceId::OpenCode
+    }
+
+    fn default_roots(&self, env: &dyn Fn(&str) -> Option<String>, home: &Path) -> Vec<PathBuf> {
+        let data = env("XDG_DATA_HOME")
+            .filter(|s| !s.trim().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".local/share"))
+            .join("opencode");
+        let mut roots = vec![data.clone(), home.join(".opencode")];
+        if let Some(db) = env("OPENCODE_DB").filter(|s| !s.trim().is_empty()) {
+            // OPENCODE_DB may be relative to the data dir.
+            roots.push(data.join(super::expand_tilde(&db, home)));
+        }
+        roots
+    }
+
+    fn watch_dirs(&self, roots: &[PathBuf]) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        for root in roots {
+            if is_db_file(root) {
+                dirs.extend(root.parent().map(Path::to_path_buf));
+            } else {
+                dirs.push(root.clone());
+            }
+        }
+        dirs
+    }
+
+    fn scan(&self, roots: &[PathBuf]) -> Vec<Unit> {
+        let mut units = Vec::new();
+        for storage in storage_dirs(roots) {
+            for project in std::fs::read_dir(storage.join("session"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                for file in std::fs::read_dir(project.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let p = file.path();
+                    if let Some(id) = session_file_id(&p) {
+                        units.push(json_unit(storage.clone(), id));
+                    }
+                }
+            }
+        }
+        units.extend(db_files(roots).into_iter().map(db_unit));
+        units
+    }
+
+    fn unit_for_path(&self, path: &Path, roots: &[PathBuf]) -> Option<Unit> {
+        let name = path.file_name()?.to_str()?;
+        for db in db_files(roots) {
+            let db_name = db.file_name()?.to_str()?;
+            if path.parent() == db.parent()
+                && (name == db_name
+                    || name == format!("{db_name}-wal")
+                    || name == format!("{db_name}-shm"))
+            {
+                return Some(db_unit(db));
+            }
+        }
+        for storage in storage_dirs(roots) {
+            let Ok(rel) = path.strip_prefix(&storage) else {
+                continue;
+            };
+            let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+            let session_id = match parts.as_slice() {
+                ["session", _, file] => file.strip_suffix(".json").map(str::to_string),
+                ["message", ses, _] => Some(ses.to_string()),
+                ["part", _, _] => {
+                    read_json(path).and_then(|v| v["sessionID"].as_str().map(str::to_string))
+                }
+                _ => None,
+            }?;
+            return session_id
+                .starts_with("ses_")
+                .then(|| json_unit(storage, session_id));
+        }
+        None
+    }
+
+    fn read_snapshot(
+        &self,
+        unit: &Unit,
+        state: Option<&Value>,
+        opts: ParseOptions,
+    ) -> Result<Snapshot, SourceError> {
+        match &unit.part {
+            Some(session_id) => Ok(read_json_session(&unit.path, session_id, state, opts)),
+            None => read_db(&unit.path, state, opts).map_err(|e| SourceError::Read(e.to_string())),
+        }
+    }
+}
+
+/// The unit of one session in a JSON `storage/` tree.
+pub fn json_unit(storage: PathBuf, session_id: String) -> Unit {
+    Unit::snapshot(SourceId::OpenCode, storage, Some(session_id))
+}
+
+/// The unit of a database.
+pub fn db_unit(path: PathBuf) -> Unit {
+    Unit::snapshot(SourceId::OpenCode, path, None)
+}
+
+fn is_db_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "db")
+}
+
+fn storage_dirs(roots: &[PathBuf]) -> Vec<PathBuf> {
     roots
-        .opencode
         .iter()
-        .chain(&roots.opencode_legacy)
+        .filter(|r| !is_db_file(r))
         .map(|d| d.join("storage"))
         .collect()
 }
 
-fn db_files(roots: &Roots) -> Vec<PathBuf> {
+fn db_files(roots: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for dir in &roots.opencode {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+    for root in roots {
+        if is_db_file(root) {
+            if root.is_file() {
+                out.push(root.clone());
+            }
+            continue;
+        }
+        for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name == "opencode.db" || (name.starts_with("opencode-") && name.ends_with(".db")) {
                 out.push(entry.path());
             }
         }
     }
-    if let Some(db) = roots.opencode_db.as_ref().filter(|p| p.is_file()) {
-        out.push(db.clone());
-    }
     out.sort();
     out.dedup();
     out
-}
-
-/// Lists every OpenCode unit under the roots.
-pub fn scan(roots: &Roots) -> Vec<Unit> {
-    let mut units = Vec::new();
-    for storage in storage_dirs(roots) {
-        for project in std::fs::read_dir(storage.join("session"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            for file in std::fs::read_dir(project.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let p = file.path();
-                if let Some(id) = session_file_id(&p) {
-                    units.push(Unit::OpenCodeSession {
-                        storage: storage.clone(),
-                        session_id: id,
-                    });
-                }
-            }
-        }
-    }
-    units.extend(
-        db_files(roots)
-            .into_iter()
-            .map(|path| Unit::OpenCodeDb { path }),
-    );
-    units
 }
 
 fn session_file_id(p: &Path) -> Option<String> {
@@ -124,60 +203,13 @@ fn session_file_id(p: &Path) -> Option<String> {
         .then(|| stem.to_string())
 }
 
-/// Maps a changed path to its unit.
-pub fn unit_for_path(path: &Path, roots: &Roots) -> Option<Unit> {
-    let name = path.file_name()?.to_str()?;
-    for db in db_files(roots) {
-        let db_name = db.file_name()?.to_str()?;
-        if path.parent() == db.parent()
-            && (name == db_name
-                || name == format!("{db_name}-wal")
-                || name == format!("{db_name}-shm"))
-        {
-            return Some(Unit::OpenCodeDb { path: db });
-        }
-    }
-    for storage in storage_dirs(roots) {
-        let Ok(rel) = path.strip_prefix(&storage) else {
-            continue;
-        };
-        let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
-        let session_id = match parts.as_slice() {
-            ["session", _, file] => file.strip_suffix(".json").map(str::to_string),
-            ["message", ses, _] => Some(ses.to_string()),
-            ["part", _, _] => {
-                read_json(path).and_then(|v| v["sessionID"].as_str().map(str::to_string))
-            }
-            _ => None,
-        }?;
-        return session_id
-            .starts_with("ses_")
-            .then_some(Unit::OpenCodeSession {
-                storage,
-                session_id,
-            });
-    }
-    None
-}
-
 /// Reads one unit, resuming from `state`.
 pub fn read_unit(
     unit: &Unit,
     state: Option<&Value>,
     opts: ParseOptions,
-) -> Result<Snapshot, OpenCodeError> {
-    match unit {
-        Unit::OpenCodeSession {
-            storage,
-            session_id,
-        } => Ok(read_json_session(storage, session_id, state, opts)),
-        Unit::OpenCodeDb { path } => read_db(path, state, opts),
-        Unit::Jsonl { .. } => Ok(Snapshot {
-            records: Vec::new(),
-            state: state.cloned().unwrap_or(Value::Null),
-            more: false,
-        }),
-    }
+) -> Result<Snapshot, SourceError> {
+    OpenCode.read_snapshot(unit, state, opts)
 }
 
 /// A file that does not parse (mid-write) is skipped this time; it will change again.

@@ -18,7 +18,7 @@ use opensyncd::model::{SourceId, json_hash};
 use opensyncd::plan::{Shaping, fold_session, group_by_session};
 use opensyncd::pricing::Pricing;
 use opensyncd::redact::Redactor;
-use opensyncd::sources::{LineParser, ParseOptions, Record, line_parser};
+use opensyncd::sources::{LineParser, ParseOptions, Record, Unit, line_parser};
 
 /// A property check (beyond "no panic"). A check that has fired and been reported can be
 /// switched off for further runs with `FUZZ_ALLOW=<name>[,<name>...]`, so the run keeps looking
@@ -127,7 +127,7 @@ fn new_parser(
     state: Option<&serde_json::Value>,
     opts: ParseOptions,
 ) -> Box<dyn LineParser> {
-    match line_parser(source, path, state, opts) {
+    match line_parser(&Unit::lines(source, path.to_path_buf()), state, opts) {
         Ok(p) => p,
         Err(e) => panic!("line_parser({source:?}, resume={}) failed: {e}", state.is_some()),
     }
