@@ -289,6 +289,18 @@ fn the_prices_url_key_is_used_without_a_flag_and_must_be_http() {
     home.ok(&["set", "prices_url", &server.url("/mirror.json")]);
     home.ok(&["prices", "update"]);
     assert!(installed_file(&home).exists());
+    let out = home.run(&[
+        "prices",
+        "update",
+        "--url",
+        "ftp://example.invalid/prices.json",
+    ]);
+    assert!(!out.status.success(), "an ftp URL was fetched");
+    assert!(
+        stderr(&out).contains("not an http(s) URL"),
+        "{}",
+        stderr(&out)
+    );
     let out = home.run(&["set", "prices_url", "ftp://example.invalid/prices.json"]);
     assert!(!out.status.success(), "an ftp URL was accepted");
     assert!(stderr(&out).contains("prices_url"), "{}", stderr(&out));
