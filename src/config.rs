@@ -91,6 +91,9 @@ pub struct Config {
     pub opencode_db: Option<String>,
     /// A TOML file of model prices that overrides the bundled table.
     pub pricing_file: Option<String>,
+    /// Where `opensyncd prices update` downloads LiteLLM's price table from (default: LiteLLM's
+    /// file on GitHub).
+    pub prices_url: Option<String>,
 }
 
 impl Default for Config {
@@ -122,6 +125,7 @@ impl Default for Config {
             opencode_dirs: Vec::new(),
             opencode_db: None,
             pricing_file: None,
+            prices_url: None,
         }
     }
 }
@@ -197,6 +201,7 @@ pub const SETTABLE_KEYS: &[&str] = &[
     "opencode_dirs",
     "opencode_db",
     "pricing_file",
+    "prices_url",
 ];
 
 /// Where opensyncd keeps its own files.
@@ -264,6 +269,10 @@ impl Paths {
     pub fn control_socket(&self) -> PathBuf {
         self.state_dir.join("control.sock")
     }
+    /// The price table installed by `opensyncd prices update` (wins over the bundled one).
+    pub fn prices_file(&self) -> PathBuf {
+        self.state_dir.join("prices.json")
+    }
 }
 
 /// The user's home directory (`HOME`, else `/`).
@@ -312,6 +321,14 @@ impl Config {
         };
         if let Some(url) = &self.url {
             normalize_url(url).map_err(|reason| bad("url", reason))?;
+        }
+        if let Some(url) = &self.prices_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(bad(
+                "prices_url",
+                "must be an http:// or https:// URL".into(),
+            ));
         }
         if !(1..=64).contains(&self.concurrency) {
             return Err(bad("concurrency", "must be between 1 and 64".into()));

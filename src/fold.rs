@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{MessagePayload, SessionPayload, SourceId, Tokens, project_name};
-use crate::pricing::{self, Pricing};
+use crate::pricing::{self, Band, Pricing};
 use crate::sources::{Record, SessionFacts, UsageFact, UsageMerge};
 
 /// A unit's identity inside the fold: a hash of its ledger key (stable across runs).
@@ -226,7 +226,7 @@ pub struct Bucket {
 
 /// A session's usage: model → price band → bucket (`""` = model unknown).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage(pub BTreeMap<String, BTreeMap<u8, Bucket>>);
+pub struct Usage(pub BTreeMap<String, BTreeMap<Band, Bucket>>);
 
 impl Usage {
     /// Adds (`add`) or removes one effective usage entry.
@@ -270,7 +270,7 @@ pub struct Totals {
     pub cost: f64,
     /// Models that had tokens to price but no price, with those tokens (their cost is not in
     /// `cost`).
-    pub unpriced: Vec<(String, Tokens)>,
+    pub unpriced_tokens: Vec<(String, Tokens)>,
 }
 
 /// Everything known about one session: its combined facts and usage.
@@ -314,13 +314,13 @@ impl SessionState {
                 if bucket.priced.is_zero() {
                     continue;
                 }
-                match pricing.cost_in_band(model, *band, &bucket.priced) {
+                match pricing.cost(model, *band, &bucket.priced) {
                     Some(c) => totals.cost += c,
                     None => unpriced.add(&bucket.priced),
                 }
             }
             if !unpriced.is_zero() {
-                totals.unpriced.push((model.clone(), unpriced));
+                totals.unpriced_tokens.push((model.clone(), unpriced));
             }
         }
         totals.cost += tool_nanos as f64 / 1e9;
@@ -699,8 +699,8 @@ mod tests {
         );
         assert_eq!(totals(&mut store), (15, 55));
         let t = session_state(&mut store, SourceId::ClaudeCode, "s").totals(&Pricing::empty());
-        assert_eq!(t.unpriced.len(), 1);
-        assert_eq!(t.unpriced[0].0, "m");
+        assert_eq!(t.unpriced_tokens.len(), 1);
+        assert_eq!(t.unpriced_tokens[0].0, "m");
     }
 
     #[test]

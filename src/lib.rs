@@ -16,6 +16,7 @@ pub mod lock;
 pub mod model;
 pub mod oneshot;
 pub mod plan;
+pub mod prices;
 pub mod pricing;
 pub mod private_fs;
 pub mod push;

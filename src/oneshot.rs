@@ -18,8 +18,7 @@ use crate::engine::{Outcome, now_ms};
 use crate::fold::{self, MemoryStore, Mode};
 use crate::ledger::Ledger;
 use crate::lock;
-use crate::model::{MessagePayload, SessionPayload, SourceId};
-
+use crate::model::{MessagePayload, SessionPayload, SourceId, Tokens};
 use crate::push::Client;
 use crate::selection::{Selection, SyncSummary, scan_units};
 use crate::sources::{self, Access, Record, Unit};
@@ -193,6 +192,8 @@ pub struct ExportReport {
     pub skipped_long_lines: u64,
     /// Units that could not be read, with the reason.
     pub unreadable: Vec<String>,
+    /// Models with tokens but no price: sessions affected and tokens (left out of the costs).
+    pub unpriced: BTreeMap<String, (usize, Tokens)>,
 }
 
 /// Parses every selected unit and calls `emit` once per session. Units are read group by
@@ -265,6 +266,11 @@ pub fn export(
                 }
                 report.sessions += 1;
                 report.messages += messages.len();
+                for (model, tokens) in state.totals(&shaping.pricing).unpriced_tokens {
+                    let entry = report.unpriced.entry(model).or_default();
+                    entry.0 += 1;
+                    entry.1.add(&tokens);
+                }
                 emit(Exported {
                     session: shaping.session(&state),
                     messages,

@@ -106,7 +106,11 @@ pub fn plan(
             .unwrap_or_else(|| SessionRecord::new(SessionState::new(source, &session_id)));
         record.state = fold::session_state(store, source, &session_id);
         let totals = record.state.totals(&shaping.pricing);
-        record.unpriced_models = totals.unpriced.iter().map(|(m, _)| m.clone()).collect();
+        record.unpriced_models = totals
+            .unpriced_tokens
+            .iter()
+            .map(|(m, _)| m.clone())
+            .collect();
         let contributors = fold::has_units(store, source, &session_id);
 
         let mut planned = Vec::new();

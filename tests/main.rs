@@ -13,6 +13,7 @@ mod emulation;
 mod incremental;
 mod opencode_source;
 mod packaging;
+mod pricing;
 mod real_fixtures;
 mod redaction;
 mod reliability;

@@ -40,6 +40,9 @@ _opensyncd() {
             opensyncd,man)
                 cmd="opensyncd__subcmd__man"
                 ;;
+            opensyncd,prices)
+                cmd="opensyncd__subcmd__prices"
+                ;;
             opensyncd,run)
                 cmd="opensyncd__subcmd__run"
                 ;;
@@ -88,6 +91,9 @@ _opensyncd() {
             opensyncd__subcmd__help,man)
                 cmd="opensyncd__subcmd__help__subcmd__man"
                 ;;
+            opensyncd__subcmd__help,prices)
+                cmd="opensyncd__subcmd__help__subcmd__prices"
+                ;;
             opensyncd__subcmd__help,run)
                 cmd="opensyncd__subcmd__help__subcmd__run"
                 ;;
@@ -112,6 +118,12 @@ _opensyncd() {
             opensyncd__subcmd__help,verify)
                 cmd="opensyncd__subcmd__help__subcmd__verify"
                 ;;
+            opensyncd__subcmd__help__subcmd__prices,show)
+                cmd="opensyncd__subcmd__help__subcmd__prices__subcmd__show"
+                ;;
+            opensyncd__subcmd__help__subcmd__prices,update)
+                cmd="opensyncd__subcmd__help__subcmd__prices__subcmd__update"
+                ;;
             opensyncd__subcmd__help__subcmd__service,install)
                 cmd="opensyncd__subcmd__help__subcmd__service__subcmd__install"
                 ;;
@@ -120,6 +132,24 @@ _opensyncd() {
                 ;;
             opensyncd__subcmd__help__subcmd__service,uninstall)
                 cmd="opensyncd__subcmd__help__subcmd__service__subcmd__uninstall"
+                ;;
+            opensyncd__subcmd__prices,help)
+                cmd="opensyncd__subcmd__prices__subcmd__help"
+                ;;
+            opensyncd__subcmd__prices,show)
+                cmd="opensyncd__subcmd__prices__subcmd__show"
+                ;;
+            opensyncd__subcmd__prices,update)
+                cmd="opensyncd__subcmd__prices__subcmd__update"
+                ;;
+            opensyncd__subcmd__prices__subcmd__help,help)
+                cmd="opensyncd__subcmd__prices__subcmd__help__subcmd__help"
+                ;;
+            opensyncd__subcmd__prices__subcmd__help,show)
+                cmd="opensyncd__subcmd__prices__subcmd__help__subcmd__show"
+                ;;
+            opensyncd__subcmd__prices__subcmd__help,update)
+                cmd="opensyncd__subcmd__prices__subcmd__help__subcmd__update"
                 ;;
             opensyncd__subcmd__service,help)
                 cmd="opensyncd__subcmd__service__subcmd__help"
@@ -152,7 +182,7 @@ _opensyncd() {
 
     case "${cmd}" in
         opensyncd)
-            opts="-h -V --foreground --log-level --log-format --help --version run login logout status verify sync synctest export config set setup hook service completions man help"
+            opts="-h -V --foreground --log-level --log-format --help --version run login logout status verify sync synctest export config set setup hook service prices completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -248,7 +278,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__help)
-            opts="run login logout status verify sync synctest export config set setup hook service completions man help"
+            opts="run login logout status verify sync synctest export config set setup hook service prices completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -362,6 +392,48 @@ _opensyncd() {
         opensyncd__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__help__subcmd__prices)
+            opts="show update"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__help__subcmd__prices__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__help__subcmd__prices__subcmd__update)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -604,6 +676,132 @@ _opensyncd() {
                 return 0
             fi
             case "${prev}" in
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__prices)
+            opts="-h --log-level --log-format --help show update help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__prices__subcmd__help)
+            opts="show update help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__prices__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__prices__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__prices__subcmd__help__subcmd__update)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__prices__subcmd__show)
+            opts="-h --json --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__prices__subcmd__update)
+            opts="-h --url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-level)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -154,9 +154,11 @@ pub(super) fn cmd_config(paths: &Paths, cfg: &Config, json: bool) -> Result<()> 
         Err(_) => "unreadable",
     };
     let roots = cfg.roots(&config::process_env);
+    let prices = crate::prices::load(paths, cfg);
     if json {
         let value = serde_json::json!({
             "config": cfg,
+            "price_table": prices.as_ref().ok().map(|p| p.info()),
             "api_key": masked,
             "api_key_source": key_source,
             "paths": {
@@ -200,6 +202,14 @@ pub(super) fn cmd_config(paths: &Paths, cfg: &Config, json: bool) -> Result<()> 
         }
     }
     line(&mut out, "state dir", paths.state_dir.display().to_string());
+    line(
+        &mut out,
+        "price table",
+        match &prices {
+            Ok(p) => crate::prices::describe(p),
+            Err(e) => format!("unreadable pricing_file: {e}"),
+        },
+    );
     for (source, dirs) in &roots.0 {
         line(
             &mut out,

@@ -5,11 +5,13 @@
 mod auth;
 mod hooks;
 mod inspect;
+mod prices;
 mod sync;
 
 use auth::*;
 use hooks::*;
 use inspect::*;
+use prices::*;
 use sync::*;
 
 use std::io::{IsTerminal, Write};
@@ -109,6 +111,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ServiceAction,
     },
+    /// Show the model price table in use, or download LiteLLM's current one.
+    Prices {
+        /// What to do.
+        #[command(subcommand)]
+        action: PricesAction,
+    },
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -189,6 +197,27 @@ pub struct SetupArgs {
     pub dry_run: bool,
 }
 
+/// `opensyncd prices ...`.
+#[derive(Debug, Subcommand)]
+pub enum PricesAction {
+    /// Which table is in use (bundled or installed, LiteLLM version and date); with a model,
+    /// what it resolves to and its rates.
+    Show {
+        /// A model id as the logs spell it (e.g. `us.anthropic.claude-haiku-4-5-20251001-v1:0`).
+        model: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download LiteLLM's current price table, check it, and install it in the state dir
+    /// (where it wins over the bundled table). A bad download changes nothing.
+    Update {
+        /// Where to download it from (default: the `prices_url` key, else LiteLLM's file).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+}
+
 /// `opensyncd service ...`.
 #[derive(Debug, Subcommand)]
 pub enum ServiceAction {
@@ -259,6 +288,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::Export(args) => cmd_export(&cfg, args),
                 Command::Setup(args) => cmd_setup(args),
                 Command::Service { action } => cmd_service(action),
+                Command::Prices { action } => cmd_prices(&paths, &cfg, action),
                 Command::Completions { .. }
                 | Command::Man
                 | Command::Hook { .. }

@@ -129,6 +129,9 @@ pub(super) fn cmd_export(cfg: &Config, args: ExportArgs) -> Result<()> {
         "exported {} session(s), {} message(s); skipped {} malformed and {} over-long line(s)",
         report.sessions, report.messages, report.malformed_lines, report.skipped_long_lines
     );
+    if !report.unpriced.is_empty() {
+        eprintln!("{}", super::prices::unpriced_summary(&report.unpriced));
+    }
     if !report.unreadable.is_empty() {
         for u in &report.unreadable {
             eprintln!("unreadable: {u}");

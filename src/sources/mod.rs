@@ -44,7 +44,7 @@ impl Default for ParseOptions {
     }
 }
 
-/// Facts about a session observed in one record. Merge rules (see `aggregate`): `title` and
+/// Facts about a session observed in one record. Merge rules (see `fold::Facts`): `title` and
 /// `project_path` keep the first value seen, `title_override`, `model` and `provider` the latest,
 /// timestamps widen the session's time span, `duration_ms` keeps the largest.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
