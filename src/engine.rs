@@ -8,12 +8,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::fold::{self, Mode};
+use crate::keyed_locks::KeyedLocks;
 use crate::ledger::{
     Commit, FileRecord, Ledger, LedgerError, LedgerStore, MessageRecord, Quarantined,
 };
@@ -139,7 +140,9 @@ pub struct Engine {
     /// Sessions whose last update may have fallen in the server's window.
     settle_pending: Mutex<BTreeSet<String>>,
     /// Per-session locks: one unit at a time may touch a session.
-    session_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    session_locks: KeyedLocks,
+    /// Per-unit locks: one task at a time reads and commits a unit.
+    unit_locks: KeyedLocks,
 }
 
 /// The wall clock in epoch ms.
@@ -171,7 +174,8 @@ impl Engine {
             counters: Mutex::new(Counters::default()),
             stopping,
             settle_pending: Mutex::new(BTreeSet::new()),
-            session_locks: Mutex::new(HashMap::new()),
+            session_locks: KeyedLocks::default(),
+            unit_locks: KeyedLocks::default(),
         }
     }
 
@@ -203,9 +207,39 @@ impl Engine {
         *self.stopping.borrow()
     }
 
-    /// Reads, pushes and commits everything new in `unit`.
+    /// Reads, pushes and commits everything new in `unit`. A unit whose source names a leader
+    /// (a Claude Code subagent file's main transcript) is processed after its leader's unread
+    /// lines, so a session is created from its main transcript — with its true start time and
+    /// title — whatever order the files were found in.
     pub async fn process_unit(&self, unit: &Unit) -> Result<Outcome, EngineError> {
         inject_test_panic();
+        if let Some(leader) = sources::source(unit.source).leader(unit)
+            && self.has_unread(&leader)?
+        {
+            match self.process_one(&leader).await? {
+                Outcome::Done => {}
+                other => return Ok(other),
+            }
+        }
+        self.process_one(unit).await
+    }
+
+    /// Whether a line unit has bytes the ledger has not acknowledged.
+    fn has_unread(&self, unit: &Unit) -> Result<bool, EngineError> {
+        let Ok(meta) = std::fs::metadata(&unit.path) else {
+            return Ok(false);
+        };
+        let offset = self
+            .ledger
+            .file(&unit.ledger_key())?
+            .map_or(0, |r| r.checkpoint.offset);
+        Ok(meta.is_file() && meta.len() != offset)
+    }
+
+    async fn process_one(&self, unit: &Unit) -> Result<Outcome, EngineError> {
+        // One task at a time per unit: the daemon never runs a unit twice, but a leader may
+        // be pulled in by its followers while it is also queued.
+        let _unit = self.unit_locks.lock(&unit.ledger_key()).await;
         loop {
             if self.stop_requested() {
                 return Ok(Outcome::Stopped);
@@ -322,6 +356,17 @@ impl Engine {
     /// Reads a snapshot unit: the records are its whole contribution to the sessions they name.
     fn read_snapshot_step(&self, unit: &Unit) -> Result<Option<Step>, EngineError> {
         let key = unit.ledger_key();
+        if !sources::source(unit.source).exists(unit) {
+            // Gone (an OpenCode session deleted): retract what it contributed.
+            return Ok(self.ledger.file(&key)?.map(|file| Step {
+                key,
+                file,
+                records: Vec::new(),
+                mode: Mode::Reset,
+                gone: true,
+                more: false,
+            }));
+        }
         let mut record = self.ledger.file(&key)?.unwrap_or_default();
         let snapshot = sources::read_snapshot(unit, record.state.as_ref(), self.parse)
             .map_err(|e| EngineError::Source(e.to_string()))?;
@@ -337,25 +382,6 @@ impl Engine {
             gone: false,
             more: snapshot.more,
         }))
-    }
-
-    /// Locks the sessions a step touches (sorted, so two units never wait on each other in
-    /// opposite orders): one unit at a time may fold into and push a session.
-    async fn lock_sessions(
-        &self,
-        keys: &BTreeSet<String>,
-    ) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
-        let mutexes: Vec<_> = {
-            let mut locks = self.session_locks.lock().unwrap_or_else(|p| p.into_inner());
-            keys.iter()
-                .map(|k| locks.entry(k.clone()).or_default().clone())
-                .collect()
-        };
-        let mut guards = Vec::with_capacity(mutexes.len());
-        for m in mutexes {
-            guards.push(m.lock_owned().await);
-        }
-        guards
     }
 
     async fn push_step(&self, unit: &Unit, step: Step) -> Result<Outcome, EngineError> {
@@ -382,7 +408,7 @@ impl Engine {
         if mode != Mode::Append {
             lock_keys.extend(file.sessions.iter().cloned());
         }
-        let _guards = self.lock_sessions(&lock_keys).await;
+        let _guards = self.session_locks.lock_all(&lock_keys).await;
         let prior: Vec<String> = file
             .sessions
             .iter()
@@ -404,6 +430,7 @@ impl Engine {
             touched,
             &self.shaping,
             now_ms(),
+            gone,
         )?;
         let mut commit = Commit::default();
         store.into_commit(&mut commit)?;
@@ -418,6 +445,7 @@ impl Engine {
         if gone {
             commit.forget_files.push(unit_key);
         } else {
+            file.unit = Some(unit.clone());
             commit.files.push((unit_key, file));
         }
         let mut works = works;
@@ -750,11 +778,7 @@ impl Engine {
             .cloned()
             .collect();
         for key in keys {
-            let lock = {
-                let mut locks = self.session_locks.lock().unwrap_or_else(|p| p.into_inner());
-                locks.entry(key.clone()).or_default().clone()
-            };
-            let _guard = lock.lock_owned().await;
+            let _guard = self.session_locks.lock(&key).await;
             let Some(mut rec) = self.ledger.session(&key)? else {
                 continue;
             };

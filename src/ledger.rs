@@ -79,9 +79,13 @@ pub struct FileRecord {
     pub malformed_lines: u64,
     /// Lines over the size cap (cumulative).
     pub skipped_long_lines: u64,
-    /// Session keys this unit has fed (for `sync --force`).
+    /// Session keys this unit has fed (their contributions are retracted when the unit is
+    /// read again from its start or is gone).
     #[serde(default)]
     pub sessions: Vec<String>,
+    /// The unit itself, so that one whose file is gone can still be processed (retracted).
+    #[serde(default)]
+    pub unit: Option<crate::sources::Unit>,
 }
 
 /// What is stored per session.
@@ -511,14 +515,6 @@ impl Ledger {
         }
         self.flush()?;
         Ok(reset)
-    }
-
-    /// Removes a unit's record (its file is gone and was fully drained).
-    pub fn forget_file(&self, unit_key: &str) -> Result<(), LedgerError> {
-        self.files
-            .remove(unit_key.as_bytes())
-            .map_err(|e| self.sled_err(e))?;
-        Ok(())
     }
 
     /// Makes a unit be read again from its start; its contribution to the fold is replaced on

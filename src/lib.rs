@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod engine;
 pub mod fold;
+pub mod keyed_locks;
 pub mod ledger;
 pub mod lock;
 pub mod model;

@@ -177,6 +177,9 @@ pub struct Exported {
     pub session: SessionPayload,
     /// Its messages in order, shaped as sent.
     pub messages: Vec<MessagePayload>,
+    /// The fold's state of the session (what the daemon's ledger caches for it).
+    #[serde(skip)]
+    pub state: fold::SessionState,
 }
 
 /// Errors met while exporting that did not stop it.
@@ -274,6 +277,7 @@ pub fn export(
                 emit(Exported {
                     session: shaping.session(&state),
                     messages,
+                    state,
                 })?;
             }
         }

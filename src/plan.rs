@@ -85,7 +85,9 @@ pub struct Plan {
 
 /// Builds the work for the sessions a fold step touched: their state is read back from the
 /// fold's `store` (so it includes the step), their messages are diffed against what the
-/// ledger says the server holds.
+/// ledger says the server holds. With `quiet` (the step only retracted a unit whose file is
+/// gone) nothing is sent: a deleted transcript — Claude Code removes them after 30 days —
+/// takes nothing away from what the dashboard shows.
 pub fn plan(
     ledger: &Ledger,
     store: &mut dyn FoldStore,
@@ -93,6 +95,7 @@ pub fn plan(
     touched: Vec<Touched>,
     shaping: &Shaping,
     now_ms: i64,
+    quiet: bool,
 ) -> Result<Plan, LedgerError> {
     let mut out = Plan::default();
     for Touched {
@@ -140,9 +143,9 @@ pub fn plan(
 
         let payload = shaping.session(&record.state);
         let (create, update) = match &record.acked {
-            // Nothing feeds the session any more (its files are gone): what the server holds
-            // stays as it is.
-            _ if !contributors => (None, None),
+            // Nothing feeds the session any more, or only a file went away: what the server
+            // holds stays as it is.
+            _ if !contributors || quiet => (None, None),
             // Only usage so far (e.g. a subagent file whose lines carry no time): the session
             // is created once something gives it its start time, or a message needs it.
             None if !fold::worth_creating(&record.state, !planned.is_empty()) => (None, None),

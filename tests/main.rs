@@ -10,6 +10,7 @@ mod client;
 mod codex_source;
 mod daemon;
 mod emulation;
+mod fold_property;
 mod incremental;
 mod opencode_source;
 mod packaging;

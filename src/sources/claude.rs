@@ -97,28 +97,32 @@ impl Source for ClaudeCode {
         Ok(Box::new(ClaudeParser::new(&unit.path, state, opts)?))
     }
 
+    fn leader(&self, unit: &Unit) -> Option<Unit> {
+        main_transcript(&unit.path).map(|path| Unit::lines(SourceId::ClaudeCode, path))
+    }
+
     /// Subagent files are folded with their parent transcript.
     fn group_key(&self, unit: &Unit) -> String {
-        let path = &unit.path;
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let dir = path.parent().unwrap_or(Path::new(""));
-        if name.starts_with("agent-") {
-            if dir.file_name().is_some_and(|d| d == "subagents") {
-                // <project>/<sessionId>/subagents/agent-*.jsonl
-                if let Some(session_dir) = dir.parent() {
-                    return session_dir.with_extension("jsonl").display().to_string();
-                }
-            }
-            // Legacy flat layout: the parent is named inside the file.
-            if let Some(sid) = first_session_id(path) {
-                return dir.join(format!("{sid}.jsonl")).display().to_string();
-            }
-        }
-        path.display().to_string()
+        main_transcript(&unit.path)
+            .unwrap_or_else(|| unit.path.clone())
+            .display()
+            .to_string()
     }
+}
+
+/// The main transcript of a subagent file: `<project>/<sessionId>.jsonl` for
+/// `<project>/<sessionId>/subagents/agent-*.jsonl`, and for a legacy flat `agent-*.jsonl` the
+/// transcript named by its lines' `sessionId`. `None` for a main transcript.
+fn main_transcript(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    if !name.starts_with("agent-") {
+        return None;
+    }
+    let dir = path.parent()?;
+    if dir.file_name().is_some_and(|d| d == "subagents") {
+        return Some(dir.parent()?.with_extension("jsonl"));
+    }
+    first_session_id(path).map(|sid| dir.join(format!("{sid}.jsonl")))
 }
 
 fn first_session_id(path: &Path) -> Option<String> {

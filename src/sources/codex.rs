@@ -90,6 +90,14 @@ impl Source for Codex {
     ) -> Result<Box<dyn LineParser>, LineError> {
         Ok(Box::new(CodexParser::new(&unit.path, state, opts)?))
     }
+
+    /// A rollout and its archived copy (same file name) are one session: folded together.
+    fn group_key(&self, unit: &Unit) -> String {
+        unit.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| unit.ledger_key())
+    }
 }
 
 fn is_rollout(path: &Path) -> bool {

@@ -290,6 +290,19 @@ pub trait Source: Sync {
         })
     }
 
+    /// Whether the unit still exists on disk (a unit that is gone has its contribution
+    /// retracted).
+    fn exists(&self, unit: &Unit) -> bool {
+        unit.path.exists()
+    }
+
+    /// The unit that must be read before this one, if any: a Claude Code subagent file's
+    /// main transcript, so that the session is created from the main transcript (its start
+    /// time, title and project) whichever file the daemon happens to see first.
+    fn leader(&self, _unit: &Unit) -> Option<Unit> {
+        None
+    }
+
     /// Units whose records belong to the same sessions share a group key, so `export` can
     /// fold a session from all its units at once (Claude Code subagent files go with their
     /// parent transcript). By default every unit is its own group.
