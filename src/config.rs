@@ -432,26 +432,19 @@ impl Config {
             let mut dirs: Vec<PathBuf> = if overridden.is_empty() {
                 source.default_roots(env, &home)
             } else {
-                overridden.iter().map(|p| expand_tilde(p, &home)).collect()
+                overridden
+                    .iter()
+                    .map(|p| crate::sources::expand_tilde(p, &home))
+                    .collect()
             };
             if id == SourceId::OpenCode
                 && let Some(db) = &self.opencode_db
             {
-                dirs.push(expand_tilde(db, &home));
+                dirs.push(crate::sources::expand_tilde(db, &home));
             }
             roots.set(id, dirs);
         }
         roots
-    }
-}
-
-fn expand_tilde(p: &str, home: &Path) -> PathBuf {
-    if p == "~" {
-        home.to_path_buf()
-    } else if let Some(rest) = p.strip_prefix("~/") {
-        home.join(rest)
-    } else {
-        PathBuf::from(p)
     }
 }
 

@@ -272,14 +272,7 @@ impl Engine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // Gone: what it contributed is retracted from the sessions it fed (what the
                 // server holds of a session nothing feeds any more stays as it is).
-                return Ok(self.ledger.file(&key)?.map(|file| Step {
-                    key,
-                    file,
-                    records: Vec::new(),
-                    mode: Mode::Reset,
-                    gone: true,
-                    more: false,
-                }));
+                return self.gone_step(key);
             }
             Err(e) => return Err(io(e)),
         };
@@ -353,19 +346,25 @@ impl Engine {
         }))
     }
 
+    /// The step of a unit whose file is gone: if the ledger knows it, what it contributed is
+    /// retracted and its record removed.
+    fn gone_step(&self, key: String) -> Result<Option<Step>, EngineError> {
+        Ok(self.ledger.file(&key)?.map(|file| Step {
+            key,
+            file,
+            records: Vec::new(),
+            mode: Mode::Reset,
+            gone: true,
+            more: false,
+        }))
+    }
+
     /// Reads a snapshot unit: the records are its whole contribution to the sessions they name.
     fn read_snapshot_step(&self, unit: &Unit) -> Result<Option<Step>, EngineError> {
         let key = unit.ledger_key();
         if !sources::source(unit.source).exists(unit) {
             // Gone (an OpenCode session deleted): retract what it contributed.
-            return Ok(self.ledger.file(&key)?.map(|file| Step {
-                key,
-                file,
-                records: Vec::new(),
-                mode: Mode::Reset,
-                gone: true,
-                more: false,
-            }));
+            return self.gone_step(key);
         }
         let mut record = self.ledger.file(&key)?.unwrap_or_default();
         let snapshot = sources::read_snapshot(unit, record.state.as_ref(), self.parse)

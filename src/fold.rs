@@ -229,6 +229,20 @@ pub struct Bucket {
 pub struct Usage(pub BTreeMap<String, BTreeMap<Band, Bucket>>);
 
 impl Usage {
+    /// Swaps a usage key's effective entry `old` for `new`; whether anything changed.
+    pub fn replace(&mut self, old: Option<&UsageEntry>, new: Option<&UsageEntry>) -> bool {
+        if old == new {
+            return false;
+        }
+        if let Some(old) = old {
+            self.change(old, false);
+        }
+        if let Some(new) = new {
+            self.change(new, true);
+        }
+        true
+    }
+
     /// Adds (`add`) or removes one effective usage entry.
     pub fn change(&mut self, entry: &UsageEntry, add: bool) {
         let model = entry.model.clone().unwrap_or_default();
@@ -455,15 +469,7 @@ pub fn fold_unit(
                         continue;
                     }
                     row.0.insert(unit, entry);
-                    let new = row.effective();
-                    if old != new {
-                        if let Some(old) = &old {
-                            usage.change(old, false);
-                        }
-                        if let Some(new) = &new {
-                            usage.change(new, true);
-                        }
-                    }
+                    usage.replace(old.as_ref(), row.effective().as_ref());
                     store.set_usage_row(&key, &f.key, row);
                 }
                 Record::Message(msg) => match index_of.get(&msg.external_id) {
@@ -505,16 +511,7 @@ fn retract_unit(store: &mut dyn FoldStore, key: &str, unit: UnitId) {
         }
         let old = row.effective();
         row.0.remove(&unit);
-        let new = row.effective();
-        if old != new {
-            if let Some(old) = &old {
-                usage.change(old, false);
-            }
-            if let Some(new) = &new {
-                usage.change(new, true);
-            }
-            changed = true;
-        }
+        changed |= usage.replace(old.as_ref(), row.effective().as_ref());
         store.set_usage_row(key, &usage_key, row);
     }
     if changed {
