@@ -4,6 +4,7 @@
 mod home;
 mod support;
 
+mod architecture;
 mod claude_source;
 mod cli;
 mod client;
