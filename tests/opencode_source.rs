@@ -174,12 +174,12 @@ fn reasoning_is_sent_only_when_enabled() {
         ..ParseOptions::default()
     };
     let payloads = fold(read_all(&unit, opts));
-    assert!(
-        payloads[0]
-            .1
-            .iter()
-            .any(|m| m.parts.iter().any(|p| p.kind == "reasoning"))
-    );
+    assert!(payloads[0].1.iter().any(|m| m.parts.iter().any(|p| {
+        p.kind == "text"
+            && p.content
+                .as_str()
+                .is_some_and(|t| t.starts_with("[thinking]\n"))
+    })));
 }
 
 #[test]

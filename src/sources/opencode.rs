@@ -513,7 +513,7 @@ pub fn session_records(
                 }
                 "reasoning" if opts.sync_thinking => {
                     if let Some(t) = part["text"].as_str().filter(|t| !t.trim().is_empty()) {
-                        extra.push(Part::reasoning(t));
+                        extra.push(Part::thinking(t));
                     }
                 }
                 _ => {}
