@@ -19,3 +19,4 @@ mod pricing;
 mod real_fixtures;
 mod redaction;
 mod reliability;
+mod truth_model;
