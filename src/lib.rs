@@ -4,6 +4,7 @@
 //! each module's header.
 
 pub mod aggregate;
+pub mod answer_text;
 pub mod assets;
 pub mod cli;
 pub mod config;
@@ -11,8 +12,11 @@ pub mod control;
 pub mod credentials;
 pub mod daemon;
 pub mod engine;
+pub mod exclude;
+pub mod json_edit;
 pub mod ledger;
 pub mod lock;
+pub mod logfile;
 pub mod model;
 pub mod oneshot;
 pub mod plan;

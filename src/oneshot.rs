@@ -193,6 +193,15 @@ pub struct ExportReport {
     pub skipped_long_lines: u64,
     /// Units that could not be read, with the reason.
     pub unreadable: Vec<String>,
+    /// Units that vanished between the scan and the read (not an error).
+    #[serde(default)]
+    pub vanished: Vec<String>,
+    /// Sessions left out because their project path matches an `exclude` pattern.
+    #[serde(default)]
+    pub excluded_sessions: usize,
+    /// Sessions found with the `--session` id (all sessions when no id was asked for).
+    #[serde(default)]
+    pub matched_sessions: usize,
 }
 
 /// Parses every selected unit and calls `emit` once per session, grouped so that a session's
@@ -217,8 +226,11 @@ pub fn export(
         for (_, units) in groups {
             let mut records = Vec::new();
             for unit in &units {
-                if let Err(e) = read_all(unit, cfg, &mut records, &mut report) {
-                    report.unreadable.push(format!("{}: {e}", unit.describe()));
+                match read_all(unit, cfg, &mut records, &mut report) {
+                    Ok(()) => {}
+                    // Deleted since the scan: nothing to export, nothing wrong.
+                    Err(e) if is_not_found(&e) => report.vanished.push(unit.describe()),
+                    Err(e) => report.unreadable.push(format!("{}: {e}", unit.describe())),
                 }
             }
             let mut usage = MemoryUsageKeys::default();
@@ -226,8 +238,19 @@ pub fn export(
                 if session_filter.is_some_and(|want| want != sid) {
                     continue;
                 }
+                report.matched_sessions += 1;
                 let mut state = SessionState::new(source, sid);
                 let messages = plan::fold_session(&mut state, recs, &mut usage);
+                // A session is excluded by its project once the fold knows the project; its
+                // files were read (their paths did not match), but nothing of it is output.
+                if state
+                    .project_path
+                    .as_deref()
+                    .is_some_and(|p| roots.exclude().matches_project(p))
+                {
+                    report.excluded_sessions += 1;
+                    continue;
+                }
                 let messages: Vec<MessagePayload> =
                     messages.into_iter().map(|m| shaping.message(m)).collect();
                 report.sessions += 1;
@@ -240,6 +263,13 @@ pub fn export(
         }
     }
     Ok(report)
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+    })
 }
 
 /// Units whose records belong to the same sessions share a group key (the source decides).

@@ -4,15 +4,18 @@
 mod home;
 mod support;
 
+mod bad_files;
 mod claude_source;
 mod cli;
 mod client;
 mod codex_source;
 mod daemon;
 mod emulation;
+mod exclude;
 mod incremental;
 mod opencode_source;
 mod packaging;
 mod real_fixtures;
 mod redaction;
 mod reliability;
+mod terminal;

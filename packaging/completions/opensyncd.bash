@@ -37,6 +37,9 @@ _opensyncd() {
             opensyncd,logout)
                 cmd="opensyncd__subcmd__logout"
                 ;;
+            opensyncd,logs)
+                cmd="opensyncd__subcmd__logs"
+                ;;
             opensyncd,man)
                 cmd="opensyncd__subcmd__man"
                 ;;
@@ -84,6 +87,9 @@ _opensyncd() {
                 ;;
             opensyncd__subcmd__help,logout)
                 cmd="opensyncd__subcmd__help__subcmd__logout"
+                ;;
+            opensyncd__subcmd__help,logs)
+                cmd="opensyncd__subcmd__help__subcmd__logs"
                 ;;
             opensyncd__subcmd__help,man)
                 cmd="opensyncd__subcmd__help__subcmd__man"
@@ -152,7 +158,7 @@ _opensyncd() {
 
     case "${cmd}" in
         opensyncd)
-            opts="-h -V --foreground --log-level --log-format --help --version run login logout status verify sync synctest export config set setup hook service completions man help"
+            opts="-h -V --foreground --log-level --log-format --color --help --version run login logout status verify sync synctest export config set setup hook logs service completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -166,6 +172,10 @@ _opensyncd() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -174,7 +184,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__completions)
-            opts="-h --log-level --log-format --help bash elvish fish powershell zsh"
+            opts="-h --log-level --log-format --color --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -186,6 +196,10 @@ _opensyncd() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -196,7 +210,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__config)
-            opts="-h --json --log-level --log-format --help"
+            opts="-h --json --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -210,6 +224,10 @@ _opensyncd() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -218,14 +236,14 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__export)
-            opts="-h --source --session --log-level --log-format --help"
+            opts="-h --source --session --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --source)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode" -- "${cur}"))
                     return 0
                     ;;
                 --session)
@@ -240,6 +258,10 @@ _opensyncd() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -248,7 +270,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__help)
-            opts="run login logout status verify sync synctest export config set setup hook service completions man help"
+            opts="run login logout status verify sync synctest export config set setup hook logs service completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -346,6 +368,20 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__help__subcmd__logout)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__help__subcmd__logs)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -528,7 +564,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__hook)
-            opts="-h --log-level --log-format --help"
+            opts="-h --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -542,6 +578,10 @@ _opensyncd() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -550,7 +590,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__login)
-            opts="-h --url --key-stdin --log-level --log-format --help"
+            opts="-h --url --key-stdin --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -568,6 +608,10 @@ _opensyncd() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -576,7 +620,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__logout)
-            opts="-h --purge --log-level --log-format --help"
+            opts="-h --purge --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -588,6 +632,44 @@ _opensyncd() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__logs)
+            opts="-f -n -h --follow --lines --log-level --log-format --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --lines)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -598,7 +680,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__man)
-            opts="-h --log-level --log-format --help"
+            opts="-h --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -612,6 +694,10 @@ _opensyncd() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -620,7 +706,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__run)
-            opts="-h --debounce-ms --log-level --log-format --help"
+            opts="-h --debounce-ms --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -638,6 +724,10 @@ _opensyncd() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -646,7 +736,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__service)
-            opts="-h --log-level --log-format --help install uninstall status help"
+            opts="-h --log-level --log-format --color --help install uninstall status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -658,6 +748,10 @@ _opensyncd() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -738,7 +832,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__service__subcmd__install)
-            opts="-h --dry-run --log-level --log-format --help"
+            opts="-h --dry-run --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -750,6 +844,10 @@ _opensyncd() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -760,7 +858,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__service__subcmd__status)
-            opts="-h --log-level --log-format --help"
+            opts="-h --json --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -772,6 +870,10 @@ _opensyncd() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -782,7 +884,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__service__subcmd__uninstall)
-            opts="-h --dry-run --log-level --log-format --help"
+            opts="-h --dry-run --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -796,6 +898,10 @@ _opensyncd() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -804,7 +910,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__set)
-            opts="-h --log-level --log-format --help"
+            opts="-h --unset --log-level --log-format --color --help url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pricing_file exclude"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -816,6 +922,10 @@ _opensyncd() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -826,7 +936,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__setup)
-            opts="-h --codex --claude --remove --dry-run --log-level --log-format --help"
+            opts="-h --claude --codex --cursor --droid --remove --dry-run --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -838,6 +948,10 @@ _opensyncd() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -848,7 +962,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__status)
-            opts="-h --json --log-level --log-format --help"
+            opts="-h --json --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -860,6 +974,10 @@ _opensyncd() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -870,7 +988,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__sync)
-            opts="-h --all --new --limit --force --source --dry-run --log-level --log-format --help"
+            opts="-h --all --new --limit --force --source --dry-run --json --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -881,7 +999,7 @@ _opensyncd() {
                     return 0
                     ;;
                 --source)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode" -- "${cur}"))
                     return 0
                     ;;
                 --log-level)
@@ -890,6 +1008,10 @@ _opensyncd() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -900,7 +1022,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__synctest)
-            opts="-h --log-level --log-format --help"
+            opts="-h --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -912,6 +1034,10 @@ _opensyncd() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -922,7 +1048,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__verify)
-            opts="-h --log-level --log-format --help"
+            opts="-h --json --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -934,6 +1060,10 @@ _opensyncd() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
