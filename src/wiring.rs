@@ -199,3 +199,19 @@ pub fn verify_credentials(cfg: &Config, url: &str, key: &ApiKey) -> Result<(), S
         _ => other(err.to_string()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_convex_dashboard_gets_its_own_hint() {
+        assert!(
+            wrong_url_hint("https://dashboard.convex.dev/t/me/p/happy-cat-123")
+                .contains("That is the Convex dashboard")
+        );
+        let plain = wrong_url_hint("https://example.com:8443/x");
+        assert!(!plain.contains("dashboard;"), "{plain}");
+        assert!(plain.contains(".convex.site"), "{plain}");
+    }
+}

@@ -152,4 +152,32 @@ fn the_daemon_never_reads_excluded_files_at_scan_or_at_event_time() {
     let status: serde_json::Value = serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();
     assert_eq!(status["sources"][0]["source"], "claude-code");
     assert_eq!(status["sources"][0]["excluded_files"], 2, "{status}");
+
+    // A pattern added while it runs applies at once.
+    let out = home.ok(&[
+        "set",
+        "exclude",
+        "~/.claude/projects/-home-dev-secret/**,~/.claude/projects/-home-dev-later",
+    ]);
+    assert!(out.contains("The running daemon reloaded"), "{out}");
+    claude_session(
+        &home,
+        "-home-dev-later",
+        "c1a0de00-0000-4000-8000-00000000000c",
+    );
+    claude_session(
+        &home,
+        "-home-dev-project",
+        "c1a0de00-0000-4000-8000-000000000003",
+    );
+    assert!(emu.wait_for(Duration::from_secs(60), |e| {
+        e.session(user, "c1a0de00-0000-4000-8000-000000000003")
+            .is_some()
+    }));
+    home.ok(&["sync"]);
+    assert!(
+        emu.session(user, "c1a0de00-0000-4000-8000-00000000000c")
+            .is_none(),
+        "a session excluded while the daemon ran reached the server"
+    );
 }

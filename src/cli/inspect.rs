@@ -309,6 +309,7 @@ pub(super) fn cmd_set(paths: &Paths, args: SetArgs) -> Result<()> {
                 .map(|v| format!(" (but {v} is set in this environment and wins)"))
                 .unwrap_or_default()
         );
+        tell_the_daemon(paths);
         return Ok(());
     }
     let Some(raw) = args.value.as_deref() else {
@@ -332,7 +333,21 @@ pub(super) fn cmd_set(paths: &Paths, args: SetArgs) -> Result<()> {
     if let Some(var) = overridden_by {
         println!("Note: {var} is set in this environment and overrides the file.");
     }
+    tell_the_daemon(paths);
     Ok(())
+}
+
+/// A running daemon reloads its configuration at once (an `exclude` must not wait for a
+/// restart).
+fn tell_the_daemon(paths: &Paths) {
+    match control::notify_reload(paths) {
+        Ok(true) => println!("The running daemon reloaded its configuration."),
+        Ok(false) => {}
+        Err(e) => eprintln!(
+            "opensyncd: warning: could not reach the running daemon ({e:#}); restart it to \
+             apply the change"
+        ),
+    }
 }
 
 /// Puts `config.toml` back as it was (or removes it when it did not exist).
