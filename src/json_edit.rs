@@ -1,9 +1,12 @@
 //! Format-preserving edits of a JSON document's text, for `setup`: the document is parsed
 //! with the byte span of every value, and an edit inserts or removes only the text of one
-//! member or element — the user's key order, indentation, spacing and line endings stay as
-//! they were. Inserted text copies the style of its neighbours (or of the document when the
-//! container is empty), and removing an element takes exactly the separator that appending it
-//! added, so append-then-remove gives back the original bytes.
+//! member or element — the user's key order, indentation, spacing, line endings and comments
+//! stay as they were. Inserted text copies the style of its neighbours (or of the document when
+//! the container is empty), and removing an element takes exactly the separator that appending
+//! it added, so append-then-remove gives back the original bytes.
+//!
+//! `//` and `/* */` comments (JSONC, which some tools accept in their settings) are read as
+//! whitespace; anything else must be strict JSON.
 
 use std::ops::Range;
 
@@ -95,9 +98,11 @@ impl Node {
 
 /// Parses `text` (strict JSON; serde_json's error on failure, with line and column).
 pub fn parse(text: &str) -> Result<Node> {
-    // serde_json is the judge of validity and words the error; the walk below then only has
-    // to record spans of a document known to be valid.
-    serde_json::from_str::<serde::de::IgnoredAny>(text).context("not valid JSON")?;
+    // serde_json is the judge of validity and words the error (on the text with its comments
+    // blanked out, so that lines and columns still match); the walk below then only has to
+    // record spans of a document known to be valid.
+    serde_json::from_str::<serde::de::IgnoredAny>(&blank_comments(text))
+        .context("not valid JSON")?;
     let mut parser = Parser {
         text,
         bytes: text.as_bytes(),
@@ -107,6 +112,43 @@ pub fn parse(text: &str) -> Result<Node> {
     parser.value()
 }
 
+/// `text` with every comment replaced by spaces (newlines kept), byte for byte.
+fn blank_comments(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = bytes.to_vec();
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        match (in_string, bytes[i], bytes.get(i + 1)) {
+            (true, b'\\', _) => i += 1,
+            (_, b'"', _) => in_string = !in_string,
+            (false, b'/', Some(b'/')) => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    out[i] = b' ';
+                    i += 1;
+                }
+                continue;
+            }
+            (false, b'/', Some(b'*')) => {
+                let end = text[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |e| i + 2 + e + 2);
+                for b in &mut out[i..end] {
+                    if *b != b'\n' {
+                        *b = b' ';
+                    }
+                }
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    // Only whole comments were replaced, byte for byte, by ASCII spaces: still UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 struct Parser<'a> {
     text: &'a str,
     bytes: &'a [u8],
@@ -114,13 +156,23 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
+    /// Skips whitespace and comments.
     fn skip_ws(&mut self) {
-        while self
-            .bytes
-            .get(self.pos)
-            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        {
-            self.pos += 1;
+        loop {
+            match (self.bytes.get(self.pos), self.bytes.get(self.pos + 1)) {
+                (Some(b' ' | b'\t' | b'\n' | b'\r'), _) => self.pos += 1,
+                (Some(b'/'), Some(b'/')) => {
+                    while self.bytes.get(self.pos).is_some_and(|b| *b != b'\n') {
+                        self.pos += 1;
+                    }
+                }
+                (Some(b'/'), Some(b'*')) => {
+                    self.pos = self.text[self.pos + 2..]
+                        .find("*/")
+                        .map_or(self.bytes.len(), |e| self.pos + 2 + e + 2);
+                }
+                _ => return,
+            }
         }
     }
 
@@ -611,6 +663,25 @@ mod tests {
         let root = parse(doc).unwrap();
         assert_eq!(remove_element(doc, &root, 0), "[2, 3]");
         assert_eq!(remove_element(doc, &root, 1), "[1, 3]");
+    }
+
+    #[test]
+    fn comments_are_whitespace_and_survive_a_round_trip() {
+        let doc =
+            "{\n  // my settings\n  \"a\": [1], /* trailing */\n  \"url\": \"http://x//y\"\n}\n";
+        let root = parse(doc).unwrap();
+        assert_eq!(
+            root.member("url").unwrap().1.value.as_str(),
+            Some("http://x//y")
+        );
+        let array = &root.member("a").unwrap().1.value;
+        let added = append_element(doc, array, &Value::Integer(2), &Style::of(doc));
+        assert!(added.contains("// my settings") && added.contains("/* trailing */"));
+        let root2 = parse(&added).unwrap();
+        let array2 = &root2.member("a").unwrap().1.value;
+        assert_eq!(remove_element(&added, array2, 1), doc);
+        let err = parse("{\n  // fine\n  \"a\": }").unwrap_err();
+        assert!(format!("{err:#}").contains("line 3"), "{err:#}");
     }
 
     #[test]

@@ -532,23 +532,27 @@ pub fn plan(
         }
         // Nothing changed since setup but our entries: the original bytes come back.
         let backup = backup_path(&path);
-        match std::fs::read(&backup)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-        {
-            Some(original) if tool.add(&original, binary).is_ok_and(|(t, _)| t == old) => {
-                return edit(
-                    Change::Restore(original),
-                    format!("{name}: {shown} restored to its original bytes"),
-                );
+        match std::fs::read(&backup) {
+            Ok(bytes) => {
+                if let Ok(original) = String::from_utf8(bytes)
+                    && tool.add(&original, binary).is_ok_and(|(t, _)| t == old)
+                {
+                    return edit(
+                        Change::Restore(original),
+                        format!("{name}: {shown} restored to its original bytes"),
+                    );
+                }
             }
-            None if tool.add("", binary).is_ok_and(|(t, _)| t == old) => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && tool.add("", binary).is_ok_and(|(t, _)| t == old) =>
+            {
                 return edit(
                     Change::Delete,
                     format!("{name}: {shown} removed (setup had created it)"),
                 );
             }
-            _ => {}
+            Err(_) => {}
         }
         let new = tool
             .remove(&old)

@@ -27,7 +27,12 @@ pub(super) fn cmd_hook_dispatch(paths: &Paths, event: &str, args: &[String]) {
 /// names it.
 pub(super) fn cmd_hook(paths: &Paths, event: &str, payload: Option<&str>) {
     let payload = payload.map(str::to_string).or_else(read_stdin_briefly);
-    nudge(paths, event, payload.as_deref().and_then(transcript_path));
+    nudge(
+        paths,
+        event,
+        payload.as_deref().and_then(transcript_path),
+        NoDaemon::StartSync,
+    );
 }
 
 /// `hook droid <event>`: Factory Droid's `Stop` / `SessionEnd` hooks. Prints nothing and exits
@@ -36,7 +41,12 @@ pub(super) fn cmd_hook(paths: &Paths, event: &str, payload: Option<&str>) {
 pub(super) fn cmd_hook_droid(paths: &Paths, event: Option<&str>) {
     let payload = read_stdin_briefly();
     let event = format!("droid-{}", event.unwrap_or("event"));
-    nudge(paths, &event, payload.as_deref().and_then(transcript_path));
+    nudge(
+        paths,
+        &event,
+        payload.as_deref().and_then(transcript_path),
+        NoDaemon::Nothing,
+    );
 }
 
 /// `hook cursor <event>`: the dispatch point for Cursor's hooks.
@@ -67,6 +77,7 @@ pub(super) fn cmd_hook_cursor(paths: &Paths, event: Option<&str>) {
         paths,
         &format!("cursor-{event}"),
         payload.as_deref().and_then(transcript_path),
+        NoDaemon::Nothing,
     );
 }
 
@@ -92,15 +103,25 @@ fn transcript_path(payload: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Tells the running daemon to look now; with no daemon, starts a background `opensyncd sync`
-/// so the tool is not kept waiting.
-fn nudge(paths: &Paths, event: &str, path: Option<PathBuf>) {
+/// What a hook does when no daemon answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoDaemon {
+    /// Start a background `opensyncd sync` (Claude Code and Codex, as before).
+    StartSync,
+    /// Nothing: the daemon backfills when it starts. Cursor fires a hook for every tool call,
+    /// and a process per call would pile up.
+    Nothing,
+}
+
+/// Tells the running daemon to look now; with no daemon, `otherwise` says what to do.
+fn nudge(paths: &Paths, event: &str, path: Option<PathBuf>, otherwise: NoDaemon) {
     let request = Request::Hook {
         event: event.to_string(),
         path,
     };
     match control::request(paths, &request, Some(Duration::from_millis(80))) {
         Ok(Some(_)) => {}
+        Ok(None) if otherwise == NoDaemon::Nothing => {}
         Ok(None) => {
             let _ = std::process::Command::new(binary_path())
                 .arg("sync")

@@ -426,7 +426,13 @@ pub(crate) fn walk_files(dir: &Path, keep: &dyn Fn(&Path) -> bool, out: &mut Vec
         if file_type.is_dir() {
             walk_files(&path, keep, out);
         } else if keep(&path) {
-            match check_regular(&path) {
+            // The directory entry already says "regular file" for most: no extra stat then.
+            let verdict = if file_type.is_file() {
+                Ok(())
+            } else {
+                check_regular(&path)
+            };
+            match verdict {
                 Ok(()) => {
                     if path.file_name().is_some_and(|n| n.to_str().is_none()) {
                         report_once(&path, || {
