@@ -58,6 +58,8 @@ pub struct Config {
     pub sync_thinking: bool,
     /// Send tool calls and tool results.
     pub sync_tool_calls: bool,
+    /// Send Claude Code subagents' turns (marked) with their parent session.
+    pub sync_subagents: bool,
     /// Redact known secret patterns before anything leaves the machine.
     pub redact: bool,
     /// Extra regular expressions to redact.
@@ -96,6 +98,9 @@ pub struct Config {
     /// Glob patterns of files, directories and project paths never read or sent.
     #[serde(deserialize_with = "string_or_list")]
     pub exclude: Vec<String>,
+    /// Where `opensyncd prices update` downloads LiteLLM's price table from (default: LiteLLM's
+    /// file on GitHub).
+    pub prices_url: Option<String>,
 }
 
 impl Default for Config {
@@ -108,6 +113,7 @@ impl Default for Config {
             rescan_interval_secs: 120,
             sync_thinking: false,
             sync_tool_calls: true,
+            sync_subagents: true,
             redact: true,
             redact_patterns: Vec::new(),
             max_part_bytes: 256 * 1024,
@@ -127,6 +133,7 @@ impl Default for Config {
             opencode_db: None,
             pricing_file: None,
             exclude: Vec::new(),
+            prices_url: None,
         }
     }
 }
@@ -162,6 +169,7 @@ pub const SETTABLE_KEYS: &[&str] = &[
     "rescan_interval_secs",
     "sync_thinking",
     "sync_tool_calls",
+    "sync_subagents",
     "redact",
     "redact_patterns",
     "max_part_bytes",
@@ -178,6 +186,7 @@ pub const SETTABLE_KEYS: &[&str] = &[
     "opencode_db",
     "pricing_file",
     "exclude",
+    "prices_url",
 ];
 
 /// What each key means, in one line (the man page, `config --explain`-style listings and the
@@ -205,6 +214,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ),
     ("sync_thinking", "send thinking / reasoning text"),
     ("sync_tool_calls", "send tool calls and tool results"),
+    (
+        "sync_subagents",
+        "send Claude Code subagents' turns (marked) with their parent session",
+    ),
     ("redact", "redact secrets before anything is sent"),
     (
         "redact_patterns",
@@ -256,6 +269,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "exclude",
         "glob patterns of files, directories and project paths that are never read or sent (~/work/secret/**)",
+    ),
+    (
+        "prices_url",
+        "where `opensyncd prices update` downloads LiteLLM's price table (default: LiteLLM's file on GitHub)",
     ),
 ];
 
@@ -514,6 +531,10 @@ impl Paths {
     /// `logfile`).
     pub fn own_log_file(&self) -> PathBuf {
         self.state_dir.join("opensyncd.log")
+    }
+    /// The price table installed by `opensyncd prices update` (wins over the bundled one).
+    pub fn prices_file(&self) -> PathBuf {
+        self.state_dir.join("prices.json")
     }
 }
 
@@ -941,6 +962,14 @@ impl Config {
         if let Some(url) = &self.url {
             normalize_url(url).map_err(|reason| bad("url", reason))?;
         }
+        if let Some(url) = &self.prices_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(bad(
+                "prices_url",
+                "must be an http:// or https:// URL".into(),
+            ));
+        }
         if !(1..=64).contains(&self.concurrency) {
             return Err(bad(
                 "concurrency",
@@ -1053,6 +1082,7 @@ impl Config {
         ParseOptions {
             sync_thinking: self.sync_thinking,
             sync_tool_calls: self.sync_tool_calls,
+            sync_subagents: self.sync_subagents,
         }
     }
 
@@ -1082,28 +1112,20 @@ impl Config {
             let mut dirs: Vec<PathBuf> = if overridden.is_empty() {
                 source.default_roots(env, &home)
             } else {
-                overridden.iter().map(|p| expand_tilde(p, &home)).collect()
+                overridden
+                    .iter()
+                    .map(|p| crate::sources::expand_tilde(p, &home))
+                    .collect()
             };
             if id == SourceId::OpenCode
                 && let Some(db) = &self.opencode_db
             {
-                dirs.push(expand_tilde(db, &home));
+                dirs.push(crate::sources::expand_tilde(db, &home));
             }
             roots.set(id, dirs);
         }
         roots.set_exclude(self.exclusions(env));
         roots
-    }
-}
-
-/// `~` and `~/…` relative to `home`; other paths as given.
-pub fn expand_tilde(p: &str, home: &Path) -> PathBuf {
-    if p == "~" {
-        home.to_path_buf()
-    } else if let Some(rest) = p.strip_prefix("~/") {
-        home.join(rest)
-    } else {
-        PathBuf::from(p)
     }
 }
 
@@ -1655,7 +1677,7 @@ mod tests {
         let table = default_table();
         for key in SETTABLE_KEYS {
             assert!(!key_doc(key).is_empty(), "{key} has no line in KEY_DOCS");
-            let optional = ["url", "opencode_db", "pricing_file"];
+            let optional = ["url", "opencode_db", "pricing_file", "prices_url"];
             assert!(
                 table.contains_key(*key) || optional.contains(key),
                 "{key} is not a Config field"

@@ -8,12 +8,16 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::ledger::{Commit, FileRecord, Ledger, LedgerError, MessageRecord, Quarantined};
+use crate::fold::{self, Mode};
+use crate::keyed_locks::KeyedLocks;
+use crate::ledger::{
+    Commit, FileRecord, Ledger, LedgerError, LedgerStore, MessageRecord, Quarantined,
+};
 use crate::model::SessionPayload;
 use crate::plan::{self, Plan, SessionWork, Shaping};
 use crate::push::{Backoff, Client, ErrorClass, PushError, RetryEnd};
@@ -136,7 +140,9 @@ pub struct Engine {
     /// Sessions whose last update may have fallen in the server's window.
     settle_pending: Mutex<BTreeSet<String>>,
     /// Per-session locks: one unit at a time may touch a session.
-    session_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    session_locks: KeyedLocks,
+    /// Per-unit locks: one task at a time reads and commits a unit.
+    unit_locks: KeyedLocks,
 }
 
 /// The wall clock in epoch ms.
@@ -168,7 +174,8 @@ impl Engine {
             counters: Mutex::new(Counters::default()),
             stopping,
             settle_pending: Mutex::new(BTreeSet::new()),
-            session_locks: Mutex::new(HashMap::new()),
+            session_locks: KeyedLocks::default(),
+            unit_locks: KeyedLocks::default(),
         }
     }
 
@@ -200,9 +207,39 @@ impl Engine {
         *self.stopping.borrow()
     }
 
-    /// Reads, pushes and commits everything new in `unit`.
+    /// Reads, pushes and commits everything new in `unit`. A unit whose source names a leader
+    /// (a Claude Code subagent file's main transcript) is processed after its leader's unread
+    /// lines, so a session is created from its main transcript — with its true start time and
+    /// title — whatever order the files were found in.
     pub async fn process_unit(&self, unit: &Unit) -> Result<Outcome, EngineError> {
         inject_test_panic();
+        if let Some(leader) = sources::source(unit.source).leader(unit)
+            && self.has_unread(&leader)?
+        {
+            match self.process_one(&leader).await? {
+                Outcome::Done => {}
+                other => return Ok(other),
+            }
+        }
+        self.process_one(unit).await
+    }
+
+    /// Whether a line unit has bytes the ledger has not acknowledged.
+    fn has_unread(&self, unit: &Unit) -> Result<bool, EngineError> {
+        let Ok(meta) = std::fs::metadata(&unit.path) else {
+            return Ok(false);
+        };
+        let offset = self
+            .ledger
+            .file(&unit.ledger_key())?
+            .map_or(0, |r| r.checkpoint.offset);
+        Ok(meta.is_file() && meta.len() != offset)
+    }
+
+    async fn process_one(&self, unit: &Unit) -> Result<Outcome, EngineError> {
+        // One task at a time per unit: the daemon never runs a unit twice, but a leader may
+        // be pulled in by its followers while it is also queued.
+        let _unit = self.unit_locks.lock(&unit.ledger_key()).await;
         loop {
             if self.stop_requested() {
                 return Ok(Outcome::Stopped);
@@ -233,9 +270,9 @@ impl Engine {
         let mut file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Gone: what was acknowledged stays on the server; forget the checkpoint.
-                self.ledger.forget_file(&key)?;
-                return Ok(None);
+                // Gone: what it contributed is retracted from the sessions it fed (what the
+                // server holds of a session nothing feeds any more stays as it is).
+                return self.gone_step(key);
             }
             Err(e) => return Err(io(e)),
         };
@@ -260,6 +297,13 @@ impl Engine {
                 sources::line_parser(unit, None, self.parse)
                     .map_err(|e| EngineError::Source(e.to_string()))?
             }
+        };
+        // Read from the start by a unit that fed sessions before (rewritten, truncated,
+        // rewound by `--force`): its old contribution is replaced, not added to.
+        let mode = if record.checkpoint.offset == 0 && !record.sessions.is_empty() {
+            Mode::Reset
+        } else {
+            Mode::Append
         };
         let chunk = tail::read_lines(
             &mut file,
@@ -302,13 +346,32 @@ impl Engine {
             key,
             file: record,
             records,
+            mode,
+            gone: false,
             more: chunk.more,
         }))
     }
 
-    /// Reads an OpenCode unit.
+    /// The step of a unit whose file is gone: if the ledger knows it, what it contributed is
+    /// retracted and its record removed.
+    fn gone_step(&self, key: String) -> Result<Option<Step>, EngineError> {
+        Ok(self.ledger.file(&key)?.map(|file| Step {
+            key,
+            file,
+            records: Vec::new(),
+            mode: Mode::Reset,
+            gone: true,
+            more: false,
+        }))
+    }
+
+    /// Reads a snapshot unit: the records are its whole contribution to the sessions they name.
     fn read_snapshot_step(&self, unit: &Unit) -> Result<Option<Step>, EngineError> {
         let key = unit.ledger_key();
+        if !sources::source(unit.source).exists(unit) {
+            // Gone (an OpenCode session deleted): retract what it contributed.
+            return self.gone_step(key);
+        }
         let mut record = self.ledger.file(&key)?.unwrap_or_default();
         let snapshot = sources::read_snapshot(unit, record.state.as_ref(), self.parse)
             .map_err(|e| EngineError::Source(e.to_string()))?;
@@ -320,36 +383,10 @@ impl Engine {
             key,
             file: record,
             records: snapshot.records,
+            mode: Mode::ReplaceSessions,
+            gone: false,
             more: snapshot.more,
         }))
-    }
-
-    async fn lock_sessions(
-        &self,
-        records: &[Record],
-        source: crate::model::SourceId,
-    ) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
-        let keys: BTreeSet<String> = records
-            .iter()
-            .map(|r| match r {
-                Record::Session(f) => &f.session_id,
-                Record::Message(m) => &m.session_external_id,
-                Record::Usage(u) => &u.session_id,
-            })
-            .map(|sid| crate::aggregate::session_key(source, sid))
-            .collect();
-        let mutexes: Vec<_> = {
-            let mut locks = self.session_locks.lock().unwrap_or_else(|p| p.into_inner());
-            keys.iter()
-                .map(|k| locks.entry(k.clone()).or_default().clone())
-                .collect()
-        };
-        let mut guards = Vec::with_capacity(mutexes.len());
-        // Sorted order: two units never wait on each other in opposite orders.
-        for m in mutexes {
-            guards.push(m.lock_owned().await);
-        }
-        guards
     }
 
     async fn push_step(&self, unit: &Unit, step: Step) -> Result<Outcome, EngineError> {
@@ -358,20 +395,64 @@ impl Engine {
             return Ok(Outcome::Paused(Pause::Auth("not logged in".into())));
         };
         let source = unit.source;
-        let _guards = self.lock_sessions(&step.records, source).await;
-        let plan = plan::plan(&self.ledger, source, step.records, &self.shaping, now_ms())?;
-        let Plan { works, usage, .. } = plan;
-        let mut commit = Commit {
-            usage,
-            ..Commit::default()
-        };
-        let mut file = step.file;
-        for work in &works {
-            if !file.sessions.contains(&work.key) {
-                file.sessions.push(work.key.clone());
+        let Step {
+            key: unit_key,
+            mut file,
+            records,
+            mode,
+            gone,
+            more: _,
+        } = step;
+        let fed: BTreeSet<String> = records
+            .iter()
+            .map(|r| r.session_id())
+            .filter(|sid| !sid.is_empty())
+            .map(|sid| fold::session_key(source, sid))
+            .collect();
+        let mut lock_keys = fed.clone();
+        if mode != Mode::Append {
+            lock_keys.extend(file.sessions.iter().cloned());
+        }
+        let _guards = self.session_locks.lock_all(&lock_keys).await;
+        let prior: Vec<String> = file
+            .sessions
+            .iter()
+            .filter_map(|k| k.split_once('\0').map(|(_, sid)| sid.to_string()))
+            .collect();
+        let mut store = LedgerStore::new(&self.ledger);
+        let touched = fold::fold_unit(
+            &mut store,
+            source,
+            fold::unit_id(&unit_key),
+            &prior,
+            mode,
+            records,
+        );
+        let Plan { works, .. } = plan::plan(
+            &self.ledger,
+            &mut store,
+            source,
+            touched,
+            &self.shaping,
+            now_ms(),
+            gone,
+        )?;
+        let mut commit = Commit::default();
+        store.into_commit(&mut commit)?;
+        if mode == Mode::Reset {
+            file.sessions.clear();
+        }
+        for key in fed {
+            if !file.sessions.contains(&key) {
+                file.sessions.push(key);
             }
         }
-        commit.files.push((step.key, file));
+        if gone {
+            commit.forget_files.push(unit_key);
+        } else {
+            file.unit = Some(unit.clone());
+            commit.files.push((unit_key, file));
+        }
         let mut works = works;
         if self.batch
             && let Err(outcome) = self.push_batches(&client, &mut works, &mut commit).await
@@ -702,11 +783,7 @@ impl Engine {
             .cloned()
             .collect();
         for key in keys {
-            let lock = {
-                let mut locks = self.session_locks.lock().unwrap_or_else(|p| p.into_inner());
-                locks.entry(key.clone()).or_default().clone()
-            };
-            let _guard = lock.lock_owned().await;
+            let _guard = self.session_locks.lock(&key).await;
             let Some(mut rec) = self.ledger.session(&key)? else {
                 continue;
             };
@@ -739,17 +816,6 @@ impl Engine {
         }
         Ok(Outcome::Done)
     }
-
-    /// Plans `unit` without sending or committing: the payloads a push would send now.
-    pub fn preview(&self, records: Vec<Record>, unit: &Unit) -> Result<Plan, EngineError> {
-        Ok(plan::plan(
-            &self.ledger,
-            unit.source,
-            records,
-            &self.shaping,
-            now_ms(),
-        )?)
-    }
 }
 
 /// What reading produced: the records plus the unit record to commit with them.
@@ -757,6 +823,10 @@ struct Step {
     key: String,
     file: FileRecord,
     records: Vec<Record>,
+    /// How the records relate to what the unit contributed before.
+    mode: Mode,
+    /// The unit's file is gone: its record is removed on commit.
+    gone: bool,
     more: bool,
 }
 

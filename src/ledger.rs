@@ -1,8 +1,11 @@
-//! The sled ledger: what the server has acknowledged. Trees:
-//! - `files`: per unit, the read checkpoint and the parser state at that checkpoint;
-//! - `sessions`: per session, its folded state and the hash of the last acknowledged payload;
+//! The sled ledger: what the server has acknowledged, and the fold's state. Trees:
+//! - `files`: per unit, the read checkpoint, the parser state at that checkpoint, and the
+//!   sessions it feeds;
+//! - `facts`, `usage`, `totals`: the fold's per-unit contributions and per-session usage totals
+//!   (see `fold`; [`LedgerStore`] is the fold's store over them);
+//! - `sessions`: per session, its folded state (a cache of the fold) and the last acknowledged
+//!   payload;
 //! - `messages`: per message externalId, its session and the hash of the last acknowledged payload;
-//! - `usage`: per (session, usage key), the usage entry (de-duplication of token records);
 //! - `quarantine`: records the server rejected for good, with the reason;
 //! - `meta`: schema version and counters shown by `status`.
 //!
@@ -16,13 +19,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sled::Transactional;
 
-use crate::aggregate::{SessionState, UsageEntry, UsageKeys};
+use crate::fold::{Facts, FoldStore, SessionState, UnitId, Usage, UsageRow};
 use crate::model::SessionPayload;
 use crate::tail::Checkpoint;
 
-/// Bumped when a stored value's shape changes incompatibly; an older ledger is then rebuilt
-/// (ids are deterministic, so rebuilding re-sends but never duplicates).
-pub const SCHEMA_VERSION: u64 = 1;
+/// Bumped when a stored value's shape changes incompatibly. Version 1 (before the one fold)
+/// is migrated in place: what the server acknowledged is kept, the fold is rebuilt by reading
+/// every unit again (see [`Ledger::migrate_v1`]); anything else unknown is set aside.
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// A ledger failure.
 #[derive(Debug, thiserror::Error)]
@@ -75,9 +79,13 @@ pub struct FileRecord {
     pub malformed_lines: u64,
     /// Lines over the size cap (cumulative).
     pub skipped_long_lines: u64,
-    /// Session keys this unit has fed (for `sync --force`).
+    /// Session keys this unit has fed (their contributions are retracted when the unit is
+    /// read again from its start or is gone).
     #[serde(default)]
     pub sessions: Vec<String>,
+    /// The unit itself, so that one whose file is gone can still be processed (retracted).
+    #[serde(default)]
+    pub unit: Option<crate::sources::Unit>,
 }
 
 /// What is stored per session.
@@ -97,6 +105,20 @@ pub struct SessionRecord {
     pub messages: u64,
     /// Models without a price (cost counted as 0).
     pub unpriced_models: Vec<String>,
+}
+
+impl SessionRecord {
+    /// A session never sent.
+    pub fn new(state: SessionState) -> SessionRecord {
+        SessionRecord {
+            state,
+            acked: None,
+            last_write_ms: 0,
+            settle_due: false,
+            messages: 0,
+            unpriced_models: Vec::new(),
+        }
+    }
 }
 
 /// What is stored per message.
@@ -128,12 +150,18 @@ pub struct Quarantined {
 pub struct Commit {
     /// Unit key → new file record.
     pub files: Vec<(String, FileRecord)>,
+    /// Units whose file is gone: their records are removed.
+    pub forget_files: Vec<String>,
     /// Session key → new session record.
     pub sessions: Vec<(String, SessionRecord)>,
     /// Message id → record.
     pub messages: Vec<(String, MessageRecord)>,
-    /// (session key, usage key) → entry.
-    pub usage: Vec<(String, UsageEntry)>,
+    /// Fold: (session key, unit id) → facts (`None` removes).
+    pub facts: Vec<(String, Option<Facts>)>,
+    /// Fold: (session key, usage key) → row (`None` removes).
+    pub usage: Vec<(String, Option<UsageRow>)>,
+    /// Fold: session key → usage totals.
+    pub totals: Vec<(String, Usage)>,
     /// Quarantined records.
     pub quarantine: Vec<(String, Quarantined)>,
 }
@@ -142,9 +170,12 @@ impl Commit {
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
+            && self.forget_files.is_empty()
             && self.sessions.is_empty()
             && self.messages.is_empty()
+            && self.facts.is_empty()
             && self.usage.is_empty()
+            && self.totals.is_empty()
             && self.quarantine.is_empty()
     }
 }
@@ -157,7 +188,9 @@ pub struct Ledger {
     files: sled::Tree,
     sessions: sled::Tree,
     messages: sled::Tree,
+    facts: sled::Tree,
     usage: sled::Tree,
+    totals: sled::Tree,
     quarantine: sled::Tree,
     meta: sled::Tree,
 }
@@ -233,7 +266,9 @@ impl Ledger {
             files: tree("files")?,
             sessions: tree("sessions")?,
             messages: tree("messages")?,
+            facts: tree("facts")?,
             usage: tree("usage")?,
+            totals: tree("totals")?,
             quarantine: tree("quarantine")?,
             meta: tree("meta")?,
             db,
@@ -244,6 +279,7 @@ impl Ledger {
         match self.meta_u64("schema_version")? {
             None => self.set_meta_u64("schema_version", SCHEMA_VERSION),
             Some(SCHEMA_VERSION) => Ok(()),
+            Some(1) => self.migrate_v1(),
             Some(other) => Err(LedgerError::Decode {
                 key: "schema_version".into(),
                 reason: format!("version {other}, this build understands {SCHEMA_VERSION}"),
@@ -296,9 +332,44 @@ impl Ledger {
         self.get(&self.quarantine, key)
     }
 
-    /// A stored usage entry.
-    pub fn usage_entry(&self, session: &str, key: &str) -> Result<Option<UsageEntry>, LedgerError> {
+    /// A stored usage row.
+    pub fn usage_row(&self, session: &str, key: &str) -> Result<Option<UsageRow>, LedgerError> {
         self.get(&self.usage, &usage_key(session, key))
+    }
+
+    /// Every usage key of a session.
+    pub fn usage_keys(&self, session: &str) -> Result<Vec<String>, LedgerError> {
+        let prefix = format!("{session}\0");
+        let mut keys = Vec::new();
+        for item in self.usage.scan_prefix(prefix.as_bytes()) {
+            let (k, _) = item.map_err(|e| self.sled_err(e))?;
+            keys.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+        }
+        Ok(keys)
+    }
+
+    /// Every unit's facts for a session.
+    pub fn unit_facts(&self, session: &str) -> Result<Vec<(UnitId, Facts)>, LedgerError> {
+        let prefix = format!("{session}\0");
+        let mut out = Vec::new();
+        for item in self.facts.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let Some(unit) = u64::from_str_radix(&key[prefix.len()..], 16).ok() else {
+                continue;
+            };
+            let facts = serde_json::from_slice(&v).map_err(|e| LedgerError::Decode {
+                key: key.replace('\0', "/"),
+                reason: e.to_string(),
+            })?;
+            out.push((unit, facts));
+        }
+        Ok(out)
+    }
+
+    /// A session's usage totals.
+    pub fn usage_totals(&self, session: &str) -> Result<Option<Usage>, LedgerError> {
+        self.get(&self.totals, session)
     }
 
     /// Every unit record (key, record).
@@ -368,26 +439,42 @@ impl Ledger {
             }
             b
         }
-        let files = batch(&commit.files);
+        let mut files = batch(&commit.files);
+        for key in &commit.forget_files {
+            files.remove(key.as_bytes());
+        }
         let sessions = batch(&commit.sessions);
         let messages = batch(&commit.messages);
         let quarantine = batch(&commit.quarantine);
-        let mut usage = sled::Batch::default();
-        for (k, v) in &commit.usage {
-            usage.insert(k.as_bytes(), serde_json::to_vec(v).unwrap_or_default());
+        let totals = batch(&commit.totals);
+        fn optional<T: Serialize>(items: &[(String, Option<T>)]) -> sled::Batch {
+            let mut b = sled::Batch::default();
+            for (k, v) in items {
+                match v {
+                    Some(v) => b.insert(k.as_bytes(), serde_json::to_vec(v).unwrap_or_default()),
+                    None => b.remove(k.as_bytes()),
+                }
+            }
+            b
         }
+        let facts = optional(&commit.facts);
+        let usage = optional(&commit.usage);
         (
             &self.files,
             &self.sessions,
             &self.messages,
+            &self.facts,
             &self.usage,
+            &self.totals,
             &self.quarantine,
         )
-            .transaction(|(f, s, m, u, q)| {
+            .transaction(|(f, s, m, fa, u, t, q)| {
                 f.apply_batch(&files)?;
                 s.apply_batch(&sessions)?;
                 m.apply_batch(&messages)?;
+                fa.apply_batch(&facts)?;
                 u.apply_batch(&usage)?;
+                t.apply_batch(&totals)?;
                 q.apply_batch(&quarantine)?;
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
@@ -398,40 +485,6 @@ impl Ledger {
                 }
             })?;
         self.flush()
-    }
-
-    /// Forgets what was acknowledged for these sessions (and the units that feed them), so the
-    /// next pass re-sends them (`sync --force`). Ids are stable, so this updates, never
-    /// duplicates.
-    pub fn forget_sessions(&self, session_keys: &[String]) -> Result<usize, LedgerError> {
-        let wanted: std::collections::HashSet<&str> =
-            session_keys.iter().map(String::as_str).collect();
-        let mut forgotten = 0;
-        for key in session_keys {
-            if self
-                .sessions
-                .remove(key.as_bytes())
-                .map_err(|e| self.sled_err(e))?
-                .is_some()
-            {
-                forgotten += 1;
-            }
-            let prefix = format!("{key}\0");
-            for item in self.usage.scan_prefix(prefix.as_bytes()) {
-                let (k, _) = item.map_err(|e| self.sled_err(e))?;
-                self.usage.remove(k).map_err(|e| self.sled_err(e))?;
-            }
-        }
-        for item in self.messages.iter() {
-            let (k, v) = item.map_err(|e| self.sled_err(e))?;
-            if let Ok(rec) = serde_json::from_slice::<MessageRecord>(&v)
-                && wanted.contains(rec.session.as_str())
-            {
-                self.messages.remove(k).map_err(|e| self.sled_err(e))?;
-            }
-        }
-        self.flush()?;
-        Ok(forgotten)
     }
 
     /// Makes these sessions look never-sent (`sync --force`): their session payload and
@@ -464,17 +517,61 @@ impl Ledger {
         Ok(reset)
     }
 
-    /// Removes a unit's record (its file is gone and was fully drained).
-    pub fn forget_file(&self, unit_key: &str) -> Result<(), LedgerError> {
-        self.files
-            .remove(unit_key.as_bytes())
-            .map_err(|e| self.sled_err(e))?;
+    /// Makes a unit be read again from its start; its contribution to the fold is replaced on
+    /// that read (`sync --force`).
+    pub fn rewind_file(&self, unit_key: &str) -> Result<(), LedgerError> {
+        if let Some(mut rec) = self.file(unit_key)? {
+            rec.checkpoint = Checkpoint::default();
+            rec.state = None;
+            rec.len = 0;
+            rec.mtime_ms = 0;
+            self.files
+                .insert(
+                    unit_key.as_bytes(),
+                    serde_json::to_vec(&rec).unwrap_or_default(),
+                )
+                .map_err(|e| self.sled_err(e))?;
+        }
         Ok(())
     }
 
-    /// Forgets every unit record, so all files are re-read from 0 (used by `--force`).
-    pub fn forget_all_files(&self) -> Result<(), LedgerError> {
+    /// Migrates a version 1 ledger (before the one fold): what the server acknowledged
+    /// (message hashes, the last session payloads, quarantine) is kept; the fold's state is
+    /// dropped together with every read checkpoint, so every unit is read again from its start
+    /// and the fold rebuilt. The rebuilt payloads are compared with the acknowledged ones, so
+    /// only what really differs is sent again.
+    fn migrate_v1(&self) -> Result<(), LedgerError> {
+        tracing::info!(
+            ledger = %self.path.display(),
+            "upgrading the ledger: every session file is read again once (nothing already on \
+             the server is sent again unless it changed)"
+        );
         self.files.clear().map_err(|e| self.sled_err(e))?;
+        self.usage.clear().map_err(|e| self.sled_err(e))?;
+        let mut converted = Vec::new();
+        for item in self.sessions.iter() {
+            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            let Ok(old) = serde_json::from_slice::<serde_json::Value>(&v) else {
+                continue;
+            };
+            let source = old["state"]["source"].clone();
+            let session_id = old["state"]["session_id"].as_str().unwrap_or_default();
+            let Ok(source) = serde_json::from_value(source) else {
+                continue;
+            };
+            let mut rec = SessionRecord::new(SessionState::new(source, session_id));
+            rec.acked = serde_json::from_value(old["acked"].clone()).ok().flatten();
+            rec.last_write_ms = old["last_write_ms"].as_i64().unwrap_or(0);
+            rec.settle_due = old["settle_due"].as_bool().unwrap_or(false);
+            rec.messages = old["messages"].as_u64().unwrap_or(0);
+            converted.push((k, rec));
+        }
+        for (k, rec) in converted {
+            self.sessions
+                .insert(k, serde_json::to_vec(&rec).unwrap_or_default())
+                .map_err(|e| self.sled_err(e))?;
+        }
+        self.set_meta_u64("schema_version", SCHEMA_VERSION)?;
         self.flush()
     }
 
@@ -508,47 +605,129 @@ fn aside_path(dir: &Path) -> PathBuf {
     dir.with_file_name(name)
 }
 
-/// [`UsageKeys`] over the ledger with an in-memory overlay: reads see pending writes; the
-/// writes are collected for the unit's commit.
-pub struct LedgerUsage<'a> {
+/// The fold's store over the ledger, with an in-memory overlay: reads see pending writes;
+/// the writes become part of the unit's commit (so the fold's state moves only with an
+/// acknowledgement, like everything else in the ledger).
+pub struct LedgerStore<'a> {
     ledger: &'a Ledger,
-    pending: HashMap<String, UsageEntry>,
+    facts: HashMap<String, std::collections::BTreeMap<UnitId, Option<Facts>>>,
+    rows: HashMap<String, Option<UsageRow>>,
+    totals: HashMap<String, Usage>,
+    /// A read failed: the fold saw an incomplete state, so nothing of it may be committed.
+    failed: Option<LedgerError>,
 }
 
-impl<'a> LedgerUsage<'a> {
+impl<'a> LedgerStore<'a> {
     /// An empty overlay.
-    pub fn new(ledger: &'a Ledger) -> LedgerUsage<'a> {
-        LedgerUsage {
+    pub fn new(ledger: &'a Ledger) -> LedgerStore<'a> {
+        LedgerStore {
             ledger,
-            pending: HashMap::new(),
+            facts: HashMap::new(),
+            rows: HashMap::new(),
+            totals: HashMap::new(),
+            failed: None,
         }
     }
 
-    /// The writes, for [`Commit::usage`].
-    pub fn into_writes(self) -> Vec<(String, UsageEntry)> {
-        self.pending.into_iter().collect()
-    }
-}
-
-impl UsageKeys for LedgerUsage<'_> {
-    fn get(&mut self, session: &str, key: &str) -> Option<UsageEntry> {
-        let k = usage_key(session, key);
-        if let Some(e) = self.pending.get(&k) {
-            return Some(e.clone());
-        }
-        match self.ledger.usage_entry(session, key) {
-            Ok(e) => e,
+    fn note<T: Default>(&mut self, result: Result<T, LedgerError>) -> T {
+        match result {
+            Ok(v) => v,
             Err(err) => {
-                // A value we cannot read is treated as absent; the fold then recounts it.
-                tracing::warn!(%err, "unreadable usage entry");
-                None
+                self.failed.get_or_insert(err);
+                T::default()
             }
         }
     }
 
-    fn put(&mut self, session: &str, key: &str, entry: UsageEntry) {
-        self.pending.insert(usage_key(session, key), entry);
+    /// Moves the pending writes into `commit`; fails if any read failed.
+    pub fn into_commit(self, commit: &mut Commit) -> Result<(), LedgerError> {
+        if let Some(err) = self.failed {
+            return Err(err);
+        }
+        for (session, units) in self.facts {
+            for (unit, facts) in units {
+                commit.facts.push((facts_key(&session, unit), facts));
+            }
+        }
+        commit.usage.extend(self.rows);
+        commit.totals.extend(self.totals);
+        Ok(())
     }
+}
+
+impl FoldStore for LedgerStore<'_> {
+    fn unit_facts(&mut self, session: &str) -> Vec<(UnitId, Facts)> {
+        let stored = self.ledger.unit_facts(session);
+        let mut all: std::collections::BTreeMap<UnitId, Facts> =
+            self.note(stored).into_iter().collect();
+        if let Some(pending) = self.facts.get(session) {
+            for (unit, facts) in pending {
+                match facts {
+                    Some(f) => {
+                        all.insert(*unit, f.clone());
+                    }
+                    None => {
+                        all.remove(unit);
+                    }
+                }
+            }
+        }
+        all.into_iter().collect()
+    }
+
+    fn set_unit_facts(&mut self, session: &str, unit: UnitId, facts: Option<Facts>) {
+        self.facts
+            .entry(session.to_string())
+            .or_default()
+            .insert(unit, facts);
+    }
+
+    fn usage_row(&mut self, session: &str, key: &str) -> UsageRow {
+        let k = usage_key(session, key);
+        if let Some(row) = self.rows.get(&k) {
+            return row.clone().unwrap_or_default();
+        }
+        let stored = self.ledger.usage_row(session, key);
+        self.note(stored).unwrap_or_default()
+    }
+
+    fn set_usage_row(&mut self, session: &str, key: &str, row: UsageRow) {
+        let value = (!row.0.is_empty()).then_some(row);
+        self.rows.insert(usage_key(session, key), value);
+    }
+
+    fn usage_keys(&mut self, session: &str) -> Vec<String> {
+        let stored = self.ledger.usage_keys(session);
+        let mut keys: std::collections::BTreeSet<String> = self.note(stored).into_iter().collect();
+        let prefix = format!("{session}\0");
+        for (k, row) in &self.rows {
+            if let Some(key) = k.strip_prefix(&prefix) {
+                if row.is_some() {
+                    keys.insert(key.to_string());
+                } else {
+                    keys.remove(key);
+                }
+            }
+        }
+        keys.into_iter().collect()
+    }
+
+    fn usage(&mut self, session: &str) -> Usage {
+        if let Some(u) = self.totals.get(session) {
+            return u.clone();
+        }
+        let stored = self.ledger.usage_totals(session);
+        self.note(stored).unwrap_or_default()
+    }
+
+    fn set_usage(&mut self, session: &str, usage: Usage) {
+        self.totals.insert(session.to_string(), usage);
+    }
+}
+
+/// The `facts` tree key.
+fn facts_key(session: &str, unit: UnitId) -> String {
+    format!("{session}\0{unit:016x}")
 }
 
 #[cfg(test)]
@@ -574,12 +753,10 @@ mod tests {
                 sessions: vec![(
                     "s".into(),
                     SessionRecord {
-                        state: SessionState::new(SourceId::CodexCli, "s"),
                         acked: Some(SessionPayload::default()),
                         last_write_ms: 1,
-                        settle_due: false,
                         messages: 1,
-                        unpriced_models: vec![],
+                        ..SessionRecord::new(SessionState::new(SourceId::CodexCli, "s"))
                     },
                 )],
                 messages: vec![(
@@ -597,7 +774,7 @@ mod tests {
         assert_eq!(ledger.file("u").unwrap().unwrap().len, 5);
         assert_eq!(ledger.session("s").unwrap().unwrap().last_write_ms, 1);
         assert_eq!(ledger.message("m").unwrap().unwrap().hash, 9);
-        assert_eq!(ledger.forget_sessions(&["s".into()]).unwrap(), 1);
+        assert_eq!(ledger.reset_acks(&["s".into()]).unwrap(), 1);
         assert!(ledger.message("m").unwrap().is_none());
     }
 

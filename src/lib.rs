@@ -3,7 +3,6 @@
 //! retry, never losing or duplicating a record. See `README.md` and `DESIGN.md`-style notes in
 //! each module's header.
 
-pub mod aggregate;
 pub mod answer_text;
 pub mod assets;
 pub mod cli;
@@ -13,13 +12,16 @@ pub mod credentials;
 pub mod daemon;
 pub mod engine;
 pub mod exclude;
+pub mod fold;
 pub mod json_edit;
+pub mod keyed_locks;
 pub mod ledger;
 pub mod lock;
 pub mod logfile;
 pub mod model;
 pub mod oneshot;
 pub mod plan;
+pub mod prices;
 pub mod pricing;
 pub mod private_fs;
 pub mod push;

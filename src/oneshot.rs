@@ -3,7 +3,7 @@
 //! the payloads a push would send, one session at a time so memory stays bounded by the
 //! largest session) and `synctest` (one test session and message on the server).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,13 +13,12 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::aggregate::{MemoryUsageKeys, SessionState};
 use crate::config::{Config, Paths};
 use crate::engine::{Outcome, now_ms};
+use crate::fold::{self, MemoryStore, Mode};
 use crate::ledger::Ledger;
 use crate::lock;
-use crate::model::{MessagePayload, SessionPayload, SourceId};
-use crate::plan;
+use crate::model::{MessagePayload, SessionPayload, SourceId, Tokens};
 use crate::push::Client;
 use crate::selection::{Selection, SyncSummary, scan_units};
 use crate::sources::{self, Access, Record, Unit};
@@ -178,6 +177,9 @@ pub struct Exported {
     pub session: SessionPayload,
     /// Its messages in order, shaped as sent.
     pub messages: Vec<MessagePayload>,
+    /// The fold's state of the session (what the daemon's ledger caches for it).
+    #[serde(skip)]
+    pub state: fold::SessionState,
 }
 
 /// Errors met while exporting that did not stop it.
@@ -202,10 +204,14 @@ pub struct ExportReport {
     /// Sessions found with the `--session` id (all sessions when no id was asked for).
     #[serde(default)]
     pub matched_sessions: usize,
+    /// Models with tokens but no price: sessions affected and tokens (left out of the costs).
+    pub unpriced: BTreeMap<String, (usize, Tokens)>,
 }
 
-/// Parses every selected unit and calls `emit` once per session, grouped so that a session's
-/// subagent files are folded together with it.
+/// Parses every selected unit and calls `emit` once per session. Units are read group by
+/// group (a source puts the units of one session in one group, e.g. a Claude Code transcript
+/// and its subagent files) and folded with the daemon's fold (`fold::fold_unit`), so what is
+/// printed is what the daemon sends; memory is bounded by the largest group.
 pub fn export(
     cfg: &Config,
     sources_filter: &[SourceId],
@@ -223,41 +229,79 @@ pub fn export(
         for unit in sources::scan(source, &roots) {
             groups.entry(group_key(&unit)).or_default().push(unit);
         }
+        let mut store = MemoryStore::default();
+        // A session a later group touches again (OpenCode's JSON tree shadowed by its
+        // database) was printed with the first group that had it.
+        let mut emitted: HashSet<String> = HashSet::new();
         for (_, units) in groups {
-            let mut records = Vec::new();
+            let mut order: Vec<String> = Vec::new();
+            let mut messages: HashMap<String, Vec<MessagePayload>> = HashMap::new();
             for unit in &units {
-                match read_all(unit, cfg, &mut records, &mut report) {
+                let id = fold::unit_id(&unit.ledger_key());
+                let mode = match unit.access {
+                    Access::Lines => Mode::Append,
+                    Access::Snapshot => Mode::ReplaceSessions,
+                };
+                let mut fold_records = |records: Vec<Record>| {
+                    for t in fold::fold_unit(&mut store, source, id, &[], mode, records) {
+                        let list = messages.entry(t.session_id.clone()).or_insert_with(|| {
+                            order.push(t.session_id.clone());
+                            Vec::new()
+                        });
+                        for m in t.messages {
+                            match list.iter_mut().find(|x| x.external_id == m.external_id) {
+                                Some(slot) => *slot = m,
+                                None => list.push(m),
+                            }
+                        }
+                    }
+                };
+                match read_all(unit, cfg, &mut fold_records, &mut report) {
                     Ok(()) => {}
                     // Deleted since the scan: nothing to export, nothing wrong.
                     Err(e) if is_not_found(&e) => report.vanished.push(unit.describe()),
                     Err(e) => report.unreadable.push(format!("{}: {e}", unit.describe())),
                 }
             }
-            let mut usage = MemoryUsageKeys::default();
-            for (sid, recs) in plan::group_by_session(records) {
-                if session_filter.is_some_and(|want| want != sid) {
+            for sid in order {
+                let key = fold::session_key(source, &sid);
+                let state = fold::session_state(&mut store, source, &sid);
+                store.forget(&key);
+                if session_filter.is_some_and(|want| want != sid) || !emitted.insert(key) {
                     continue;
                 }
                 report.matched_sessions += 1;
-                let mut state = SessionState::new(source, sid);
-                let messages = plan::fold_session(&mut state, recs, &mut usage);
                 // A session is excluded by its project once the fold knows the project; its
                 // files were read (their paths did not match), but nothing of it is output.
                 if state
+                    .facts
                     .project_path
-                    .as_deref()
-                    .is_some_and(|p| roots.exclude().matches_project(p))
+                    .as_ref()
+                    .is_some_and(|p| roots.exclude().matches_project(&p.value))
                 {
                     report.excluded_sessions += 1;
                     continue;
                 }
-                let messages: Vec<MessagePayload> =
-                    messages.into_iter().map(|m| shaping.message(m)).collect();
+                let messages: Vec<MessagePayload> = messages
+                    .remove(&sid)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|m| shaping.message(m))
+                    .collect();
+                if !fold::worth_creating(&state, !messages.is_empty()) {
+                    continue; // the daemon would not create it either
+                }
                 report.sessions += 1;
                 report.messages += messages.len();
+                for (model, tokens) in state.totals(&shaping.pricing).unpriced_tokens {
+                    let entry = report.unpriced.entry(model).or_default();
+                    entry.0 += 1;
+                    entry.1.add(&tokens);
+                }
                 emit(Exported {
                     session: shaping.session(&state),
                     messages,
+                    state,
                 })?;
             }
         }
@@ -277,10 +321,12 @@ fn group_key(unit: &Unit) -> String {
     sources::source(unit.source).group_key(unit)
 }
 
+/// Reads a whole unit, handing its records to `fold` one read at a time (a snapshot unit may
+/// take several reads).
 fn read_all(
     unit: &Unit,
     cfg: &Config,
-    records: &mut Vec<Record>,
+    fold: &mut dyn FnMut(Vec<Record>),
     report: &mut ExportReport,
 ) -> Result<()> {
     match unit.access {
@@ -289,6 +335,7 @@ fn read_all(
             let mut parser =
                 sources::line_parser(unit, None, cfg.parse_options()).map_err(|e| anyhow!(e))?;
             let mut offset = 0;
+            let mut records = Vec::new();
             loop {
                 let chunk =
                     tail::read_lines(&mut file, offset, 8 * 1024 * 1024, cfg.max_line_bytes)?;
@@ -297,10 +344,11 @@ fn read_all(
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
-                    if parser.parse_line(line, records).is_err() {
+                    if parser.parse_line(line, &mut records).is_err() {
                         report.malformed_lines += 1;
                     }
                 }
+                fold(std::mem::take(&mut records));
                 offset = chunk.end;
                 if !chunk.more {
                     break;
@@ -312,7 +360,7 @@ fn read_all(
             loop {
                 let snap = sources::read_snapshot(unit, state.as_ref(), cfg.parse_options())
                     .map_err(|e| anyhow!(e.to_string()))?;
-                records.extend(snap.records);
+                fold(snap.records);
                 state = Some(snap.state);
                 if !snap.more {
                     break;

@@ -1,16 +1,13 @@
-//! Records plus ledger state become per-session work: the session create (first time only,
-//! with `createdAt`), the new or changed messages in order, and the final totals — everything
-//! redacted and capped exactly as it will be sent, so the hashes stored on acknowledgement
-//! describe what the server really holds.
+//! The fold's session states plus what the ledger says the server holds become per-session
+//! work: the session create (first time only, with `createdAt`), the new or changed messages
+//! in order, and the final totals — everything redacted and capped exactly as it will be
+//! sent, so the hashes stored on acknowledgement describe what the server really holds.
 
-use std::collections::HashMap;
-
-use crate::aggregate::{SessionState, UsageEntry, UsageKeys, session_key};
-use crate::ledger::{Ledger, LedgerError, LedgerUsage, SessionRecord};
+use crate::fold::{self, FoldStore, SessionState, Touched, session_key};
+use crate::ledger::{Ledger, LedgerError, SessionRecord};
 use crate::model::{MessagePayload, SessionPayload, SourceId, json_hash};
 use crate::pricing::Pricing;
 use crate::redact::{self, Redactor};
-use crate::sources::Record;
 
 /// The server ignores a session update within this long of the session's last write when
 /// title, model, path and tokens are unchanged (its dedup window).
@@ -77,41 +74,47 @@ impl SessionWork {
     }
 }
 
-/// Everything one unit's records turn into.
+/// Everything one read of a unit turns into.
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Per session, in order of first appearance.
     pub works: Vec<SessionWork>,
-    /// Usage entries to commit.
-    pub usage: Vec<(String, UsageEntry)>,
     /// Messages skipped because another session already owns their id (replays).
     pub replayed_messages: u64,
 }
 
-/// Builds the plan for `records` read from a unit of `source`.
+/// Builds the work for the sessions a fold step touched: their state is read back from the
+/// fold's `store` (so it includes the step), their messages are diffed against what the
+/// ledger says the server holds. With `quiet` (the step only retracted a unit whose file is
+/// gone) nothing is sent: a deleted transcript — Claude Code removes them after 30 days —
+/// takes nothing away from what the dashboard shows.
 pub fn plan(
     ledger: &Ledger,
+    store: &mut dyn FoldStore,
     source: SourceId,
-    records: Vec<Record>,
+    touched: Vec<Touched>,
     shaping: &Shaping,
     now_ms: i64,
+    quiet: bool,
 ) -> Result<Plan, LedgerError> {
-    let mut usage = LedgerUsage::new(ledger);
     let mut out = Plan::default();
-    for (sid, records) in group_by_session(records) {
-        let key = session_key(source, &sid);
-        let mut record = match ledger.session(&key)? {
-            Some(r) => r,
-            None => SessionRecord {
-                state: SessionState::new(source, sid.clone()),
-                acked: None,
-                last_write_ms: 0,
-                settle_due: false,
-                messages: 0,
-                unpriced_models: Vec::new(),
-            },
-        };
-        let messages = fold_session(&mut record.state, records, &mut usage);
+    for Touched {
+        session_id,
+        messages,
+    } in touched
+    {
+        let key = session_key(source, &session_id);
+        let mut record = ledger
+            .session(&key)?
+            .unwrap_or_else(|| SessionRecord::new(SessionState::new(source, &session_id)));
+        record.state = fold::session_state(store, source, &session_id);
+        let totals = record.state.totals(&shaping.pricing);
+        record.unpriced_models = totals
+            .unpriced_tokens
+            .iter()
+            .map(|(m, _)| m.clone())
+            .collect();
+        let contributors = fold::has_units(store, source, &session_id);
 
         let mut planned = Vec::new();
         for msg in messages {
@@ -139,8 +142,13 @@ pub fn plan(
         }
 
         let payload = shaping.session(&record.state);
-        record.unpriced_models = record.state.totals(&shaping.pricing).unpriced_models;
         let (create, update) = match &record.acked {
+            // Nothing feeds the session any more, or only a file went away: what the server
+            // holds stays as it is.
+            _ if !contributors || quiet => (None, None),
+            // Only usage so far (e.g. a subagent file whose lines carry no time): the session
+            // is created once something gives it its start time, or a message needs it.
+            None if !fold::worth_creating(&record.state, !planned.is_empty()) => (None, None),
             None => (Some(payload), None),
             Some(prev) if *prev != payload => (None, Some(payload)),
             Some(prev)
@@ -158,60 +166,7 @@ pub fn plan(
             record,
         });
     }
-    out.usage = usage.into_writes();
     Ok(out)
-}
-
-/// Groups records by session id, keeping the order in which sessions and records first appear.
-pub fn group_by_session(records: Vec<Record>) -> Vec<(String, Vec<Record>)> {
-    let mut order: Vec<String> = Vec::new();
-    let mut grouped: HashMap<String, Vec<Record>> = HashMap::new();
-    for record in records {
-        let sid = match &record {
-            Record::Session(f) => &f.session_id,
-            Record::Message(m) => &m.session_external_id,
-            Record::Usage(u) => &u.session_id,
-        };
-        if sid.is_empty() {
-            continue;
-        }
-        if !grouped.contains_key(sid) {
-            order.push(sid.clone());
-        }
-        grouped.entry(sid.clone()).or_default().push(record);
-    }
-    order
-        .into_iter()
-        .map(|sid| {
-            let records = grouped.remove(&sid).unwrap_or_default();
-            (sid, records)
-        })
-        .collect()
-}
-
-/// Folds one session's records into its state and returns its messages in order: a message
-/// seen twice (OpenCode rewrites) keeps its first position and its newest content.
-pub fn fold_session(
-    state: &mut SessionState,
-    records: Vec<Record>,
-    usage: &mut dyn UsageKeys,
-) -> Vec<MessagePayload> {
-    let mut messages: Vec<MessagePayload> = Vec::new();
-    let mut index_of: HashMap<String, usize> = HashMap::new();
-    for rec in records {
-        match rec {
-            Record::Session(facts) => state.apply_facts(&facts),
-            Record::Usage(fact) => state.apply_usage(&fact, usage),
-            Record::Message(msg) => match index_of.get(&msg.external_id) {
-                Some(&i) => messages[i] = msg,
-                None => {
-                    index_of.insert(msg.external_id.clone(), messages.len());
-                    messages.push(msg);
-                }
-            },
-        }
-    }
-    messages
 }
 
 /// Whether the server would silently skip `next` as a duplicate of `prev` when sent within its

@@ -2,6 +2,8 @@
 //! `--source`) applied to a scan, what a sync reports back, and the cheap "anything new?" test
 //! that keeps unchanged files from being opened at all.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineError;
@@ -48,11 +50,17 @@ pub fn scan_units(
     selection: &Selection,
 ) -> Result<Vec<Unit>, EngineError> {
     let mut units: Vec<(i64, Unit)> = Vec::new();
+    let mut on_disk: HashSet<String> = HashSet::new();
+    let wanted = |source: &SourceId| {
+        sources.contains(source)
+            && (selection.sources.is_empty() || selection.sources.contains(source))
+    };
     for source in sources {
-        if !selection.sources.is_empty() && !selection.sources.contains(source) {
+        if !wanted(source) {
             continue;
         }
         for unit in sources::scan(*source, roots) {
+            on_disk.insert(unit.ledger_key());
             let record = ledger.file(&unit.ledger_key())?;
             if selection.new_only && record.is_some() {
                 continue;
@@ -81,6 +89,19 @@ pub fn scan_units(
             units.push((mtime, unit));
         }
     }
+    // Units the ledger knows that are gone (deleted while nobody watched): processing them
+    // retracts what they contributed.
+    if !selection.new_only {
+        for item in ledger.files() {
+            let (key, record) = item?;
+            if let Some(unit) = record.unit
+                && wanted(&unit.source)
+                && !on_disk.contains(&key)
+            {
+                units.push((0, unit));
+            }
+        }
+    }
     if let Some(limit) = selection.limit {
         units.sort_by_key(|(mtime, _)| std::cmp::Reverse(*mtime));
         units.truncate(limit);
@@ -91,7 +112,7 @@ pub fn scan_units(
             if let Some(rec) = ledger.file(&unit.ledger_key())? {
                 sessions.extend(rec.sessions);
             }
-            ledger.forget_file(&unit.ledger_key())?;
+            ledger.rewind_file(&unit.ledger_key())?;
         }
         ledger.reset_acks(&sessions)?;
     }

@@ -78,7 +78,7 @@ impl Tool {
                         .find(|d| !d.is_empty())
                         .map(String::from)
                 })
-                .map(|d| crate::config::expand_tilde(&d, &home))
+                .map(|d| crate::sources::expand_tilde(&d, &home))
                 .unwrap_or_else(|| home.join(".claude"))
                 .join("settings.json"),
             Tool::Codex => env("CODEX_HOME")

@@ -193,9 +193,10 @@ pub fn collect(
         }
         if rec
             .state
+            .facts
             .project_path
-            .as_deref()
-            .is_some_and(|p| roots.exclude().matches_project(p))
+            .as_ref()
+            .is_some_and(|p| roots.exclude().matches_project(&p.value))
         {
             status.excluded_sessions += 1;
         }

@@ -2,7 +2,6 @@
 //! redaction, caps), the HTTP client, the engine — the same way for the daemon, the one-shot
 //! commands and the CLI, so none of them reaches into another for its wiring.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
@@ -13,14 +12,12 @@ use crate::credentials::{self, ApiKey};
 use crate::engine::Engine;
 use crate::ledger::Ledger;
 use crate::plan::Shaping;
-use crate::pricing::Pricing;
 use crate::push::{Client, ClientOptions};
 use crate::redact::Redactor;
 
 /// Payload shaping (pricing, redaction, caps) from the config.
 pub fn build_engine_shaping(cfg: &Config) -> Result<Shaping> {
-    let pricing = Pricing::load(cfg.pricing_file.as_deref().map(Path::new))
-        .map_err(|e| anyhow!("pricing_file: {e}"))?;
+    let pricing = crate::prices::load_configured(cfg).map_err(|e| anyhow!("pricing_file: {e}"))?;
     let redactor = Redactor::new(cfg.redact, &cfg.redact_patterns)
         .map_err(|e| anyhow!("redact_patterns: {e}"))?;
     let shaping = Shaping {

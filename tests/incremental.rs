@@ -4,16 +4,17 @@
 //! as a series of appends at chosen byte offsets (mid-line included). After every append the
 //! file is read the way the engine reads it: complete lines only, from the saved offset, with
 //! a small read budget, by a parser rebuilt from its persisted state (a JSON round trip, as
-//! through the ledger). Records are folded into session state that is itself round-tripped.
-//! The payloads at the end must equal those of reading each file in one go.
+//! through the ledger). Records are folded the daemon's way, into a real ledger committed
+//! after every read; the payloads at the end must equal those of reading each file in one go
+//! with the fold in memory, `export`'s way.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use opensyncd::aggregate::{MemoryUsageKeys, SessionState};
+use opensyncd::fold::{self, MemoryStore, Mode, SessionState};
+use opensyncd::ledger::{Commit, Ledger, LedgerStore};
 use opensyncd::model::{MessagePayload, SessionPayload, SourceId};
-use opensyncd::plan;
 use opensyncd::pricing::Pricing;
 use opensyncd::sources::{ParseOptions, Record, Unit, line_parser};
 use opensyncd::tail;
@@ -54,32 +55,88 @@ pub fn copy_tree(
     (dir, files)
 }
 
-/// Session state and messages as the engine keeps them between runs.
-#[derive(Default)]
+/// Session state and messages as the fold keeps them between runs: either in memory (what
+/// `export` does) or in a real ledger, every pass committed and read back (what the daemon
+/// does).
 pub struct Folded {
-    states: BTreeMap<String, String>,
+    store: Store,
+    sessions: Vec<String>,
     messages: BTreeMap<String, Vec<MessagePayload>>,
-    usage: MemoryUsageKeys,
+}
+
+enum Store {
+    Memory(MemoryStore),
+    /// The ledger and the directory it lives in (kept until the end of the run).
+    Ledger(#[allow(dead_code)] tempfile::TempDir, Ledger),
+}
+
+impl Default for Folded {
+    fn default() -> Self {
+        Folded::in_memory()
+    }
 }
 
 impl Folded {
-    /// Folds one pass's records in (state round-tripped through JSON, as in the ledger).
-    pub fn apply(&mut self, source: SourceId, records: Vec<Record>) {
-        for (sid, recs) in plan::group_by_session(records) {
-            let mut state: SessionState = match self.states.get(&sid) {
-                Some(json) => serde_json::from_str(json).unwrap(),
-                None => SessionState::new(source, sid.clone()),
-            };
-            let new = plan::fold_session(&mut state, recs, &mut self.usage);
-            let msgs = self.messages.entry(sid.clone()).or_default();
-            for m in new {
+    /// Fold state kept in memory (`export`).
+    pub fn in_memory() -> Folded {
+        Folded {
+            store: Store::Memory(MemoryStore::default()),
+            sessions: Vec::new(),
+            messages: BTreeMap::new(),
+        }
+    }
+
+    /// Fold state kept in a ledger, committed after every pass (the daemon).
+    pub fn in_ledger() -> Folded {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, _) = Ledger::open(&dir.path().join("ledger")).unwrap();
+        Folded {
+            store: Store::Ledger(dir, ledger),
+            sessions: Vec::new(),
+            messages: BTreeMap::new(),
+        }
+    }
+
+    /// Folds one pass's records of `unit` in (`Append` for a line unit, `ReplaceSessions` for
+    /// a snapshot).
+    pub fn apply_unit(&mut self, source: SourceId, unit: &str, mode: Mode, records: Vec<Record>) {
+        let id = fold::unit_id(unit);
+        let touched = match &mut self.store {
+            Store::Memory(store) => fold::fold_unit(store, source, id, &[], mode, records),
+            Store::Ledger(_, ledger) => {
+                let mut store = LedgerStore::new(ledger);
+                let touched = fold::fold_unit(&mut store, source, id, &[], mode, records);
+                let mut commit = Commit::default();
+                store.into_commit(&mut commit).unwrap();
+                ledger.commit(&commit).unwrap();
+                touched
+            }
+        };
+        for t in touched {
+            if !self.sessions.contains(&t.session_id) {
+                self.sessions.push(t.session_id.clone());
+            }
+            let msgs = self.messages.entry(t.session_id).or_default();
+            for m in t.messages {
                 match msgs.iter_mut().find(|x| x.external_id == m.external_id) {
                     Some(slot) => *slot = m,
                     None => msgs.push(m),
                 }
             }
-            self.states
-                .insert(sid, serde_json::to_string(&state).unwrap());
+        }
+    }
+
+    /// Folds one pass of a snapshot source (one unit per source in these tests).
+    pub fn apply(&mut self, source: SourceId, records: Vec<Record>) {
+        self.apply_unit(source, "snapshot", Mode::ReplaceSessions, records);
+    }
+
+    fn state(&mut self, source: SourceId, sid: &str) -> SessionState {
+        match &mut self.store {
+            Store::Memory(store) => fold::session_state(store, source, sid),
+            Store::Ledger(_, ledger) => {
+                fold::session_state(&mut LedgerStore::new(ledger), source, sid)
+            }
         }
     }
 }
@@ -100,7 +157,13 @@ pub fn run(
     for f in files {
         std::fs::write(f, b"").unwrap();
     }
-    let mut folded = Folded::default();
+    // One read of everything is export's way (state in memory); several reads are the daemon's
+    // (state in the ledger, committed after each).
+    let mut folded = if splits.iter().all(Vec::is_empty) && budget >= 64 << 20 {
+        Folded::in_memory()
+    } else {
+        Folded::in_ledger()
+    };
     let mut malformed = 0;
     let mut skipped_long = 0;
     for (i, path) in files.iter().enumerate() {
@@ -137,7 +200,7 @@ pub fn run(
                     }
                 }
                 skipped_long += chunk.skipped_long_lines;
-                folded.apply(source, records);
+                folded.apply_unit(source, &path.display().to_string(), Mode::Append, records);
                 offset = chunk.end;
                 if !chunk.more {
                     break;
@@ -146,22 +209,19 @@ pub fn run(
             state = Some(serde_json::to_string(&parser.save_state()).unwrap());
         }
     }
-    folded.finish(malformed, skipped_long)
+    folded.finish(source, malformed, skipped_long)
 }
 
 impl Folded {
     /// The payloads: per session, its totals and its messages in first-seen order.
-    pub fn finish(mut self, malformed: usize, skipped_long: u64) -> Outcome {
+    pub fn finish(mut self, source: SourceId, malformed: usize, skipped_long: u64) -> Outcome {
         let pricing = Pricing::bundled();
-        let sessions = self
-            .states
-            .iter()
-            .map(|(sid, json)| {
-                let state: SessionState = serde_json::from_str(json).unwrap();
-                let msgs = self.messages.remove(sid).unwrap_or_default();
-                (sid.clone(), (state.payload(&pricing), msgs))
-            })
-            .collect();
+        let mut sessions = BTreeMap::new();
+        for sid in std::mem::take(&mut self.sessions) {
+            let state = self.state(source, &sid);
+            let msgs = self.messages.remove(&sid).unwrap_or_default();
+            sessions.insert(sid, (state.payload(&pricing), msgs));
+        }
         Outcome {
             sessions,
             malformed,

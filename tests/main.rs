@@ -4,6 +4,7 @@
 mod home;
 mod support;
 
+mod architecture;
 mod bad_files;
 mod claude_source;
 mod cli;
@@ -12,9 +13,11 @@ mod codex_source;
 mod daemon;
 mod emulation;
 mod exclude;
+mod fold_property;
 mod incremental;
 mod opencode_source;
 mod packaging;
+mod pricing;
 mod real_fixtures;
 mod redaction;
 mod reliability;

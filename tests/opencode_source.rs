@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use opensyncd::aggregate::{MemoryUsageKeys, SessionState};
+use opensyncd::fold::{MemoryStore, Mode, fold_unit, session_state};
 use opensyncd::model::{MessagePayload, SessionPayload, SourceId};
-use opensyncd::plan;
 use opensyncd::pricing::Pricing;
 use opensyncd::sources::opencode::{db_unit, json_unit, read_unit};
 use opensyncd::sources::{ParseOptions, Record, Roots, Unit, scan, unit_for_path};
@@ -34,13 +33,20 @@ fn roots(data: &Path) -> Roots {
 }
 
 fn fold(records: Vec<Record>) -> Vec<(SessionPayload, Vec<MessagePayload>)> {
-    let mut usage = MemoryUsageKeys::default();
-    let mut out: Vec<(SessionPayload, Vec<MessagePayload>)> = plan::group_by_session(records)
+    let mut store = MemoryStore::default();
+    let touched = fold_unit(
+        &mut store,
+        SourceId::OpenCode,
+        1,
+        &[],
+        Mode::ReplaceSessions,
+        records,
+    );
+    let mut out: Vec<(SessionPayload, Vec<MessagePayload>)> = touched
         .into_iter()
-        .map(|(sid, recs)| {
-            let mut state = SessionState::new(SourceId::OpenCode, sid);
-            let msgs = plan::fold_session(&mut state, recs, &mut usage);
-            (state.payload(&Pricing::bundled()), msgs)
+        .map(|t| {
+            let state = session_state(&mut store, SourceId::OpenCode, &t.session_id);
+            (state.payload(&Pricing::bundled()), t.messages)
         })
         .collect();
     out.sort_by(|a, b| a.0.external_id.cmp(&b.0.external_id));
@@ -165,6 +171,7 @@ fn reasoning_is_sent_only_when_enabled() {
     let opts = ParseOptions {
         sync_thinking: true,
         sync_tool_calls: true,
+        ..ParseOptions::default()
     };
     let payloads = fold(read_all(&unit, opts));
     assert!(
@@ -390,7 +397,12 @@ fn pass(
         loop {
             let saved: Option<Value> = states.get(&key).map(|s| serde_json::from_str(s).unwrap());
             let snap = read_unit(&unit, saved.as_ref(), ParseOptions::default()).unwrap();
-            folded.apply(SourceId::OpenCode, snap.records);
+            folded.apply_unit(
+                SourceId::OpenCode,
+                &key,
+                Mode::ReplaceSessions,
+                snap.records,
+            );
             states.insert(key.clone(), serde_json::to_string(&snap.state).unwrap());
             if !snap.more {
                 break;
@@ -417,7 +429,7 @@ proptest::proptest! {
         let data = dir.path().join("opencode");
         std::fs::create_dir_all(data.join("storage")).unwrap();
         let mut states = std::collections::BTreeMap::new();
-        let mut folded = crate::incremental::Folded::default();
+        let mut folded = crate::incremental::Folded::in_ledger();
         for (step, &i) in order.iter().enumerate() {
             let dest = data.join(&files[i]);
             std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
@@ -427,9 +439,9 @@ proptest::proptest! {
             }
         }
         pass(&data, &mut states, &mut folded);
-        let mut reference = crate::incremental::Folded::default();
+        let mut reference = crate::incremental::Folded::in_memory();
         pass(&data, &mut std::collections::BTreeMap::new(), &mut reference);
-        proptest::prop_assert_eq!(by_time(folded.finish(0, 0)), by_time(reference.finish(0, 0)));
+        proptest::prop_assert_eq!(by_time(folded.finish(SourceId::OpenCode, 0, 0)), by_time(reference.finish(SourceId::OpenCode, 0, 0)));
     }
 }
 
@@ -554,7 +566,7 @@ proptest::proptest! {
         ).unwrap();
         let unit = db_unit(db.clone());
         let mut state: Option<String> = None;
-        let mut folded = crate::incremental::Folded::default();
+        let mut folded = crate::incremental::Folded::in_ledger();
         let read = |state: &mut Option<String>, folded: &mut crate::incremental::Folded| loop {
             let saved: Option<Value> = state.as_deref().map(|s| serde_json::from_str(s).unwrap());
             let snap = read_unit(&unit, saved.as_ref(), ParseOptions::default()).unwrap();
@@ -572,8 +584,8 @@ proptest::proptest! {
             }
         }
         read(&mut state, &mut folded);
-        let mut reference = crate::incremental::Folded::default();
+        let mut reference = crate::incremental::Folded::in_memory();
         read(&mut None, &mut reference);
-        proptest::prop_assert_eq!(by_time(folded.finish(0, 0)), by_time(reference.finish(0, 0)));
+        proptest::prop_assert_eq!(by_time(folded.finish(SourceId::OpenCode, 0, 0)), by_time(reference.finish(SourceId::OpenCode, 0, 0)));
     }
 }

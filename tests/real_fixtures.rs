@@ -115,7 +115,8 @@ fn expected_codex(root: &Path) -> BTreeMap<String, Expect> {
 
 /// Claude Code: usage grouped by (message.id, requestId) keeping each field's maximum, over
 /// the session file and its subagent files; `<synthetic>` lines skipped. Messages = prompts,
-/// tool-result lines, and assistant lines with non-blank text or tool calls.
+/// tool-result lines, and assistant lines with non-blank text or tool calls, in the session
+/// file and in its subagent files alike.
 fn expected_claude(root: &Path) -> BTreeMap<String, Expect> {
     let projects = root.join("claude/projects");
     let mut usage: HashMap<String, HashMap<(String, String), [u64; 4]>> = HashMap::new();
@@ -145,10 +146,11 @@ fn expected_claude(root: &Path) -> BTreeMap<String, Expect> {
                 },
                 (None, false) => name.clone(),
             };
-            if !is_sub {
-                if line_sid.is_some() {
-                    sessions.insert(sid.clone());
-                }
+            if !is_sub && line_sid.is_some() {
+                sessions.insert(sid.clone());
+            }
+            // Subagent turns are messages of their parent session too (marked as theirs).
+            {
                 let m = &v["message"];
                 let count = match v["type"].as_str() {
                     Some("user") => {

@@ -43,6 +43,9 @@ _opensyncd() {
             opensyncd,man)
                 cmd="opensyncd__subcmd__man"
                 ;;
+            opensyncd,prices)
+                cmd="opensyncd__subcmd__prices"
+                ;;
             opensyncd,run)
                 cmd="opensyncd__subcmd__run"
                 ;;
@@ -94,6 +97,9 @@ _opensyncd() {
             opensyncd__subcmd__help,man)
                 cmd="opensyncd__subcmd__help__subcmd__man"
                 ;;
+            opensyncd__subcmd__help,prices)
+                cmd="opensyncd__subcmd__help__subcmd__prices"
+                ;;
             opensyncd__subcmd__help,run)
                 cmd="opensyncd__subcmd__help__subcmd__run"
                 ;;
@@ -118,6 +124,12 @@ _opensyncd() {
             opensyncd__subcmd__help,verify)
                 cmd="opensyncd__subcmd__help__subcmd__verify"
                 ;;
+            opensyncd__subcmd__help__subcmd__prices,show)
+                cmd="opensyncd__subcmd__help__subcmd__prices__subcmd__show"
+                ;;
+            opensyncd__subcmd__help__subcmd__prices,update)
+                cmd="opensyncd__subcmd__help__subcmd__prices__subcmd__update"
+                ;;
             opensyncd__subcmd__help__subcmd__service,install)
                 cmd="opensyncd__subcmd__help__subcmd__service__subcmd__install"
                 ;;
@@ -126,6 +138,24 @@ _opensyncd() {
                 ;;
             opensyncd__subcmd__help__subcmd__service,uninstall)
                 cmd="opensyncd__subcmd__help__subcmd__service__subcmd__uninstall"
+                ;;
+            opensyncd__subcmd__prices,help)
+                cmd="opensyncd__subcmd__prices__subcmd__help"
+                ;;
+            opensyncd__subcmd__prices,show)
+                cmd="opensyncd__subcmd__prices__subcmd__show"
+                ;;
+            opensyncd__subcmd__prices,update)
+                cmd="opensyncd__subcmd__prices__subcmd__update"
+                ;;
+            opensyncd__subcmd__prices__subcmd__help,help)
+                cmd="opensyncd__subcmd__prices__subcmd__help__subcmd__help"
+                ;;
+            opensyncd__subcmd__prices__subcmd__help,show)
+                cmd="opensyncd__subcmd__prices__subcmd__help__subcmd__show"
+                ;;
+            opensyncd__subcmd__prices__subcmd__help,update)
+                cmd="opensyncd__subcmd__prices__subcmd__help__subcmd__update"
                 ;;
             opensyncd__subcmd__service,help)
                 cmd="opensyncd__subcmd__service__subcmd__help"
@@ -158,7 +188,7 @@ _opensyncd() {
 
     case "${cmd}" in
         opensyncd)
-            opts="-h -V --foreground --log-level --log-format --color --help --version run login logout status verify sync synctest export config set setup hook logs service completions man help"
+            opts="-h -V --foreground --log-level --log-format --color --help --version run login logout status verify sync synctest export config set setup hook logs service prices completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -270,7 +300,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__help)
-            opts="run login logout status verify sync synctest export config set setup hook logs service completions man help"
+            opts="run login logout status verify sync synctest export config set setup hook logs service prices completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -398,6 +428,48 @@ _opensyncd() {
         opensyncd__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__help__subcmd__prices)
+            opts="show update"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__help__subcmd__prices__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__help__subcmd__prices__subcmd__update)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -705,6 +777,144 @@ _opensyncd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        opensyncd__subcmd__prices)
+            opts="-h --log-level --log-format --color --help show update help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__prices__subcmd__help)
+            opts="show update help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__prices__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__prices__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__prices__subcmd__help__subcmd__update)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__prices__subcmd__show)
+            opts="-h --json --log-level --log-format --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__prices__subcmd__update)
+            opts="-h --url --log-level --log-format --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         opensyncd__subcmd__run)
             opts="-h --debounce-ms --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -910,7 +1120,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__set)
-            opts="-h --unset --log-level --log-format --color --help url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pricing_file exclude"
+            opts="-h --unset --log-level --log-format --color --help url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls sync_subagents redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pricing_file exclude prices_url"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

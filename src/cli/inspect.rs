@@ -217,10 +217,12 @@ pub(super) fn cmd_config(paths: &Paths, loaded: &Loaded, json: bool) -> Result<(
         Err(_) => "unreadable",
     };
     let roots = cfg.roots(&config::process_env);
+    let prices = crate::prices::load(paths, cfg);
     if json {
         let value = serde_json::json!({
             "config": cfg,
             "origins": loaded.origins,
+            "price_table": prices.as_ref().ok().map(|p| p.info()),
             "api_key": masked,
             "api_key_source": key_source,
             "paths": {
@@ -267,6 +269,14 @@ pub(super) fn cmd_config(paths: &Paths, loaded: &Loaded, json: bool) -> Result<(
         line(&mut out, key, format!("{value}   [{origin}]"));
     }
     line(&mut out, "state dir", paths.state_dir.display().to_string());
+    line(
+        &mut out,
+        "price table",
+        match &prices {
+            Ok(p) => crate::prices::describe(p),
+            Err(e) => format!("unreadable pricing_file: {e}"),
+        },
+    );
     for (source, dirs) in &roots.0 {
         line(
             &mut out,
@@ -367,7 +377,7 @@ fn restore(paths: &Paths, before: Option<&[u8]>) -> Result<()> {
 /// not run from this directory.
 fn check_pricing_file(raw: &str) -> Result<String> {
     let home = config::home_dir(&config::process_env);
-    let mut path = config::expand_tilde(raw.trim(), &home);
+    let mut path = crate::sources::expand_tilde(raw.trim(), &home);
     if path.is_relative() {
         path = std::env::current_dir()?.join(path);
     }

@@ -6,12 +6,14 @@ mod auth;
 mod hooks;
 mod inspect;
 mod logs;
+mod prices;
 mod sync;
 
 use auth::*;
 use hooks::*;
 use inspect::*;
 use logs::*;
+use prices::*;
 use sync::*;
 
 use std::ffi::OsStr;
@@ -223,6 +225,15 @@ pub enum Command {
         #[command(subcommand)]
         action: ServiceAction,
     },
+    /// Show the model price table in use, or download LiteLLM's current one.
+    #[command(after_help = "Examples:\n  opensyncd prices show\n  \
+                      opensyncd prices show us.anthropic.claude-haiku-4-5-20251001-v1:0\n  \
+                      opensyncd prices update")]
+    Prices {
+        /// What to do.
+        #[command(subcommand)]
+        action: PricesAction,
+    },
     /// Print shell completions.
     #[command(
         after_help = "Examples:\n  opensyncd completions bash > ~/.local/share/bash-completion/completions/opensyncd\n  \
@@ -342,6 +353,31 @@ pub struct LogsArgs {
     /// How many of the last lines to show first.
     #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
     pub lines: usize,
+}
+
+/// `opensyncd prices ...`.
+#[derive(Debug, Subcommand)]
+pub enum PricesAction {
+    /// Which table is in use (bundled or installed, LiteLLM version and date); with a model,
+    /// what it resolves to and its rates.
+    #[command(
+        after_help = "Examples:\n  opensyncd prices show\n  opensyncd prices show gpt-5 --json"
+    )]
+    Show {
+        /// A model id as the logs spell it (e.g. `us.anthropic.claude-haiku-4-5-20251001-v1:0`).
+        model: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download LiteLLM's current price table, check it, and install it in the state dir
+    /// (where it wins over the bundled table). A bad download changes nothing.
+    #[command(after_help = "Examples:\n  opensyncd prices update")]
+    Update {
+        /// Where to download it from (default: the `prices_url` key, else LiteLLM's file).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
 }
 
 /// `opensyncd service ...`.
@@ -536,6 +572,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::Export(args) => cmd_export(&cfg, args),
                 Command::Setup(args) => cmd_setup(args),
                 Command::Service { action } => cmd_service(action),
+                Command::Prices { action } => cmd_prices(&paths, &cfg, action),
                 Command::Completions { .. }
                 | Command::Man
                 | Command::Hook { .. }

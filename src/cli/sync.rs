@@ -178,6 +178,9 @@ pub(super) fn cmd_export(cfg: &Config, args: ExportArgs) -> Result<()> {
             }
         );
     }
+    if !report.unpriced.is_empty() {
+        eprintln!("{}", super::prices::unpriced_summary(&report.unpriced));
+    }
     if !report.unreadable.is_empty() {
         for u in &report.unreadable {
             eprintln!("unreadable: {u}");

@@ -97,28 +97,32 @@ impl Source for ClaudeCode {
         Ok(Box::new(ClaudeParser::new(&unit.path, state, opts)?))
     }
 
+    fn leader(&self, unit: &Unit) -> Option<Unit> {
+        main_transcript(&unit.path).map(|path| Unit::lines(SourceId::ClaudeCode, path))
+    }
+
     /// Subagent files are folded with their parent transcript.
     fn group_key(&self, unit: &Unit) -> String {
-        let path = &unit.path;
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let dir = path.parent().unwrap_or(Path::new(""));
-        if name.starts_with("agent-") {
-            if dir.file_name().is_some_and(|d| d == "subagents") {
-                // <project>/<sessionId>/subagents/agent-*.jsonl
-                if let Some(session_dir) = dir.parent() {
-                    return session_dir.with_extension("jsonl").display().to_string();
-                }
-            }
-            // Legacy flat layout: the parent is named inside the file.
-            if let Some(sid) = first_session_id(path) {
-                return dir.join(format!("{sid}.jsonl")).display().to_string();
-            }
-        }
-        path.display().to_string()
+        main_transcript(&unit.path)
+            .unwrap_or_else(|| unit.path.clone())
+            .display()
+            .to_string()
     }
+}
+
+/// The main transcript of a subagent file: `<project>/<sessionId>.jsonl` for
+/// `<project>/<sessionId>/subagents/agent-*.jsonl`, and for a legacy flat `agent-*.jsonl` the
+/// transcript named by its lines' `sessionId`. `None` for a main transcript.
+fn main_transcript(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    if !name.starts_with("agent-") {
+        return None;
+    }
+    let dir = path.parent()?;
+    if dir.file_name().is_some_and(|d| d == "subagents") {
+        return Some(dir.parent()?.with_extension("jsonl"));
+    }
+    first_session_id(path).map(|sid| dir.join(format!("{sid}.jsonl")))
 }
 
 fn first_session_id(path: &Path) -> Option<String> {
@@ -158,6 +162,8 @@ pub struct ClaudeParser {
     state: State,
     opts: ParseOptions,
     dir: PathBuf,
+    /// Subagent files: the marker their messages carry (`[subagent a881341]`).
+    marker: Option<String>,
 }
 
 impl ClaudeParser {
@@ -177,7 +183,16 @@ impl ClaudeParser {
                 foreign: BTreeMap::new(),
             },
         };
-        Ok(ClaudeParser { state, opts, dir })
+        let marker = match state.kind {
+            Kind::Session(_) => None,
+            Kind::Subagent(_) | Kind::FlatSubagent => Some(subagent_marker(path)),
+        };
+        Ok(ClaudeParser {
+            state,
+            opts,
+            dir,
+            marker,
+        })
     }
 
     fn message(
@@ -190,6 +205,26 @@ impl ClaudeParser {
         model: Option<String>,
     ) -> Option<Record> {
         let uuid = v.get("uuid").and_then(Value::as_str)?;
+        // A subagent's turns are sent with its parent session, marked as the subagent's.
+        let (text, parts) = match &self.marker {
+            None => (text, parts),
+            Some(_) if !self.opts.sync_subagents => return None,
+            Some(marker) => (
+                text.map(|t| format!("{marker} {t}")),
+                parts
+                    .into_iter()
+                    .map(|mut p| {
+                        if p.kind == "tool-call"
+                            && let Some(name) = p.content.get_mut("name")
+                        {
+                            let named = format!("{marker} {}", name.as_str().unwrap_or("tool"));
+                            *name = Value::String(named);
+                        }
+                        p
+                    })
+                    .collect(),
+            ),
+        };
         let mut all = Vec::new();
         if let Some(t) = &text {
             all.push(Part::text(t.clone()));
@@ -277,6 +312,7 @@ impl ClaudeParser {
         let mut facts = SessionFacts {
             session_id: sid.to_string(),
             at_ms: timestamp(v),
+            secondary: self.marker.is_some(),
             ..SessionFacts::default()
         };
         facts.project_path = v
@@ -418,10 +454,10 @@ impl LineParser for ClaudeParser {
                 }
                 self.session_line(&own, &v, out);
             }
-            Kind::Subagent(parent) => self.usage(&parent, &v, out),
+            Kind::Subagent(parent) => self.session_line(&parent, &v, out),
             Kind::FlatSubagent => {
                 if !line_sid.is_empty() {
-                    self.usage(&line_sid, &v, out);
+                    self.session_line(&line_sid, &v, out);
                 }
             }
         }
@@ -483,6 +519,21 @@ fn parse_wanted(line: &[u8]) -> Result<Value, LineError> {
         }
     }
     Ok(Value::Object(map))
+}
+
+/// How a subagent file's messages are marked: `[subagent <agent id>]`, or `[compaction]` for
+/// the runs Claude Code starts to compact a conversation (`agent-acompact-*`).
+fn subagent_marker(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    let id = stem.strip_prefix("agent-").unwrap_or(stem);
+    if id.starts_with("acompact") {
+        "[compaction]".to_string()
+    } else {
+        format!("[subagent {id}]")
+    }
 }
 
 fn kind_of(path: &Path) -> Kind {

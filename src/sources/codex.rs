@@ -28,11 +28,12 @@
 //! archived copy of a rollout produces the same ids.
 //!
 //! Tokens: the session total is the last non-null `total_token_usage` (0.77–0.104 repeat
-//! events, so summing `last_token_usage` double counts). For pricing, the deltas between
-//! consecutive totals are attributed to the model of the current turn and kept as one running
-//! total per model (`UsageMerge::Replace` under `model:<name>`); a decrease is a counter reset.
+//! events, so summing `last_token_usage` double counts). For pricing, each delta between
+//! consecutive totals — one API call, or the few calls between two events — is a usage fact of
+//! its own under `call:<line index>`, attributed to the model of the current turn, so the fold
+//! can price each call in its band (a long-context call costs more); a repeated event has no
+//! delta; a decrease is a counter reset. The sum of the deltas is the last total.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,14 @@ impl Source for Codex {
     ) -> Result<Box<dyn LineParser>, LineError> {
         Ok(Box::new(CodexParser::new(&unit.path, state, opts)?))
     }
+
+    /// A rollout and its archived copy (same file name) are one session: folded together.
+    fn group_key(&self, unit: &Unit) -> String {
+        unit.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| unit.ledger_key())
+    }
 }
 
 fn is_rollout(path: &Path) -> bool {
@@ -122,8 +131,6 @@ struct State {
     titled: bool,
     /// The last cumulative total seen.
     last_total: Option<RawUsage>,
-    /// Running usage per model.
-    per_model: BTreeMap<String, Tokens>,
     /// Saw `agent_reasoning` events (so reasoning items are not sent twice).
     reasoning_events: bool,
     /// TypeScript era: lines of the JSON document so far.
@@ -422,16 +429,12 @@ impl CodexParser {
                 if delta == RawUsage::default() {
                     return; // a repeated event
                 }
-                let model = self.state.model.clone().unwrap_or_default();
-                let running = self.state.per_model.entry(model.clone()).or_default();
-                running.add(&delta.tokens());
-                let running = *running;
                 out.push(Record::Usage(UsageFact {
                     session_id: self.sid(),
-                    key: format!("model:{model}"),
+                    key: format!("call:{}", self.state.line),
                     merge: UsageMerge::Replace,
-                    model: Some(model).filter(|m| !m.is_empty()),
-                    tokens: running,
+                    model: self.state.model.clone().filter(|m| !m.is_empty()),
+                    tokens: delta.tokens(),
                     cost: None,
                 }));
             }
@@ -651,7 +654,8 @@ mod tests {
                 reasoning: 2
             }
         );
-        assert_eq!(usage[1].key, "model:gpt-5-codex");
+        assert_eq!(usage[1].key, "call:5");
+        assert_eq!(usage[1].model.as_deref(), Some("gpt-5-codex"));
         assert_eq!(
             usage[1].tokens,
             Tokens {

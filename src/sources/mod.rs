@@ -25,6 +25,14 @@ pub struct ParseOptions {
     pub sync_thinking: bool,
     /// Include tool calls and tool results.
     pub sync_tool_calls: bool,
+    /// Include the turns of subagents (Claude Code `subagents/`), marked, in their parent
+    /// session (their usage always counts).
+    #[serde(default = "yes")]
+    pub sync_subagents: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for ParseOptions {
@@ -32,11 +40,12 @@ impl Default for ParseOptions {
         ParseOptions {
             sync_thinking: false,
             sync_tool_calls: true,
+            sync_subagents: true,
         }
     }
 }
 
-/// Facts about a session observed in one record. Merge rules (see `aggregate`): `title` and
+/// Facts about a session observed in one record. Merge rules (see `fold::Facts`): `title` and
 /// `project_path` keep the first value seen, `title_override`, `model` and `provider` the latest,
 /// timestamps widen the session's time span, `duration_ms` keeps the largest.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -57,6 +66,10 @@ pub struct SessionFacts {
     pub at_ms: Option<i64>,
     /// An explicit duration reported by the tool; the largest wins.
     pub duration_ms: Option<u64>,
+    /// From a secondary file of the session (a subagent transcript): its title, project and
+    /// model are used only when no primary file gives them.
+    #[serde(default)]
+    pub secondary: bool,
 }
 
 /// How repeated usage facts with the same key combine.
@@ -97,6 +110,17 @@ pub enum Record {
     Message(MessagePayload),
     /// Token usage.
     Usage(UsageFact),
+}
+
+impl Record {
+    /// The session the record belongs to.
+    pub fn session_id(&self) -> &str {
+        match self {
+            Record::Session(f) => &f.session_id,
+            Record::Message(m) => &m.session_external_id,
+            Record::Usage(u) => &u.session_id,
+        }
+    }
 }
 
 /// A line the parser could not use. The caller counts it and moves on.
@@ -165,9 +189,39 @@ pub struct Unit {
     /// How it is read.
     pub access: Access,
     /// The file (or the directory a multi-file unit lives in, e.g. OpenCode's `storage/`).
+    #[serde(with = "os_path")]
     pub path: PathBuf,
     /// The part of `path` this unit covers, when `path` holds many (an OpenCode session id).
     pub part: Option<String>,
+}
+
+/// A path as JSON: a string when it is UTF-8 (as serde writes paths), else its raw bytes, so
+/// that a file whose name is not UTF-8 still has a unit that can be stored and read back.
+mod os_path {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+        match path.to_str() {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_bytes(path.as_os_str().as_bytes()),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Text(String),
+            Bytes(Vec<u8>),
+        }
+        Ok(match Stored::deserialize(d)? {
+            Stored::Text(text) => PathBuf::from(text),
+            Stored::Bytes(bytes) => PathBuf::from(std::ffi::OsString::from_vec(bytes)),
+        })
+    }
 }
 
 impl Unit {
@@ -263,6 +317,19 @@ pub trait Source: Sync {
             unit: unit.describe(),
             what: "snapshot read",
         })
+    }
+
+    /// Whether the unit still exists on disk (a unit that is gone has its contribution
+    /// retracted).
+    fn exists(&self, unit: &Unit) -> bool {
+        unit.path.exists()
+    }
+
+    /// The unit that must be read before this one, if any: a Claude Code subagent file's
+    /// main transcript, so that the session is created from the main transcript (its start
+    /// time, title and project) whichever file the daemon happens to see first.
+    fn leader(&self, _unit: &Unit) -> Option<Unit> {
+        None
     }
 
     /// Units whose records belong to the same sessions share a group key, so `export` can
@@ -523,6 +590,26 @@ pub fn path_key(path: &Path) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_with_a_name_that_is_not_utf8_survives_json() {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"/p/c1a0-\xff\xfe.jsonl"));
+        let unit = Unit::lines(SourceId::ClaudeCode, odd.clone());
+        let json = serde_json::to_vec(&unit).unwrap();
+        let back: Unit = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back.path, odd);
+        // UTF-8 paths are stored as before (a plain string).
+        let plain = Unit::lines(SourceId::ClaudeCode, PathBuf::from("/p/a.jsonl"));
+        let v = serde_json::to_value(&plain).unwrap();
+        assert_eq!(v["path"], "/p/a.jsonl");
+        // Ledger keys keep names apart that a lossy conversion would merge.
+        let other = PathBuf::from(std::ffi::OsStr::from_bytes(b"/p/c1a0-\xfe\xff.jsonl"));
+        assert_ne!(
+            unit.ledger_key(),
+            Unit::lines(SourceId::ClaudeCode, other).ledger_key()
+        );
+    }
 
     #[test]
     fn every_source_id_has_exactly_one_registry_entry() {

@@ -141,6 +141,13 @@ impl Source for OpenCode {
         None
     }
 
+    fn exists(&self, unit: &Unit) -> bool {
+        match &unit.part {
+            Some(session_id) => session_info_path(&unit.path, session_id).is_some(),
+            None => unit.path.is_file(),
+        }
+    }
+
     fn read_snapshot(
         &self,
         unit: &Unit,
@@ -230,18 +237,23 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// `storage/session/<project>/<ses>.json`, wherever the project is.
+fn session_info_path(storage: &Path, session_id: &str) -> Option<PathBuf> {
+    std::fs::read_dir(storage.join("session"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|project| project.path().join(format!("{session_id}.json")))
+        .find(|p| p.is_file())
+}
+
 fn read_json_session(
     storage: &Path,
     session_id: &str,
     state: Option<&Value>,
     opts: ParseOptions,
 ) -> Snapshot {
-    let info_path = std::fs::read_dir(storage.join("session"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|project| project.path().join(format!("{session_id}.json")))
-        .find(|p| p.is_file());
+    let info_path = session_info_path(storage, session_id);
     let mut files: Vec<PathBuf> = info_path.iter().cloned().collect();
     let message_files = json_files(&storage.join("message").join(session_id));
     let mut part_files: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
