@@ -1593,6 +1593,37 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_not_text_are_named_not_swallowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, b"concurrency = 8\n\xff\xfe\n").unwrap();
+        let err = load_layers(&path, &[], &figment::value::Dict::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not UTF-8 text"), "{err}");
+        let (_dir, empty) = file_with("");
+        let err = load_layers(
+            &empty,
+            &[("OPENSYNCD_URL".to_string(), None)],
+            &figment::value::Dict::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "environment variable OPENSYNCD_URL: the value is not UTF-8 text"
+        );
+        // An unknown variable whose value is not UTF-8 is still only a warning.
+        let loaded = load_layers(
+            &empty,
+            &[("OPENSYNCD_NOPE".to_string(), None)],
+            &figment::value::Dict::new(),
+        )
+        .unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+    }
+
+    #[test]
     fn every_value_knows_where_it_came_from() {
         let (_dir, path) = file_with("# comment\n\ndebounce_ms = 100\nconcurrency = 2\n");
         let mut flags = figment::value::Dict::new();

@@ -821,6 +821,11 @@ fn hook_cursor_answers_what_cursor_expects_for_every_event() {
         assert_eq!(stdout(&out), answer, "{event}");
         assert!(!stdout(&out).contains("followup_message"));
     }
+    // Garbage on stdin: still the right answer, exit 0.
+    let home = TestHome::new();
+    let out = run_with_stdin(&home, &["hook", "cursor", "preToolUse"], "\u{0}{not json");
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "{\"permission\":\"allow\"}\n");
     // The event name may come only in the payload.
     let home = TestHome::new();
     let out = run_with_stdin(
