@@ -1172,7 +1172,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__status)
-            opts="-h --json --log-level --log-format --color --help"
+            opts="-h --json --rejected --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1198,7 +1198,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__sync)
-            opts="-h --all --new --limit --force --source --dry-run --json --log-level --log-format --color --help"
+            opts="-h --all --new --limit --force --retry-rejected --source --dry-run --json --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -83,6 +83,7 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l color -d 
 always\t'Always'
 never\t'Never'"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l json -d 'Machine-readable output'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l rejected -d 'List every record the server refused, with its reason'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand verify" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand verify" -l log-format -d 'Log format (also OPENSYNCD_LOG_FORMAT)' -r -f -a "text\t''
@@ -105,6 +106,7 @@ never\t'Never'"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l all -d 'Everything not yet synced (the default)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l new -d 'Only sessions that were never synced'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l force -d 'Re-send the selected sessions even if they were synced (safe: ids are stable)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l retry-rejected -d 'Send again the records the server refused before (see `status --rejected`)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l dry-run -d 'Show what would be sent without sending'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l json -d 'Machine-readable output (the summary, or the dry run\'s findings)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'

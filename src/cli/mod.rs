@@ -130,12 +130,16 @@ pub enum Command {
     },
     /// Show what is synced, what is pending, and any problem.
     #[command(
-        after_help = "Examples:\n  opensyncd status\n  opensyncd status --json | jq .sources"
+        after_help = "Examples:\n  opensyncd status\n  opensyncd status --json | jq .sources\n  \
+                      opensyncd status --rejected"
     )]
     Status {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// List every record the server refused, with its reason.
+        #[arg(long)]
+        rejected: bool,
     },
     /// Check credentials, the connection, the daemon, the service and each source directory.
     #[command(after_help = "Examples:\n  opensyncd verify\n  opensyncd verify --json")]
@@ -298,6 +302,9 @@ pub struct SyncArgs {
     /// Re-send the selected sessions even if they were synced (safe: ids are stable).
     #[arg(long)]
     pub force: bool,
+    /// Send again the records the server refused before (see `status --rejected`).
+    #[arg(long)]
+    pub retry_rejected: bool,
     /// Only this source; repeatable.
     #[arg(long = "source", value_name = "SOURCE", value_parser = source_name_parser())]
     pub sources: Vec<String>,
@@ -565,7 +572,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::Run(_) => cmd_run(paths, cfg),
                 Command::Config { json } => cmd_config(&paths, &loaded, json),
                 Command::Login(args) => cmd_login(&paths, &cfg, args),
-                Command::Status { json } => cmd_status(&paths, &cfg, json),
+                Command::Status { json, rejected } => cmd_status(&paths, &cfg, json, rejected),
                 Command::Verify { json } => cmd_verify(&paths, &cfg, json),
                 Command::Sync(args) => cmd_sync(&paths, &cfg, args),
                 Command::Synctest => cmd_synctest(&paths, &cfg),
