@@ -10,6 +10,7 @@
 pub mod claude;
 pub mod codex;
 pub mod opencode;
+pub mod pi;
 
 use std::path::{Path, PathBuf};
 
