@@ -16,7 +16,8 @@
 //!
 //! Entries, and what becomes of them:
 //! - `message` with role `user`: a prompt (text blocks joined, images as `[image: <mime>]`); the
-//!   first one with text titles the session (pi's `firstMessage`);
+//!   first one with text titles the session (pi's `firstMessage`), unless it is a bare slash
+//!   command such as `/mode`, which early pi versions logged as a prompt;
 //! - role `assistant`: text → text, `toolCall` → a `tool-call` part, `thinking` → a `reasoning`
 //!   part only with `sync_thinking` (never when `redacted`); an empty failed turn shows its
 //!   `errorMessage`. Its `usage` is a usage fact (below);
@@ -377,7 +378,8 @@ impl PiParser {
                     "user" => {
                         self.count_conversational();
                         let text = user_text(msg.get("content"));
-                        if !self.state.titled && !text.trim().is_empty() {
+                        if !self.state.titled && !text.trim().is_empty() && !is_bare_command(&text)
+                        {
                             self.state.titled = true;
                             facts.title =
                                 Some(format!("{}{}", self.title_prefix(), short_title(&text)));
@@ -688,6 +690,14 @@ fn str_field(v: &Value, key: &str) -> Option<String> {
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty())
         .map(str::to_string)
+}
+
+/// A slash command without arguments (`/mode`): early pi versions logged such input as a user
+/// message. It names no topic, so it does not title the session (Claude's slash-command markup
+/// is skipped for titles too); an absolute path (`/home/x/a.rs is broken`) still does.
+fn is_bare_command(text: &str) -> bool {
+    let t = text.trim();
+    t.starts_with('/') && !t.contains(char::is_whitespace) && t[1..].find('/').is_none()
 }
 
 /// A user message's text: a string, or its text blocks joined, images as markers.
