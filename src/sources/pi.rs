@@ -727,3 +727,254 @@ fn blocks_text(content: Option<&Value>) -> String {
         _ => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(path: &Path, lines: &[Value]) -> Vec<Record> {
+        let mut p = PiParser::new(path, None, ParseOptions::default()).unwrap();
+        let mut out = Vec::new();
+        for l in lines {
+            p.parse_line(l.to_string().as_bytes(), &mut out).unwrap();
+        }
+        out
+    }
+
+    fn ids(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Message(m) => Some(m.external_id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn usage(records: &[Record]) -> Vec<&UsageFact> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Usage(u) => Some(u),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn entry(ts: &str, message: Value) -> Value {
+        serde_json::json!({"type": "message", "timestamp": ts, "message": message})
+    }
+
+    fn assistant(text: &str, input: u64, cost: f64) -> Value {
+        serde_json::json!({"role": "assistant", "content": [{"type": "text", "text": text}],
+            "provider": "anthropic", "model": "claude-sonnet-4-5",
+            "usage": {"input": input, "output": 5, "cacheRead": 100, "cacheWrite": 10,
+                      "cost": {"total": cost}}})
+    }
+
+    #[test]
+    fn roots_follow_pi_coding_agent_dir_with_tilde_expansion() {
+        let home = Path::new("/home/u");
+        let none = |_: &str| None;
+        assert_eq!(default_roots(&none, home), vec![home.join(".pi/agent")]);
+        let set = |k: &str| (k == "PI_CODING_AGENT_DIR").then(|| "~/alt/agent".to_string());
+        assert_eq!(default_roots(&set, home), vec![home.join("alt/agent")]);
+        let blank = |_: &str| Some("  ".to_string());
+        assert_eq!(default_roots(&blank, home), vec![home.join(".pi/agent")]);
+    }
+
+    #[test]
+    fn only_pi_session_files_in_pi_places_are_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("agent");
+        let header = "{\"type\":\"session\",\"id\":\"s1\",\"timestamp\":\"2026-01-01T00:00:00.000Z\",\"cwd\":\"/x\"}\n";
+        let put = |rel: &str, text: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let nested = put("sessions/--x--/a.jsonl", header);
+        let misplaced = put("b.jsonl", header);
+        let too_deep = put("sessions/--x--/sub/c.jsonl", header);
+        let flat_in_sessions = put("sessions/d.jsonl", header);
+        let not_session = put("sessions/--x--/e.jsonl", "{\"type\":\"note\"}\n");
+        let unfinished = put("sessions/--x--/f.jsonl", "{\"type\":\"session\",\"id\":\"s");
+        let empty_id = put(
+            "sessions/--x--/g.jsonl",
+            "{\"type\":\"session\",\"id\":\"\"}\n",
+        );
+        let roots = vec![root.clone()];
+        assert_eq!(scan(&roots), vec![misplaced.clone(), nested.clone()]);
+        assert!(is_pi_path(&nested, &roots));
+        assert!(is_pi_path(&misplaced, &roots));
+        for p in [
+            &too_deep,
+            &flat_in_sessions,
+            &not_session,
+            &unfinished,
+            &empty_id,
+        ] {
+            assert!(!is_pi_path(p, &roots), "{}", p.display());
+        }
+        assert!(!is_pi_path(&nested, &[dir.path().join("other")]));
+    }
+
+    #[test]
+    fn ids_count_user_and_assistant_messages_in_file_order() {
+        let path = Path::new("/x/sessions/--p--/t_s1.jsonl");
+        let records = parse(
+            path,
+            &[
+                serde_json::json!({"type": "session", "id": "s1", "timestamp": "2026-01-01T00:00:00Z", "cwd": "/p"}),
+                entry(
+                    "2026-01-01T00:00:01Z",
+                    serde_json::json!({"role": "user", "content": "hi", "timestamp": 1}),
+                ),
+                entry("2026-01-01T00:00:02Z", assistant("hello", 1, 0.5)),
+                entry(
+                    "2026-01-01T00:00:03Z",
+                    serde_json::json!({"role": "toolResult", "content": [{"type": "text", "text": "ok"}], "timestamp": 3}),
+                ),
+                entry(
+                    "2026-01-01T00:00:04Z",
+                    serde_json::json!({"role": "custom", "content": "ext", "display": true, "timestamp": 4}),
+                ),
+                entry(
+                    "2026-01-01T00:00:05Z",
+                    serde_json::json!({"role": "bashExecution", "command": "ls", "output": "a", "exitCode": 0, "timestamp": 5}),
+                ),
+                entry(
+                    "2026-01-01T00:00:06Z",
+                    serde_json::json!({"role": "user", "content": [{"type": "text", "text": "more"}], "timestamp": 6}),
+                ),
+            ],
+        );
+        assert_eq!(
+            ids(&records),
+            [
+                "s1-user-1",
+                "s1-assistant-2",
+                "s1-tool-2.1",
+                "s1-bash-2.3",
+                "s1-user-3"
+            ]
+        );
+        let u = usage(&records);
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].key, "assistant-2");
+        assert_eq!(u[0].cost, Some(0.5));
+        assert_eq!(u[0].model.as_deref(), Some("claude-sonnet-4-5"));
+        assert_eq!(
+            (
+                u[0].tokens.input,
+                u[0].tokens.cache_read,
+                u[0].tokens.cache_write,
+                u[0].tokens.output
+            ),
+            (1, 100, 10, 5)
+        );
+    }
+
+    #[test]
+    fn a_zero_cost_leaves_pricing_to_the_table() {
+        let path = Path::new("/x/t_s1.jsonl");
+        let records = parse(
+            path,
+            &[
+                serde_json::json!({"type": "session", "id": "s1", "timestamp": "2026-01-01T00:00:00Z"}),
+                entry("2026-01-01T00:00:02Z", assistant("free?", 7, 0.0)),
+            ],
+        );
+        assert_eq!(usage(&records)[0].cost, None);
+    }
+
+    #[test]
+    fn entries_copied_into_a_fork_are_billed_to_an_existing_parent_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("sessions/--p--");
+        std::fs::create_dir_all(&project).unwrap();
+        let child = project.join("2026-01-02T00-00-00-000Z_c1.jsonl");
+        let lines = [
+            serde_json::json!({"type": "session", "version": 3, "id": "c1", "timestamp": "2026-01-02T00:00:00Z",
+                "parentSession": "/elsewhere/sessions/--p--/2026-01-01T00-00-00-000Z_abcdef0123.jsonl"}),
+            entry("2026-01-01T00:00:02Z", assistant("copied", 1, 0.5)),
+            entry("2026-01-02T00:00:02Z", assistant("own", 2, 0.25)),
+        ];
+        // The parent is not there: this file is the only record of the copied turn.
+        let records = parse(&child, &lines);
+        assert_eq!(usage(&records).len(), 2);
+        // The parent exists beside the child (the agent dir was moved since it was recorded).
+        std::fs::write(
+            project.join("2026-01-01T00-00-00-000Z_abcdef0123.jsonl"),
+            "",
+        )
+        .unwrap();
+        let records = parse(&child, &lines);
+        let u = usage(&records);
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].key, "assistant-2");
+        // The copied message is still the fork's.
+        assert_eq!(ids(&records), ["c1-assistant-1", "c1-assistant-2"]);
+        let times: Vec<_> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Session(f) => f.at_ms,
+                _ => None,
+            })
+            .collect();
+        assert!(
+            times
+                .iter()
+                .all(|t| *t >= parse_timestamp_ms("2026-01-02T00:00:00Z").unwrap()),
+            "copied entries do not widen the fork's span: {times:?}"
+        );
+    }
+
+    #[test]
+    fn the_parent_is_found_at_its_path_beside_the_child_or_in_a_sibling_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = dir.path().join("sessions");
+        let a = sessions.join("--a--");
+        let b = sessions.join("--b--");
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let parent = a.join("p.jsonl");
+        std::fs::write(&parent, "").unwrap();
+        let child = b.join("c.jsonl");
+        assert!(parent_file_exists(&child, parent.to_str().unwrap()));
+        assert!(parent_file_exists(
+            &child,
+            "/old/home/.pi/agent/sessions/--a--/p.jsonl"
+        ));
+        assert!(parent_file_exists(
+            &child,
+            "C:\\Users\\x\\.pi\\agent\\sessions\\--a--\\p.jsonl"
+        ));
+        assert!(!parent_file_exists(&child, "/old/sessions/--c--/p.jsonl"));
+        assert!(!parent_file_exists(&child, ""));
+    }
+
+    #[test]
+    fn bare_slash_commands_do_not_title() {
+        assert!(is_bare_command("/mode"));
+        assert!(is_bare_command(" /opensync:config "));
+        assert!(!is_bare_command("/model opus"));
+        assert!(!is_bare_command("/home/x/a.rs"));
+        assert!(!is_bare_command("fix it"));
+    }
+
+    #[test]
+    fn odd_numbers_are_read_without_overflow() {
+        assert_eq!(token_count(&serde_json::json!(12)), 12);
+        assert_eq!(token_count(&serde_json::json!(12.9)), 12);
+        assert_eq!(token_count(&serde_json::json!(-3)), 0);
+        assert_eq!(token_count(&serde_json::json!(1e300)), u64::MAX);
+        assert_eq!(token_count(&serde_json::json!("7")), 0);
+        assert_eq!(
+            epoch_ms(&serde_json::json!(1.5e12)),
+            Some(1_500_000_000_000)
+        );
+        assert_eq!(epoch_ms(&serde_json::json!(1e300)), None);
+    }
+}
