@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use opensyncd::model::{SourceId, Tokens};
 use opensyncd::pricing::Pricing;
-use opensyncd::sources::{LineParser, ParseOptions, line_parser};
+use opensyncd::sources::{LineParser, ParseOptions, Unit, line_parser};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -400,8 +400,12 @@ fn session_files(files: &[PathBuf]) -> Vec<PathBuf> {
 /// Reads `path` from the start with a fresh parser (what the engine does when a file's head
 /// changed) and folds the records into `folded`.
 fn read_from_start(path: &Path, folded: &mut Folded) {
-    let mut parser: Box<dyn LineParser> =
-        line_parser(SourceId::Pi, path, None, ParseOptions::default()).unwrap();
+    let mut parser: Box<dyn LineParser> = line_parser(
+        &Unit::lines(SourceId::Pi, path.to_path_buf()),
+        None,
+        ParseOptions::default(),
+    )
+    .unwrap();
     let text = std::fs::read(path).unwrap();
     let complete = &text[..text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)];
     let mut records = Vec::new();
@@ -597,13 +601,13 @@ proptest! {
         1..20,
     )) {
         let path = Path::new("/nonexistent/sessions/--x--/2026-01-01T00-00-00-000Z_0b6f0a57-0000-4000-8000-000000000001.jsonl");
-        let mut parser = line_parser(SourceId::Pi, path, None, ParseOptions::default()).unwrap();
+        let mut parser = line_parser(&Unit::lines(SourceId::Pi, path.to_path_buf()), None, ParseOptions::default()).unwrap();
         let mut out = Vec::new();
         for l in &lines {
             let _ = parser.parse_line(l, &mut out);
         }
         let state = parser.save_state();
-        prop_assert!(line_parser(SourceId::Pi, path, Some(&state), ParseOptions::default()).is_ok());
+        prop_assert!(line_parser(&Unit::lines(SourceId::Pi, path.to_path_buf()), Some(&state), ParseOptions::default()).is_ok());
         crate::incremental::Folded::default().apply(SourceId::Pi, out);
     }
 }
@@ -611,7 +615,12 @@ proptest! {
 #[test]
 fn a_file_that_is_not_a_pi_session_yields_nothing_and_one_error() {
     let path = fixture().join("notes.jsonl");
-    let mut parser = line_parser(SourceId::Pi, &path, None, ParseOptions::default()).unwrap();
+    let mut parser = line_parser(
+        &Unit::lines(SourceId::Pi, path.clone()),
+        None,
+        ParseOptions::default(),
+    )
+    .unwrap();
     let mut out = Vec::new();
     let results: Vec<bool> = std::fs::read_to_string(&path)
         .unwrap()

@@ -3,8 +3,9 @@
 //!
 //! Files: `$PI_CODING_AGENT_DIR` (a leading `~` expanded) or `~/.pi/agent` is the agent dir;
 //! its sessions are `sessions/*/*.jsonl`, plus `*.jsonl` directly in the agent dir (where pi
-//! v0.30.0 misplaced them). A file is a pi session only if its first line is
-//! `{"type":"session","id":<non-empty string>,…}` (pi's own `isValidSessionFile`).
+//! v0.30.0 misplaced them; they are found by scans, only `sessions/` is watched). A file is a pi
+//! session only if its first line is `{"type":"session","id":<non-empty string>,…}` (pi's own
+//! `isValidSessionFile`).
 //!
 //! Formats: v1 (no entry ids; the header may carry `provider`/`modelId` and `branchedFrom`), v2
 //! (`id`/`parentId` tree) and v3 (message role `hookMessage` renamed `custom`). Nothing here
@@ -69,10 +70,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{MessagePayload, Part, Role, Tokens, parse_timestamp_ms};
+use crate::model::{MessagePayload, Part, Role, SourceId, Tokens, parse_timestamp_ms};
 use crate::sources::codex::short_title;
 use crate::sources::{
-    LineError, LineParser, ParseOptions, Record, SessionFacts, UsageFact, UsageMerge,
+    LineError, LineParser, ParseOptions, Record, SessionFacts, Source, Unit, UsageFact, UsageMerge,
 };
 
 /// The `source` string pi sessions are sent with.
@@ -82,34 +83,56 @@ const SOURCE: &str = "pi";
 /// few hundred bytes (its longest field is the parent path).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// The agent dirs to read: `$PI_CODING_AGENT_DIR` (leading `~` expanded against `home`) when
-/// set and not blank, else `<home>/.pi/agent`.
-pub fn default_roots(env: &dyn Fn(&str) -> Option<String>, home: &Path) -> Vec<PathBuf> {
-    match env("PI_CODING_AGENT_DIR").filter(|d| !d.trim().is_empty()) {
-        Some(dir) => vec![expand_home(dir.trim(), home)],
-        None => vec![home.join(".pi").join("agent")],
-    }
-}
+/// pi as a [`Source`].
+pub struct Pi;
 
-fn expand_home(path: &str, home: &Path) -> PathBuf {
-    if path == "~" {
-        return home.to_path_buf();
+impl Source for Pi {
+    fn id(&self) -> SourceId {
+        SourceId::Pi
     }
-    match path.strip_prefix("~/") {
-        Some(rest) => home.join(rest),
-        None => PathBuf::from(path),
-    }
-}
 
-/// The directories a watcher should cover for `roots`: each agent dir (for the misplaced
-/// root-level files; `sessions/` lies inside it).
-pub fn watch_dirs(roots: &[PathBuf]) -> Vec<PathBuf> {
-    roots.to_vec()
+    /// `$PI_CODING_AGENT_DIR` (leading `~` expanded, as pi's `getAgentDir` does) when set and
+    /// not blank, else `~/.pi/agent`.
+    fn default_roots(&self, env: &dyn Fn(&str) -> Option<String>, home: &Path) -> Vec<PathBuf> {
+        match env("PI_CODING_AGENT_DIR").filter(|d| !d.trim().is_empty()) {
+            Some(dir) => vec![super::expand_tilde(dir.trim(), home)],
+            None => vec![home.join(".pi").join("agent")],
+        }
+    }
+
+    /// `<agent dir>/sessions` only. Watching the agent dir itself (recursively, as roots are
+    /// watched) would also cover pi's installed packages (`git/`, `extensions/`, with their
+    /// `node_modules`): thousands of watches for files that are never sessions. The misplaced
+    /// root-level files are found by the startup scan and the periodic rescans (pi ≥ 0.30.2
+    /// moves them into `sessions/` itself).
+    fn watch_dirs(&self, roots: &[PathBuf]) -> Vec<PathBuf> {
+        roots.iter().map(|r| r.join("sessions")).collect()
+    }
+
+    fn scan(&self, roots: &[PathBuf]) -> Vec<Unit> {
+        session_files(roots)
+            .into_iter()
+            .map(|path| Unit::lines(SourceId::Pi, path))
+            .collect()
+    }
+
+    fn unit_for_path(&self, path: &Path, roots: &[PathBuf]) -> Option<Unit> {
+        is_pi_path(path, roots).then(|| Unit::lines(SourceId::Pi, path.to_path_buf()))
+    }
+
+    fn line_parser(
+        &self,
+        unit: &Unit,
+        state: Option<&Value>,
+        opts: ParseOptions,
+    ) -> Result<Box<dyn LineParser>, LineError> {
+        Ok(Box::new(PiParser::new(&unit.path, state, opts)?))
+    }
 }
 
 /// Every pi session file under the agent dirs `roots`, sorted. Missing or unreadable dirs are
 /// skipped (the next scan retries).
-pub fn scan(roots: &[PathBuf]) -> Vec<PathBuf> {
+fn session_files(roots: &[PathBuf]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for root in roots {
         files.extend(jsonl_in(root));
@@ -147,7 +170,7 @@ fn has_jsonl_extension(path: &Path) -> bool {
 
 /// Whether `path` sits where pi keeps sessions under one of `roots`
 /// (`<root>/sessions/<dir>/<name>.jsonl` or `<root>/<name>.jsonl`) and is a pi session file.
-pub fn is_pi_path(path: &Path, roots: &[PathBuf]) -> bool {
+fn is_pi_path(path: &Path, roots: &[PathBuf]) -> bool {
     if !has_jsonl_extension(path) {
         return false;
     }
@@ -167,7 +190,7 @@ pub fn is_pi_path(path: &Path, roots: &[PathBuf]) -> bool {
 
 /// Whether the file's first line is a pi session header. A file whose first line is not
 /// complete yet is not (yet) a session.
-pub fn is_session_file(path: &Path) -> bool {
+fn is_session_file(path: &Path) -> bool {
     first_line(path)
         .and_then(|line| parse_object(&line).ok())
         .is_some_and(|v| header_id(&v).is_some())
@@ -773,14 +796,23 @@ mod tests {
     }
 
     #[test]
+    fn only_the_sessions_dir_is_watched() {
+        let roots = [PathBuf::from("/h/.pi/agent")];
+        assert_eq!(
+            Pi.watch_dirs(&roots),
+            vec![PathBuf::from("/h/.pi/agent/sessions")]
+        );
+    }
+
+    #[test]
     fn roots_follow_pi_coding_agent_dir_with_tilde_expansion() {
         let home = Path::new("/home/u");
         let none = |_: &str| None;
-        assert_eq!(default_roots(&none, home), vec![home.join(".pi/agent")]);
+        assert_eq!(Pi.default_roots(&none, home), vec![home.join(".pi/agent")]);
         let set = |k: &str| (k == "PI_CODING_AGENT_DIR").then(|| "~/alt/agent".to_string());
-        assert_eq!(default_roots(&set, home), vec![home.join("alt/agent")]);
+        assert_eq!(Pi.default_roots(&set, home), vec![home.join("alt/agent")]);
         let blank = |_: &str| Some("  ".to_string());
-        assert_eq!(default_roots(&blank, home), vec![home.join(".pi/agent")]);
+        assert_eq!(Pi.default_roots(&blank, home), vec![home.join(".pi/agent")]);
     }
 
     #[test]
@@ -805,7 +837,17 @@ mod tests {
             "{\"type\":\"session\",\"id\":\"\"}\n",
         );
         let roots = vec![root.clone()];
-        assert_eq!(scan(&roots), vec![misplaced.clone(), nested.clone()]);
+        assert_eq!(
+            session_files(&roots),
+            vec![misplaced.clone(), nested.clone()]
+        );
+        assert_eq!(
+            Pi.scan(&roots),
+            vec![
+                Unit::lines(SourceId::Pi, misplaced.clone()),
+                Unit::lines(SourceId::Pi, nested.clone())
+            ]
+        );
         assert!(is_pi_path(&nested, &roots));
         assert!(is_pi_path(&misplaced, &roots));
         for p in [
