@@ -657,6 +657,34 @@ fn daemon_backfills_the_fixtures_and_live_appends_each_message_once() {
         msgs.iter()
             .any(|m| m.external_id == format!("{B}-assistant-9"))
     );
+
+    // A new session in a new cwd dir, written as pi writes it: nothing until the first
+    // assistant message, then the header and the buffered entries one append each.
+    let new_sid = "6e1d0c2b-3a49-4f57-8e6d-5c4b3a291807";
+    let dir = agent_dir(&home).join("sessions/--home-dev-delta--");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("2026-03-01T08-00-00-000Z_{new_sid}.jsonl"));
+    let lines = [
+        json!({"type":"session","version":3,"id":new_sid,"timestamp":"2026-03-01T08:00:00.000Z","cwd":"/home/dev/delta"}),
+        json!({"type":"model_change","id":"10000001","parentId":null,"timestamp":"2026-03-01T08:00:00.100Z","provider":"anthropic","modelId":"claude-haiku-4-5"}),
+        json!({"type":"message","id":"10000002","parentId":"10000001","timestamp":"2026-03-01T08:00:05.000Z","message":{"role":"user","content":"list the crates","timestamp":1772352004990u64}}),
+        json!({"type":"message","id":"10000003","parentId":"10000002","timestamp":"2026-03-01T08:00:07.000Z","message":{"role":"assistant","content":[{"type":"toolCall","id":"toolu_x","name":"bash","arguments":{"command":"ls crates"}}],"api":"anthropic-messages","provider":"anthropic","model":"claude-haiku-4-5","usage":{"input":4,"output":30,"cacheRead":0,"cacheWrite":5000,"totalTokens":5034,"cost":{"input":0.000004,"output":0.00015,"cacheRead":0,"cacheWrite":0.00625,"total":0.006404}},"stopReason":"toolUse","timestamp":1772352005000u64}}),
+    ];
+    for line in &lines {
+        append(&path, &format!("{line}\n"));
+    }
+    let result = json!({"type":"message","id":"10000004","parentId":"10000003","timestamp":"2026-03-01T08:00:07.100Z","message":{"role":"toolResult","toolCallId":"toolu_x","toolName":"bash","content":[{"type":"text","text":"core\ncli\n"}],"isError":false,"timestamp":1772352007050u64}});
+    append(&path, &format!("{result}\n"));
+    wait_converged(&home, &emu, Duration::from_secs(60));
+    let msgs = emu.messages_of_session(emu.default_user(), new_sid);
+    let ids: Vec<&str> = msgs.iter().map(|m| m.external_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let session = emu
+        .sessions(emu.default_user())
+        .into_iter()
+        .find(|s| s.external_id == new_sid)
+        .unwrap();
+    assert_eq!(session.prompt_tokens, 5004);
 }
 
 #[test]
