@@ -575,13 +575,13 @@ proptest! {
 
     #[test]
     fn any_split_of_appends_yields_the_one_shot_payloads(
-        (fractions, budget) in splits_strategy(6)
+        (fractions, budget) in splits_strategy(7)
     ) {
         let (_dir, files) = copy_tree(&fixture(), &jsonl);
-        prop_assert_eq!(files.len(), 6);
+        prop_assert_eq!(files.len(), 7);
         let opts = ParseOptions::default();
         let reference = one_shot(SourceId::Pi, &files, opts);
-        prop_assert_eq!(reference.sessions.len(), 5);
+        prop_assert_eq!(reference.sessions.len(), 6);
         let cuts = cuts_for(&files, &fractions);
         let stepped = incremental::run(SourceId::Pi, &files, &cuts, budget, 64 << 20, opts);
         prop_assert_eq!(stepped, reference);

@@ -34,7 +34,9 @@
 //!   `model_change` and the v1 header's `provider`/`modelId`: model and provider, as do the
 //!   assistant messages (latest wins);
 //! - `compaction`, `branch_summary`, `thinking_level_change`, `label`, `custom` and unknown
-//!   types: bookkeeping; only their time counts.
+//!   types: bookkeeping; only their time counts;
+//! - a repeated header, and entries repeated before the first assistant message (pi issue
+//!   #1672 wrote a branched file's header and entries twice): skipped.
 //!
 //! Ids: the session is the header `id`. pi-opensync-plugin's message ids are
 //! `{sid}-user-N` / `{sid}-assistant-N`, N the 1-based count of user and assistant messages
@@ -269,6 +271,12 @@ struct State {
     titled: bool,
     /// Whether the parent file exists (forks only; checked once).
     parent_exists: Option<bool>,
+    /// An assistant message was seen (after it, no entry repeats: see `early_ids`).
+    #[serde(default)]
+    seen_assistant: bool,
+    /// Entry ids seen before the first assistant message.
+    #[serde(default)]
+    early_ids: Vec<String>,
 }
 
 /// Incremental parser of one pi session file.
@@ -380,7 +388,38 @@ impl PiParser {
         self.state.parent_exists == Some(true)
     }
 
+    /// Whether this entry repeats one already read. pi before 2f64df1e (issue #1672) could
+    /// write a branched file's header and entries a second time when the branch had no
+    /// assistant message yet: the repeats carry the same entry ids, and all of them come before
+    /// the file's first assistant message, so only ids seen until then need remembering.
+    fn is_repeat(&mut self, v: &Value) -> bool {
+        if self.state.seen_assistant || v.get("type").and_then(Value::as_str) == Some("session") {
+            return false;
+        }
+        if v.get("type").and_then(Value::as_str) == Some("message")
+            && v.get("message")
+                .and_then(|m| m.get("role"))
+                .and_then(Value::as_str)
+                == Some("assistant")
+        {
+            self.state.seen_assistant = true;
+            self.state.early_ids = Vec::new();
+            return false;
+        }
+        let Some(id) = v.get("id").and_then(Value::as_str) else {
+            return false; // v1 entries have no ids (and predate the bug)
+        };
+        if self.state.early_ids.iter().any(|seen| seen == id) {
+            return true;
+        }
+        self.state.early_ids.push(id.to_string());
+        false
+    }
+
     fn entry(&mut self, sid: &str, v: &Value, out: &mut Vec<Record>) {
+        if self.is_repeat(v) {
+            return;
+        }
         let entry_ms = v
             .get("timestamp")
             .and_then(Value::as_str)
