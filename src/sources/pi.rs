@@ -11,9 +11,10 @@
 //! (`id`/`parentId` tree) and v3 (message role `hookMessage` renamed `custom`). Nothing here
 //! depends on entry ids, so all three read alike. pi rewrites a v1/v2 file as v3 when it opens
 //! it (the whole file; v1 entries get new random ids, the header gains `version`): the reader
-//! sees a changed head and reads the file again from offset 0 with a fresh parser, and since
-//! every id and usage key below is derived from the order of entries — which the rewrite keeps
-//! — the second reading produces the same ids and keys as the first, so nothing is duplicated.
+//! sees a changed head and reads the file again from offset 0 with a fresh parser (the fold
+//! replaces the file's earlier contribution), and since every id and usage key below is derived
+//! from the order of entries — which the rewrite keeps — the second reading produces the same
+//! ids and keys as the first: no message is sent twice, no token counted twice.
 //!
 //! Entries, and what becomes of them:
 //! - `message` with role `user`: a prompt (text blocks joined, images as `[image: <mime>]`); the
@@ -77,9 +78,6 @@ use crate::sources::codex::short_title;
 use crate::sources::{
     LineError, LineParser, ParseOptions, Record, SessionFacts, Source, Unit, UsageFact, UsageMerge,
 };
-
-/// The `source` string pi sessions are sent with.
-const SOURCE: &str = "pi";
 
 /// The longest first line read when deciding whether a file is a pi session. A header is a
 /// few hundred bytes (its longest field is the parent path).
@@ -205,15 +203,17 @@ fn first_line(path: &Path) -> Option<Vec<u8>> {
     file.take(MAX_HEADER_BYTES as u64)
         .read_to_end(&mut buf)
         .ok()?;
-    // pi skips blank lines before the header too (`content.trim().split("\n")`).
-    buf.split(|b| *b == b'\n')
-        .find(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .filter(|l| {
-            // Complete only if a newline follows it within what was read.
-            let start = l.as_ptr() as usize - buf.as_ptr() as usize;
-            buf.get(start + l.len()) == Some(&b'\n')
-        })
-        .map(<[u8]>::to_vec)
+    // The first complete (newline-terminated) line that is not blank: pi skips blank lines
+    // before the header too (`content.trim().split("\n")`).
+    let mut start = 0;
+    while let Some(len) = memchr::memchr(b'\n', &buf[start..]) {
+        let line = &buf[start..start + len];
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            return Some(line.to_vec());
+        }
+        start += len + 1;
+    }
+    None
 }
 
 /// The session id of a header line, if `v` is one.
@@ -697,7 +697,7 @@ fn message(
         prompt_tokens: None,
         completion_tokens: None,
         duration_ms: None,
-        source: SOURCE.into(),
+        source: SourceId::Pi.as_str().into(),
         parts: all,
         created_at,
     }))
