@@ -60,11 +60,13 @@ fn export(home: &TestHome) -> (BTreeMap<String, Value>, String) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let sessions = String::from_utf8_lossy(&out.stdout)
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let sessions: BTreeMap<String, Value> = stdout
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .map(|v| (v["session"]["externalId"].as_str().unwrap().to_string(), v))
         .collect();
+    assert_eq!(sessions.len(), stdout.lines().count(), "a session exported twice");
     (sessions, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
