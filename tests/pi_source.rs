@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use opensyncd::model::{SourceId, Tokens};
-use opensyncd::pricing::Pricing;
+use opensyncd::pricing::{Pricing, band_of};
 use opensyncd::sources::{LineParser, ParseOptions, Unit, line_parser};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -66,7 +66,11 @@ fn export(home: &TestHome) -> (BTreeMap<String, Value>, String) {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .map(|v| (v["session"]["externalId"].as_str().unwrap().to_string(), v))
         .collect();
-    assert_eq!(sessions.len(), stdout.lines().count(), "a session exported twice");
+    assert_eq!(
+        sessions.len(),
+        stdout.lines().count(),
+        "a session exported twice"
+    );
     (sessions, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -90,16 +94,20 @@ fn tokens(v: &Value) -> Tokens {
     }
 }
 
-/// The session cost expected.py implies: pi's own costs, plus the table's price for the usage
-/// pi recorded at $0 (the price table is another module's concern; which usage it prices is
-/// this source's).
+/// The session cost expected.py implies: pi's own costs, plus the table's price for each call
+/// pi recorded at $0, in the call's price band (the price table is another module's concern;
+/// which usage it prices is this source's).
 fn expected_cost(s: &Value) -> f64 {
     let pricing = Pricing::bundled();
     let table: f64 = s["priced_by_table"]
-        .as_object()
+        .as_array()
         .unwrap()
         .iter()
-        .map(|(model, t)| pricing.cost(model, &tokens(t)).unwrap_or(0.0))
+        .map(|call| {
+            let t = tokens(&call["tokens"]);
+            let model = call["model"].as_str().unwrap();
+            pricing.cost(model, band_of(t.prompt()), &t).unwrap_or(0.0)
+        })
         .sum();
     s["tool_cost"].as_f64().unwrap() + table
 }
