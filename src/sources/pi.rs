@@ -23,10 +23,12 @@
 //! - role `assistant`: text → text, `toolCall` → a `tool-call` part, `thinking` → a `reasoning`
 //!   part only with `sync_thinking` (never when `redacted`); an empty failed turn shows its
 //!   `errorMessage`. Its `usage` is a usage fact (below);
-//! - role `toolResult`: a `tool` message with one `tool-result` part. pi-opensync attaches results
-//!   to the assistant message instead, but pi writes them as later entries, often within 5 s of
-//!   the assistant message's `createdAt`, and the server silently drops a message update inside
-//!   that window — attaching would lose results. A separate message is final when written;
+//! - role `toolResult`: a `tool` message with one `tool-result` part, as the Claude and Codex
+//!   sources send results. pi-opensync attaches results to the assistant message instead, but
+//!   pi writes them as later entries: attaching would make every assistant message that calls
+//!   tools change after it was sent, once per result, and since the server ignores an update
+//!   within 5 s of a message's `createdAt` each such update would have to wait out that window.
+//!   A separate message is final when pi writes it and is sent once;
 //! - role `bashExecution` (the user's `!cmd` / `!!cmd`): a `user` message `!cmd` with the output
 //!   as a `tool-result` part (the exit code or cancellation appended as pi shows it);
 //! - role `custom` / `hookMessage` and the `custom_message` entry: extension-injected context,
