@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use opensyncd::model::{SourceId, Tokens};
+use opensyncd::model::{SourceId, THINKING_MARKER, Tokens};
 use opensyncd::pricing::{Pricing, band_of};
 use opensyncd::sources::{LineParser, ParseOptions, Unit, line_parser};
 use proptest::prelude::*;
@@ -181,7 +181,11 @@ fn assert_matches_expected(sessions: &BTreeMap<String, Value>, want: &Value) {
             assert_eq!(kinds, want_kinds, "{id} parts");
             for p in m["parts"].as_array().unwrap() {
                 match p["type"].as_str().unwrap() {
-                    "tool-result" => assert_eq!(p["content"]["result"], e["result"], "{id}"),
+                    // `{result}`, or the bare value when it is falsy (`""`: see `Part::tool_result`).
+                    "tool-result" => {
+                        let shown = p["content"].get("result").unwrap_or(&p["content"]);
+                        assert_eq!(shown, &e["result"], "{id}");
+                    }
                     "tool-call" => assert!(p["content"]["name"].is_string(), "{id}"),
                     _ => {}
                 }
@@ -238,32 +242,48 @@ fn thinking_is_opt_in_and_tool_messages_follow_sync_tool_calls() {
             .map(|p| p["type"].as_str().unwrap().to_string())
             .collect()
     };
-    assert!(!parts(&plain).contains(&"reasoning".to_string()));
+    let is_thinking = |p: &Value| {
+        p["type"] == "text"
+            && p["content"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(THINKING_MARKER))
+    };
+    let thinking_parts = |sessions: &BTreeMap<String, Value>| -> usize {
+        sessions
+            .values()
+            .flat_map(|s| s["messages"].as_array().unwrap().clone())
+            .flat_map(|m| m["parts"].as_array().unwrap().clone())
+            .filter(|p| is_thinking(p))
+            .count()
+    };
+    assert_eq!(thinking_parts(&plain), 0, "thinking is off by default");
 
     let home = pi_home().with_env("OPENSYNCD_SYNC_THINKING", "true");
     let (thinking, _) = export(&home);
     let a = thinking[A]["messages"].as_array().unwrap();
-    let reasoning = |id: &str| -> Vec<Value> {
+    let thoughts = |id: &str| -> Vec<Value> {
         a.iter()
             .find(|m| m["externalId"] == format!("{A}-{id}"))
             .unwrap()["parts"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|p| p["type"] == "reasoning")
+            .filter(|p| is_thinking(p))
             .cloned()
             .collect()
     };
     assert_eq!(
-        reasoning("assistant-4"),
+        thoughts("assistant-4"),
         vec![
-            json!({"type": "reasoning", "content": "The user wants the 401 handling. Read push.rs first."})
+            json!({"type": "text", "content": format!("{THINKING_MARKER}\nThe user wants the 401 handling. Read push.rs first.")})
         ]
     );
     assert!(
-        reasoning("assistant-11").is_empty(),
+        thoughts("assistant-11").is_empty(),
         "redacted thinking is never sent"
     );
+    // Thinking blocks: A has two (the second redacted), C its copy of A's first, B one, F two.
+    assert_eq!(thinking_parts(&thinking), 5);
 
     let home = pi_home().with_env("OPENSYNCD_SYNC_TOOL_CALLS", "false");
     let (quiet, _) = export(&home);

@@ -20,8 +20,9 @@
 //! - `message` with role `user`: a prompt (text blocks joined, images as `[image: <mime>]`); the
 //!   first one with text titles the session (pi's `firstMessage`), unless it is a bare slash
 //!   command such as `/mode`, which early pi versions logged as a prompt;
-//! - role `assistant`: text → text, `toolCall` → a `tool-call` part, `thinking` → a `reasoning`
-//!   part only with `sync_thinking` (never when `redacted`); an empty failed turn shows its
+//! - role `assistant`: text → text, `toolCall` → a `tool-call` part, `thinking` → a marked text
+//!   part (`Part::thinking`) only with `sync_thinking` (never when `redacted`); an empty failed
+//!   turn shows its
 //!   `errorMessage`. Its `usage` is a usage fact (below);
 //! - role `toolResult`: a `tool` message with one `tool-result` part, as the Claude and Codex
 //!   sources send results. pi-opensync attaches results to the assistant message instead, but
@@ -580,7 +581,7 @@ impl PiParser {
                         .and_then(Value::as_str)
                         .filter(|t| !redacted && !t.trim().is_empty())
                     {
-                        parts.push(Part::reasoning(t));
+                        parts.push(Part::thinking(t));
                     }
                 }
                 _ => {}
