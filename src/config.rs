@@ -93,6 +93,9 @@ pub struct Config {
     pub opencode_dirs: Vec<String>,
     /// OpenCode database path (overrides `OPENCODE_DB`).
     pub opencode_db: Option<String>,
+    /// pi agent dirs (override `PI_CODING_AGENT_DIR` / `~/.pi/agent`).
+    #[serde(deserialize_with = "string_or_list")]
+    pub pi_dirs: Vec<String>,
     /// A TOML file of model prices that overrides the bundled table.
     pub pricing_file: Option<String>,
     /// Glob patterns of files, directories and project paths never read or sent.
@@ -131,6 +134,7 @@ impl Default for Config {
             codex_dirs: Vec::new(),
             opencode_dirs: Vec::new(),
             opencode_db: None,
+            pi_dirs: Vec::new(),
             pricing_file: None,
             exclude: Vec::new(),
             prices_url: None,
@@ -184,6 +188,7 @@ pub const SETTABLE_KEYS: &[&str] = &[
     "codex_dirs",
     "opencode_dirs",
     "opencode_db",
+    "pi_dirs",
     "pricing_file",
     "exclude",
     "prices_url",
@@ -257,6 +262,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "opencode_dirs",
         "OpenCode data dirs (default: $XDG_DATA_HOME/opencode and ~/.opencode)",
+    ),
+    (
+        "pi_dirs",
+        "pi agent dirs (default: PI_CODING_AGENT_DIR, else ~/.pi/agent)",
     ),
     (
         "opencode_db",
@@ -1097,6 +1106,7 @@ impl Config {
             SourceId::ClaudeCode => &self.claude_dirs,
             SourceId::CodexCli => &self.codex_dirs,
             SourceId::OpenCode => &self.opencode_dirs,
+            SourceId::Pi => &self.pi_dirs,
         }
     }
 

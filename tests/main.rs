@@ -17,6 +17,7 @@ mod fold_property;
 mod incremental;
 mod opencode_source;
 mod packaging;
+mod pi_source;
 mod pricing;
 mod real_fixtures;
 mod redaction;

@@ -10,6 +10,7 @@
 pub mod claude;
 pub mod codex;
 pub mod opencode;
+pub mod pi;
 
 use std::path::{Path, PathBuf};
 
@@ -341,7 +342,12 @@ pub trait Source: Sync {
 }
 
 /// Every source, in display order.
-pub static REGISTRY: &[&dyn Source] = &[&claude::ClaudeCode, &codex::Codex, &opencode::OpenCode];
+pub static REGISTRY: &[&dyn Source] = &[
+    &claude::ClaudeCode,
+    &codex::Codex,
+    &opencode::OpenCode,
+    &pi::Pi,
+];
 
 /// The source with this id.
 pub fn source(id: SourceId) -> &'static dyn Source {

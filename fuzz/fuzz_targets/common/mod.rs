@@ -13,9 +13,9 @@ pub mod mutator;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use opensyncd::aggregate::{MemoryUsageKeys, SessionState};
+use opensyncd::fold::{self, MemoryStore, Mode};
 use opensyncd::model::{SourceId, json_hash};
-use opensyncd::plan::{Shaping, fold_session, group_by_session};
+use opensyncd::plan::Shaping;
 use opensyncd::pricing::Pricing;
 use opensyncd::redact::Redactor;
 use opensyncd::sources::{LineParser, ParseOptions, Record, Unit, line_parser};
@@ -92,6 +92,7 @@ pub fn guarded(f: impl FnOnce()) {
 pub const FLIPPED: ParseOptions = ParseOptions {
     sync_thinking: true,
     sync_tool_calls: false,
+    sync_subagents: false,
 };
 
 fn shaping() -> &'static Shaping {
@@ -106,16 +107,17 @@ fn shaping() -> &'static Shaping {
     })
 }
 
-/// Runs parser output through the daemon's pure planning pipeline (no ledger).
+/// Runs parser output through the daemon's pure pipeline (fold in memory, then shaping).
 pub fn pipeline(source: SourceId, records: Vec<Record>) {
     let shaping = shaping();
-    let mut keys = MemoryUsageKeys::default();
-    for (sid, records) in group_by_session(records) {
-        let mut state = SessionState::new(source, sid);
-        for msg in fold_session(&mut state, records, &mut keys) {
+    let mut store = MemoryStore::default();
+    let unit = fold::unit_id("fuzz");
+    for touched in fold::fold_unit(&mut store, source, unit, &[], Mode::Append, records) {
+        for msg in touched.messages {
             let shaped = shaping.message(msg);
             let _ = json_hash(&shaped);
         }
+        let state = fold::session_state(&mut store, source, &touched.session_id);
         let payload = shaping.session(&state);
         let _ = json_hash(&payload);
     }
