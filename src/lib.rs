@@ -4,6 +4,7 @@
 //! each module's header.
 
 pub mod assets;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -5,6 +5,7 @@ mod home;
 mod support;
 
 mod architecture;
+mod audit;
 mod claude_source;
 mod cli;
 mod client;
