@@ -22,7 +22,8 @@
 //! [`REPAIR_ROUNDS`] times. It needs neither the ledger nor the lock: ids are stable and the
 //! payloads are export's, so a write racing the daemon's carries the same content.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -228,8 +229,8 @@ enum Fetched {
     TooLarge(String),
     /// Listed, then 404.
     NotFound,
-    /// The server does not have the session.
-    Absent,
+    /// Not read yet (or the server does not have the session: `Target::listed` is `None`).
+    Pending,
 }
 
 /// One audited session: export's payloads and the server's rows.
@@ -267,7 +268,7 @@ pub fn audit(
         Selection::Recent(limit) => select_recent(&rt, cfg, client, *limit, opts, &mut report)?,
     };
     for target in &mut targets {
-        if let (Some(listed), Fetched::Absent) = (&target.listed, &target.fetched) {
+        if let (Some(listed), Fetched::Pending) = (&target.listed, &target.fetched) {
             target.fetched = rt.block_on(fetch_messages(client, &listed.id))?;
         }
     }
@@ -337,10 +338,7 @@ fn select_one(
 /// Finds the rows of one session by listing ever more sessions (there is no lookup by id and
 /// no pagination). A listing that hits the server's read limits falls back to
 /// `/sync/sessions/list`, which at least says whether the session exists.
-async fn find_listed(
-    client: &Client,
-    id: &str,
-) -> Result<(Vec<ServerSession>, Option<String>)> {
+async fn find_listed(client: &Client, id: &str) -> Result<(Vec<ServerSession>, Option<String>)> {
     for limit in SEARCH_LIMITS {
         let listing = match with_retry(|| client.api_sessions(limit)).await {
             Ok(listing) => listing,
@@ -415,7 +413,9 @@ fn select_recent(
         list.push(s);
     }
     let mut found: HashMap<String, Target> = HashMap::new();
-    let mut missing: Vec<(SessionPayload, Vec<MessagePayload>)> = Vec::new();
+    // The `limit` newest (by start time) of the missing sessions, for a repair: memory stays
+    // bounded however many are missing.
+    let mut missing: BinaryHeap<Reverse<Newest>> = BinaryHeap::new();
     let mut missing_ids: Vec<(Option<i64>, String, usize)> = Vec::new();
     let export = oneshot::export(cfg, &[], None, &mut |e| {
         let id = e.session.external_id.clone();
@@ -424,11 +424,15 @@ fn select_recent(
         } else if all_ids.as_ref().is_some_and(|ids| !ids.contains(&id)) {
             missing_ids.push((e.session.created_at, id, e.messages.len()));
             if opts.repair {
-                missing.push((e.session, e.messages));
-                // Keep the `limit` newest (by start time): memory stays bounded.
+                let seq = missing_ids.len();
+                missing.push(Reverse(Newest {
+                    created_at: e.session.created_at,
+                    seq,
+                    session: e.session,
+                    messages: e.messages,
+                }));
                 if missing.len() > limit {
-                    missing.sort_by_key(|(s, _)| std::cmp::Reverse(s.created_at));
-                    missing.truncate(limit);
+                    missing.pop(); // the oldest
                 }
             }
         }
@@ -443,10 +447,11 @@ fn select_recent(
         }
     }
     report.missing_on_server = missing_ids.len();
-    missing.sort_by_key(|(s, _)| std::cmp::Reverse(s.created_at));
+    let mut missing: Vec<Newest> = missing.into_iter().map(|Reverse(n)| n).collect();
+    missing.sort_by(|a, b| b.cmp(a));
     let kept: HashSet<String> = missing
         .iter()
-        .map(|(s, _)| s.external_id.clone())
+        .map(|n| n.session.external_id.clone())
         .collect();
     let mut untargeted = Vec::new();
     missing_ids.sort_by_key(|(created, _, _)| std::cmp::Reverse(*created));
@@ -466,12 +471,44 @@ fn select_recent(
     targets.extend(
         missing
             .into_iter()
-            .map(|(session, messages)| target(session, messages, Vec::new())),
+            .map(|n| target(n.session, n.messages, Vec::new())),
     );
     Ok((targets, untargeted))
 }
 
-fn target(session: SessionPayload, messages: Vec<MessagePayload>, rows: Vec<ServerSession>) -> Target {
+/// A local session the server lacks, ordered by start time (then by export order).
+struct Newest {
+    created_at: Option<i64>,
+    seq: usize,
+    session: SessionPayload,
+    messages: Vec<MessagePayload>,
+}
+
+impl PartialEq for Newest {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Newest {}
+
+impl PartialOrd for Newest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Newest {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.created_at, self.seq).cmp(&(other.created_at, other.seq))
+    }
+}
+
+fn target(
+    session: SessionPayload,
+    messages: Vec<MessagePayload>,
+    rows: Vec<ServerSession>,
+) -> Target {
     let count = rows.len();
     // The server writes to the first row by creation; `createdAt` is the closest we see.
     let listed = rows
@@ -481,7 +518,7 @@ fn target(session: SessionPayload, messages: Vec<MessagePayload>, rows: Vec<Serv
         session,
         messages,
         listed,
-        fetched: Fetched::Absent,
+        fetched: Fetched::Pending,
         rows: count,
     }
 }
@@ -583,7 +620,9 @@ fn compare_target(t: &Target) -> Vec<Difference> {
             field: "duplicate".into(),
             server: Some(format!("{} rows", t.rows)),
             export: Some("one session".into()),
-            fix: impossible("a session stored twice cannot be merged: the server has no delete route"),
+            fix: impossible(
+                "a session stored twice cannot be merged: the server has no delete route",
+            ),
         });
     }
     compare_session(&t.session, listed, &mut out);
@@ -624,7 +663,11 @@ pub fn compare_session(want: &SessionPayload, have: &ServerSession, out: &mut Ve
     }
     for (field, w, h) in [
         ("promptTokens", want.prompt_tokens, have.prompt_tokens),
-        ("completionTokens", want.completion_tokens, have.completion_tokens),
+        (
+            "completionTokens",
+            want.completion_tokens,
+            have.completion_tokens,
+        ),
     ] {
         let expected = w.unwrap_or(0);
         if expected as f64 != h {
@@ -637,13 +680,20 @@ pub fn compare_session(want: &SessionPayload, have: &ServerSession, out: &mut Ve
         }
     }
     let expected_cost = want.cost.unwrap_or(0.0);
-    if (expected_cost - have.cost).abs() > COST_TOLERANCE || expected_cost.is_nan() != have.cost.is_nan() {
+    if (expected_cost - have.cost).abs() > COST_TOLERANCE
+        || expected_cost.is_nan() != have.cost.is_nan()
+    {
         let fix = if want.cost.is_some() {
             Fix::ResendSession
         } else {
             impossible("export's cost is 0, which is never sent, so the server keeps its value")
         };
-        push("cost", Some(number(have.cost)), Some(number(expected_cost)), fix);
+        push(
+            "cost",
+            Some(number(have.cost)),
+            Some(number(expected_cost)),
+            fix,
+        );
     }
     if want.duration_ms.map(|d| d as f64) != have.duration_ms {
         let fix = if want.duration_ms.is_some() {
@@ -699,7 +749,9 @@ pub fn compare_messages(
                 "duplicate",
                 Some(format!("{n} rows")),
                 Some("one message".into()),
-                impossible("a message stored twice cannot be removed: the server has no delete route"),
+                impossible(
+                    "a message stored twice cannot be removed: the server has no delete route",
+                ),
             ));
         }
     }
@@ -739,7 +791,13 @@ pub fn compare_messages(
                 } else {
                     impossible("export has no value, and the server keeps a value once set")
                 };
-                out.push(diff(id, field, hv.as_deref().map(quote), wv.as_deref().map(quote), fix));
+                out.push(diff(
+                    id,
+                    field,
+                    hv.as_deref().map(quote),
+                    wv.as_deref().map(quote),
+                    fix,
+                ));
             }
         }
         for (field, wv, hv) in [
@@ -753,7 +811,13 @@ pub fn compare_messages(
                 } else {
                     impossible("export has no value, and the server keeps a value once set")
                 };
-                out.push(diff(id, field, hv.map(number), wv.map(|v| v.to_string()), fix));
+                out.push(diff(
+                    id,
+                    field,
+                    hv.map(number),
+                    wv.map(|v| v.to_string()),
+                    fix,
+                ));
             }
         }
         if let Some(created) = w.created_at
@@ -768,7 +832,13 @@ pub fn compare_messages(
             ));
         }
         if let Some((server, export)) = parts_difference(&h.parts, &w.parts) {
-            out.push(diff(id, "parts", Some(server), Some(export), Fix::ResendMessage));
+            out.push(diff(
+                id,
+                "parts",
+                Some(server),
+                Some(export),
+                Fix::ResendMessage,
+            ));
         }
     }
     let mut extra: Vec<&ServerMessage> = by_id
@@ -781,7 +851,11 @@ pub fn compare_messages(
         out.push(diff(
             &m.external_id,
             "message",
-            Some(describe_message(&m.role, m.text_content.as_deref(), m.parts.len())),
+            Some(describe_message(
+                &m.role,
+                m.text_content.as_deref(),
+                m.parts.len(),
+            )),
             None,
             impossible("only the server has it, and the server has no delete route"),
         ));
@@ -817,8 +891,7 @@ pub fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
@@ -912,10 +985,137 @@ pub fn window_until(last_ms: f64, window_ms: i64, now_ms: i64) -> Option<i64> {
 }
 
 /// One session's writes in a repair round.
+#[derive(Debug, Clone, PartialEq)]
 struct Planned {
+    /// Index into the targets.
     index: usize,
+    /// Send the session payload (first).
     session: bool,
+    /// Indexes into the target's messages to send, in export's order.
     messages: Vec<usize>,
+}
+
+/// What one repair round sends, and how long it must wait before.
+#[derive(Debug, Default, PartialEq)]
+struct RoundPlan {
+    plans: Vec<Planned>,
+    /// Send no earlier than this (epoch ms, this machine's clock), and why.
+    wait: Option<(i64, String)>,
+    /// Messages not sent because their window ends too far ahead: (id, explanation).
+    deferred: Vec<(String, String)>,
+}
+
+/// Records the server refused, or deferred past their window: not sent again in this run.
+#[derive(Debug, Default)]
+struct GivenUp {
+    sessions: HashSet<String>,
+    messages: HashSet<String>,
+}
+
+impl GivenUp {
+    fn covers(&self, d: &Difference) -> bool {
+        self.sessions.contains(&d.session)
+            || d.message
+                .as_ref()
+                .is_some_and(|m| self.messages.contains(m))
+    }
+}
+
+/// Which records of each target a round sends, and the server windows it must wait for: a
+/// session written less than 10 s ago (by its `updatedAt`), a message whose stored
+/// `createdAt` is less than 5 s ago, each plus [`WINDOW_MARGIN_MS`]. A message whose window
+/// ends more than [`MAX_WINDOW_WAIT_MS`] ahead (its `createdAt` lies in the future) is deferred.
+fn plan_round(
+    targets: &[Target],
+    diffs: &[Vec<Difference>],
+    given_up: &GivenUp,
+    now: i64,
+) -> RoundPlan {
+    let mut out = RoundPlan::default();
+    let later = |until: i64, reason: &dyn Fn() -> String, out: &mut RoundPlan| {
+        if until > now && out.wait.as_ref().is_none_or(|(w, _)| until > *w) {
+            out.wait = Some((until, reason()));
+        }
+    };
+    for (index, (t, d)) in targets.iter().zip(diffs).enumerate() {
+        if given_up.sessions.contains(t.id()) {
+            continue;
+        }
+        let whole = d.iter().any(|x| x.fix == Fix::SendSession);
+        let session = whole || d.iter().any(|x| x.fix == Fix::ResendSession);
+        let wanted: HashSet<&str> = d
+            .iter()
+            .filter(|x| x.fix == Fix::ResendMessage)
+            .filter_map(|x| x.message.as_deref())
+            .collect();
+        let stored_created: HashMap<&str, f64> = match &t.fetched {
+            Fetched::Messages(server) => server
+                .iter()
+                .map(|m| (m.external_id.as_str(), m.created_at))
+                .collect(),
+            _ => HashMap::new(),
+        };
+        let mut messages = Vec::new();
+        for (i, m) in t.messages.iter().enumerate() {
+            let id = m.external_id.as_str();
+            if !(whole || wanted.contains(id)) || given_up.messages.contains(id) {
+                continue;
+            }
+            if let Some(until) = stored_created
+                .get(id)
+                .and_then(|c| window_until(*c, MESSAGE_WINDOW_MS, now))
+            {
+                if until - now > MAX_WINDOW_WAIT_MS {
+                    out.deferred.push((
+                        id.to_string(),
+                        format!(
+                            "message {id} of session {}: its stored createdAt is {}s ahead of \
+                             this machine's clock, and the server ignores updates until 5 s \
+                             after it; run audit --repair again later",
+                            t.id(),
+                            (until - now - MESSAGE_WINDOW_MS - WINDOW_MARGIN_MS) / 1000
+                        ),
+                    ));
+                    continue;
+                }
+                later(
+                    until,
+                    &|| {
+                        format!(
+                            "message {id} was created less than 5 s ago by the server's \
+                             record, and the server skips an update within 5 s of that"
+                        )
+                    },
+                    &mut out,
+                );
+            }
+            messages.push(i);
+        }
+        if let (true, Some(listed)) = (session, &t.listed)
+            && let Some(until) = window_until(listed.updated_at, SESSION_WINDOW_MS, now)
+        {
+            let ago = (now - listed.updated_at as i64).max(0) / 1000;
+            later(
+                until,
+                &|| {
+                    format!(
+                        "session {} was written {ago}s ago, and the server skips an update \
+                         within 10 s of the last write",
+                        t.id()
+                    )
+                },
+                &mut out,
+            );
+        }
+        if session || !messages.is_empty() {
+            out.plans.push(Planned {
+                index,
+                session,
+                messages,
+            });
+        }
+    }
+    out
 }
 
 /// Sends what differs, waits out the windows, fetches again and compares, up to
@@ -929,149 +1129,41 @@ async fn repair(
 ) -> Result<RepairReport> {
     let mut out = RepairReport::default();
     let mut diffs: Vec<Vec<Difference>> = targets.iter().map(compare_target).collect();
-    // Records refused by the server or deferred past the window: not sent again this run.
-    let mut given_up_sessions: HashSet<String> = HashSet::new();
-    let mut given_up_messages: HashSet<String> = HashSet::new();
+    let mut given_up = GivenUp::default();
     for round in 1..=REPAIR_ROUNDS {
-        let mut deferred: Vec<String> = Vec::new();
         let now = now_ms();
-        let mut plans: Vec<Planned> = Vec::new();
-        let mut wait_until = now;
-        let mut wait_reason = String::new();
-        for (index, t) in targets.iter().enumerate() {
-            let d = &diffs[index];
-            let whole = d.iter().any(|x| x.fix == Fix::SendSession);
-            let mut session = whole || d.iter().any(|x| x.fix == Fix::ResendSession);
-            let wanted: HashSet<&str> = d
-                .iter()
-                .filter(|x| x.fix == Fix::ResendMessage)
-                .filter_map(|x| x.message.as_deref())
-                .collect();
-            let mut messages: Vec<usize> = t
-                .messages
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| whole || wanted.contains(m.external_id.as_str()))
-                .filter(|(_, m)| !given_up_messages.contains(&m.external_id))
-                .map(|(i, _)| i)
-                .collect();
-            if given_up_sessions.contains(t.id()) {
-                session = false;
-                messages.clear();
-            }
-            if let (true, Some(listed)) = (session, &t.listed)
-                && let Some(until) = window_until(listed.updated_at, SESSION_WINDOW_MS, now)
-            {
-                if until > wait_until {
-                    wait_until = until;
-                    wait_reason = format!(
-                        "session {} was written {}s ago; the server skips an update within 10 s",
-                        t.id(),
-                        ((now - listed.updated_at as i64).max(0) + 999) / 1000
-                    );
-                }
-            }
-            if let Fetched::Messages(server) = &t.fetched {
-                let created: HashMap<&str, f64> = server
-                    .iter()
-                    .map(|m| (m.external_id.as_str(), m.created_at))
-                    .collect();
-                messages.retain(|&i| {
-                    let id = t.messages[i].external_id.as_str();
-                    let Some(until) = created
-                        .get(id)
-                        .and_then(|c| window_until(*c, MESSAGE_WINDOW_MS, now))
-                    else {
-                        return true;
-                    };
-                    if until - now > MAX_WINDOW_WAIT_MS {
-                        deferred.push(id.to_string());
-                        out.deferred.push(format!(
-                            "message {id} of session {}: its stored createdAt is {}s ahead of \
-                             this machine's clock, and the server ignores updates until 5 s \
-                             after it; run audit --repair again later",
-                            t.id(),
-                            (until - now) / 1000
-                        ));
-                        return false;
-                    }
-                    if until > wait_until {
-                        wait_until = until;
-                        wait_reason = format!(
-                            "message {id} was created less than 5 s ago by the server's record; \
-                             the server skips an update within 5 s of a message's createdAt"
-                        );
-                    }
-                    true
-                });
-            }
-            if session || !messages.is_empty() {
-                plans.push(Planned {
-                    index,
-                    session,
-                    messages,
-                });
-            }
+        let plan = plan_round(targets, &diffs, &given_up, now);
+        for (id, why) in plan.deferred {
+            given_up.messages.insert(id);
+            out.deferred.push(why);
         }
-        given_up_messages.extend(deferred);
-        if plans.is_empty() {
+        if plan.plans.is_empty() {
             break;
         }
         out.rounds = round;
-        if wait_until > now {
-            let wait = Duration::from_millis((wait_until - now) as u64);
-            progress(Progress::Waiting {
-                wait,
-                reason: wait_reason.clone(),
-            });
+        if let Some((until, reason)) = plan.wait {
+            let wait = Duration::from_millis(until.saturating_sub(now).max(0) as u64);
+            progress(Progress::Waiting { wait, reason });
             tokio::time::sleep(wait).await;
             out.waited_ms += wait.as_millis() as u64;
         }
         progress(Progress::Sending {
             round,
-            sessions: plans.iter().filter(|p| p.session).count(),
-            messages: plans.iter().map(|p| p.messages.len()).sum(),
+            sessions: plan.plans.iter().filter(|p| p.session).count(),
+            messages: plan.plans.iter().map(|p| p.messages.len()).sum(),
         });
-        for plan in &plans {
-            let t = &targets[plan.index];
-            if plan.session {
-                match send(|| client.upsert_session(&t.session)).await? {
-                    None => out.sessions_sent += 1,
-                    Some(reason) => {
-                        out.refused.push(format!("session {}: {reason}", t.id()));
-                        given_up_sessions.insert(t.id().to_string());
-                        continue; // its messages would auto-create a bare session
-                    }
-                }
-            }
-            for &i in &plan.messages {
-                let m = &t.messages[i];
-                match send(|| client.upsert_message(m)).await? {
-                    None => out.messages_sent += 1,
-                    Some(reason) => {
-                        out.refused.push(format!(
-                            "message {} of session {}: {reason}",
-                            m.external_id,
-                            t.id()
-                        ));
-                        given_up_messages.insert(m.external_id.clone());
-                    }
-                }
-            }
+        for p in &plan.plans {
+            send_planned(client, &targets[p.index], p, &mut out, &mut given_up).await?;
         }
-        let touched: Vec<usize> = plans.iter().map(|p| p.index).collect();
+        let touched: Vec<usize> = plan.plans.iter().map(|p| p.index).collect();
         refetch(client, targets, &touched).await?;
         for &i in &touched {
             diffs[i] = compare_target(&targets[i]);
         }
-        let pending = diffs.iter().flatten().any(|d| {
-            d.fix.repairable()
-                && !given_up_sessions.contains(&d.session)
-                && !d
-                    .message
-                    .as_ref()
-                    .is_some_and(|m| given_up_messages.contains(m))
-        });
+        let pending = diffs
+            .iter()
+            .flatten()
+            .any(|d| d.fix.repairable() && !given_up.covers(d));
         if !pending {
             break;
         }
@@ -1086,6 +1178,42 @@ async fn repair(
         .count();
     out.remaining = remaining;
     Ok(out)
+}
+
+/// Sends one target's planned writes: the session payload first (so messages never
+/// auto-create a bare session), then the messages in export's order.
+async fn send_planned(
+    client: &Client,
+    t: &Target,
+    plan: &Planned,
+    out: &mut RepairReport,
+    given_up: &mut GivenUp,
+) -> Result<()> {
+    if plan.session {
+        match send(|| client.upsert_session(&t.session)).await? {
+            None => out.sessions_sent += 1,
+            Some(reason) => {
+                out.refused.push(format!("session {}: {reason}", t.id()));
+                given_up.sessions.insert(t.id().to_string());
+                return Ok(());
+            }
+        }
+    }
+    for &i in &plan.messages {
+        let m = &t.messages[i];
+        match send(|| client.upsert_message(m)).await? {
+            None => out.messages_sent += 1,
+            Some(reason) => {
+                out.refused.push(format!(
+                    "message {} of session {}: {reason}",
+                    m.external_id,
+                    t.id()
+                ));
+                given_up.messages.insert(m.external_id.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Sends one record: `Ok(None)` when acknowledged, `Ok(Some(reason))` when the server refuses
@@ -1239,7 +1367,13 @@ mod tests {
         );
         assert_eq!(out[1].server.as_deref(), Some("1200"));
         assert_eq!(out[1].export.as_deref(), Some("1500"));
-        assert!(out[3].server.as_deref().unwrap().contains("2026-05-28T20:26:40.000Z"));
+        assert!(
+            out[3]
+                .server
+                .as_deref()
+                .unwrap()
+                .contains("2026-05-28T20:26:40.000Z")
+        );
     }
 
     fn message(id: &str, text: &str, parts: Vec<Part>) -> MessagePayload {
@@ -1331,7 +1465,10 @@ mod tests {
         assert!(!json_equal(&json!({"a": 1}), &json!({"a": 1, "b": null})));
         assert!(!json_equal(&json!("1"), &json!(1)));
         // 2^53 + 1 is stored as 2^53 by a float64 server.
-        assert!(json_equal(&json!(9_007_199_254_740_993u64), &json!(9_007_199_254_740_992u64)));
+        assert!(json_equal(
+            &json!(9_007_199_254_740_993u64),
+            &json!(9_007_199_254_740_992u64)
+        ));
     }
 
     #[test]
@@ -1343,11 +1480,108 @@ mod tests {
             Some(now - 3_000 + 10_000 + 1_000)
         );
         // Written 11 s ago: free.
-        assert_eq!(window_until((now - 11_000) as f64, SESSION_WINDOW_MS, now), None);
+        assert_eq!(
+            window_until((now - 11_000) as f64, SESSION_WINDOW_MS, now),
+            None
+        );
         // A message created 2 s in the future: 5 s + 1 s after that.
         assert_eq!(
             window_until((now + 2_000) as f64, MESSAGE_WINDOW_MS, now),
             Some(now + 8_000)
+        );
+    }
+
+    fn target_of(
+        session: SessionPayload,
+        messages: Vec<MessagePayload>,
+        listed: ServerSession,
+        stored: Vec<ServerMessage>,
+    ) -> Target {
+        Target {
+            session,
+            messages,
+            listed: Some(listed),
+            fetched: Fetched::Messages(stored),
+            rows: 1,
+        }
+    }
+
+    fn diff(session: &str, message: Option<&str>, field: &str, fix: Fix) -> Difference {
+        Difference {
+            session: session.into(),
+            message: message.map(str::to_string),
+            field: field.into(),
+            server: None,
+            export: None,
+            fix,
+        }
+    }
+
+    #[test]
+    fn a_round_waits_for_the_latest_window_and_defers_a_future_message() {
+        let now = 1_780_000_000_000;
+        // s1: its cost differs, and it was written 3 s ago.
+        let mut listed1 = server_session();
+        listed1.updated_at = (now - 3_000) as f64;
+        let t1 = target_of(payload(), vec![], listed1, vec![]);
+        // s2: m1 created 1 s ago (window), m2 created 2 min in the future (deferred), m3 not
+        // on the server (an insert: no window); the session itself was written long ago.
+        let mut p2 = payload();
+        p2.external_id = "s2".into();
+        let msgs: Vec<MessagePayload> = ["m1", "m2", "m3"]
+            .iter()
+            .map(|id| message(id, "x", vec![]))
+            .collect();
+        let mut stored1 = stored(&msgs[0]);
+        stored1.created_at = (now - 1_000) as f64;
+        let mut stored2 = stored(&msgs[1]);
+        stored2.created_at = (now + 120_000) as f64;
+        let mut listed2 = server_session();
+        listed2.external_id = "s2".into();
+        listed2.updated_at = (now - 60_000) as f64;
+        let t2 = target_of(p2.clone(), msgs, listed2.clone(), vec![stored1, stored2]);
+        // s3: refused earlier in this run.
+        let mut p3 = p2.clone();
+        p3.external_id = "s3".into();
+        let t3 = target_of(p3, vec![], listed2, vec![]);
+        let diffs = vec![
+            vec![diff("s1", None, "cost", Fix::ResendSession)],
+            vec![
+                diff("s2", Some("m1"), "textContent", Fix::ResendMessage),
+                diff("s2", Some("m2"), "parts", Fix::ResendMessage),
+                diff("s2", Some("m3"), "message", Fix::ResendMessage),
+            ],
+            vec![diff("s3", None, "title", Fix::ResendSession)],
+        ];
+        let mut given_up = GivenUp::default();
+        given_up.sessions.insert("s3".into());
+        let plan = plan_round(&[t1, t2, t3], &diffs, &given_up, now);
+        assert_eq!(
+            plan.plans,
+            [
+                Planned {
+                    index: 0,
+                    session: true,
+                    messages: vec![]
+                },
+                Planned {
+                    index: 1,
+                    session: false,
+                    messages: vec![0, 2]
+                },
+            ]
+        );
+        // s1's window: written at now - 3 s, + 10 s, + 1 s margin = now + 8 s; m1's ends at
+        // now - 1 s + 5 s + 1 s = now + 5 s, earlier.
+        let (until, reason) = plan.wait.unwrap();
+        assert_eq!(until, now + 8_000);
+        assert!(reason.contains("session s1 was written 3s ago"), "{reason}");
+        assert_eq!(plan.deferred.len(), 1);
+        assert_eq!(plan.deferred[0].0, "m2");
+        assert!(
+            plan.deferred[0].1.contains("120s ahead"),
+            "{}",
+            plan.deferred[0].1
         );
     }
 

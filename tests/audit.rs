@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::daemon::{KEY, assert_server_matches_export, expected, populated_home, start, wait_converged};
+use crate::daemon::{
+    KEY, assert_server_matches_export, expected, populated_home, start, wait_converged,
+};
 use crate::home::TestHome;
 use crate::support::{Emulation, ReadLimits, StoredPart};
 
@@ -141,7 +143,9 @@ fn each_kind_of_damage_is_reported_and_repair_restores_export() {
         s.created_at += 86_400_000;
     });
     emu.edit_session(user, &c, |s| s.completion_tokens = 1);
-    emu.edit_message(a_answer1, |m| m.text_content = Some("edited on the server".into()));
+    emu.edit_message(a_answer1, |m| {
+        m.text_content = Some("edited on the server".into())
+    });
     emu.edit_message(a_user1, |m| m.role = "assistant".into());
     emu.edit_message(b_answer0, |m| {
         m.parts = vec![StoredPart {
@@ -202,7 +206,10 @@ fn each_kind_of_damage_is_reported_and_repair_restores_export() {
         stdout.contains("8 of the 8 repairable difference(s) are now equal"),
         "{stdout}\n{stderr}"
     );
-    assert!(stderr.contains("3 difference(s) remain after the repair"), "{stderr}");
+    assert!(
+        stderr.contains("3 difference(s) remain after the repair"),
+        "{stderr}"
+    );
     let (_, report) = audit_json(&home, &[]);
     let unrepairable: BTreeSet<_> = want.iter().filter(|k| !k.3).cloned().collect();
     assert_eq!(keys(&report["differences"]), unrepairable);
@@ -312,7 +319,10 @@ fn repair_waits_out_the_servers_dedup_windows() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stderr.contains("for the server's dedup window"), "{stderr}");
-    assert!(stdout.contains("The audited sessions now equal export."), "{stdout}");
+    assert!(
+        stdout.contains("The audited sessions now equal export."),
+        "{stdout}"
+    );
     assert_server_matches_export(&home, &emu);
     let exported = expected(&home);
     let stored = emu.session(user, sid).unwrap();
@@ -345,10 +355,12 @@ fn a_session_too_large_to_read_is_reported_as_such_and_its_fields_still_compared
         .map(|t| t["session"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(reported, too_large);
-    assert!(report["tooLarge"][0]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("Too many reads"));
+    assert!(
+        report["tooLarge"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Too many reads")
+    );
     let out = home.ok(&["audit"]);
     assert!(out.contains("too large for the server to return"), "{out}");
 
@@ -531,4 +543,247 @@ fn real_fixtures_audit_matches_a_direct_comparison_after_a_sync() {
     assert_eq!(ok, wrong_start.is_empty());
     assert_eq!(report["compared"], exported.len());
     assert_eq!(report["equal"], exported.len() - wrong_start.len());
+}
+
+mod read_routes {
+    //! The emulation's `/api/sessions` and `/api/sessions/get` answer as the server's
+    //! `convex/http.ts` + `convex/api.ts` do, driven through the client's methods (and raw
+    //! HTTP where the client never goes: no id, no limit).
+
+    use std::time::Duration;
+
+    use opensyncd::credentials::ApiKey;
+    use opensyncd::model::{MessagePayload, Part, Role, SessionPayload};
+    use opensyncd::push::{Client, ClientOptions, ErrorClass};
+    use serde_json::{Value, json};
+
+    use crate::support::{Emulation, ReadLimits};
+
+    const KEY: &str = "osk_readRoutesKey0123456789abcdefghij";
+    const OTHER: &str = "osk_readRoutesOther0123456789abcdefgh";
+
+    fn client(emu: &Emulation, key: &str) -> Client {
+        Client::new(ClientOptions {
+            url: emu.url(),
+            api_key: ApiKey::parse(key).unwrap(),
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn session(id: &str) -> SessionPayload {
+        SessionPayload {
+            external_id: id.into(),
+            title: Some(format!("title of {id}")),
+            source: "codex-cli".into(),
+            prompt_tokens: Some(100),
+            created_at: Some(1_000),
+            ..SessionPayload::default()
+        }
+    }
+
+    fn message(session: &str, id: &str, created_at: i64) -> MessagePayload {
+        MessagePayload {
+            session_external_id: session.into(),
+            external_id: id.into(),
+            role: Role::Assistant,
+            text_content: Some(format!("text of {id}")),
+            model: None,
+            prompt_tokens: Some(7),
+            completion_tokens: None,
+            duration_ms: Some(250),
+            source: "codex-cli".into(),
+            parts: vec![
+                Part::text(format!("text of {id}")),
+                Part::tool_call("bash", json!({"cmd": "ls"})),
+            ],
+            created_at: Some(created_at),
+        }
+    }
+
+    /// `GET` a path with the key, as raw JSON and status.
+    async fn raw(emu: &Emulation, path: &str) -> (u16, Value) {
+        opensyncd::push::install_crypto_provider();
+        let resp = reqwest::Client::new()
+            .get(format!("{}{path}", emu.url()))
+            .header("Authorization", format!("Bearer {KEY}"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    }
+
+    #[test]
+    fn listing_and_reading_a_session_follow_the_servers_code() {
+        let emu = Emulation::with_key(KEY);
+        emu.disable_windows();
+        emu.add_user(OTHER);
+        let c = client(&emu, KEY);
+        runtime().block_on(async {
+            c.upsert_session(&session("a")).await.unwrap();
+            c.upsert_session(&session("b")).await.unwrap();
+            // Inserted out of createdAt order; m2 and m3 tie on createdAt.
+            for (id, at) in [("m2", 2_000), ("m1", 1_000), ("m3", 2_000)] {
+                c.upsert_message(&message("a", id, at)).await.unwrap();
+            }
+            // "a" was written last (its messages bump updatedAt): newest first.
+            let listed = c.api_sessions(10).await.unwrap();
+            let order: Vec<&str> = listed.iter().map(|s| s.external_id.as_str()).collect();
+            assert_eq!(order, ["a", "b"]);
+            assert_eq!(c.api_sessions(1).await.unwrap().len(), 1);
+            let a = &listed[0];
+            assert_eq!(
+                (a.prompt_tokens, a.completion_tokens, a.total_tokens),
+                (100.0, 0.0, 100.0)
+            );
+            assert_eq!((a.message_count, a.created_at), (3.0, 1_000.0));
+
+            // Exactly api.ts's fields; unset optionals left out; no `source`.
+            let (status, body) = raw(&emu, "/api/sessions?limit=1").await;
+            assert_eq!(status, 200);
+            let keys: Vec<&str> = body["sessions"][0]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let mut keys = keys;
+            keys.sort_unstable();
+            assert_eq!(
+                keys,
+                [
+                    "completionTokens",
+                    "cost",
+                    "createdAt",
+                    "externalId",
+                    "id",
+                    "isPublic",
+                    "messageCount",
+                    "promptTokens",
+                    "title",
+                    "totalTokens",
+                    "updatedAt"
+                ]
+            );
+
+            let detail = c.api_session(&a.id).await.unwrap().expect("found");
+            let ids: Vec<&str> = detail
+                .messages
+                .iter()
+                .map(|m| m.external_id.as_str())
+                .collect();
+            assert_eq!(
+                ids,
+                ["m1", "m2", "m3"],
+                "by createdAt, ties in insertion order"
+            );
+            let m1 = &detail.messages[0];
+            assert_eq!(
+                (m1.prompt_tokens, m1.completion_tokens, m1.duration_ms),
+                (Some(7.0), None, Some(250.0))
+            );
+            assert_eq!(m1.parts, message("a", "m1", 1_000).parts);
+
+            // Errors, each as the server words it.
+            assert_eq!(
+                raw(&emu, "/api/sessions/get").await,
+                (400, json!({"error": "Missing session ID"}))
+            );
+            assert_eq!(raw(&emu, "/api/sessions/get?id=").await.0, 400);
+            let wrong_table = c.api_session("messages_00000001").await.unwrap_err();
+            assert_eq!(wrong_table.class(), ErrorClass::Reject, "{wrong_table}");
+            assert_eq!(c.api_session("sessions_99999999").await.unwrap(), None);
+            let theirs = client(&emu, OTHER);
+            assert_eq!(
+                theirs.api_session(&a.id).await.unwrap(),
+                None,
+                "another user's"
+            );
+            assert!(theirs.api_sessions(10).await.unwrap().is_empty());
+        });
+        // One apiLogs row per successful /api/* call, none for the errors: the listings of
+        // 10, 1, raw 1 and the other user's, and the one session read = 5.
+        assert_eq!(emu.api_logs().len(), 5);
+    }
+
+    #[test]
+    fn the_listing_takes_50_without_a_limit() {
+        let emu = Emulation::with_key(KEY);
+        let c = client(&emu, KEY);
+        runtime().block_on(async {
+            for i in 0..51 {
+                c.upsert_session(&session(&format!("s{i}"))).await.unwrap();
+            }
+            let (status, body) = raw(&emu, "/api/sessions").await;
+            assert_eq!(status, 200);
+            assert_eq!(body["sessions"].as_array().unwrap().len(), 50);
+            // parseInt: "3abc" is 3; "abc" is NaN, which Convex's take refuses.
+            let (_, body) = raw(&emu, "/api/sessions?limit=3abc").await;
+            assert_eq!(body["sessions"].as_array().unwrap().len(), 3);
+            assert_eq!(raw(&emu, "/api/sessions?limit=abc").await.0, 500);
+        });
+    }
+
+    #[test]
+    fn reads_past_convexs_limits_fail_as_convex_words_them() {
+        let emu = Emulation::with_key(KEY);
+        emu.disable_windows();
+        let c = client(&emu, KEY);
+        runtime().block_on(async {
+            c.upsert_session(&session("a")).await.unwrap();
+            for (i, at) in [1_000, 2_000, 3_000].into_iter().enumerate() {
+                c.upsert_message(&message("a", &format!("m{i}"), at))
+                    .await
+                    .unwrap();
+            }
+            let id = c.api_sessions(1).await.unwrap()[0].id.clone();
+            // 1 get + 1 message range + 3 parts ranges = 5 ranges.
+            emu.set_read_limits(ReadLimits {
+                index_ranges: 5,
+                ..ReadLimits::default()
+            });
+            assert!(c.api_session(&id).await.unwrap().is_some());
+            emu.set_read_limits(ReadLimits {
+                index_ranges: 4,
+                ..ReadLimits::default()
+            });
+            let e = c.api_session(&id).await.unwrap_err();
+            assert!(e.is_read_limit(), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("Too many reads in a single function execution (limit: 4)"),
+                "{e}"
+            );
+            // 1 session + 3 messages + 6 parts = 10 documents.
+            emu.set_read_limits(ReadLimits {
+                documents: 9,
+                ..ReadLimits::default()
+            });
+            let e = c.api_session(&id).await.unwrap_err();
+            assert!(
+                e.is_read_limit() && e.to_string().contains("Too many documents read"),
+                "{e}"
+            );
+            emu.set_read_limits(ReadLimits {
+                bytes: 100,
+                ..ReadLimits::default()
+            });
+            let e = c.api_session(&id).await.unwrap_err();
+            assert!(
+                e.is_read_limit() && e.to_string().contains("Too many bytes read"),
+                "{e}"
+            );
+            let e = c.api_sessions(1).await.unwrap_err();
+            assert!(e.is_read_limit(), "the listing reads documents too: {e}");
+        });
+    }
 }

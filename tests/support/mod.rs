@@ -390,7 +390,12 @@ impl Emulation {
 
     /// Test-only damage: changes a stored session row in place (no write is recorded and
     /// `updatedAt` does not move, as if the row had been like this all along).
-    pub fn edit_session(&self, user: UserId, external_id: &str, edit: impl FnOnce(&mut StoredSession)) {
+    pub fn edit_session(
+        &self,
+        user: UserId,
+        external_id: &str,
+        edit: impl FnOnce(&mut StoredSession),
+    ) {
         let mut s = self.lock();
         let row = s
             .sessions
@@ -707,10 +712,10 @@ fn decide(s: &mut State, method: &str, path: &str, auth: Option<&str>, body: &[u
     if let Some((status, msg)) = s.fail_next.pop_front() {
         return err(status, msg);
     }
-    if let Some(i) = s.fail_route.iter().position(|(r, ..)| r == route) {
-        if let Some((_, status, msg)) = s.fail_route.remove(i) {
-            return err(status, msg);
-        }
+    if let Some(i) = s.fail_route.iter().position(|(r, ..)| r == route)
+        && let Some((_, status, msg)) = s.fail_route.remove(i)
+    {
+        return err(status, msg);
     }
     // Random faults.
     let f = s.faults.clone();
@@ -1562,11 +1567,8 @@ fn api_session_get(s: &mut State, user: UserId, path: &str) -> Answer {
         budget.range()?;
         budget.document(&session_doc)?;
         budget.range()?;
-        let mut messages: Vec<&StoredMessage> = s
-            .messages
-            .iter()
-            .filter(|m| m.session_id == id)
-            .collect();
+        let mut messages: Vec<&StoredMessage> =
+            s.messages.iter().filter(|m| m.session_id == id).collect();
         messages.sort_by_key(|m| (m.created_at, m.seq));
         let mut out = Vec::new();
         for m in &messages {
