@@ -1021,14 +1021,30 @@ impl GivenUp {
     }
 }
 
+/// Whether the server's session dedup check, time aside, would skip writing `want` over
+/// `have` (`sessions.upsert`): title, model and project path unchanged, and each token total
+/// 0, absent or unchanged. Any other change (cost, duration, provider, project name) is then
+/// dropped inside the window.
+pub fn session_write_skippable(want: &SessionPayload, have: &ServerSession) -> bool {
+    let same_total = |w: Option<u64>, h: f64| w.is_none_or(|w| w == 0 || w as f64 == h);
+    want.title == have.title
+        && want.model == have.model
+        && want.project_path == have.project_path
+        && same_total(want.prompt_tokens, have.prompt_tokens)
+        && same_total(want.completion_tokens, have.completion_tokens)
+}
+
 /// Which records of each target a round sends, and the server windows it must wait for: a
-/// session written less than 10 s ago (by its `updatedAt`), a message whose stored
-/// `createdAt` is less than 5 s ago, each plus [`WINDOW_MARGIN_MS`]. A message whose window
-/// ends more than [`MAX_WINDOW_WAIT_MS`] ahead (its `createdAt` lies in the future) is deferred.
+/// session written less than 10 s ago (by its `updatedAt`) whose write the server would skip
+/// ([`session_write_skippable`]; from the second round on, any such session, in case the
+/// server's rule is not the one we know), a message whose stored `createdAt` is less than 5 s
+/// ago, each plus [`WINDOW_MARGIN_MS`]. A message whose window ends more than
+/// [`MAX_WINDOW_WAIT_MS`] ahead (its `createdAt` lies in the future) is deferred.
 fn plan_round(
     targets: &[Target],
     diffs: &[Vec<Difference>],
     given_up: &GivenUp,
+    round: usize,
     now: i64,
 ) -> RoundPlan {
     let mut out = RoundPlan::default();
@@ -1092,6 +1108,7 @@ fn plan_round(
             messages.push(i);
         }
         if let (true, Some(listed)) = (session, &t.listed)
+            && (round > 1 || session_write_skippable(&t.session, listed))
             && let Some(until) = window_until(listed.updated_at, SESSION_WINDOW_MS, now)
         {
             let ago = (now - listed.updated_at as i64).max(0) / 1000;
@@ -1132,7 +1149,7 @@ async fn repair(
     let mut given_up = GivenUp::default();
     for round in 1..=REPAIR_ROUNDS {
         let now = now_ms();
-        let plan = plan_round(targets, &diffs, &given_up, now);
+        let plan = plan_round(targets, &diffs, &given_up, round, now);
         for (id, why) in plan.deferred {
             given_up.messages.insert(id);
             out.deferred.push(why);
@@ -1555,7 +1572,8 @@ mod tests {
         ];
         let mut given_up = GivenUp::default();
         given_up.sessions.insert("s3".into());
-        let plan = plan_round(&[t1, t2, t3], &diffs, &given_up, now);
+        let targets = [t1, t2, t3];
+        let plan = plan_round(&targets, &diffs, &given_up, 1, now);
         assert_eq!(
             plan.plans,
             [
@@ -1583,6 +1601,44 @@ mod tests {
             "{}",
             plan.deferred[0].1
         );
+
+        // A title change is never skipped by the server: no need to wait for s1 in round 1
+        // (m1's window remains), but a second round waits whatever changed.
+        let mut targets = targets;
+        targets[0].session.title = Some("new title".into());
+        let plan = plan_round(&targets, &diffs, &given_up, 1, now);
+        assert_eq!(plan.wait.unwrap().0, now + 5_000);
+        let plan = plan_round(&targets, &diffs, &given_up, 2, now);
+        assert_eq!(plan.wait.unwrap().0, now + 8_000);
+    }
+
+    #[test]
+    fn the_session_window_skips_only_what_the_server_compares() {
+        let have = server_session();
+        assert!(session_write_skippable(&payload(), &have));
+        let mut want = payload();
+        want.cost = Some(5.0);
+        want.duration_ms = Some(1);
+        want.provider = Some("other".into());
+        want.project_name = Some("other".into());
+        want.completion_tokens = None; // absent: not compared
+        assert!(
+            session_write_skippable(&want, &have),
+            "these changes are dropped"
+        );
+        let changes: [fn(&mut SessionPayload); 6] = [
+            |p| p.title = Some("t".into()),
+            |p| p.title = None,
+            |p| p.model = Some("m".into()),
+            |p| p.project_path = Some("/x".into()),
+            |p| p.prompt_tokens = Some(1201),
+            |p| p.completion_tokens = Some(81),
+        ];
+        for change in changes {
+            let mut want = payload();
+            change(&mut want);
+            assert!(!session_write_skippable(&want, &have), "{want:?}");
+        }
     }
 
     #[test]
