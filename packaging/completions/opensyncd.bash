@@ -16,6 +16,9 @@ _opensyncd() {
             ",$1")
                 cmd="opensyncd"
                 ;;
+            opensyncd,audit)
+                cmd="opensyncd__subcmd__audit"
+                ;;
             opensyncd,completions)
                 cmd="opensyncd__subcmd__completions"
                 ;;
@@ -66,6 +69,9 @@ _opensyncd() {
                 ;;
             opensyncd,verify)
                 cmd="opensyncd__subcmd__verify"
+                ;;
+            opensyncd__subcmd__help,audit)
+                cmd="opensyncd__subcmd__help__subcmd__audit"
                 ;;
             opensyncd__subcmd__help,completions)
                 cmd="opensyncd__subcmd__help__subcmd__completions"
@@ -182,12 +188,42 @@ _opensyncd() {
 
     case "${cmd}" in
         opensyncd)
-            opts="-h -V --foreground --log-level --log-format --help --version run login logout status verify sync synctest export config set setup hook service prices completions man help"
+            opts="-h -V --foreground --log-level --log-format --help --version run login logout status verify sync synctest export audit config set setup hook service prices completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__audit)
+            opts="-h --session --limit --repair --json --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --session)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-level)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -278,8 +314,22 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__help)
-            opts="run login logout status verify sync synctest export config set setup hook service prices completions man help"
+            opts="run login logout status verify sync synctest export audit config set setup hook service prices completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__help__subcmd__audit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
