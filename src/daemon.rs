@@ -175,8 +175,13 @@ impl Daemon {
             Some(_) => None,
             None => Some(Pause::Auth("not logged in".into())),
         };
-        let engine = Arc::new(build_engine(&cfg, ledger, client, stop_rx)?);
-        engine.load_settle_pending()?;
+        let engine = Arc::new(build_engine(
+            &cfg,
+            ledger,
+            client,
+            stop_rx,
+            crate::clock::Clock::from_env(),
+        )?);
         let roots = cfg.roots(&config::process_env);
         Ok(Daemon {
             paths,
@@ -272,7 +277,7 @@ impl Daemon {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(2));
         let mut last_probe = Instant::now();
         let mut workers: JoinSet<(Unit, Result<Outcome, EngineError>)> = JoinSet::new();
-        let mut settle_task: Option<tokio::task::JoinHandle<()>> = None;
+        let mut deferred_task: Option<tokio::task::JoinHandle<()>> = None;
 
         let mut end = RunExit::Stopped;
         loop {
@@ -335,19 +340,7 @@ impl Daemon {
                         last_probe = Instant::now();
                         self.probe().await;
                     }
-                    let settle_idle = settle_task.as_ref().is_none_or(|t: &tokio::task::JoinHandle<()>| t.is_finished());
-                    if self.paused.is_none() && settle_idle
-                        && self.engine.next_settle_ms().ok().flatten().is_some_and(|due| due <= now_ms())
-                    {
-                        let engine = self.engine.clone();
-                        settle_task = Some(tokio::spawn(async move {
-                            match engine.settle().await {
-                                Ok(Outcome::Done | Outcome::Stopped) => {}
-                                Ok(Outcome::Paused(p)) => tracing::debug!(%p, "settle paused"),
-                                Err(err) => tracing::warn!(%err, "settle failed; retrying later"),
-                            }
-                        }));
-                    }
+                    self.flush_deferred_if_due(&mut deferred_task);
                     self.answer_waiters();
                 }
             }
@@ -382,6 +375,28 @@ impl Daemon {
         }
         tracing::info!("stopped");
         Ok(end)
+    }
+
+    /// Sends the writes held for the server's dedup windows once they are due (one task at a
+    /// time).
+    fn flush_deferred_if_due(&self, task: &mut Option<tokio::task::JoinHandle<()>>) {
+        let idle = task.as_ref().is_none_or(|t| t.is_finished());
+        let due = self
+            .engine
+            .next_deferred_ms()
+            .ok()
+            .flatten()
+            .is_some_and(|due| due <= self.engine.now());
+        if self.paused.is_none() && idle && due {
+            let engine = self.engine.clone();
+            *task = Some(tokio::spawn(async move {
+                match engine.flush_deferred().await {
+                    Ok(Outcome::Done | Outcome::Stopped) => {}
+                    Ok(Outcome::Paused(p)) => tracing::debug!(%p, "deferred writes paused"),
+                    Err(err) => tracing::warn!(%err, "deferred writes failed; retrying later"),
+                }
+            }));
+        }
     }
 
     fn dispatch(&mut self, workers: &mut JoinSet<(Unit, Result<Outcome, EngineError>)>) {

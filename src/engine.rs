@@ -6,21 +6,18 @@
 //! revoked key), nothing of the unit is committed and the next pass re-sends it; the server
 //! upserts by id, so the overlap updates rows instead of duplicating them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::clock::Clock;
 use crate::fold::{self, Mode};
 use crate::keyed_locks::KeyedLocks;
-use crate::ledger::{
-    Commit, FileRecord, Ledger, LedgerError, LedgerStore, MessageRecord, Quarantined,
-};
-use crate::model::SessionPayload;
-use crate::plan::{self, Plan, SessionWork, Shaping};
-use crate::push::{Backoff, Client, ErrorClass, PushError, RetryEnd};
+use crate::ledger::{Commit, FileRecord, Ledger, LedgerError, LedgerStore};
+use crate::plan::{self, Plan, Shaping};
+use crate::push::Client;
 use crate::sources::{self, Access, ParseOptions, Record, Unit};
 use crate::tail::{self, Identity};
 
@@ -137,20 +134,23 @@ pub struct Engine {
     counters: Mutex<Counters>,
     /// Set to true to stop.
     pub stopping: watch::Receiver<bool>,
-    /// Sessions whose last update may have fallen in the server's window.
-    settle_pending: Mutex<BTreeSet<String>>,
     /// Per-session locks: one unit at a time may touch a session.
-    session_locks: KeyedLocks,
+    pub(crate) session_locks: KeyedLocks,
     /// Per-unit locks: one task at a time reads and commits a unit.
     unit_locks: KeyedLocks,
+    /// The clock writes are planned with (driven by tests).
+    pub clock: Clock,
+    /// When this engine started (epoch ms): the server may hold writes from before that this
+    /// process knows nothing about (a process killed mid-push), so its windows are assumed
+    /// open until 10 s after.
+    pub(crate) start_ms: i64,
+    /// The sessions `/sync/sessions/list` named, once asked (the batch transport only).
+    pub(crate) server_sessions: Mutex<Option<HashSet<String>>>,
 }
 
-/// The wall clock in epoch ms.
+/// The wall clock in epoch ms (the system's).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    crate::clock::system_ms()
 }
 
 impl Engine {
@@ -162,6 +162,7 @@ impl Engine {
         client: Option<Client>,
         max_line_bytes: usize,
         stopping: watch::Receiver<bool>,
+        clock: Clock,
     ) -> Engine {
         Engine {
             ledger,
@@ -173,10 +174,17 @@ impl Engine {
             max_line_bytes,
             counters: Mutex::new(Counters::default()),
             stopping,
-            settle_pending: Mutex::new(BTreeSet::new()),
             session_locks: KeyedLocks::default(),
             unit_locks: KeyedLocks::default(),
+            start_ms: clock.now_ms(),
+            clock,
+            server_sessions: Mutex::new(None),
         }
+    }
+
+    /// Now, by the engine's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Replaces the client (new credentials or URL).
@@ -197,7 +205,7 @@ impl Engine {
         self.counters.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    fn count(&self, f: impl FnOnce(&mut Counters)) {
+    pub(crate) fn count(&self, f: impl FnOnce(&mut Counters)) {
         if let Ok(mut c) = self.counters.lock() {
             f(&mut c);
         }
@@ -428,7 +436,6 @@ impl Engine {
             source,
             touched,
             &self.shaping,
-            now_ms(),
             gone,
         )?;
         let mut commit = Commit::default();
@@ -447,367 +454,10 @@ impl Engine {
             file.unit = Some(unit.clone());
             commit.files.push((unit_key, file));
         }
-        let mut works = works;
-        if self.batch
-            && let Err(outcome) = self.push_batches(&client, &mut works, &mut commit).await
-        {
+        if let Err(outcome) = self.deliver(&client, works, &mut commit).await {
             return Ok(outcome);
         }
-        for work in works {
-            match self.push_work(&client, work, &mut commit).await {
-                Ok(()) => {}
-                Err(outcome) => return Ok(outcome),
-            }
-        }
         self.ledger.commit(&commit)?;
-        Ok(Outcome::Done)
-    }
-
-    /// Pushes one session's work in order; fills `commit` with what was acknowledged.
-    async fn push_work(
-        &self,
-        client: &Client,
-        mut work: SessionWork,
-        commit: &mut Commit,
-    ) -> Result<(), Outcome> {
-        if let Some(create) = work.create.take()
-            && self
-                .send_session(client, &create, &work.key, commit)
-                .await?
-        {
-            work.record.acked = Some(create);
-            work.record.last_write_ms = now_ms();
-        }
-        for msg in std::mem::take(&mut work.messages) {
-            match self.send(|| client.upsert_message(&msg.payload)).await? {
-                Sent::Acked => {
-                    work.record.messages += 1;
-                    work.record.last_write_ms = now_ms();
-                    commit.messages.push((
-                        msg.payload.external_id.clone(),
-                        MessageRecord {
-                            session: work.key.clone(),
-                            hash: msg.hash,
-                        },
-                    ));
-                    self.count(|c| c.messages_sent += 1);
-                }
-                Sent::Rejected(reason) => {
-                    self.quarantine(
-                        commit,
-                        "message",
-                        &msg.payload.external_id,
-                        &reason,
-                        msg.hash,
-                        &msg.payload,
-                    );
-                }
-            }
-        }
-        if let Some(update) = work.update.take() {
-            let in_window = now_ms() - work.record.last_write_ms < plan::SESSION_WINDOW_MS;
-            let may_be_skipped = work
-                .record
-                .acked
-                .as_ref()
-                .is_some_and(|prev| plan::server_would_skip(prev, &update));
-            if self
-                .send_session(client, &update, &work.key, commit)
-                .await?
-            {
-                work.record.settle_due = in_window && may_be_skipped;
-                if work.record.settle_due {
-                    self.settle_pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(work.key.clone());
-                }
-                work.record.acked = Some(update);
-                work.record.last_write_ms = now_ms();
-            }
-        }
-        commit.sessions.push((work.key, work.record));
-        Ok(())
-    }
-
-    /// The batch transport: first-time session inserts and never-sent messages go through
-    /// `/sync/batch` (which cannot carry `createdAt`, and wipes the parts of messages that
-    /// already exist — so only new ones are sent this way). Whatever the batch did not take
-    /// stays in `works` for the per-record path, which reports each record's own error.
-    async fn push_batches(
-        &self,
-        client: &Client,
-        works: &mut [SessionWork],
-        commit: &mut Commit,
-    ) -> Result<(), Outcome> {
-        const MAX_MESSAGES: usize = 200;
-        let budget = self.shaping.max_body_bytes / 2;
-        let mut sessions: Vec<(usize, SessionPayload)> = Vec::new();
-        let mut messages: Vec<(usize, plan::PlannedMessage)> = Vec::new();
-        for (i, work) in works.iter_mut().enumerate() {
-            if let Some(create) = work.create.take() {
-                sessions.push((i, create));
-            }
-            let mut keep = Vec::new();
-            for m in std::mem::take(&mut work.messages) {
-                let known = self
-                    .ledger
-                    .message(&m.payload.external_id)
-                    .ok()
-                    .flatten()
-                    .is_some();
-                if known {
-                    keep.push(m)
-                } else {
-                    messages.push((i, m))
-                }
-            }
-            work.messages = keep;
-        }
-        // Sessions go in the first batch so that messages never auto-create bare sessions.
-        let mut pending_sessions = sessions;
-        let mut rest = messages.into_iter().peekable();
-        while !pending_sessions.is_empty() || rest.peek().is_some() {
-            let batch_sessions = std::mem::take(&mut pending_sessions);
-            let mut batch_messages = Vec::new();
-            let mut size = 0;
-            while let Some((_, m)) = rest.peek() {
-                let len = serde_json::to_vec(&m.payload).map_or(0, |v| v.len());
-                if !batch_messages.is_empty()
-                    && (batch_messages.len() >= MAX_MESSAGES || size + len > budget)
-                {
-                    break;
-                }
-                size += len;
-                batch_messages.extend(rest.next());
-            }
-            let s_payloads: Vec<SessionPayload> =
-                batch_sessions.iter().map(|(_, s)| s.clone()).collect();
-            let m_payloads: Vec<_> = batch_messages
-                .iter()
-                .map(|(_, m)| m.payload.clone())
-                .collect();
-            let answer = std::sync::Mutex::new(None);
-            let sent = self
-                .send(|| async {
-                    let outcome = client.batch(&s_payloads, &m_payloads).await?;
-                    *answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
-                    Ok(())
-                })
-                .await?;
-            let outcome = match (sent, answer.into_inner().unwrap_or_else(|p| p.into_inner())) {
-                (Sent::Acked, Some(outcome)) => outcome,
-                // The batch as a whole was refused: every item goes the per-record way, which
-                // tells them apart.
-                _ => crate::push::BatchOutcome {
-                    sessions_rejected: Some("batch refused".into()),
-                    messages_rejected: Some("batch refused".into()),
-                    ..Default::default()
-                },
-            };
-            let failed: HashMap<&str, &str> = outcome
-                .failed_messages
-                .iter()
-                .map(|(id, why)| (id.as_str(), why.as_str()))
-                .collect();
-            for (i, create) in batch_sessions {
-                if outcome.sessions_rejected.is_some() {
-                    works[i].create = Some(create); // per-record reports the real error
-                } else {
-                    works[i].record.acked = Some(create);
-                    works[i].record.last_write_ms = now_ms();
-                    self.count(|c| c.sessions_sent += 1);
-                }
-            }
-            for (i, m) in batch_messages {
-                if outcome.messages_rejected.is_some()
-                    || failed.contains_key(m.payload.external_id.as_str())
-                {
-                    works[i].messages.push(m);
-                    continue;
-                }
-                works[i].record.messages += 1;
-                works[i].record.last_write_ms = now_ms();
-                self.count(|c| c.messages_sent += 1);
-                commit.messages.push((
-                    m.payload.external_id.clone(),
-                    MessageRecord {
-                        session: works[i].key.clone(),
-                        hash: m.hash,
-                    },
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends a session payload; `Ok(false)` when it was rejected (and quarantined).
-    async fn send_session(
-        &self,
-        client: &Client,
-        payload: &SessionPayload,
-        key: &str,
-        commit: &mut Commit,
-    ) -> Result<bool, Outcome> {
-        match self.send(|| client.upsert_session(payload)).await? {
-            Sent::Acked => {
-                self.count(|c| c.sessions_sent += 1);
-                Ok(true)
-            }
-            Sent::Rejected(reason) => {
-                let hash = crate::model::json_hash(payload);
-                self.quarantine(commit, "session", key, &reason, hash, payload);
-                Ok(false)
-            }
-        }
-    }
-
-    fn quarantine<T: serde::Serialize>(
-        &self,
-        commit: &mut Commit,
-        kind: &str,
-        id: &str,
-        reason: &str,
-        hash: u128,
-        _payload: &T,
-    ) {
-        tracing::warn!(kind, id = %id.replace('\0', "/"), %reason, "the server rejected a record; quarantined (see `opensyncd status`)");
-        self.count(|c| c.rejected += 1);
-        commit.quarantine.push((
-            plan::quarantine_key(kind, id),
-            Quarantined {
-                kind: kind.into(),
-                id: id.replace('\0', "/"),
-                reason: reason.into(),
-                at_ms: now_ms(),
-                hash,
-            },
-        ));
-    }
-
-    /// Sends one request until it is acknowledged or rejected, backing off on transient
-    /// failures. Returns `Err` when pushing must pause or stop.
-    async fn send<'a, F, Fut>(&self, op: F) -> Result<Sent, Outcome>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<(), PushError>> + 'a,
-    {
-        let mut backoff = Backoff::default();
-        let mut stopping = self.stopping.clone();
-        let counted = || {
-            self.count(|c| c.requests += 1);
-            op()
-        };
-        let end = crate::push::retry(counted, &mut backoff, &mut stopping, |err, delay| {
-            let message = err.to_string();
-            self.count(|c| {
-                c.retries += 1;
-                c.last_error = Some((now_ms(), message.clone()));
-            });
-            tracing::warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "request failed; retrying");
-        })
-        .await;
-        match end {
-            RetryEnd::Acked => {
-                self.count(|c| c.last_success_ms = Some(now_ms()));
-                Ok(Sent::Acked)
-            }
-            RetryEnd::Stopped => Err(Outcome::Stopped),
-            RetryEnd::Failed(err) => {
-                let message = err.to_string();
-                self.count(|c| c.last_error = Some((now_ms(), message.clone())));
-                match err.class() {
-                    // One record cannot be split further; our caps keep bodies far below the
-                    // platform limit, so this is a record the server will not take.
-                    ErrorClass::Split | ErrorClass::Reject | ErrorClass::Retry => {
-                        Ok(Sent::Rejected(message))
-                    }
-                    ErrorClass::AuthPaused => Err(Outcome::Paused(Pause::Auth(message))),
-                    ErrorClass::WrongUrl => Err(Outcome::Paused(Pause::WrongUrl(message))),
-                }
-            }
-        }
-    }
-
-    /// Loads the sessions whose settle re-send is still due (after a restart).
-    pub fn load_settle_pending(&self) -> Result<(), EngineError> {
-        let mut pending = self
-            .settle_pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for item in self.ledger.sessions() {
-            let (key, rec) = item?;
-            if rec.settle_due {
-                pending.insert(key);
-            }
-        }
-        Ok(())
-    }
-
-    /// Epoch ms at which the next settle re-send is due, if any.
-    pub fn next_settle_ms(&self) -> Result<Option<i64>, EngineError> {
-        let keys: Vec<String> = self
-            .settle_pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        let mut next: Option<i64> = None;
-        for key in keys {
-            if let Some(rec) = self.ledger.session(&key)?.filter(|r| r.settle_due) {
-                let due = rec.last_write_ms + plan::SESSION_WINDOW_MS;
-                next = Some(next.map_or(due, |n| n.min(due)));
-            }
-        }
-        Ok(next)
-    }
-
-    /// Re-sends session payloads whose last update may have been dropped by the server's
-    /// 10 s window, once the window has passed. Returns how many were sent.
-    pub async fn settle(&self) -> Result<Outcome, EngineError> {
-        let Some(client) = self.client() else {
-            return Ok(Outcome::Paused(Pause::Auth("not logged in".into())));
-        };
-        let keys: Vec<String> = self
-            .settle_pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        for key in keys {
-            let _guard = self.session_locks.lock(&key).await;
-            let Some(mut rec) = self.ledger.session(&key)? else {
-                continue;
-            };
-            let (true, Some(payload)) = (rec.settle_due, rec.acked.clone()) else {
-                self.settle_pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&key);
-                continue;
-            };
-            if now_ms() - rec.last_write_ms < plan::SESSION_WINDOW_MS {
-                continue;
-            }
-            let mut commit = Commit::default();
-            match self
-                .send_session(&client, &payload, &key, &mut commit)
-                .await
-            {
-                Ok(_) => {}
-                Err(outcome) => return Ok(outcome),
-            }
-            rec.settle_due = false;
-            rec.last_write_ms = now_ms();
-            commit.sessions.push((key.clone(), rec));
-            self.ledger.commit(&commit)?;
-            self.settle_pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
-        }
         Ok(Outcome::Done)
     }
 }
@@ -823,11 +473,3 @@ struct Step {
     gone: bool,
     more: bool,
 }
-
-enum Sent {
-    Acked,
-    Rejected(String),
-}
-
-/// Default pause before re-probing a paused server.
-pub const PAUSE_PROBE_INTERVAL: Duration = Duration::from_secs(300);

@@ -98,9 +98,6 @@ pub struct SessionRecord {
     /// Wall-clock ms of the last acknowledged write touching this session (session or
     /// message: both bump the server's `updatedAt`, which starts its 10 s window).
     pub last_write_ms: i64,
-    /// The last session update may have fallen in the server's 10 s window: re-send it once
-    /// the window has passed.
-    pub settle_due: bool,
     /// Number of messages acknowledged.
     pub messages: u64,
     /// Models without a price (cost counted as 0).
@@ -114,7 +111,6 @@ impl SessionRecord {
             state,
             acked: None,
             last_write_ms: 0,
-            settle_due: false,
             messages: 0,
             unpriced_models: Vec::new(),
         }
@@ -128,6 +124,33 @@ pub struct MessageRecord {
     pub session: String,
     /// Hash of the acknowledged payload.
     pub hash: u128,
+    /// The `createdAt` the server stored at insert (epoch ms): its 5 s window for updates
+    /// runs from there.
+    #[serde(default)]
+    pub created_ms: i64,
+}
+
+/// A write held back because the server would silently skip it now (its dedup windows), to
+/// be sent once the window has passed. Kept in the ledger, so it survives restarts and crashes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deferred {
+    /// When it may be sent (epoch ms).
+    pub due_ms: i64,
+    /// The session key.
+    pub session: String,
+    /// The message payload (shaped, as it will be sent) and its hash; `None` for a session
+    /// write, which sends the session's state as it is at that moment.
+    pub message: Option<(crate::model::MessagePayload, u128)>,
+}
+
+/// The `deferred` tree key of a message write.
+pub fn deferred_message_key(external_id: &str) -> String {
+    format!("m\0{external_id}")
+}
+
+/// The `deferred` tree key of a session write.
+pub fn deferred_session_key(session_key: &str) -> String {
+    format!("s\0{session_key}")
 }
 
 /// A record the server rejected for good.
@@ -143,6 +166,13 @@ pub struct Quarantined {
     pub at_ms: i64,
     /// Hash of the rejected payload (a changed payload is tried again).
     pub hash: u128,
+    /// The ledger key of the record (a session key, a message id).
+    #[serde(default)]
+    pub key: String,
+    /// A refused message as it was before shaping, to be shaped again and retried when the
+    /// settings change or on `sync --retry-rejected`.
+    #[serde(default)]
+    pub raw: Option<crate::model::MessagePayload>,
 }
 
 /// All writes from one acknowledged unit of work.
@@ -162,8 +192,10 @@ pub struct Commit {
     pub usage: Vec<(String, Option<UsageRow>)>,
     /// Fold: session key → usage totals.
     pub totals: Vec<(String, Usage)>,
-    /// Quarantined records.
-    pub quarantine: Vec<(String, Quarantined)>,
+    /// Writes held for the server's windows (`None` removes one that was sent).
+    pub deferred: Vec<(String, Option<Deferred>)>,
+    /// Quarantined records (`None` releases one the server took after all).
+    pub quarantine: Vec<(String, Option<Quarantined>)>,
 }
 
 impl Commit {
@@ -176,6 +208,7 @@ impl Commit {
             && self.facts.is_empty()
             && self.usage.is_empty()
             && self.totals.is_empty()
+            && self.deferred.is_empty()
             && self.quarantine.is_empty()
     }
 }
@@ -191,6 +224,7 @@ pub struct Ledger {
     facts: sled::Tree,
     usage: sled::Tree,
     totals: sled::Tree,
+    deferred: sled::Tree,
     quarantine: sled::Tree,
     meta: sled::Tree,
 }
@@ -269,6 +303,7 @@ impl Ledger {
             facts: tree("facts")?,
             usage: tree("usage")?,
             totals: tree("totals")?,
+            deferred: tree("deferred")?,
             quarantine: tree("quarantine")?,
             meta: tree("meta")?,
             db,
@@ -384,6 +419,21 @@ impl Ledger {
         self.iter(&self.sessions)
     }
 
+    /// Every deferred write.
+    pub fn deferred(&self) -> impl Iterator<Item = Result<(String, Deferred), LedgerError>> + '_ {
+        self.iter(&self.deferred)
+    }
+
+    /// A deferred write.
+    pub fn deferred_entry(&self, key: &str) -> Result<Option<Deferred>, LedgerError> {
+        self.get(&self.deferred, key)
+    }
+
+    /// Number of writes waiting for the server's windows.
+    pub fn deferred_count(&self) -> usize {
+        self.deferred.len()
+    }
+
     /// Every quarantined record.
     pub fn quarantine(
         &self,
@@ -445,7 +495,7 @@ impl Ledger {
         }
         let sessions = batch(&commit.sessions);
         let messages = batch(&commit.messages);
-        let quarantine = batch(&commit.quarantine);
+        let quarantine = optional(&commit.quarantine);
         let totals = batch(&commit.totals);
         fn optional<T: Serialize>(items: &[(String, Option<T>)]) -> sled::Batch {
             let mut b = sled::Batch::default();
@@ -459,6 +509,7 @@ impl Ledger {
         }
         let facts = optional(&commit.facts);
         let usage = optional(&commit.usage);
+        let deferred = optional(&commit.deferred);
         (
             &self.files,
             &self.sessions,
@@ -466,15 +517,17 @@ impl Ledger {
             &self.facts,
             &self.usage,
             &self.totals,
+            &self.deferred,
             &self.quarantine,
         )
-            .transaction(|(f, s, m, fa, u, t, q)| {
+            .transaction(|(f, s, m, fa, u, t, d, q)| {
                 f.apply_batch(&files)?;
                 s.apply_batch(&sessions)?;
                 m.apply_batch(&messages)?;
                 fa.apply_batch(&facts)?;
                 u.apply_batch(&usage)?;
                 t.apply_batch(&totals)?;
+                d.apply_batch(&deferred)?;
                 q.apply_batch(&quarantine)?;
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
@@ -497,7 +550,6 @@ impl Ledger {
         for key in session_keys {
             if let Some(mut rec) = self.session(key)? {
                 rec.acked = None;
-                rec.settle_due = false;
                 rec.messages = 0;
                 self.sessions
                     .insert(key.as_bytes(), serde_json::to_vec(&rec).unwrap_or_default())
@@ -562,7 +614,6 @@ impl Ledger {
             let mut rec = SessionRecord::new(SessionState::new(source, session_id));
             rec.acked = serde_json::from_value(old["acked"].clone()).ok().flatten();
             rec.last_write_ms = old["last_write_ms"].as_i64().unwrap_or(0);
-            rec.settle_due = old["settle_due"].as_bool().unwrap_or(false);
             rec.messages = old["messages"].as_u64().unwrap_or(0);
             converted.push((k, rec));
         }
@@ -764,6 +815,7 @@ mod tests {
                     MessageRecord {
                         session: "s".into(),
                         hash: 9,
+                        created_ms: 0,
                     },
                 )],
                 ..Commit::default()

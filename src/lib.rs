@@ -6,10 +6,12 @@
 pub mod assets;
 pub mod audit;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod credentials;
 pub mod daemon;
+pub mod deliver;
 pub mod engine;
 pub mod fold;
 pub mod keyed_locks;

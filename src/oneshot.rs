@@ -70,7 +70,13 @@ pub fn sync(
     let client = wiring::build_client(cfg, paths)?
         .ok_or_else(|| anyhow!("not logged in: run `opensyncd login` first"))?;
     let (_stop_tx, stop_rx) = watch::channel(false);
-    let engine = Arc::new(wiring::build_engine(cfg, ledger, Some(client), stop_rx)?);
+    let engine = Arc::new(wiring::build_engine(
+        cfg,
+        ledger,
+        Some(client),
+        stop_rx,
+        crate::clock::Clock::from_env(),
+    )?);
     let roots = cfg.roots(&crate::config::process_env);
     let units = scan_units(&engine.ledger, &roots, &cfg.enabled_sources(), selection)?;
     progress(Progress::Start { units: units.len() });
@@ -111,19 +117,20 @@ pub fn sync(
                 unit: unit.describe(),
             });
         }
-        // Session updates that may have fallen in the server's 10 s window are re-sent once
-        // it has passed (a few rounds at most: each round clears what was due).
-        for _ in 0..3 {
+        // Writes held back because the server would have skipped them (its 5 s and 10 s
+        // windows) are sent once their window has passed; each round sends what was due, and
+        // a write can be due again only if the session was written meanwhile.
+        for _ in 0..4 {
             if summary.paused.is_some() {
                 break;
             }
-            let Some(due) = engine.next_settle_ms()? else {
+            let Some(due) = engine.next_deferred_ms()? else {
                 break;
             };
-            let wait = Duration::from_millis((due - now_ms()).max(0) as u64);
+            let wait = Duration::from_millis((due - engine.now()).max(0) as u64);
             progress(Progress::Settling { wait });
             tokio::time::sleep(wait).await;
-            if let Outcome::Paused(p) = engine.settle().await? {
+            if let Outcome::Paused(p) = engine.flush_deferred().await? {
                 summary.paused = Some(p.to_string());
             }
         }

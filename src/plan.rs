@@ -9,10 +9,6 @@ use crate::model::{MessagePayload, SessionPayload, SourceId, json_hash};
 use crate::pricing::Pricing;
 use crate::redact::{self, Redactor};
 
-/// The server ignores a session update within this long of the session's last write when
-/// title, model, path and tokens are unchanged (its dedup window).
-pub const SESSION_WINDOW_MS: i64 = 10_000;
-
 /// What shapes payloads before they are sent.
 #[derive(Debug, Clone)]
 pub struct Shaping {
@@ -48,6 +44,12 @@ pub struct PlannedMessage {
     pub payload: MessagePayload,
     /// Its hash (stored on acknowledgement).
     pub hash: u128,
+    /// The server has the message already (this is an update): the `createdAt` it stored,
+    /// from which its 5 s window for updates runs.
+    pub server_created_ms: Option<i64>,
+    /// The payload before shaping, kept in case the server refuses it (a refused record is
+    /// shaped again and retried when the settings change).
+    pub raw: Option<MessagePayload>,
 }
 
 /// The work for one session, in send order: `create`, `messages`, `update`.
@@ -94,7 +96,6 @@ pub fn plan(
     source: SourceId,
     touched: Vec<Touched>,
     shaping: &Shaping,
-    now_ms: i64,
     quiet: bool,
 ) -> Result<Plan, LedgerError> {
     let mut out = Plan::default();
@@ -118,9 +119,11 @@ pub fn plan(
 
         let mut planned = Vec::new();
         for msg in messages {
+            let raw = msg.clone();
             let shaped = shaping.message(msg);
             let hash = json_hash(&shaped);
-            match ledger.message(&shaped.external_id)? {
+            let prev = ledger.message(&shaped.external_id)?;
+            match &prev {
                 Some(prev) if prev.session != key => {
                     // The id belongs to another session (a resumed transcript replaying old
                     // lines): its own session already carries it.
@@ -138,6 +141,8 @@ pub fn plan(
             planned.push(PlannedMessage {
                 payload: shaped,
                 hash,
+                server_created_ms: prev.map(|p| p.created_ms),
+                raw: Some(raw),
             });
         }
 
@@ -151,11 +156,6 @@ pub fn plan(
             None if !fold::worth_creating(&record.state, !planned.is_empty()) => (None, None),
             None => (Some(payload), None),
             Some(prev) if *prev != payload => (None, Some(payload)),
-            Some(prev)
-                if record.settle_due && now_ms - record.last_write_ms >= SESSION_WINDOW_MS =>
-            {
-                (None, Some(prev.clone()))
-            }
             Some(_) => (None, None),
         };
         out.works.push(SessionWork {
@@ -169,49 +169,7 @@ pub fn plan(
     Ok(out)
 }
 
-/// Whether the server would silently skip `next` as a duplicate of `prev` when sent within its
-/// window: title, model and project path equal and every token field 0/absent or equal.
-pub fn server_would_skip(prev: &SessionPayload, next: &SessionPayload) -> bool {
-    let tokens_same = |a: Option<u64>, b: Option<u64>| b.unwrap_or(0) == 0 || a == b;
-    prev != next
-        && prev.title == next.title
-        && prev.model == next.model
-        && prev.project_path == next.project_path
-        && tokens_same(prev.prompt_tokens, next.prompt_tokens)
-        && tokens_same(prev.completion_tokens, next.completion_tokens)
-}
-
 /// The quarantine tree key for a record.
 pub fn quarantine_key(kind: &str, id: &str) -> String {
     format!("{kind}\0{id}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn skip_prediction_matches_the_server_rule() {
-        let base = SessionPayload {
-            external_id: "s".into(),
-            title: Some("t".into()),
-            prompt_tokens: Some(10),
-            source: "codex-cli".into(),
-            ..SessionPayload::default()
-        };
-        let cost_only = SessionPayload {
-            cost: Some(1.0),
-            ..base.clone()
-        };
-        assert!(server_would_skip(&base, &cost_only));
-        let more_tokens = SessionPayload {
-            prompt_tokens: Some(11),
-            ..base.clone()
-        };
-        assert!(!server_would_skip(&base, &more_tokens));
-        assert!(
-            !server_would_skip(&base, &base),
-            "identical payloads need no re-send"
-        );
-    }
 }

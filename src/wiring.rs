@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 use tokio::sync::watch;
 
+use crate::clock::Clock;
 use crate::config::{self, Config, Paths};
 use crate::credentials::{self, ApiKey};
 use crate::engine::Engine;
@@ -35,6 +36,7 @@ pub fn build_engine(
     ledger: Ledger,
     client: Option<Client>,
     stopping: watch::Receiver<bool>,
+    clock: Clock,
 ) -> Result<Engine> {
     let shaping = build_engine_shaping(cfg)?;
     let client = client.map(|c| c.with_max_body(cfg.max_body_bytes));
@@ -45,6 +47,7 @@ pub fn build_engine(
         client,
         cfg.max_line_bytes,
         stopping,
+        clock,
     );
     engine.batch = cfg.transport == config::Transport::Batch;
     Ok(engine)

@@ -365,7 +365,14 @@ impl Daemon {
         })
         .unwrap();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let engine = wiring::build_engine(&world.config(), ledger, Some(client), stop_rx).unwrap();
+        let engine = wiring::build_engine(
+            &world.config(),
+            ledger,
+            Some(client),
+            stop_rx,
+            opensyncd::clock::Clock::default(),
+        )
+        .unwrap();
         Daemon { engine, stop }
     }
 
