@@ -29,6 +29,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::model::{MessagePayload, Part, Role, SessionPayload};
 use crate::oneshot;
@@ -967,13 +968,6 @@ fn iso(ms: i64) -> String {
     )
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Until when the server would skip a write made now (`None`: it would not): `last_ms` is
 /// the server's timestamp the window runs from (a session's `updatedAt`, a message's
 /// `createdAt`), `window_ms` its length.
@@ -1147,8 +1141,10 @@ async fn repair(
     let mut out = RepairReport::default();
     let mut diffs: Vec<Vec<Difference>> = targets.iter().map(compare_target).collect();
     let mut given_up = GivenUp::default();
+    // The clock the engine plans its windows with (a test may drive it).
+    let clock = Clock::from_env();
     for round in 1..=REPAIR_ROUNDS {
-        let now = now_ms();
+        let now = clock.now_ms();
         let plan = plan_round(targets, &diffs, &given_up, round, now);
         for (id, why) in plan.deferred {
             given_up.messages.insert(id);
