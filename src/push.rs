@@ -820,6 +820,52 @@ mod tests {
     }
 
     #[test]
+    fn read_route_answers_parse_leniently_and_anything_else_is_a_bad_response() {
+        // As api.ts answers: optional fields left out, numbers as JSON numbers (a fractional
+        // one from another client must not break the read), fields added later ignored.
+        let body = br#"{"session": {"id": "k57abc", "externalId": "s1", "promptTokens": 12.5,
+            "completionTokens": 3, "totalTokens": 15.5, "cost": 0, "isPublic": false,
+            "messageCount": 1, "createdAt": 1780000000000, "updatedAt": 1780000000001,
+            "summary": "added by a newer server"},
+            "messages": [{"id": "k58", "externalId": "m1", "role": "tool", "createdAt": 5,
+            "parts": [{"type": "tool-result", "content": {"result": ""}}]}]}"#;
+        let detail: SessionDetail = parse_as("GET /api/sessions/get", body).unwrap();
+        assert_eq!(detail.session.prompt_tokens, 12.5);
+        assert_eq!(detail.session.title, None);
+        assert_eq!(detail.messages[0].text_content, None);
+        assert_eq!(detail.messages[0].parts[0].content["result"], "");
+        for garbage in [
+            &b"<html>Not found</html>"[..],
+            br#"{"error": "x"}"#,
+            br#"{"session": {"id": 1}, "messages": []}"#,
+            b"",
+        ] {
+            let e = parse_as::<SessionDetail>("GET /api/sessions/get", garbage).unwrap_err();
+            assert_eq!(e.class(), ErrorClass::WrongUrl, "{e}");
+        }
+        assert_eq!(percent_encode("k57 a&b=c"), "k57%20a%26b%3Dc");
+    }
+
+    #[test]
+    fn read_limit_errors_are_told_apart() {
+        let status = |message: &str| PushError::Status {
+            route: "GET /api/sessions/get".into(),
+            status: 500,
+            message: message.into(),
+            json: true,
+            retry_after: None,
+        };
+        for m in [
+            "Uncaught Error: Too many reads in a single function execution (limit: 4096).",
+            "Too many bytes read in a single function execution (limit: 16777216 bytes).",
+            "Too many documents read in a single function execution (limit: 32000).",
+        ] {
+            assert!(status(m).is_read_limit(), "{m}");
+        }
+        assert!(!status("Documents read from or written to the table changed").is_read_limit());
+    }
+
+    #[test]
     fn retry_after_parses_seconds_and_dates() {
         assert_eq!(parse_retry_after("12"), Some(Duration::from_secs(12)));
         assert_eq!(

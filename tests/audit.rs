@@ -479,6 +479,14 @@ fn bad_credentials_and_bad_arguments_fail_clearly() {
         "{stderr}"
     );
 
+    // A 200 that is not OpenSync's answer: a clear error, not a panic or a wrong report.
+    emu.set_key(emu.default_user(), KEY);
+    emu.fail_next_on("/api/sessions", 200, "not a listing", 1);
+    let out = home.run(&["audit"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("does not answer like OpenSync"), "{stderr}");
+
     let fresh = TestHome::new();
     let out = fresh.run(&["audit"]);
     assert!(!out.status.success());
@@ -492,6 +500,37 @@ fn bad_credentials_and_bad_arguments_fail_clearly() {
         let out = home.run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?} is a usage error");
     }
+}
+
+#[test]
+fn a_record_the_server_refuses_is_reported_and_the_rest_is_repaired() {
+    let emu = Emulation::with_key(KEY);
+    let home = synced_home(&emu);
+    let ids = message_ids(&home, &claude(0));
+    emu.edit_message(&ids[1], |m| m.parts.clear());
+    emu.edit_message(&ids[3], |m| m.parts.clear());
+    emu.fail_next_on(
+        "/sync/message",
+        500,
+        "ArgumentValidationError: Object contains extra field `x` that is not in the validator.",
+        1,
+    );
+    let (ok, report) = audit_json(&home, &["--repair"]);
+    assert!(!ok);
+    let refused = report["repair"]["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{report}");
+    assert!(
+        refused[0]
+            .as_str()
+            .unwrap()
+            .contains("ArgumentValidationError")
+    );
+    assert_eq!(report["repair"]["fixed"], 1);
+    assert_eq!(keys(&report["repair"]["remaining"]).len(), 1);
+    // Nothing is lost: the next run sends it.
+    let (ok, report) = audit_json(&home, &["--repair"]);
+    assert!(ok, "{report}");
+    assert_server_matches_export(&home, &emu);
 }
 
 #[test]
