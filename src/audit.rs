@@ -387,9 +387,14 @@ fn select_recent(
     report: &mut Report,
 ) -> Result<(Vec<Target>, Vec<Difference>)> {
     report.selection = format!("the {limit} most recently updated session(s) on the server");
-    let listing = rt
-        .block_on(with_retry(|| client.api_sessions(limit)))
-        .map_err(|e| fatal(e, "listing sessions"))?;
+    let listing = match rt.block_on(with_retry(|| client.api_sessions(limit))) {
+        Ok(listing) => listing,
+        Err(e) if e.is_read_limit() => bail!(
+            "the server cannot list {limit} sessions at once (its read limits: {e}); use a \
+             smaller --limit"
+        ),
+        Err(e) => return Err(fatal(e, "listing sessions")),
+    };
     let all_ids: Option<HashSet<String>> = match rt.block_on(with_retry(|| client.list_sessions()))
     {
         Ok(ids) => Some(ids.into_iter().collect()),

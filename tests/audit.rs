@@ -378,6 +378,19 @@ fn a_session_too_large_to_read_is_reported_as_such_and_its_fields_still_compared
     assert!(ok, "{report}");
     assert_eq!(report["repair"]["fixed"], 1);
     assert_server_matches_export(&home, &emu);
+
+    // A listing itself too large to return (here: more than 3 documents) says what to do.
+    emu.set_read_limits(ReadLimits {
+        documents: 3,
+        ..ReadLimits::default()
+    });
+    let out = home.run(&["audit"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot list 20 sessions at once") && stderr.contains("smaller --limit"),
+        "{stderr}"
+    );
 }
 
 #[test]
