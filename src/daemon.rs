@@ -135,6 +135,8 @@ struct Daemon {
     /// When a ledger write first failed with an I/O error (disk full): sled refuses writes
     /// from then on, so pushing stops and the process re-executes itself to reopen it.
     ledger_failed: Option<Instant>,
+    /// The ledger was started over: ask the server what it holds before pushing.
+    reconcile: bool,
     /// The unit each worker task is processing, to release it if the task panics.
     task_units: HashMap<tokio::task::Id, Unit>,
     paused: Option<Pause>,
@@ -169,6 +171,7 @@ impl Daemon {
         if let crate::ledger::OpenOutcome::Rebuilt { moved_to, reason } = &outcome {
             tracing::error!(moved_to = %moved_to.display(), %reason, "started with a fresh ledger");
         }
+        let reconcile = outcome.started_over();
         let client = build_client(&cfg, &paths)?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let paused = match &client {
@@ -190,6 +193,7 @@ impl Daemon {
             engine,
             stop_tx,
             started: Instant::now(),
+            reconcile,
             queue: VecDeque::new(),
             queued: HashSet::new(),
             in_flight: HashSet::new(),
@@ -255,6 +259,16 @@ impl Daemon {
         ])
         .context("installing signal handlers")?;
 
+        if self.reconcile {
+            // Before the first unit is pushed: what the server holds decides what may be
+            // batched, and nothing is assumed empty.
+            if let Err(err) = self.engine.reconcile().await {
+                tracing::warn!(%err, "could not ask the server what it holds");
+            }
+        }
+        if let Err(err) = self.engine.retry_rejected_if_shaping_changed().await {
+            tracing::warn!(%err, "could not send the refused records again");
+        }
         self.full_scan("start");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tracing::info!(
@@ -571,6 +585,19 @@ impl Daemon {
                 let _ = reply.send(Reply::Ok);
             }
             Request::Sync { selection } => {
+                if selection.retry_rejected {
+                    let engine = self.engine.clone();
+                    tokio::spawn(async move {
+                        match engine.retry_rejected().await {
+                            Ok((_, accepted)) => {
+                                tracing::info!(accepted, "refused records sent again")
+                            }
+                            Err(err) => {
+                                tracing::warn!(%err, "sending refused records again failed")
+                            }
+                        }
+                    });
+                }
                 let sources = self.cfg.enabled_sources();
                 match scan_units(&self.engine.ledger, &self.roots, &sources, &selection) {
                     Ok(units) => {

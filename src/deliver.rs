@@ -326,6 +326,26 @@ impl Engine {
         }
     }
 
+    /// After the ledger was lost or set aside: learn which sessions the server already holds
+    /// (`/sync/sessions/list`) instead of assuming it is empty. Those are then never sent
+    /// through `/sync/batch` (which would wipe their messages' parts); everything is re-sent
+    /// record by record, as updates of the same ids. Returns how many the server holds.
+    pub async fn reconcile(&self) -> Result<Option<usize>, EngineError> {
+        let Some(client) = self.client() else {
+            return Ok(None);
+        };
+        let known = self.server_sessions(&client).await;
+        if let Some(known) = &known {
+            tracing::warn!(
+                sessions = known.len(),
+                "the ledger was started over: the server already holds these sessions; they \
+                 are re-sent record by record as updates (nothing is duplicated)"
+            );
+            self.ledger.set_meta_u64("reconciled", 1)?;
+        }
+        Ok(known.map(|k| k.len()))
+    }
+
     /// The batch transport, for what is certainly new to the server only: the messages of a
     /// session that `/sync/sessions/list` did not name when this process asked (so no message of
     /// it can exist there) and that this read creates. The session itself is created first by
@@ -552,6 +572,27 @@ impl Engine {
             commit.sessions.push((entry.session.clone(), rec));
         }
         Ok(())
+    }
+
+    /// Retries the refused records when the settings that shape payloads (redaction, caps)
+    /// changed since they were refused: what the server refused may be acceptable now.
+    pub async fn retry_rejected_if_shaping_changed(&self) -> Result<Outcome, EngineError> {
+        let fingerprint = self.shaping.fingerprint();
+        let before = self.ledger.meta_string("shaping")?;
+        if before.as_deref() == Some(fingerprint.as_str()) {
+            return Ok(Outcome::Done);
+        }
+        let mut outcome = Outcome::Done;
+        if before.is_some() && self.ledger.quarantine().next().is_some() {
+            tracing::info!("redaction or size caps changed: sending the refused records again");
+            let (o, accepted) = self.retry_rejected().await?;
+            tracing::info!(accepted, "refused records sent again");
+            outcome = o;
+        }
+        if outcome == Outcome::Done {
+            self.ledger.set_meta_string("shaping", &fingerprint)?;
+        }
+        Ok(outcome)
     }
 
     /// Sends the records the server refused before again, shaped with the current settings

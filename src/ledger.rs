@@ -240,13 +240,49 @@ impl std::fmt::Debug for Ledger {
 pub enum OpenOutcome {
     /// Opened as it was.
     Opened,
-    /// Unreadable or from an incompatible version: moved aside to this path, started fresh.
+    /// Unreadable, damaged or from an incompatible version: moved aside to this path,
+    /// started fresh.
     Rebuilt {
         /// Where the old directory went.
         moved_to: PathBuf,
         /// Why.
         reason: String,
     },
+    /// The ledger this state directory had is gone (deleted): started fresh.
+    Lost,
+}
+
+impl OpenOutcome {
+    /// Whether what the server holds is unknown to the new ledger (the daemon then learns
+    /// from the server instead of assuming it is empty).
+    pub fn started_over(&self) -> bool {
+        !matches!(self, OpenOutcome::Opened)
+    }
+}
+
+/// The identity a ledger and its state directory share: a random id written both inside the
+/// ledger (`meta`) and beside it (`ledger.id`). A ledger whose id does not match — sled opened
+/// garbage as an empty database, or the directory was replaced — is damaged; a missing ledger
+/// beside an id file was lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct LedgerId {
+    id: String,
+}
+
+fn id_file(dir: &Path) -> PathBuf {
+    dir.with_extension("id")
+}
+
+fn read_id_file(dir: &Path) -> Option<LedgerId> {
+    serde_json::from_slice(&std::fs::read(id_file(dir)).ok()?).ok()
+}
+
+fn new_ledger_id() -> String {
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        crate::clock::system_ms() as u64
+    )
 }
 
 impl Ledger {
@@ -254,8 +290,39 @@ impl Ledger {
     /// unknown schema version, is moved aside and replaced by a fresh one: the daemon must
     /// never crash-loop on its own state, and deterministic ids make the re-send harmless.
     pub fn open(dir: &Path) -> Result<(Ledger, OpenOutcome), LedgerError> {
-        match Self::open_plain(dir).and_then(|l| l.check_schema().map(|()| l)) {
-            Ok(ledger) => Ok((ledger, OpenOutcome::Opened)),
+        let known = read_id_file(dir);
+        let existed = dir.exists();
+        let opened = Self::open_plain(dir).and_then(|l| l.check_schema().map(|()| l));
+        let opened = match (opened, &known) {
+            (Ok(ledger), Some(known)) if existed => match ledger.meta_string("ledger_id")? {
+                Some(id) if id == known.id => Ok(ledger),
+                _ => {
+                    drop(ledger);
+                    Err(LedgerError::Decode {
+                        key: "ledger_id".into(),
+                        reason: "the ledger does not carry the id recorded beside it \
+                                 (damaged: its files were overwritten or replaced)"
+                            .into(),
+                    })
+                }
+            },
+            (opened, _) => opened,
+        };
+        match opened {
+            Ok(ledger) => {
+                let outcome = if known.is_some() && !existed {
+                    tracing::error!(
+                        ledger = %dir.display(),
+                        "the ledger is gone (deleted?); starting a fresh one and learning \
+                         from the server what it already holds"
+                    );
+                    OpenOutcome::Lost
+                } else {
+                    OpenOutcome::Opened
+                };
+                ledger.stamp_id(dir, &outcome)?;
+                Ok((ledger, outcome))
+            }
             // A full or failing disk is not corruption: moving the ledger aside would only
             // force a full re-send once the disk is back.
             Err(err) if err.is_io() => Err(err),
@@ -277,9 +344,50 @@ impl Ledger {
                 );
                 let ledger = Self::open_plain(dir)?;
                 ledger.check_schema()?;
-                Ok((ledger, OpenOutcome::Rebuilt { moved_to, reason }))
+                let outcome = OpenOutcome::Rebuilt { moved_to, reason };
+                ledger.stamp_id(dir, &outcome)?;
+                Ok((ledger, outcome))
             }
         }
+    }
+
+    /// Makes sure the ledger and the file beside it carry the same id, and records a start
+    /// over (for `status`).
+    fn stamp_id(&self, dir: &Path, outcome: &OpenOutcome) -> Result<(), LedgerError> {
+        let id = match self.meta_string("ledger_id")? {
+            Some(id) => id,
+            None => {
+                let id = new_ledger_id();
+                self.set_meta_string("ledger_id", &id)?;
+                id
+            }
+        };
+        if read_id_file(dir).is_none_or(|known| known.id != id) {
+            let text = serde_json::to_vec(&LedgerId { id }).unwrap_or_default();
+            crate::private_fs::write_atomic(&id_file(dir), &text, 0o600).map_err(|e| {
+                LedgerError::Sled {
+                    path: id_file(dir),
+                    source: sled::Error::Io(e),
+                }
+            })?;
+        }
+        let why = match outcome {
+            OpenOutcome::Opened => return Ok(()),
+            OpenOutcome::Lost => "the ledger was missing".to_string(),
+            OpenOutcome::Rebuilt { reason, moved_to } => {
+                format!("{reason} (moved aside to {})", moved_to.display())
+            }
+        };
+        self.set_meta_string("started_over", &why)?;
+        self.set_meta_u64("started_over_at_ms", crate::clock::system_ms() as u64)?;
+        self.flush()
+    }
+
+    /// Why and when this ledger was started over, if it was.
+    pub fn started_over(&self) -> Result<Option<(String, i64)>, LedgerError> {
+        let why = self.meta_string("started_over")?;
+        let at = self.meta_u64("started_over_at_ms")?;
+        Ok(why.map(|w| (w, at.unwrap_or(0) as i64)))
     }
 
     fn open_plain(dir: &Path) -> Result<Ledger, LedgerError> {
@@ -464,6 +572,22 @@ impl Ledger {
     /// A counter or setting in `meta`.
     pub fn meta_u64(&self, key: &str) -> Result<Option<u64>, LedgerError> {
         self.get(&self.meta, key)
+    }
+
+    /// A string in `meta`.
+    pub fn meta_string(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        self.get(&self.meta, key)
+    }
+
+    /// Sets a string in `meta` (flushed with the next commit).
+    pub fn set_meta_string(&self, key: &str, value: &str) -> Result<(), LedgerError> {
+        self.meta
+            .insert(
+                key.as_bytes(),
+                serde_json::to_vec(value).unwrap_or_default(),
+            )
+            .map_err(|e| self.sled_err(e))?;
+        Ok(())
     }
 
     /// Sets a counter or setting in `meta` (flushed with the next commit).
@@ -840,8 +964,53 @@ mod tests {
         let (ledger, outcome) = Ledger::open(&path).unwrap();
         match outcome {
             OpenOutcome::Rebuilt { moved_to, .. } => assert!(moved_to.exists()),
-            OpenOutcome::Opened => panic!("garbage should not open"),
+            other => panic!("garbage should not open: {other:?}"),
         }
         assert!(ledger.file("x").unwrap().is_none());
+    }
+
+    /// sled opens some garbage as an empty database without complaint; the id recorded
+    /// beside the ledger tells a damaged ledger from a fresh one.
+    #[test]
+    fn a_ledger_overwritten_with_random_bytes_is_detected_and_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        {
+            let (ledger, outcome) = Ledger::open(&path).unwrap();
+            assert_eq!(outcome, OpenOutcome::Opened);
+            ledger.set_meta_u64("x", 1).unwrap();
+            ledger.flush().unwrap();
+        }
+        // 4 KiB of random bytes over the database file, as in the issue.
+        let mut noise = vec![0u8; 4096];
+        for (i, b) in noise.iter_mut().enumerate() {
+            *b = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes()[i % 8];
+        }
+        std::fs::write(path.join("db"), &noise).unwrap();
+        let (ledger, outcome) = Ledger::open(&path).unwrap();
+        assert!(
+            matches!(outcome, OpenOutcome::Rebuilt { ref moved_to, .. } if moved_to.exists()),
+            "{outcome:?}"
+        );
+        assert!(
+            ledger.started_over().unwrap().is_some(),
+            "status can say so"
+        );
+        drop(ledger);
+        // Reopened as it is now: intact.
+        let (_, outcome) = Ledger::open(&path).unwrap();
+        assert_eq!(outcome, OpenOutcome::Opened);
+    }
+
+    #[test]
+    fn a_deleted_ledger_is_known_to_be_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        drop(Ledger::open(&path).unwrap());
+        std::fs::remove_dir_all(&path).unwrap();
+        let (ledger, outcome) = Ledger::open(&path).unwrap();
+        assert_eq!(outcome, OpenOutcome::Lost);
+        assert!(outcome.started_over());
+        assert!(ledger.started_over().unwrap().is_some());
     }
 }

@@ -126,30 +126,66 @@ impl Part {
         }
     }
 
-    /// A `tool-call` part in the shape the dashboard renders: `{name, args}`.
+    /// A `tool-call` part in the shape the dashboard renders: `{name, args}`. The dashboard
+    /// prints `args` as indented JSON, so arguments that arrive as a string are made readable:
+    /// a string holding JSON is parsed; other multi-line text (a patch) becomes its lines.
     pub fn tool_call(name: impl Into<String>, args: serde_json::Value) -> Part {
+        let name = name.into();
+        let name = if name.trim().is_empty() {
+            "tool".to_string()
+        } else {
+            name
+        };
+        let args = match args {
+            serde_json::Value::String(text) => {
+                match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => v,
+                    _ if text.contains('\n') => serde_json::json!({
+                        "input": text.lines().collect::<Vec<_>>()
+                    }),
+                    _ => serde_json::json!({ "input": text }),
+                }
+            }
+            other => other,
+        };
         Part {
             kind: "tool-call".into(),
-            content: serde_json::json!({ "name": name.into(), "args": args }),
+            content: serde_json::json!({ "name": name, "args": args }),
         }
     }
 
-    /// A `tool-result` part: `{result}` (string or JSON).
+    /// A `tool-result` part. The dashboard shows `content.result`, but an empty or otherwise
+    /// falsy result (`""`, `0`, `false`, `null`) would make it print the whole
+    /// `{ "result": "" }` object, so such a result is sent bare (an empty result shows empty).
     pub fn tool_result(result: serde_json::Value) -> Part {
+        use serde_json::Value;
+        let falsy = match &result {
+            Value::Null => true,
+            Value::Bool(b) => !b,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(s) => s.is_empty(),
+            _ => false,
+        };
+        let content = match result {
+            Value::Null => Value::String(String::new()),
+            r if falsy => r,
+            r => serde_json::json!({ "result": r }),
+        };
         Part {
             kind: "tool-result".into(),
-            content: serde_json::json!({ "result": result }),
+            content,
         }
     }
 
-    /// A `reasoning` part (sent only when `sync_thinking` is on).
-    pub fn reasoning(text: impl Into<String>) -> Part {
-        Part {
-            kind: "reasoning".into(),
-            content: serde_json::Value::String(text.into()),
-        }
+    /// Thinking / reasoning text (sent only when `sync_thinking` is on), as a `text` part
+    /// with a visible marker: the dashboard draws only text, tool-call and tool-result parts.
+    pub fn thinking(text: impl AsRef<str>) -> Part {
+        Part::text(format!("{THINKING_MARKER}\n{}", text.as_ref()))
     }
 }
+
+/// How thinking text is marked in the part that carries it.
+pub const THINKING_MARKER: &str = "[thinking]";
 
 /// Body of `POST /sync/message` (and, minus `createdAt`, one entry of `/sync/batch`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

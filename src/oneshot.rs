@@ -66,7 +66,7 @@ pub fn sync(
             paths.lock_file().display()
         );
     };
-    let (ledger, _) = Ledger::open(&paths.ledger_dir())?;
+    let (ledger, opened) = Ledger::open(&paths.ledger_dir())?;
     let client = wiring::build_client(cfg, paths)?
         .ok_or_else(|| anyhow!("not logged in: run `opensyncd login` first"))?;
     let (_stop_tx, stop_rx) = watch::channel(false);
@@ -88,6 +88,17 @@ pub fn sync(
     let concurrency = cfg.concurrency;
     let mut summary = SyncSummary::default();
     rt.block_on(async {
+        if opened.started_over() {
+            engine.reconcile().await?;
+        }
+        let retried = if selection.retry_rejected {
+            engine.retry_rejected().await?.0
+        } else {
+            engine.retry_rejected_if_shaping_changed().await?
+        };
+        if let Outcome::Paused(p) = retried {
+            summary.paused = Some(p.to_string());
+        }
         let mut queue = units.into_iter();
         let mut workers: JoinSet<(Unit, Result<Outcome, crate::engine::EngineError>)> =
             JoinSet::new();

@@ -23,6 +23,21 @@ pub struct Shaping {
 }
 
 impl Shaping {
+    /// What identifies these settings for "has the shaping changed?" (refused records are
+    /// retried when it has).
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{:x}",
+            crate::model::content_hash(
+                format!(
+                    "{:?}/{}/{}",
+                    self.redactor, self.max_part_bytes, self.max_body_bytes
+                )
+                .as_bytes()
+            )
+        )
+    }
+
     /// Redacts and caps a message exactly as it will be sent.
     pub fn message(&self, mut msg: MessagePayload) -> MessagePayload {
         redact::sanitize_message(&mut msg, &self.redactor, self.max_part_bytes);

@@ -23,6 +23,9 @@ pub struct Selection {
     pub limit: Option<usize>,
     /// Re-send the selected units' sessions.
     pub force: bool,
+    /// First send again the records the server refused before.
+    #[serde(default)]
+    pub retry_rejected: bool,
 }
 
 /// What a sync did.

@@ -61,6 +61,15 @@ pub struct Status {
     pub quarantined: usize,
     /// The most recent quarantined records.
     pub recent_quarantine: Vec<Quarantined>,
+    /// Every record the server refused, newest first (`status --rejected`).
+    #[serde(default)]
+    pub rejected: Vec<Quarantined>,
+    /// Writes held back because the server would skip them now (its dedup windows).
+    #[serde(default)]
+    pub deferred_writes: usize,
+    /// The ledger was started over (damaged or lost): why, and when (epoch ms).
+    #[serde(default)]
+    pub ledger_started_over: Option<(String, i64)>,
     /// Model → number of sessions using it without a known price.
     pub unpriced_models: BTreeMap<String, usize>,
     /// Malformed lines skipped (cumulative, from the ledger).
@@ -185,8 +194,18 @@ pub fn collect(
     }
     status.quarantined = quarantine.len();
     quarantine.sort_by_key(|q| std::cmp::Reverse(q.at_ms));
+    status.rejected = quarantine.iter().map(without_payload).collect();
     quarantine.truncate(5);
-    status.recent_quarantine = quarantine;
+    status.recent_quarantine = quarantine.iter().map(without_payload).collect();
+    status.deferred_writes = ledger.deferred_count();
+    status.ledger_started_over = ledger.started_over()?;
+    if let Some((why, at)) = &status.ledger_started_over {
+        status.warnings.push(format!(
+            "the ledger was started over {} ago ({why}); what the server held was learnt from \
+             it and re-sent record by record — nothing is duplicated",
+            ago(*at)
+        ));
+    }
     status.messages = ledger.message_count();
     status.sources = per_source.into_values().collect();
     for s in &status.sources {
@@ -283,9 +302,21 @@ pub fn render(status: &Status) -> String {
             ),
         );
     }
+    if status.deferred_writes > 0 {
+        line(
+            "waiting",
+            format!(
+                "{} update(s) waiting for the server's dedup window (sent within seconds)",
+                status.deferred_writes
+            ),
+        );
+    }
     line("quarantined", status.quarantined.to_string());
     for q in &status.recent_quarantine {
         line("", format!("{} {}: {}", q.kind, q.id, q.reason));
+    }
+    if status.quarantined > status.recent_quarantine.len() {
+        line("", "… `opensyncd status --rejected` lists them all".into());
     }
     if let Some(w) = &status.watch_warning {
         line("watching", w.clone());
@@ -294,6 +325,36 @@ pub fn render(status: &Status) -> String {
         line("warning", w.clone());
     }
     out
+}
+
+/// Every refused record with its reason (`status --rejected`).
+pub fn render_rejected(status: &Status) -> String {
+    if status.rejected.is_empty() {
+        return "The server refused no record.\n".into();
+    }
+    let mut out = String::new();
+    for q in &status.rejected {
+        out.push_str(&format!(
+            "{} ago  {} {}\n    {}\n",
+            ago(q.at_ms),
+            q.kind,
+            q.id,
+            q.reason
+        ));
+    }
+    out.push_str(
+        "They are sent again when redaction or size caps change, or with \
+         `opensyncd sync --retry-rejected`.\n",
+    );
+    out
+}
+
+/// A quarantine entry as shown: without the kept payload.
+fn without_payload(q: &Quarantined) -> Quarantined {
+    Quarantined {
+        raw: None,
+        ..q.clone()
+    }
 }
 
 fn ago(ms: i64) -> String {

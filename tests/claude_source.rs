@@ -134,7 +134,10 @@ fn message_kinds_are_mapped_deliberately() {
         .map(|p| p["type"].as_str().unwrap())
         .collect();
     assert!(kinds.contains(&"tool-call") && kinds.contains(&"tool-result"));
-    assert!(!kinds.contains(&"reasoning"), "thinking is off by default");
+    assert!(
+        !kinds.contains(&"reasoning"),
+        "no part the dashboard cannot draw"
+    );
     for m in messages {
         for p in m["parts"].as_array().unwrap() {
             if p["type"] == "tool-call" {
@@ -159,8 +162,11 @@ fn message_kinds_are_mapped_deliberately() {
             .unwrap()
             .iter()
             .flat_map(|m| m["parts"].as_array().unwrap())
-            .any(|p| p["type"] == "reasoning"),
-        "sync_thinking sends thinking"
+            .any(|p| p["type"] == "text"
+                && p["content"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("[thinking]\n"))),
+        "sync_thinking sends thinking, as a marked text part the dashboard draws"
     );
 }
 

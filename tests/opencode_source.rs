@@ -174,12 +174,12 @@ fn reasoning_is_sent_only_when_enabled() {
         ..ParseOptions::default()
     };
     let payloads = fold(read_all(&unit, opts));
-    assert!(
-        payloads[0]
-            .1
-            .iter()
-            .any(|m| m.parts.iter().any(|p| p.kind == "reasoning"))
-    );
+    assert!(payloads[0].1.iter().any(|m| m.parts.iter().any(|p| {
+        p.kind == "text"
+            && p.content
+                .as_str()
+                .is_some_and(|t| t.starts_with("[thinking]\n"))
+    })));
 }
 
 #[test]
@@ -350,6 +350,69 @@ fn the_database_watermark_re_reads_only_changed_sessions() {
         sessions.into_iter().collect::<Vec<_>>(),
         vec![CHILD.to_string()]
     );
+    drop(conn);
+}
+
+/// Rows the plain `time_updated > watermark` rule never reads: one written in the
+/// watermark's own millisecond, one committed late with an older `time_updated`. Both must
+/// reach the next read (the trailing window), and an unchanged session is not read again.
+#[test]
+fn database_rows_at_or_behind_the_watermark_are_not_missed() {
+    let (_d, data) = copy_fixture();
+    let db = build_db(&data);
+    let unit = db_unit(db.clone());
+    let first = read_unit(&unit, None, ParseOptions::default()).unwrap();
+    let watermark = first.state["watermark"].as_i64().unwrap();
+    let nothing = read_unit(&unit, Some(&first.state), ParseOptions::default()).unwrap();
+    assert!(nothing.records.is_empty(), "unchanged: nothing read again");
+    let conn = rusqlite_connection(&db);
+    let texts_of = |snap: &opensyncd::sources::Snapshot| -> Vec<String> {
+        snap.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Message(m) => m.text_content.clone(),
+                _ => None,
+            })
+            .collect()
+    };
+    // A user message (complete as soon as it has text) added in the watermark's millisecond.
+    let add = |msg: &str, part: &str, text: &str, t: i64| {
+        conn.execute(
+            "INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?3, ?4)",
+            rusqlite::params![msg, CHILD, t, serde_json::json!({"role": "user", "time": {"created": t}}).to_string()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+            rusqlite::params![part, msg, CHILD, t, serde_json::json!({"type": "text", "text": text}).to_string()],
+        )
+        .unwrap();
+    };
+    add(
+        "msg_zz0000000001",
+        "prt_zz0000000001",
+        "same millisecond",
+        watermark,
+    );
+    let second = read_unit(&unit, Some(&first.state), ParseOptions::default()).unwrap();
+    assert!(
+        texts_of(&second).iter().any(|t| t == "same millisecond"),
+        "a row in the watermark's millisecond is read"
+    );
+    // Committed late: its time is five seconds before the new watermark.
+    add(
+        "msg_zz0000000002",
+        "prt_zz0000000002",
+        "committed late",
+        watermark - 5_000,
+    );
+    let third = read_unit(&unit, Some(&second.state), ParseOptions::default()).unwrap();
+    assert!(
+        texts_of(&third).iter().any(|t| t == "committed late"),
+        "a row committed late with an older time is read"
+    );
+    let fourth = read_unit(&unit, Some(&third.state), ParseOptions::default()).unwrap();
+    assert!(fourth.records.is_empty(), "and then nothing is read twice");
     drop(conn);
 }
 

@@ -1096,7 +1096,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__status)
-            opts="-h --json --log-level --log-format --help"
+            opts="-h --json --rejected --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1118,7 +1118,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__sync)
-            opts="-h --all --new --limit --force --source --dry-run --log-level --log-format --help"
+            opts="-h --all --new --limit --force --retry-rejected --source --dry-run --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -68,6 +68,7 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l log-level
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l json -d 'Machine-readable output'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l rejected -d 'List every record the server refused, with its reason'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -s h -l help -d 'Print help'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand verify" -l log-level -d 'Log level: error, warn, info, debug, trace (or a tracing filter directive)' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand verify" -l log-format -d 'Log format' -r -f -a "text\t''
@@ -81,6 +82,7 @@ json\t''"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l all -d 'Everything not yet synced (the default)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l new -d 'Only sessions that were never synced'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l force -d 'Re-send the selected sessions even if they were synced (safe: ids are stable)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l retry-rejected -d 'Send again the records the server refused before (see `status --rejected`)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l dry-run -d 'Show what would be sent without sending'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -s h -l help -d 'Print help'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand synctest" -l log-level -d 'Log level: error, warn, info, debug, trace (or a tracing filter directive)' -r

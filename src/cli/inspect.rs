@@ -10,7 +10,7 @@ use crate::control::{self, Reply, Request};
 use crate::credentials::{self};
 use crate::oneshot::{self};
 
-pub(super) fn cmd_status(paths: &Paths, cfg: &Config, json: bool) -> Result<()> {
+pub(super) fn cmd_status(paths: &Paths, cfg: &Config, json: bool, rejected: bool) -> Result<()> {
     let status = match control::request(paths, &Request::Status, Some(Duration::from_secs(10)))? {
         Some(Reply::Status { status }) => *status,
         Some(Reply::Error { message }) => bail!("the daemon answered: {message}"),
@@ -21,6 +21,14 @@ pub(super) fn cmd_status(paths: &Paths, cfg: &Config, json: bool) -> Result<()> 
     status.service = service_target()
         .ok()
         .map(|target| crate::service::status(&target));
+    if rejected {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&status.rejected)?);
+        } else {
+            print!("{}", crate::status::render_rejected(&status));
+        }
+        return Ok(());
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {

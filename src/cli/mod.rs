@@ -76,6 +76,9 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// List every record the server refused, with its reason.
+        #[arg(long)]
+        rejected: bool,
     },
     /// Check credentials, the connection, the service and each source directory.
     Verify,
@@ -166,6 +169,9 @@ pub struct SyncArgs {
     /// Re-send the selected sessions even if they were synced (safe: ids are stable).
     #[arg(long)]
     pub force: bool,
+    /// Send again the records the server refused before (see `status --rejected`).
+    #[arg(long)]
+    pub retry_rejected: bool,
     /// Only this source (claude-code, codex-cli, opencode); repeatable.
     #[arg(long = "source", value_name = "SOURCE")]
     pub sources: Vec<String>,
@@ -305,7 +311,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::Run(_) => cmd_run(paths, cfg),
                 Command::Config { json } => cmd_config(&paths, &cfg, json),
                 Command::Login(args) => cmd_login(&paths, &cfg, args),
-                Command::Status { json } => cmd_status(&paths, &cfg, json),
+                Command::Status { json, rejected } => cmd_status(&paths, &cfg, json, rejected),
                 Command::Verify => cmd_verify(&paths, &cfg),
                 Command::Sync(args) => cmd_sync(&paths, &cfg, args),
                 Command::Synctest => cmd_synctest(&paths, &cfg),

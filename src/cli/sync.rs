@@ -16,6 +16,7 @@ pub(super) fn sync_selection(args: &SyncArgs) -> Result<Selection> {
         new_only: args.new,
         limit: args.limit,
         force: args.force,
+        retry_rejected: args.retry_rejected,
     })
 }
 

@@ -391,7 +391,7 @@ impl ClaudeParser {
                                 .and_then(Value::as_str)
                                 .filter(|t| !t.is_empty())
                             {
-                                parts.push(Part::reasoning(t));
+                                parts.push(Part::thinking(t));
                             }
                         }
                         _ => {}

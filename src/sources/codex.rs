@@ -39,9 +39,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{MessagePayload, Part, Role, SourceId, Tokens, parse_timestamp_ms};
+use crate::model::{
+    MessagePayload, Part, Role, SourceId, Tokens, content_hash, parse_timestamp_ms,
+};
 use crate::sources::{
-    LineError, LineParser, ParseOptions, Record, SessionFacts, Source, Unit, UsageFact, UsageMerge,
+    LineError, LineParser, ParseOptions, Record, SessionFacts, Snapshot, Source, SourceError, Unit,
+    UsageFact, UsageMerge,
 };
 
 /// Codex CLI as a [`Source`].
@@ -71,15 +74,42 @@ impl Source for Codex {
         for dir in self.watch_dirs(roots) {
             super::walk_files(&dir, &|p| is_rollout(p), &mut files);
         }
-        files
-            .into_iter()
-            .map(|path| Unit::lines(SourceId::CodexCli, path))
-            .collect()
+        files.into_iter().map(rollout_unit).collect()
     }
 
     fn unit_for_path(&self, path: &Path, roots: &[PathBuf]) -> Option<Unit> {
         let under = self.watch_dirs(roots).iter().any(|d| path.starts_with(d));
-        (under && is_rollout(path)).then(|| Unit::lines(SourceId::CodexCli, path.to_path_buf()))
+        (under && is_rollout(path)).then(|| rollout_unit(path.to_path_buf()))
+    }
+
+    /// A TypeScript-era `rollout-*.json`: one JSON document, written whole (often without a
+    /// final newline), read whole when it changes.
+    fn read_snapshot(
+        &self,
+        unit: &Unit,
+        state: Option<&Value>,
+        opts: ParseOptions,
+    ) -> Result<Snapshot, SourceError> {
+        let meta = std::fs::metadata(&unit.path).map_err(|e| SourceError::Read(e.to_string()))?;
+        let stamp = format!("{}:{}", meta.len(), crate::tail::mtime_ms(&meta));
+        if state.and_then(|s| s.get("stamp")).and_then(Value::as_str) == Some(stamp.as_str()) {
+            return Ok(Snapshot {
+                records: Vec::new(),
+                state: state.cloned().unwrap_or(Value::Null),
+                more: false,
+            });
+        }
+        let bytes = std::fs::read(&unit.path).map_err(|e| SourceError::Read(e.to_string()))?;
+        let mut parser = CodexParser::new(&unit.path, None, opts)
+            .map_err(|e| SourceError::Read(e.to_string()))?;
+        let mut records = Vec::new();
+        // The whole document, final line included whether or not a newline ends it.
+        let _ = parser.parse_line(&bytes, &mut records);
+        Ok(Snapshot {
+            records,
+            state: serde_json::json!({ "stamp": stamp }),
+            more: false,
+        })
     }
 
     fn line_parser(
@@ -97,6 +127,15 @@ impl Source for Codex {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| unit.ledger_key())
+    }
+}
+
+/// JSONL rollouts are tailed; TypeScript-era `.json` documents are read whole.
+fn rollout_unit(path: PathBuf) -> Unit {
+    if path.extension().is_some_and(|e| e == "json") {
+        Unit::snapshot(SourceId::CodexCli, path, None)
+    } else {
+        Unit::lines(SourceId::CodexCli, path)
     }
 }
 
@@ -133,6 +172,11 @@ struct State {
     last_total: Option<RawUsage>,
     /// Saw `agent_reasoning` events (so reasoning items are not sent twice).
     reasoning_events: bool,
+    /// Replies sent in the current turn: the hash of their text and whether they came from an
+    /// `agent_message` event (`true`) or a `response_item` message (`false`), so the copy the
+    /// other way is recognised.
+    #[serde(default)]
+    turn_replies: Vec<(String, bool)>,
     /// TypeScript era: lines of the JSON document so far.
     doc: String,
 }
@@ -288,8 +332,16 @@ impl CodexParser {
                     return;
                 }
                 match role {
-                    // Envelope files carry the same text as `agent_message` events.
                     "assistant" if !with_events => {
+                        out.push(self.message(Role::Assistant, Some(text), vec![], at))
+                    }
+                    // Envelope files usually carry the same text as an `agent_message` event
+                    // (written just before); some (Codex Desktop 0.128) have no such events.
+                    // Whichever of the two comes first is sent, the other is its duplicate.
+                    "assistant" => {
+                        if self.is_duplicate_reply(&text, false) {
+                            return;
+                        }
                         out.push(self.message(Role::Assistant, Some(text), vec![], at))
                     }
                     // No event stream: the first user message that is not scaffolding is the prompt.
@@ -354,13 +406,29 @@ impl CodexParser {
                     out.push(self.message(
                         Role::Assistant,
                         None,
-                        vec![Part::reasoning(text.join("\n\n"))],
+                        vec![Part::thinking(text.join("\n\n"))],
                         at,
                     ));
                 }
             }
             _ => {}
         }
+    }
+
+    /// Whether `text` repeats a reply of this turn that came the other way (event vs response
+    /// item); if not, remembers it.
+    fn is_duplicate_reply(&mut self, text: &str, from_event: bool) -> bool {
+        let hash = format!("{:032x}", content_hash(text.trim().as_bytes()));
+        let replies = &mut self.state.turn_replies;
+        if let Some(i) = replies
+            .iter()
+            .position(|(h, event)| *h == hash && *event != from_event)
+        {
+            replies.remove(i);
+            return true;
+        }
+        replies.push((hash, from_event));
+        false
     }
 
     fn title(&mut self, text: &str, at: Option<i64>, out: &mut Vec<Record>) {
@@ -374,7 +442,9 @@ impl CodexParser {
 
     fn event(&mut self, p: &Value, at: Option<i64>, out: &mut Vec<Record>) {
         match p.get("type").and_then(Value::as_str).unwrap_or_default() {
+            "task_started" => self.state.turn_replies.clear(),
             "user_message" => {
+                self.state.turn_replies.clear();
                 let text = p
                     .get("message")
                     .and_then(Value::as_str)
@@ -395,7 +465,7 @@ impl CodexParser {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string();
-                if !text.trim().is_empty() {
+                if !text.trim().is_empty() && !self.is_duplicate_reply(&text, true) {
                     out.push(self.message(Role::Assistant, Some(text), vec![], at));
                 }
             }
@@ -407,7 +477,7 @@ impl CodexParser {
                         .and_then(Value::as_str)
                         .filter(|t| !t.trim().is_empty())
                 {
-                    out.push(self.message(Role::Assistant, None, vec![Part::reasoning(text)], at));
+                    out.push(self.message(Role::Assistant, None, vec![Part::thinking(text)], at));
                 }
             }
             "token_count" => {

@@ -3,11 +3,14 @@
 //! OpenCode rewrites its files and rows in place while a reply streams, so this is not a line
 //! parser: a unit is re-read as a whole snapshot, and the planner sends only what changed (by
 //! content hash). Units:
-//! - `Unit::OpenCodeSession` — one session of a `storage/` tree (`session/<project>/<ses>.json`,
+//! - a JSON session unit — one session of a `storage/` tree (`session/<project>/<ses>.json`,
 //!   `message/<ses>/<msg>.json`, `part/<msg>/<prt>.json`); its state is a fingerprint of those
 //!   files (sizes and mtimes), so an unchanged session is not re-read;
-//! - `Unit::OpenCodeDb` — a database; its state is the largest `time_updated` acknowledged,
-//!   and each read re-emits the sessions with rows updated since (a bounded number at a time).
+//! - a database unit — its state is the largest `time_updated` acknowledged plus the sessions
+//!   read in the last minute behind it with their row count; each read re-emits the sessions
+//!   with rows updated since a minute before the watermark whose rows changed (a bounded
+//!   number at a time), so rows written in the watermark's millisecond or committed late are
+//!   never missed, and content hashes drop what was already sent.
 //!
 //! Both paths build records with the same function, so a session present in both (OpenCode
 //! imports its JSON tree into the database on upgrade) yields identical payloads.
@@ -33,6 +36,10 @@ use crate::model::{MessagePayload, Part, Role, SourceId, Tokens, content_hash};
 use crate::sources::{
     ParseOptions, Record, SessionFacts, Snapshot, Source, SourceError, Unit, UsageFact, UsageMerge,
 };
+
+/// How far behind its watermark a database read looks again (ms): rows written in the
+/// watermark's millisecond, or committed late with an older `time_updated`, are never missed.
+const DB_TRAIL_MS: i64 = 60_000;
 
 /// Sessions re-emitted per database read (bounds memory; the rest follow with `more`).
 const DB_SESSIONS_PER_READ: usize = 64;
@@ -324,6 +331,11 @@ fn read_db(
         .and_then(|s| s.get("watermark"))
         .and_then(Value::as_i64)
         .unwrap_or(i64::MIN);
+    // Sessions read within the trailing window, with what they looked like then.
+    let mut recent: BTreeMap<String, (i64, i64)> = state
+        .and_then(|s| s.get("recent"))
+        .and_then(|r| serde_json::from_value(r.clone()).ok())
+        .unwrap_or_default();
     // Read-only, in place (not a copy): SQLite then honours the WAL, so committed rows that
     // are still only in `-wal` are seen.
     let conn = rusqlite::Connection::open_with_flags(
@@ -333,23 +345,44 @@ fn read_db(
     .map_err(err)?;
     conn.busy_timeout(std::time::Duration::from_secs(2))
         .map_err(err)?;
-    // Sessions with anything changed since the watermark, oldest change first.
+    // Sessions with rows changed since a little before the watermark. The trailing window
+    // catches rows written in the watermark's millisecond and rows committed late with an
+    // older `time_updated`; a session whose rows are as they were when it was last read
+    // (same latest time, same number of rows) is not read again.
+    let since = watermark.saturating_sub(DB_TRAIL_MS);
     let mut stmt = conn
         .prepare(
-            "SELECT sid, MAX(t) FROM (
-                SELECT id AS sid, time_updated AS t FROM session WHERE time_updated > ?1
-                UNION ALL SELECT session_id, time_updated FROM message WHERE time_updated > ?1
-                UNION ALL SELECT session_id, time_updated FROM part WHERE time_updated > ?1
-             ) GROUP BY sid ORDER BY 2, 1",
+            "SELECT id FROM session WHERE time_updated > ?1
+             UNION SELECT session_id FROM message WHERE time_updated > ?1
+             UNION SELECT session_id FROM part WHERE time_updated > ?1",
         )
         .map_err(err)?;
-    let changed: Vec<(String, i64)> = stmt
-        .query_map([watermark], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })
+    let candidates: Vec<String> = stmt
+        .query_map([since], |r| r.get::<_, String>(0))
         .map_err(err)?
         .collect::<Result<_, _>>()
         .map_err(err)?;
+    let mut fingerprint = conn
+        .prepare(
+            "SELECT MAX(t), COUNT(*) FROM (
+                SELECT time_updated AS t FROM session WHERE id = ?1
+                UNION ALL SELECT time_updated FROM message WHERE session_id = ?1
+                UNION ALL SELECT time_updated FROM part WHERE session_id = ?1
+             )",
+        )
+        .map_err(err)?;
+    let mut changed: Vec<(String, i64, i64)> = Vec::new();
+    for sid in candidates {
+        let (max, count): (Option<i64>, i64) = fingerprint
+            .query_row([&sid], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?;
+        let max = max.unwrap_or(i64::MIN);
+        if recent.get(&sid) != Some(&(max, count)) {
+            changed.push((sid, max, count));
+        }
+    }
+    // Oldest change first.
+    changed.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
     // Take a bounded batch, never splitting sessions that share the cut-off time.
     let mut take = changed.len().min(DB_SESSIONS_PER_READ);
     while take < changed.len() && take > 0 && changed[take].1 == changed[take - 1].1 {
@@ -358,8 +391,9 @@ fn read_db(
     let more = take < changed.len();
     let mut records = Vec::new();
     let mut new_watermark = watermark;
-    for (sid, updated) in &changed[..take] {
+    for (sid, updated, count) in &changed[..take] {
         new_watermark = new_watermark.max(*updated);
+        recent.insert(sid.clone(), (*updated, *count));
         let info = conn
             .query_row(
                 "SELECT id, parent_id, directory, title, time_created, time_updated FROM session WHERE id = ?1",
@@ -415,9 +449,10 @@ fn read_db(
         }
         records.extend(session_records(&info, &messages, opts));
     }
+    recent.retain(|_, (max, _)| *max > new_watermark.saturating_sub(DB_TRAIL_MS));
     Ok(Snapshot {
         records,
-        state: serde_json::json!({ "watermark": new_watermark }),
+        state: serde_json::json!({ "watermark": new_watermark, "recent": recent }),
         more,
     })
 }
@@ -513,7 +548,7 @@ pub fn session_records(
                 }
                 "reasoning" if opts.sync_thinking => {
                     if let Some(t) = part["text"].as_str().filter(|t| !t.trim().is_empty()) {
-                        extra.push(Part::reasoning(t));
+                        extra.push(Part::thinking(t));
                     }
                 }
                 _ => {}

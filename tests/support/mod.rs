@@ -175,6 +175,12 @@ struct State {
     generation: u64,
     /// Keep every request (tests) or only count them (benchmarks of large backfills).
     recording: bool,
+    /// Milliseconds added to the system clock: tests advance it to cross the dedup windows
+    /// without waiting (shared with the engines under test, or written to `clock_file`).
+    clock: Arc<std::sync::atomic::AtomicI64>,
+    /// Where the offset is also written, for a daemon process reading it
+    /// (`OPENSYNCD_TEST_CLOCK_FILE`).
+    clock_file: Option<std::path::PathBuf>,
     request_count: u64,
     /// Lookup indexes (rebuilt after the batch paths' reshuffles): message external id → first
     /// row; session row id → row; (user, session external id) → first row.
@@ -201,6 +207,13 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+impl State {
+    /// The server's now: the system clock plus the offset tests advance.
+    fn now(&self) -> i64 {
+        now_ms() + self.clock.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 enum Answer {
@@ -355,6 +368,38 @@ impl Emulation {
     /// Whether a message with this external id is stored.
     pub fn has_message(&self, external_id: &str) -> bool {
         self.lock().msg_index.contains_key(external_id)
+    }
+
+    /// The clock offset (ms) the server runs on; give it to an engine in this process
+    /// (`Clock::shared`) so that both see the same time.
+    pub fn clock(&self) -> Arc<std::sync::atomic::AtomicI64> {
+        self.lock().clock.clone()
+    }
+
+    /// A file holding the clock offset, kept up to date, for a daemon process
+    /// (`OPENSYNCD_TEST_CLOCK_FILE`).
+    pub fn clock_file(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("test-clock");
+        let mut s = self.lock();
+        let offset = s.clock.load(std::sync::atomic::Ordering::Relaxed);
+        std::fs::write(&path, offset.to_string()).expect("clock file");
+        s.clock_file = Some(path.clone());
+        path
+    }
+
+    /// Moves the server's clock (and the clock file, if any) forward.
+    pub fn advance_clock(&self, by: Duration) {
+        let s = self.lock();
+        let offset = s
+            .clock
+            .fetch_add(by.as_millis() as i64, std::sync::atomic::Ordering::Relaxed)
+            + by.as_millis() as i64;
+        if let Some(path) = &s.clock_file {
+            // Written whole then renamed: a reader never sees half a number.
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, offset.to_string()).expect("clock file");
+            std::fs::rename(&tmp, path).expect("clock file");
+        }
     }
 
     /// Switches the dedup windows off (for tests that are not about them).
@@ -705,7 +750,7 @@ fn decide(s: &mut State, method: &str, path: &str, auth: Option<&str>, body: &[u
     if route == "/health" {
         return Answer::Respond(
             200,
-            json!({"status": "ok", "timestamp": now_ms()}),
+            json!({"status": "ok", "timestamp": s.now()}),
             Vec::new(),
         );
     }
@@ -930,7 +975,7 @@ fn upsert_session(
     } else {
         None
     };
-    let now = now_ms();
+    let now = s.now();
     let windows = s.windows;
     if let Some(row) = s
         .sessions
@@ -1090,7 +1135,7 @@ fn sync_message(s: &mut State, user: UserId, v: &Value, via_batch: bool) -> Resu
         return Err("Value is too large (document size limit 1 MiB)".into());
     }
     let parts = validate_parts(v)?;
-    let now = now_ms();
+    let now = s.now();
     let windows = s.windows;
     // The trap: looked up by externalId alone, across users and sessions.
     if let Some(i) = s.msg_index.get(&external).copied() {
@@ -1114,6 +1159,22 @@ fn sync_message(s: &mut State, user: UserId, v: &Value, via_batch: bool) -> Resu
                 *slot = value;
             }
         }
+        // The session is patched (and its `updatedAt` bumped) only when the update carries
+        // text parts to append to its search text (`convex/messages.ts`).
+        let has_text = parts.as_ref().is_some_and(|ps| {
+            ps.iter().any(|p| {
+                p.kind == "text"
+                    && match &p.content {
+                        Value::String(t) => !t.is_empty(),
+                        Value::Object(o) => o
+                            .get("text")
+                            .or_else(|| o.get("content"))
+                            .and_then(Value::as_str)
+                            .is_some_and(|t| !t.is_empty()),
+                        _ => false,
+                    }
+            })
+        });
         // Parts are deleted, then re-inserted — except through batch (the server bug).
         m.parts = if via_batch {
             Vec::new()
@@ -1122,7 +1183,7 @@ fn sync_message(s: &mut State, user: UserId, v: &Value, via_batch: bool) -> Resu
         };
         let session_id = m.session_id.clone();
         let id = m.id.clone();
-        if let Some(&p) = s.session_by_id.get(&session_id) {
+        if has_text && let Some(&p) = s.session_by_id.get(&session_id) {
             s.sessions[p].updated_at = now;
         }
         return Ok(id);
