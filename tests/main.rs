@@ -20,3 +20,4 @@ mod pricing;
 mod real_fixtures;
 mod redaction;
 mod reliability;
+mod truth_model;
