@@ -16,6 +16,9 @@ _opensyncd() {
             ",$1")
                 cmd="opensyncd"
                 ;;
+            opensyncd,audit)
+                cmd="opensyncd__subcmd__audit"
+                ;;
             opensyncd,completions)
                 cmd="opensyncd__subcmd__completions"
                 ;;
@@ -69,6 +72,9 @@ _opensyncd() {
                 ;;
             opensyncd,verify)
                 cmd="opensyncd__subcmd__verify"
+                ;;
+            opensyncd__subcmd__help,audit)
+                cmd="opensyncd__subcmd__help__subcmd__audit"
                 ;;
             opensyncd__subcmd__help,completions)
                 cmd="opensyncd__subcmd__help__subcmd__completions"
@@ -188,12 +194,46 @@ _opensyncd() {
 
     case "${cmd}" in
         opensyncd)
-            opts="-h -V --foreground --log-level --log-format --color --help --version run login logout status verify sync synctest export config set setup hook logs service prices completions man help"
+            opts="-h -V --foreground --log-level --log-format --color --help --version run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__audit)
+            opts="-h --session --limit --repair --json --log-level --log-format --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --session)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-level)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -273,7 +313,7 @@ _opensyncd() {
             fi
             case "${prev}" in
                 --source)
-                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode pi" -- "${cur}"))
                     return 0
                     ;;
                 --session)
@@ -300,8 +340,22 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__help)
-            opts="run login logout status verify sync synctest export config set setup hook logs service prices completions man help"
+            opts="run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__help__subcmd__audit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1120,7 +1174,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__set)
-            opts="-h --unset --log-level --log-format --color --help url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls sync_subagents redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pricing_file exclude prices_url"
+            opts="-h --unset --log-level --log-format --color --help url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls sync_subagents redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pi_dirs pricing_file exclude prices_url"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1209,7 +1263,7 @@ _opensyncd() {
                     return 0
                     ;;
                 --source)
-                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode pi" -- "${cur}"))
                     return 0
                     ;;
                 --log-level)

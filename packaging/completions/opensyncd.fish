@@ -41,6 +41,7 @@ complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "verify" -d 'Che
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "sync" -d 'Sync now (through the running daemon if there is one)'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "synctest" -d 'Create a test session with one message on the server and report their ids'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "export" -d 'Print, one JSON object per session, exactly what would be sent'
+complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "audit" -d 'Compare what the server holds with `export`, field by field; `--repair` re-sends what differs'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "config" -d 'Show the resolved configuration and where each value came from (the API key masked)'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "set" -d 'Set (or with --unset, remove) a configuration key in config.toml'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "setup" -d 'Add (or remove) the tools\' hooks that nudge the daemon right after each turn'
@@ -96,7 +97,8 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand verify" -s h -l help
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l limit -d 'Only the N most recently changed files / sessions' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l source -d 'Only this source; repeatable' -r -f -a "claude-code\t''
 codex-cli\t''
-opencode\t''"
+opencode\t''
+pi\t''"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l log-format -d 'Log format (also OPENSYNCD_LOG_FORMAT)' -r -f -a "text\t''
 json\t''"
@@ -119,7 +121,8 @@ never\t'Never'"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand synctest" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l source -d 'Only this source; repeatable' -r -f -a "claude-code\t''
 codex-cli\t''
-opencode\t''"
+opencode\t''
+pi\t''"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l session -d 'Only this session id (an id that matches nothing is an error)' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l log-format -d 'Log format (also OPENSYNCD_LOG_FORMAT)' -r -f -a "text\t''
@@ -128,6 +131,17 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l color -d 
 always\t'Always'
 never\t'Never'"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand audit" -l session -d 'Only this session (its id as `export` prints it), found on the server by that id' -r
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand audit" -l limit -d 'The N most recently updated sessions on the server (default 20); local sessions the server lacks are reported too' -r
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand audit" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand audit" -l log-format -d 'Log format (also OPENSYNCD_LOG_FORMAT)' -r -f -a "text\t''
+json\t''"
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand audit" -l color -d 'Colour in logs and help: auto (a terminal, and NO_COLOR unset), always or never' -r -f -a "auto\t'When writing to a terminal and `NO_COLOR` is not set'
+always\t'Always'
+never\t'Never'"
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand audit" -l repair -d 'Re-send what differs through the per-record routes (after the server\'s dedup windows), then fetch again and report what is now equal'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand audit" -l json -d 'Machine-readable output'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand audit" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand config" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand config" -l log-format -d 'Log format (also OPENSYNCD_LOG_FORMAT)' -r -f -a "text\t''
 json\t''"
@@ -255,28 +269,29 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand man" -l color -d 'Co
 always\t'Always'
 never\t'Never'"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "run" -d 'Run the daemon in the foreground (what the service runs)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "login" -d 'Save the server URL and API key (verified against the server first)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "logout" -d 'Remove the saved API key'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "status" -d 'Show what is synced, what is pending, and any problem'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "verify" -d 'Check credentials, the connection, the daemon, the service and each source directory'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "sync" -d 'Sync now (through the running daemon if there is one)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "synctest" -d 'Create a test session with one message on the server and report their ids'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "export" -d 'Print, one JSON object per session, exactly what would be sent'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "config" -d 'Show the resolved configuration and where each value came from (the API key masked)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "set" -d 'Set (or with --unset, remove) a configuration key in config.toml'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "setup" -d 'Add (or remove) the tools\' hooks that nudge the daemon right after each turn'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "hook" -d 'Called by the tools\' hooks: nudges the daemon. Always fast, never fails the tool'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "logs" -d 'Show the daemon\'s log (the journal under systemd, the log file otherwise)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "service" -d 'Install, remove or inspect the background service (systemd user unit / LaunchAgent)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "prices" -d 'Show the model price table in use, or download LiteLLM\'s current one'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "completions" -d 'Print shell completions'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "man" -d 'Print the man page (roff)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook logs service prices completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "run" -d 'Run the daemon in the foreground (what the service runs)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "login" -d 'Save the server URL and API key (verified against the server first)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "logout" -d 'Remove the saved API key'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "status" -d 'Show what is synced, what is pending, and any problem'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "verify" -d 'Check credentials, the connection, the daemon, the service and each source directory'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "sync" -d 'Sync now (through the running daemon if there is one)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "synctest" -d 'Create a test session with one message on the server and report their ids'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "export" -d 'Print, one JSON object per session, exactly what would be sent'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "audit" -d 'Compare what the server holds with `export`, field by field; `--repair` re-sends what differs'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "config" -d 'Show the resolved configuration and where each value came from (the API key masked)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "set" -d 'Set (or with --unset, remove) a configuration key in config.toml'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "setup" -d 'Add (or remove) the tools\' hooks that nudge the daemon right after each turn'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "hook" -d 'Called by the tools\' hooks: nudges the daemon. Always fast, never fails the tool'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "logs" -d 'Show the daemon\'s log (the journal under systemd, the log file otherwise)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "service" -d 'Install, remove or inspect the background service (systemd user unit / LaunchAgent)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "prices" -d 'Show the model price table in use, or download LiteLLM\'s current one'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "completions" -d 'Print shell completions'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "man" -d 'Print the man page (roff)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "install" -d 'Write the unit / agent for this binary, enable and start it'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "uninstall" -d 'Stop, disable and remove everything `install` wrote'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "status" -d 'Is the service installed, enabled, running?'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_seen_subcommand_from prices" -f -a "show" -d 'Which table is in use (bundled or installed, LiteLLM version and date); with a model, what it resolves to and its rates'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_seen_subcommand_from prices" -f -a "update" -d 'Download LiteLLM\'s current price table, check it, and install it in the state dir (where it wins over the bundled table). A bad download changes nothing'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand set" -f -a "url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls sync_subagents redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pricing_file exclude prices_url"
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand set" -f -a "url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls sync_subagents redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pi_dirs pricing_file exclude prices_url"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand completions" -f -a "bash elvish fish powershell zsh"
