@@ -9,6 +9,7 @@
 
 pub mod claude;
 pub mod codex;
+pub mod droid;
 pub mod opencode;
 
 use std::path::{Path, PathBuf};
