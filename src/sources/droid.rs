@@ -11,9 +11,9 @@
 //! - `session_start` (line 1): the project path (`cwd`) and, once Droid has settled it, the
 //!   title: `title` counts only when `isSessionTitleManuallySet` is true or
 //!   `sessionTitleAutoStage` is present (before that it is a placeholder); otherwise the title
-//!   is the first user prompt, shortened. Its facts are held back until the first message line,
-//!   so the session is never created without the time of its first record (the server fixes
-//!   `createdAt` at insert);
+//!   is the first user prompt, shortened. Its facts are held back until the first message (or
+//!   timestamped bookkeeping) line, so the session is never created without the time of its
+//!   first record (the server fixes `createdAt` at insert);
 //! - `message`: `visibility: "llm_only"` (hidden injected context) is skipped. Text blocks
 //!   become one message per transcript message (`<system-reminder>` blocks in user messages are
 //!   injected context, not typed text, and are dropped); `tool_result` blocks are `tool-result`
@@ -22,7 +22,8 @@
 //!   `reasoning` parts only with `sync_thinking`; every `tool_use` block is a message of its
 //!   own (see ids); images and `redacted_thinking` carry nothing renderable and are skipped;
 //! - `todo_state`, `compaction_state`, `agent_turn_outcome`: nothing to send, only their time
-//!   widens the session's span; any other type is skipped.
+//!   widens the session's span; any other type is skipped (so is a `message` line whose
+//!   `message` is not an object).
 //!
 //! Ids: a message is the transcript message `id`, falling back to `<session>:<n>` (the n-th
 //! non-blank line, 0-based) for a line without one. A tool call is the message
@@ -162,9 +163,10 @@ struct State {
     session: String,
     /// Non-blank lines seen so far (the next line's index for fallback ids).
     lines: u64,
-    /// `session_start` facts waiting for the first message line.
+    /// `session_start` facts waiting for the first record of activity.
     pending: Option<SessionFacts>,
-    /// A message line has been seen: session facts are no longer held back.
+    /// A message line or a timestamped bookkeeping line has been seen: session facts are no
+    /// longer held back.
     active: bool,
     /// The title candidate (first user prompt) has been emitted.
     titled: bool,
@@ -205,7 +207,7 @@ impl DroidParser {
         }
     }
 
-    /// Emits the held-back `session_start` facts (once a message line arrived).
+    /// Emits the held-back `session_start` facts (once a record of activity arrived).
     fn activate(&mut self, out: &mut Vec<Record>) {
         self.state.active = true;
         if let Some(pending) = self.state.pending.take() {
@@ -378,9 +380,8 @@ impl LineParser for DroidParser {
             Some("session_start") => self.session_start(&v, out),
             Some("message") => self.message_line(&v, index, out),
             Some("todo_state" | "compaction_state" | "agent_turn_outcome") => {
-                if self.state.active
-                    && let Some(at) = timestamp(&v)
-                {
+                if let Some(at) = timestamp(&v) {
+                    self.activate(out);
                     out.push(Record::Session(self.facts(Some(at))));
                 }
             }
