@@ -348,7 +348,10 @@ fn parse_sources(names: &[String]) -> Result<Vec<SourceId>> {
         .iter()
         .map(|n| {
             SourceId::parse(n).ok_or_else(|| {
-                anyhow!("unknown source `{n}`; valid: claude-code, codex-cli, opencode")
+                anyhow!(
+                    "unknown source `{n}`; valid: {}",
+                    SourceId::ALL.map(SourceId::as_str).join(", ")
+                )
             })
         })
         .collect()

@@ -63,15 +63,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{MessagePayload, Part, Role, Tokens, content_hash, parse_timestamp_ms};
-use crate::sources::codex::short_title;
-use crate::sources::opencode::Snapshot;
-use crate::sources::{
-    LineError, LineParser, ParseOptions, Record, SessionFacts, UsageFact, UsageMerge,
+use crate::model::{
+    MessagePayload, Part, Role, SourceId, Tokens, content_hash, parse_timestamp_ms,
 };
-
-/// The `source` string the dashboard knows Droid by.
-pub const SOURCE_NAME: &str = "factory-droid";
+use crate::sources::codex::short_title;
+use crate::sources::{
+    LineError, LineParser, ParseOptions, Record, SessionFacts, Snapshot, Source, SourceError, Unit,
+    UsageFact, UsageMerge,
+};
 
 /// The usage key the settings' running total is kept under (one per session).
 pub const USAGE_KEY: &str = "settings.tokenUsage";
@@ -87,6 +86,70 @@ pub enum DroidFile {
     Settings,
 }
 
+/// Factory Droid as a [`Source`]. Its roots are `.factory` directories (`~/.factory`; Droid has
+/// no confirmed environment override, so only the config's `droid_dirs` moves it).
+pub struct FactoryDroid;
+
+impl Source for FactoryDroid {
+    fn id(&self) -> SourceId {
+        SourceId::FactoryDroid
+    }
+
+    fn default_roots(&self, _env: &dyn Fn(&str) -> Option<String>, home: &Path) -> Vec<PathBuf> {
+        vec![home.join(".factory")]
+    }
+
+    fn watch_dirs(&self, roots: &[PathBuf]) -> Vec<PathBuf> {
+        watch_dirs(roots)
+    }
+
+    fn scan(&self, roots: &[PathBuf]) -> Vec<Unit> {
+        scan_files(roots)
+            .into_iter()
+            .map(|(path, kind)| unit_of(path, kind))
+            .collect()
+    }
+
+    fn unit_for_path(&self, path: &Path, roots: &[PathBuf]) -> Option<Unit> {
+        file_for_path(path, roots).map(|kind| unit_of(path.to_path_buf(), kind))
+    }
+
+    fn line_parser(
+        &self,
+        unit: &Unit,
+        state: Option<&Value>,
+        opts: ParseOptions,
+    ) -> Result<Box<dyn LineParser>, LineError> {
+        Ok(Box::new(DroidParser::new(&unit.path, state, opts)?))
+    }
+
+    fn read_snapshot(
+        &self,
+        unit: &Unit,
+        state: Option<&Value>,
+        _opts: ParseOptions,
+    ) -> Result<Snapshot, SourceError> {
+        read_settings(&unit.path, state).map_err(|e| SourceError::Read(e.to_string()))
+    }
+
+    /// A session's transcript and settings are folded together — by session id, not by
+    /// directory, so that copies of one session under two roots are one session in `export`
+    /// just as they are one session on the server.
+    fn group_key(&self, unit: &Unit) -> String {
+        match session_id_of(&unit.path) {
+            Some(sid) => format!("factory-droid\0{sid}"),
+            None => unit.ledger_key(),
+        }
+    }
+}
+
+fn unit_of(path: PathBuf, kind: DroidFile) -> Unit {
+    match kind {
+        DroidFile::Transcript => Unit::lines(SourceId::FactoryDroid, path),
+        DroidFile::Settings => Unit::snapshot(SourceId::FactoryDroid, path, None),
+    }
+}
+
 /// The directories to watch: `<root>/sessions` of each root (they may not exist yet).
 pub fn watch_dirs(roots: &[PathBuf]) -> Vec<PathBuf> {
     roots.iter().map(|r| r.join("sessions")).collect()
@@ -94,7 +157,7 @@ pub fn watch_dirs(roots: &[PathBuf]) -> Vec<PathBuf> {
 
 /// Lists every transcript and settings file under the roots: `sessions/*` and
 /// `sessions/*/*` (the flat and the per-project layouts), sorted.
-pub fn scan(roots: &[PathBuf]) -> Vec<(PathBuf, DroidFile)> {
+pub fn scan_files(roots: &[PathBuf]) -> Vec<(PathBuf, DroidFile)> {
     let mut out = Vec::new();
     for sessions in watch_dirs(roots) {
         let Ok(entries) = std::fs::read_dir(&sessions) else {
@@ -354,7 +417,7 @@ impl DroidParser {
             prompt_tokens: None,
             completion_tokens: None,
             duration_ms: None,
-            source: SOURCE_NAME.into(),
+            source: SourceId::FactoryDroid.as_str().into(),
             parts,
             created_at: at,
         }

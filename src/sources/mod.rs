@@ -313,7 +313,12 @@ pub trait Source: Sync {
 }
 
 /// Every source, in display order.
-pub static REGISTRY: &[&dyn Source] = &[&claude::ClaudeCode, &codex::Codex, &opencode::OpenCode];
+pub static REGISTRY: &[&dyn Source] = &[
+    &claude::ClaudeCode,
+    &codex::Codex,
+    &opencode::OpenCode,
+    &droid::FactoryDroid,
+];
 
 /// The source with this id.
 pub fn source(id: SourceId) -> &'static dyn Source {
