@@ -10,6 +10,7 @@ mod cli;
 mod client;
 mod codex_source;
 mod daemon;
+mod droid_source;
 mod emulation;
 mod fold_property;
 mod incremental;
