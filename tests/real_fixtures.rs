@@ -209,10 +209,61 @@ fn expected_claude(root: &Path) -> BTreeMap<String, Expect> {
     out
 }
 
+/// Factory Droid: tokens are the settings file's running total (`inputTokens` +
+/// `cacheReadTokens` + `cacheCreationTokens`; `outputTokens`, plus `thinkingTokens` only when
+/// it exceeds `outputTokens`); messages = lines of type `message` not marked `llm_only`, one
+/// per line with text (not `<system-reminder>`) or tool results, plus one per `tool_use`.
+fn expected_droid(root: &Path) -> BTreeMap<String, Expect> {
+    let sessions = root.join("droid/.factory/sessions");
+    assert!(
+        sessions.is_dir(),
+        "{} is missing from the real fixtures",
+        sessions.display()
+    );
+    let mut out: BTreeMap<String, Expect> = BTreeMap::new();
+    for file in jsonl_files(&sessions) {
+        let sid = file.file_stem().unwrap().to_str().unwrap().to_string();
+        let mut e = Expect::default();
+        for v in lines(&file) {
+            let m = &v["message"];
+            if v["type"] != "message" || m["visibility"] == "llm_only" {
+                continue;
+            }
+            let blocks = m["content"].as_array().cloned().unwrap_or_default();
+            let texty = blocks.iter().any(|b| {
+                b["type"] == "tool_result"
+                    || (b["type"] == "text"
+                        && b["text"].as_str().is_some_and(|t| {
+                            !t.trim().is_empty()
+                                && !(m["role"] == "user"
+                                    && t.trim_start().starts_with("<system-reminder>"))
+                        }))
+            });
+            e.messages += usize::from(texty);
+            e.messages += blocks.iter().filter(|b| b["type"] == "tool_use").count();
+        }
+        let settings = file.with_extension("settings.json");
+        if let Ok(text) = std::fs::read_to_string(&settings) {
+            let v: Value = serde_json::from_str(&text).expect("real settings are JSON");
+            let u = &v["tokenUsage"];
+            let n = |k: &str| u[k].as_u64().unwrap_or(0);
+            e.prompt = n("inputTokens") + n("cacheReadTokens") + n("cacheCreationTokens");
+            e.completion = if n("thinkingTokens") > n("outputTokens") {
+                n("outputTokens") + n("thinkingTokens")
+            } else {
+                n("outputTokens")
+            };
+        }
+        out.insert(sid, e);
+    }
+    out
+}
+
 fn home_on(root: &Path) -> TestHome {
     TestHome::new()
         .with_env("CLAUDE_CONFIG_DIR", root.join("claude"))
         .with_env("CODEX_HOME", root.join("codex"))
+        .with_env("OPENSYNCD_DROID_DIRS", root.join("droid/.factory"))
 }
 
 fn exported(home: &TestHome, source: &str) -> BTreeMap<String, (Expect, Vec<String>)> {
@@ -289,6 +340,25 @@ fn claude_totals_and_counts_match_an_independent_reading() {
     assert!(want["c45af7b1-cb7c-4e51-93db-8cbb250a877a"].completion >= 1_480);
     assert_eq!(want["1af7fc5e-8455-4414-9ccd-011d40f70b2a"].completion, 953);
     check("claude-code", want, &root);
+}
+
+#[test]
+fn droid_totals_and_counts_match_an_independent_reading() {
+    let Some(root) = dir() else { return };
+    let want = expected_droid(&root);
+    // The one real session (git-ai's fixture, an OpenAI BYOK model): input 6743 + cache
+    // read 42496 + cache write 0; output 1450 already holds the 1088 thinking tokens (see
+    // src/sources/droid.rs). ccusage reports the same four fields and adds thinking to its
+    // total (51 777 = 50 689 + 1088) and to the output it prices.
+    assert_eq!(
+        want["052cb8d0-4616-488a-99fe-bfbbbe9429b3"],
+        Expect {
+            prompt: 6743 + 42_496,
+            completion: 1450,
+            messages: 11,
+        }
+    );
+    check("factory-droid", want, &root);
 }
 
 #[test]
