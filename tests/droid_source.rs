@@ -567,6 +567,27 @@ fn a_rewritten_first_line_changes_the_title_and_nothing_else() {
 }
 
 #[test]
+fn a_settings_file_read_before_its_transcript_carries_the_first_time() {
+    // The daemon may read a session's settings before its transcript (both change together);
+    // whatever creates the session on the server fixes its `createdAt`.
+    let (_dir, _, settings) = copied();
+    let want = expected();
+    for path in &settings {
+        let mut reader = Reader::default();
+        reader.settings(path);
+        let outcome = reader.finish();
+        let (sid, (payload, messages)) = outcome.sessions.iter().next().unwrap();
+        assert!(messages.is_empty());
+        assert_eq!(
+            payload.created_at,
+            want[sid]["session"]["createdAt"].as_i64(),
+            "{sid}"
+        );
+        assert_eq!(payload.title, None, "the title still comes from the transcript");
+    }
+}
+
+#[test]
 fn bad_settings_files_are_clear_errors_and_lose_nothing() {
     let (_dir, transcripts, settings) = copied();
     let path = settings

@@ -56,7 +56,10 @@
 //! opposite and adds the two; where a file proves them disjoint (thinking > output, impossible
 //! if output included it) we add them too. The model for pricing is `model` as written
 //! (`custom:…` BYOK names are the price table's to normalise); the provider is `providerLock`;
-//! the explicit duration is `assistantActiveTimeMs`. Droid records no cost.
+//! the explicit duration is `assistantActiveTimeMs`. Droid records no cost. The settings carry
+//! no time of their own (`providerLockTimestamp` is when the provider was locked, not
+//! activity); their facts take the time of the transcript's first message, so that whichever
+//! of the two files is read first, the session is created with its true `createdAt`.
 
 use std::path::{Path, PathBuf};
 
@@ -321,10 +324,14 @@ impl DroidParser {
             Some(id) => id.to_string(),
             None => format!("{}:{index}", self.state.session),
         };
-        let blocks: Vec<Value> = match msg.get("content") {
-            Some(Value::Array(blocks)) => blocks.clone(),
-            Some(Value::String(text)) => vec![serde_json::json!({"type": "text", "text": text})],
-            _ => Vec::new(),
+        let plain: [Value; 1];
+        let blocks: &[Value] = match msg.get("content") {
+            Some(Value::Array(blocks)) => blocks,
+            Some(Value::String(text)) => {
+                plain = [serde_json::json!({"type": "text", "text": text})];
+                &plain
+            }
+            _ => &[],
         };
 
         let mut texts: Vec<&str> = Vec::new();
@@ -512,10 +519,34 @@ pub fn read_settings(path: &Path, state: Option<&Value>) -> Result<Snapshot, Dro
     if !settings.is_object() {
         return Err(malformed("the top level is not an object".into()));
     }
+    let mut records = settings_records(&session, &settings);
+    if let Some(Record::Session(facts)) = records.first_mut() {
+        // Read before its transcript, this unit may be what creates the session on the
+        // server, which fixes `createdAt` at insert: give it the transcript's first time. It
+        // is one of the transcript's own times, so it never widens the session's span.
+        facts.at_ms = first_activity_ms(&path.with_file_name(format!("{session}.jsonl")));
+    }
     Ok(Snapshot {
-        records: settings_records(&session, &settings),
+        records,
         state: serde_json::json!({ "hash": hash }),
         more: false,
+    })
+}
+
+/// The time of a transcript's first record of activity (the first `message` line, or a
+/// timestamped bookkeeping line — the lines whose time the parser counts), from at most its
+/// first 64 KiB of lines. `None` when there is no transcript or no such line yet.
+fn first_activity_ms(transcript: &Path) -> Option<i64> {
+    let mut file = std::fs::File::open(transcript).ok()?;
+    let chunk = crate::tail::read_lines(&mut file, 0, 64 * 1024, 16 * 1024 * 1024).ok()?;
+    chunk.iter_lines().find_map(|line| {
+        let v: Value = serde_json::from_slice(line).ok()?;
+        let counted = match v.get("type").and_then(Value::as_str)? {
+            "message" => v.get("message").is_some_and(Value::is_object),
+            "todo_state" | "compaction_state" | "agent_turn_outcome" => true,
+            _ => false,
+        };
+        counted.then(|| timestamp(&v)).flatten()
     })
 }
 
