@@ -583,7 +583,10 @@ fn a_settings_file_read_before_its_transcript_carries_the_first_time() {
             want[sid]["session"]["createdAt"].as_i64(),
             "{sid}"
         );
-        assert_eq!(payload.title, None, "the title still comes from the transcript");
+        assert_eq!(
+            payload.title, None,
+            "the title still comes from the transcript"
+        );
     }
 }
 
@@ -922,5 +925,6 @@ fn kill_9_during_settings_rewrites_ends_with_the_last_total_never_a_sum() {
         emu.duplicate_rows().is_empty(),
         "{:?}",
         emu.duplicate_rows()
-    );
+    ); // Whichever file the daemon read first after each restart, the session kept its true start.
+    assert_created_at_matches_export(&home, &emu);
 }
