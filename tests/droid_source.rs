@@ -925,6 +925,7 @@ fn kill_9_during_settings_rewrites_ends_with_the_last_total_never_a_sum() {
         emu.duplicate_rows().is_empty(),
         "{:?}",
         emu.duplicate_rows()
-    ); // Whichever file the daemon read first after each restart, the session kept its true start.
+    );
+    // Whichever file the daemon read first after each restart, the session kept its true start.
     assert_created_at_matches_export(&home, &emu);
 }
