@@ -420,7 +420,7 @@ fn run_interleaved(mut queues: Vec<Vec<Step>>, picks: &[usize], budget: usize) -
         let n = queues.len();
         let Some(q) = (0..n)
             .map(|k| (pick + k) % n)
-            .find_map(|i| (!queues[i].is_empty()).then_some(i))
+            .find(|&i| !queues[i].is_empty())
         else {
             break;
         };

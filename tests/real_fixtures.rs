@@ -230,14 +230,14 @@ fn expected_droid(root: &Path) -> BTreeMap<String, Expect> {
                 continue;
             }
             let blocks = m["content"].as_array().cloned().unwrap_or_default();
+            let injected =
+                |t: &str| m["role"] == "user" && t.trim_start().starts_with("<system-reminder>");
             let texty = blocks.iter().any(|b| {
                 b["type"] == "tool_result"
                     || (b["type"] == "text"
-                        && b["text"].as_str().is_some_and(|t| {
-                            !t.trim().is_empty()
-                                && !(m["role"] == "user"
-                                    && t.trim_start().starts_with("<system-reminder>"))
-                        }))
+                        && b["text"]
+                            .as_str()
+                            .is_some_and(|t| !t.trim().is_empty() && !injected(t)))
             });
             e.messages += usize::from(texty);
             e.messages += blocks.iter().filter(|b| b["type"] == "tool_use").count();
