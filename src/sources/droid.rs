@@ -55,7 +55,9 @@
 //! characters — is ~200 tokens, which fits 1450 − 1088 = 362 and not 1450. ccusage assumes the
 //! opposite and adds the two; where a file proves them disjoint (thinking > output, impossible
 //! if output included it) we add them too. The model for pricing is `model` as written
-//! (`custom:…` BYOK names are the price table's to normalise); the provider is `providerLock`;
+//! (`custom:…` BYOK names are the price table's to normalise) — the total has no per-model
+//! split, so a session that switched models is priced at the one it uses now (ccusage does
+//! the same); the provider is `providerLock` (`apiProviderLock` in 2025 files);
 //! the explicit duration is `assistantActiveTimeMs`. Droid records no cost. The settings carry
 //! no time of their own (`providerLockTimestamp` is when the provider was locked, not
 //! activity); their facts take the time of the transcript's first message, so that whichever
