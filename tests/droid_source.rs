@@ -444,6 +444,12 @@ fn run_interleaved(mut queues: Vec<Vec<Step>>, picks: &[usize], budget: usize) -
             None => {}
         }
     }
+    // The daemon's periodic scan reads every snapshot unit again (a settings file saved
+    // before its transcript had a message waited for it).
+    let settings: Vec<PathBuf> = reader.snapshots.keys().cloned().collect();
+    for path in settings {
+        reader.settings(&path);
+    }
     reader
 }
 
@@ -588,6 +594,31 @@ fn a_settings_file_read_before_its_transcript_carries_the_first_time() {
             "the title still comes from the transcript"
         );
     }
+
+    // Saved before the transcript holds a message: nothing yet (the session would otherwise
+    // be created without its time), and the state is left as it was so it is read again.
+    let a_settings = settings
+        .iter()
+        .find(|p| p.to_string_lossy().contains(A))
+        .unwrap();
+    let a_transcript = a_settings.with_file_name(format!("{A}.jsonl"));
+    let full = std::fs::read_to_string(&a_transcript).unwrap();
+    std::fs::write(&a_transcript, format!("{}\n", full.lines().next().unwrap())).unwrap();
+    let unit = Unit::snapshot(SourceId::FactoryDroid, a_settings.clone(), None);
+    let early = read_snapshot(&unit, None, ParseOptions::default()).unwrap();
+    assert!(early.records.is_empty());
+    assert_eq!(early.state, Value::Null);
+    std::fs::write(&a_transcript, &full).unwrap();
+    let later = read_snapshot(&unit, Some(&early.state), ParseOptions::default()).unwrap();
+    assert!(!later.records.is_empty());
+
+    // No transcript at all: the provider lock time is the start (2026-03-02T09:14:04.950Z).
+    std::fs::remove_file(&a_transcript).unwrap();
+    let mut reader = Reader::default();
+    reader.settings(a_settings);
+    let (payload, _) = &reader.finish().sessions[A];
+    assert_eq!(payload.created_at, Some(1_772_442_844_950));
+    assert_eq!(payload.prompt_tokens, Some(1834 + 96_418 + 18_342));
 }
 
 #[test]
@@ -816,6 +847,8 @@ fn a_live_session_is_created_with_its_first_time_and_a_title_rewrite_resends_no_
         emu.session(user, sid).is_none(),
         "created before any message"
     );
+    // A first save before any message (it waits for the transcript), then one per turn.
+    std::fs::write(&settings, live_settings(0)).unwrap();
     for n in 0..6u32 {
         let role = if n % 2 == 0 { "user" } else { "assistant" };
         append(
@@ -868,6 +901,45 @@ fn a_live_session_is_created_with_its_first_time_and_a_title_rewrite_resends_no_
     );
     assert_eq!(emu.messages_of_session(user, sid).len(), 6);
     assert_server_matches_export(&home, &emu);
+}
+
+#[test]
+fn a_settings_save_that_came_before_the_first_message_is_picked_up_by_the_next_scan() {
+    let emu = Emulation::with_key(KEY);
+    let home = TestHome::new();
+    let dir = home.home.join(".factory/sessions/-home-dev-early");
+    std::fs::create_dir_all(&dir).unwrap();
+    home.login(&emu.url(), KEY);
+    let _d = home.spawn_daemon(&[
+        ("OPENSYNCD_DEBOUNCE_MS", "50"),
+        ("OPENSYNCD_RESCAN_INTERVAL_SECS", "5"),
+    ]);
+    let sid = "11111111-2222-4333-8444-000000000005";
+    let transcript = dir.join(format!("{sid}.jsonl"));
+    append(
+        &transcript,
+        &format!(
+            "{}\n",
+            json!({"type": "session_start", "id": sid, "cwd": "/home/dev/early"})
+        ),
+    );
+    // Saved once, before the transcript holds a message, and never again. Once the daemon has
+    // read both files, nothing is on the server yet.
+    std::fs::write(dir.join(format!("{sid}.settings.json")), live_settings(3)).unwrap();
+    let read_both =
+        crate::home::wait_until(Duration::from_secs(30), || {
+            let status: Value = serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();
+            status["sources"].as_array().unwrap().iter().any(|s| {
+                s["source"] == "factory-droid" && s["files"] == 2 && s["backlog_files"] == 0
+            })
+        });
+    assert!(read_both, "{}", home.ok(&["status"]));
+    assert!(emu.session(emu.default_user(), sid).is_none());
+    append(&transcript, &live_line(sid, 0, "user", "the only prompt"));
+    wait_converged(&home, &emu, Duration::from_secs(60));
+    let stored = emu.session(emu.default_user(), sid).unwrap();
+    assert_eq!(stored.prompt_tokens, 3 * (100 + 500 + 2000));
+    assert_created_at_matches_export(&home, &emu);
 }
 
 #[test]

@@ -59,9 +59,11 @@
 //! split, so a session that switched models is priced at the one it uses now (ccusage does
 //! the same); the provider is `providerLock` (`apiProviderLock` in 2025 files);
 //! the explicit duration is `assistantActiveTimeMs`. Droid records no cost. The settings carry
-//! no time of their own (`providerLockTimestamp` is when the provider was locked, not
-//! activity); their facts take the time of the transcript's first message, so that whichever
-//! of the two files is read first, the session is created with its true `createdAt`.
+//! no time of activity (`providerLockTimestamp` is when the provider was locked); their facts
+//! take the time of the transcript's first message, so that whichever of the two files is read
+//! first, the session is created with its true `createdAt`. A settings file saved before its
+//! transcript holds a message waits (it is read again on its next save or the next scan); one
+//! without a transcript at all falls back to `providerLockTimestamp`.
 
 use std::path::{Path, PathBuf};
 
@@ -521,12 +523,24 @@ pub fn read_settings(path: &Path, state: Option<&Value>) -> Result<Snapshot, Dro
     if !settings.is_object() {
         return Err(malformed("the top level is not an object".into()));
     }
+    let transcript = path.with_file_name(format!("{session}.jsonl"));
+    let at_ms = match first_activity(&transcript) {
+        FirstActivity::At(ms) => Some(ms),
+        // Droid may save the settings before the first message reaches the transcript. Read
+        // now, this unit would create the session on the server without its time, which the
+        // server fixes at insert: wait (the next save, or the next scan, reads it again).
+        FirstActivity::NotYet => return Ok(unchanged(state)),
+        // No transcript (or none readable in its first lines): the provider lock time is the
+        // best start time there is.
+        FirstActivity::Unknown => {
+            non_blank(settings.get("providerLockTimestamp")).and_then(parse_timestamp_ms)
+        }
+    };
     let mut records = settings_records(&session, &settings);
     if let Some(Record::Session(facts)) = records.first_mut() {
-        // Read before its transcript, this unit may be what creates the session on the
-        // server, which fixes `createdAt` at insert: give it the transcript's first time. It
-        // is one of the transcript's own times, so it never widens the session's span.
-        facts.at_ms = first_activity_ms(&path.with_file_name(format!("{session}.jsonl")));
+        // Whichever of the two files is read first creates the session with its true
+        // `createdAt`. The time is one of the transcript's own, so it never widens its span.
+        facts.at_ms = at_ms;
     }
     Ok(Snapshot {
         records,
@@ -535,13 +549,27 @@ pub fn read_settings(path: &Path, state: Option<&Value>) -> Result<Snapshot, Dro
     })
 }
 
+/// What a transcript's first lines say about when the session started.
+enum FirstActivity {
+    /// The time of its first record of activity.
+    At(i64),
+    /// The transcript exists and was read to its end, but holds no activity yet.
+    NotYet,
+    /// No transcript, or nothing found within the lines looked at.
+    Unknown,
+}
+
 /// The time of a transcript's first record of activity (the first `message` line, or a
 /// timestamped bookkeeping line — the lines whose time the parser counts), from at most its
-/// first 64 KiB of lines. `None` when there is no transcript or no such line yet.
-fn first_activity_ms(transcript: &Path) -> Option<i64> {
-    let mut file = std::fs::File::open(transcript).ok()?;
-    let chunk = crate::tail::read_lines(&mut file, 0, 64 * 1024, 16 * 1024 * 1024).ok()?;
-    chunk.iter_lines().find_map(|line| {
+/// first 64 KiB of lines.
+fn first_activity(transcript: &Path) -> FirstActivity {
+    let Ok(mut file) = std::fs::File::open(transcript) else {
+        return FirstActivity::Unknown;
+    };
+    let Ok(chunk) = crate::tail::read_lines(&mut file, 0, 64 * 1024, 16 * 1024 * 1024) else {
+        return FirstActivity::Unknown;
+    };
+    let found = chunk.iter_lines().find_map(|line| {
         let v: Value = serde_json::from_slice(line).ok()?;
         let counted = match v.get("type").and_then(Value::as_str)? {
             "message" => v.get("message").is_some_and(Value::is_object),
@@ -549,7 +577,12 @@ fn first_activity_ms(transcript: &Path) -> Option<i64> {
             _ => false,
         };
         counted.then(|| timestamp(&v)).flatten()
-    })
+    });
+    match found {
+        Some(ms) => FirstActivity::At(ms),
+        None if chunk.more => FirstActivity::Unknown,
+        None => FirstActivity::NotYet,
+    }
 }
 
 /// Records from one settings object: the model, provider and active time as session facts,
