@@ -10,7 +10,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use opensyncd::model::SourceId;
+use opensyncd::fold::{self, MemoryStore, Mode};
+use opensyncd::ledger::{Commit, Ledger, LedgerStore};
+use opensyncd::model::{MessagePayload, SourceId};
+use opensyncd::pricing::Pricing;
 use opensyncd::sources::{
     Access, ParseOptions, Record, Roots, Unit, line_parser, read_snapshot, scan, unit_for_path,
 };
@@ -20,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::daemon::{KEY, append, assert_server_matches_export, hold, start, wait_converged};
 use crate::home::{TestHome, copy_dir};
-use crate::incremental::{Folded, Outcome};
+use crate::incremental::Outcome;
 use crate::support::Emulation;
 
 const A: &str = "3f1c9a6e-7b2d-4e85-9c10-5a8d2e4f6b71";
@@ -262,10 +265,112 @@ fn every_file_is_found_through_the_registry_and_nothing_else() {
     assert_eq!(sessions.len(), 5);
 }
 
+/// The fold as the engine drives it: each unit's contribution kept apart, the sessions each
+/// unit fed remembered for a read from the start (`Mode::Reset`), state in memory (`export`'s
+/// way) or in a ledger committed after every read (the daemon's).
+struct Fold {
+    store: Store,
+    fed: BTreeMap<String, Vec<String>>,
+    sessions: Vec<String>,
+    messages: BTreeMap<String, Vec<MessagePayload>>,
+}
+
+enum Store {
+    Memory(MemoryStore),
+    /// The ledger and the directory it lives in (kept until the end of the run).
+    Ledger(#[allow(dead_code)] tempfile::TempDir, Ledger),
+}
+
+impl Fold {
+    fn in_memory() -> Fold {
+        Fold {
+            store: Store::Memory(MemoryStore::default()),
+            fed: BTreeMap::new(),
+            sessions: Vec::new(),
+            messages: BTreeMap::new(),
+        }
+    }
+
+    fn in_ledger() -> Fold {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, _) = Ledger::open(&dir.path().join("ledger")).unwrap();
+        Fold {
+            store: Store::Ledger(dir, ledger),
+            ..Fold::in_memory()
+        }
+    }
+
+    fn apply(&mut self, unit_key: &str, mode: Mode, records: Vec<Record>) {
+        let prior = match mode {
+            Mode::Reset => self.fed.get(unit_key).cloned().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let named: Vec<String> = records
+            .iter()
+            .map(|r| r.session_id().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let unit = fold::unit_id(unit_key);
+        let touched = match &mut self.store {
+            Store::Memory(store) => fold::fold_unit(store, DROID, unit, &prior, mode, records),
+            Store::Ledger(_, ledger) => {
+                let mut store = LedgerStore::new(ledger);
+                let touched = fold::fold_unit(&mut store, DROID, unit, &prior, mode, records);
+                let mut commit = Commit::default();
+                store.into_commit(&mut commit).unwrap();
+                ledger.commit(&commit).unwrap();
+                touched
+            }
+        };
+        let fed = self.fed.entry(unit_key.to_string()).or_default();
+        if mode == Mode::Reset {
+            fed.clear();
+        }
+        for sid in named {
+            if !fed.contains(&sid) {
+                fed.push(sid);
+            }
+        }
+        for t in touched {
+            if !self.sessions.contains(&t.session_id) {
+                self.sessions.push(t.session_id.clone());
+            }
+            let msgs = self.messages.entry(t.session_id).or_default();
+            for m in t.messages {
+                match msgs.iter_mut().find(|x| x.external_id == m.external_id) {
+                    Some(slot) => *slot = m,
+                    None => msgs.push(m),
+                }
+            }
+        }
+    }
+
+    fn finish(mut self, malformed: usize) -> Outcome {
+        let pricing = Pricing::bundled();
+        let mut sessions = BTreeMap::new();
+        for sid in std::mem::take(&mut self.sessions) {
+            let state = match &mut self.store {
+                Store::Memory(store) => fold::session_state(store, DROID, &sid),
+                Store::Ledger(_, ledger) => {
+                    fold::session_state(&mut LedgerStore::new(ledger), DROID, &sid)
+                }
+            };
+            let msgs = self.messages.remove(&sid).unwrap_or_default();
+            sessions.insert(sid, (state.payload(&pricing), msgs));
+        }
+        Outcome {
+            sessions,
+            malformed,
+            skipped_long: 0,
+        }
+    }
+}
+
+const DROID: SourceId = SourceId::FactoryDroid;
+
 /// What the engine keeps per unit between passes, for the stepped reads below.
-#[derive(Default)]
 struct Reader {
-    folded: Folded,
+    fold: Fold,
     checkpoints: BTreeMap<PathBuf, (tail::Checkpoint, Option<Value>)>,
     snapshots: BTreeMap<PathBuf, Option<Value>>,
     malformed: usize,
@@ -273,10 +378,32 @@ struct Reader {
 }
 
 impl Reader {
+    /// `export`'s way: state in memory.
+    fn in_memory() -> Reader {
+        Reader::with(Fold::in_memory())
+    }
+
+    /// The daemon's way: state in a ledger.
+    fn in_ledger() -> Reader {
+        Reader::with(Fold::in_ledger())
+    }
+
+    fn with(fold: Fold) -> Reader {
+        Reader {
+            fold,
+            checkpoints: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            malformed: 0,
+            restarts: 0,
+        }
+    }
+
     /// One engine pass over a transcript: the identity check, then new complete lines from
-    /// the checkpoint with a parser resumed from its persisted state.
+    /// the checkpoint with a parser resumed from its persisted state; a read from the start
+    /// of a file that fed sessions before replaces its contribution (`Mode::Reset`).
     fn transcript(&mut self, path: &Path, budget: usize) {
-        let unit = Unit::lines(SourceId::FactoryDroid, path.to_path_buf());
+        let unit = Unit::lines(DROID, path.to_path_buf());
+        let key = unit.ledger_key();
         let (mut checkpoint, mut state) = self.checkpoints.get(path).cloned().unwrap_or_default();
         let mut file = std::fs::File::open(path).unwrap();
         let len = file.metadata().unwrap().len();
@@ -288,13 +415,22 @@ impl Reader {
         let mut parser = line_parser(&unit, state.as_ref(), ParseOptions::default()).unwrap();
         loop {
             let chunk = tail::read_lines(&mut file, checkpoint.offset, budget, 64 << 20).unwrap();
+            if chunk.end == checkpoint.offset {
+                break; // only a partial line so far
+            }
+            let fed_before = self.fold.fed.get(&key).is_some_and(|f| !f.is_empty());
+            let mode = if checkpoint.offset == 0 && fed_before {
+                Mode::Reset
+            } else {
+                Mode::Append
+            };
             let mut records = Vec::new();
             for line in chunk.iter_lines() {
                 if parser.parse_line(line, &mut records).is_err() {
                     self.malformed += 1;
                 }
             }
-            self.folded.apply(SourceId::FactoryDroid, records);
+            self.fold.apply(&key, mode, records);
             checkpoint = tail::fingerprint(&mut file, chunk.end).unwrap();
             if !chunk.more {
                 break;
@@ -307,17 +443,21 @@ impl Reader {
             .insert(path.to_path_buf(), (checkpoint, Some(saved)));
     }
 
-    /// One engine pass over a settings file.
+    /// One engine pass over a settings file: its records are its whole contribution.
     fn settings(&mut self, path: &Path) {
-        let unit = Unit::snapshot(SourceId::FactoryDroid, path.to_path_buf(), None);
+        let unit = Unit::snapshot(DROID, path.to_path_buf(), None);
         let state = self.snapshots.get(path).cloned().flatten();
         let snap = read_snapshot(&unit, state.as_ref(), ParseOptions::default()).unwrap();
-        self.folded.apply(SourceId::FactoryDroid, snap.records);
+        if snap.records.is_empty() && state.as_ref() == Some(&snap.state) {
+            return; // nothing new
+        }
+        self.fold
+            .apply(&unit.ledger_key(), Mode::ReplaceSessions, snap.records);
         self.snapshots.insert(path.to_path_buf(), Some(snap.state));
     }
 
     fn finish(self) -> Outcome {
-        self.folded.finish(self.malformed, 0)
+        self.fold.finish(self.malformed)
     }
 }
 
@@ -337,7 +477,7 @@ fn copied() -> (tempfile::TempDir, Vec<PathBuf>, Vec<PathBuf>) {
 
 /// Reads every file once, as they are now (the reference).
 fn one_shot(transcripts: &[PathBuf], settings: &[PathBuf]) -> Outcome {
-    let mut r = Reader::default();
+    let mut r = Reader::in_memory();
     for t in transcripts {
         r.transcript(t, 64 << 20);
     }
@@ -413,7 +553,7 @@ fn run_interleaved(mut queues: Vec<Vec<Step>>, picks: &[usize], budget: usize) -
     for q in &mut queues {
         q.reverse();
     }
-    let mut reader = Reader::default();
+    let mut reader = Reader::in_ledger();
     let mut picks = picks.iter().copied().chain(0..);
     while queues.iter().any(|q| !q.is_empty()) {
         let Some(pick) = picks.next() else { break };
@@ -536,7 +676,7 @@ fn a_rewritten_first_line_changes_the_title_and_nothing_else() {
         reader.transcript(&a, 1 << 20);
     };
     // What the fold holds before the rewrite (a second, identical reading of the same files).
-    let mut before = Reader::default();
+    let mut before = Reader::in_memory();
     read_all(&mut before);
     let before = before.finish();
     let (payload_before, messages_before) = &before.sessions[A];
@@ -546,7 +686,7 @@ fn a_rewritten_first_line_changes_the_title_and_nothing_else() {
         "before the title is settled, the first prompt (shortened to 80 characters) is the title"
     );
 
-    let mut reader = Reader::default();
+    let mut reader = Reader::in_ledger();
     read_all(&mut reader);
     // Droid settles the title: line 1 is rewritten in place (longer), nothing else changes.
     std::fs::write(&a, &settled).unwrap();
@@ -579,7 +719,7 @@ fn a_settings_file_read_before_its_transcript_carries_the_first_time() {
     let (_dir, _, settings) = copied();
     let want = expected();
     for path in &settings {
-        let mut reader = Reader::default();
+        let mut reader = Reader::in_memory();
         reader.settings(path);
         let outcome = reader.finish();
         let (sid, (payload, messages)) = outcome.sessions.iter().next().unwrap();
@@ -614,7 +754,7 @@ fn a_settings_file_read_before_its_transcript_carries_the_first_time() {
 
     // No transcript at all: the provider lock time is the start (2026-03-02T09:14:04.950Z).
     std::fs::remove_file(&a_transcript).unwrap();
-    let mut reader = Reader::default();
+    let mut reader = Reader::in_memory();
     reader.settings(a_settings);
     let (payload, _) = &reader.finish().sessions[A];
     assert_eq!(payload.created_at, Some(1_772_442_844_950));
@@ -734,9 +874,9 @@ proptest! {
         let unit = Unit::snapshot(SourceId::FactoryDroid, settings_path, None);
         let _ = read_snapshot(&unit, None, ParseOptions::default());
         // What came out goes through the same fold the daemon uses.
-        let mut folded = Folded::default();
-        folded.apply(SourceId::FactoryDroid, out);
-        let _ = folded.finish(0, 0);
+        let mut fold = Fold::in_memory();
+        fold.apply("garbage", Mode::Append, out);
+        let _ = fold.finish(0);
     }
 }
 

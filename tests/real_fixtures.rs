@@ -359,6 +359,15 @@ fn droid_totals_and_counts_match_an_independent_reading() {
         }
     );
     check("factory-droid", want, &root);
+    // Priced from `settings.model` (`custom:BYOK-GPT-5-MINI-0` is gpt-5-mini: 0.25 / 2 / 0.025
+    // USD per million input / output / cache read). ccusage says 0.00782415: the same minus
+    // the 1088 thinking tokens it adds to the output (1088 x 2 / 10^6 = 0.002176).
+    let out = home_on(&root).ok(&["export", "--source", "factory-droid"]);
+    let v: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let cost = v["session"]["cost"].as_f64().unwrap();
+    let want_cost = (6743.0 * 0.25 + 42_496.0 * 0.025 + 1450.0 * 2.0) / 1e6;
+    assert!((cost - want_cost).abs() < 1e-6, "{cost} vs {want_cost}");
+    assert!((0.007_824_15 - 1088.0 * 2.0 / 1e6 - want_cost).abs() < 1e-9);
 }
 
 #[test]

@@ -75,8 +75,8 @@ use crate::model::{
 };
 use crate::sources::codex::short_title;
 use crate::sources::{
-    LineError, LineParser, ParseOptions, Record, SessionFacts, Snapshot, Source, SourceError, Unit,
-    UsageFact, UsageMerge,
+    Access, LineError, LineParser, ParseOptions, Record, SessionFacts, Snapshot, Source,
+    SourceError, Unit, UsageFact, UsageMerge,
 };
 
 /// The usage key the settings' running total is kept under (one per session).
@@ -137,6 +137,18 @@ impl Source for FactoryDroid {
         _opts: ParseOptions,
     ) -> Result<Snapshot, SourceError> {
         read_settings(&unit.path, state).map_err(|e| SourceError::Read(e.to_string()))
+    }
+
+    /// A settings file follows its transcript: the transcript's unread lines are read first,
+    /// so the session is created from them (its start time, title and project) whichever of
+    /// the two files changed first.
+    fn leader(&self, unit: &Unit) -> Option<Unit> {
+        if unit.access != Access::Snapshot {
+            return None;
+        }
+        let sid = session_id_of(&unit.path)?;
+        let transcript = unit.path.with_file_name(format!("{sid}.jsonl"));
+        Some(Unit::lines(SourceId::FactoryDroid, transcript))
     }
 
     /// A session's transcript and settings are folded together — by session id, not by

@@ -13,9 +13,9 @@ pub mod mutator;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use opensyncd::aggregate::{MemoryUsageKeys, SessionState};
+use opensyncd::fold::{self, MemoryStore, Mode};
 use opensyncd::model::{SourceId, json_hash};
-use opensyncd::plan::{Shaping, fold_session, group_by_session};
+use opensyncd::plan::Shaping;
 use opensyncd::pricing::Pricing;
 use opensyncd::redact::Redactor;
 use opensyncd::sources::{LineParser, ParseOptions, Record, Unit, line_parser};
@@ -106,16 +106,17 @@ fn shaping() -> &'static Shaping {
     })
 }
 
-/// Runs parser output through the daemon's pure planning pipeline (no ledger).
+/// Runs parser output through the daemon's pure planning pipeline (no ledger): the fold (one
+/// unit, in memory) → shaping → hashing.
 pub fn pipeline(source: SourceId, records: Vec<Record>) {
     let shaping = shaping();
-    let mut keys = MemoryUsageKeys::default();
-    for (sid, records) in group_by_session(records) {
-        let mut state = SessionState::new(source, sid);
-        for msg in fold_session(&mut state, records, &mut keys) {
+    let mut store = MemoryStore::default();
+    for touched in fold::fold_unit(&mut store, source, 1, &[], Mode::Append, records) {
+        for msg in touched.messages {
             let shaped = shaping.message(msg);
             let _ = json_hash(&shaped);
         }
+        let state = fold::session_state(&mut store, source, &touched.session_id);
         let payload = shaping.session(&state);
         let _ = json_hash(&payload);
     }
