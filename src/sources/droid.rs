@@ -59,11 +59,12 @@
 //! split, so a session that switched models is priced at the one it uses now (ccusage does
 //! the same); the provider is `providerLock` (`apiProviderLock` in 2025 files);
 //! the explicit duration is `assistantActiveTimeMs`. Droid records no cost. The settings carry
-//! no time of activity (`providerLockTimestamp` is when the provider was locked); their facts
-//! take the time of the transcript's first message, so that whichever of the two files is read
-//! first, the session is created with its true `createdAt`. A settings file saved before its
-//! transcript holds a message waits (it is read again on its next save or the next scan); one
-//! without a transcript at all falls back to `providerLockTimestamp`.
+//! no time of activity (`providerLockTimestamp` is when the provider was locked). So that the
+//! session is created from its transcript (start time, title, project) whichever file changed
+//! first: the settings unit names the transcript as its leader (read first); its facts carry
+//! the transcript's first message time; a settings file saved before its transcript holds a
+//! message waits (it is read again on its next save or the next scan); one without a
+//! transcript at all falls back to `providerLockTimestamp`.
 
 use std::path::{Path, PathBuf};
 
