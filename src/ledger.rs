@@ -25,7 +25,7 @@ use crate::tail::Checkpoint;
 
 /// Bumped when a stored value's shape changes incompatibly. Version 1 (before the one fold)
 /// is migrated in place: what the server acknowledged is kept, the fold is rebuilt by reading
-/// every unit again (see [`Ledger::migrate_v1`]); anything else unknown is set aside.
+/// every unit again (see `Ledger::migrate_v1`); anything else unknown is set aside.
 pub const SCHEMA_VERSION: u64 = 2;
 
 /// A ledger failure.
