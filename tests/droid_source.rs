@@ -177,17 +177,33 @@ fn thinking_is_opt_in_and_tool_calls_can_be_switched_off() {
             .unwrap()
             .iter()
             .flat_map(|m| m["parts"].as_array().unwrap())
-            .filter(|p| p["type"] == "reasoning")
-            .map(|p| p["content"].as_str().unwrap().to_string())
+            .filter_map(|p| p["content"].as_str()?.strip_prefix("[thinking]\n"))
+            .map(str::to_string)
             .collect()
     };
-    // A: an Anthropic thinking block; C: an OpenAI-compatible reasoning field on a line that
-    // otherwise holds only a tool call. Redacted thinking has no text and stays out.
+    // Thinking goes out as marked text parts. A: an Anthropic thinking block; C: an
+    // OpenAI-compatible reasoning field on a line that otherwise holds only a tool call.
+    // Redacted thinking has no text and stays out.
     assert_eq!(
         reasoning(A),
         ["A flaky retry test usually depends on wall-clock timing. Read the test."]
     );
     assert_eq!(reasoning(C), ["Read the diff before judging it."]);
+    // Everything drawn (issue 11 item 9): every message has a part the dashboard renders, and
+    // no result shows as a literal `{ "result": "" }`.
+    for s in &sessions {
+        for m in s["messages"].as_array().unwrap() {
+            let parts = m["parts"].as_array().unwrap();
+            assert!(!parts.is_empty(), "{m}");
+            for p in parts {
+                assert!(
+                    ["text", "tool-call", "tool-result"].contains(&p["type"].as_str().unwrap()),
+                    "{p}"
+                );
+                assert_ne!(p["content"], json!({"result": ""}), "{m}");
+            }
+        }
+    }
 
     let home = fixture_home().with_env("OPENSYNCD_SYNC_TOOL_CALLS", "false");
     let (sessions, _) = export(&home, &[]);

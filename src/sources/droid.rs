@@ -19,7 +19,7 @@
 //!   injected context, not typed text, and are dropped); `tool_result` blocks are `tool-result`
 //!   parts of that message (role `tool` when the line has no text); `thinking` blocks and
 //!   `chatCompletionReasoningContent` (OpenAI-compatible providers; *unverified* field) are
-//!   `reasoning` parts only with `sync_thinking`; every `tool_use` block is a message of its
+//!   marked thinking parts (`Part::thinking`) only with `sync_thinking`; every `tool_use` block is a message of its
 //!   own (see ids); images and `redacted_thinking` carry nothing renderable and are skipped;
 //! - `todo_state`, `compaction_state`, `agent_turn_outcome`: nothing to send, only their time
 //!   widens the session's span; any other type is skipped (so is a `message` line whose
@@ -369,7 +369,7 @@ impl DroidParser {
                 }
                 "thinking" if self.opts.sync_thinking => {
                     if let Some(t) = non_blank(block.get("thinking")) {
-                        parts.push(Part::reasoning(t));
+                        parts.push(Part::thinking(t));
                     }
                 }
                 "tool_use" if self.opts.sync_tool_calls => {
@@ -388,7 +388,7 @@ impl DroidParser {
         if self.opts.sync_thinking
             && let Some(t) = non_blank(msg.get("chatCompletionReasoningContent"))
         {
-            parts.insert(0, Part::reasoning(t));
+            parts.insert(0, Part::thinking(t));
         }
 
         let mut facts = self.facts(at);
@@ -868,8 +868,8 @@ mod tests {
             messages(&on)[0].parts,
             [
                 Part::text("ok"),
-                Part::reasoning("why"),
-                Part::reasoning("hmm")
+                Part::thinking("why"),
+                Part::thinking("hmm")
             ]
         );
     }
