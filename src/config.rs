@@ -96,6 +96,9 @@ pub struct Config {
     /// pi agent dirs (override `PI_CODING_AGENT_DIR` / `~/.pi/agent`).
     #[serde(deserialize_with = "string_or_list")]
     pub pi_dirs: Vec<String>,
+    /// Factory Droid dirs (override `~/.factory`).
+    #[serde(deserialize_with = "string_or_list")]
+    pub droid_dirs: Vec<String>,
     /// A TOML file of model prices that overrides the bundled table.
     pub pricing_file: Option<String>,
     /// Glob patterns of files, directories and project paths never read or sent.
@@ -135,6 +138,7 @@ impl Default for Config {
             opencode_dirs: Vec::new(),
             opencode_db: None,
             pi_dirs: Vec::new(),
+            droid_dirs: Vec::new(),
             pricing_file: None,
             exclude: Vec::new(),
             prices_url: None,
@@ -189,6 +193,7 @@ pub const SETTABLE_KEYS: &[&str] = &[
     "opencode_dirs",
     "opencode_db",
     "pi_dirs",
+    "droid_dirs",
     "pricing_file",
     "exclude",
     "prices_url",
@@ -266,6 +271,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "pi_dirs",
         "pi agent dirs (default: PI_CODING_AGENT_DIR, else ~/.pi/agent)",
+    ),
+    (
+        "droid_dirs",
+        "Factory Droid dirs, each with sessions/ (default: ~/.factory)",
     ),
     (
         "opencode_db",
@@ -1107,6 +1116,7 @@ impl Config {
             SourceId::CodexCli => &self.codex_dirs,
             SourceId::OpenCode => &self.opencode_dirs,
             SourceId::Pi => &self.pi_dirs,
+            SourceId::FactoryDroid => &self.droid_dirs,
         }
     }
 

@@ -21,15 +21,19 @@ pub enum SourceId {
     /// pi coding agent (`~/.pi/agent/sessions`).
     #[serde(rename = "pi")]
     Pi,
+    /// Factory Droid (`~/.factory/sessions`).
+    #[serde(rename = "factory-droid")]
+    FactoryDroid,
 }
 
 impl SourceId {
     /// Every source, in display order.
-    pub const ALL: [SourceId; 4] = [
+    pub const ALL: [SourceId; 5] = [
         SourceId::ClaudeCode,
         SourceId::CodexCli,
         SourceId::OpenCode,
         SourceId::Pi,
+        SourceId::FactoryDroid,
     ];
 
     /// The `source` string sent to the server.
@@ -39,6 +43,7 @@ impl SourceId {
             SourceId::CodexCli => "codex-cli",
             SourceId::OpenCode => "opencode",
             SourceId::Pi => "pi",
+            SourceId::FactoryDroid => "factory-droid",
         }
     }
 
@@ -49,6 +54,7 @@ impl SourceId {
             "codex-cli" | "codex" => Some(SourceId::CodexCli),
             "opencode" | "open-code" => Some(SourceId::OpenCode),
             "pi" => Some(SourceId::Pi),
+            "factory-droid" | "droid" | "factory" => Some(SourceId::FactoryDroid),
             _ => None,
         }
     }

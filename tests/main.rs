@@ -12,6 +12,7 @@ mod cli;
 mod client;
 mod codex_source;
 mod daemon;
+mod droid_source;
 mod emulation;
 mod exclude;
 mod fold_property;

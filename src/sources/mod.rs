@@ -9,6 +9,7 @@
 
 pub mod claude;
 pub mod codex;
+pub mod droid;
 pub mod opencode;
 pub mod pi;
 
@@ -347,6 +348,7 @@ pub static REGISTRY: &[&dyn Source] = &[
     &codex::Codex,
     &opencode::OpenCode,
     &pi::Pi,
+    &droid::FactoryDroid,
 ];
 
 /// The source with this id.
