@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::flow::{Flow, FlowOptions};
 use crate::fold::{self, Mode};
 use crate::keyed_locks::KeyedLocks;
 use crate::ledger::{Commit, FileRecord, Ledger, LedgerError, LedgerStore};
@@ -146,7 +147,13 @@ pub struct Engine {
     pub(crate) start_ms: i64,
     /// The sessions `/sync/sessions/list` named, once asked (the batch transport only).
     pub(crate) server_sessions: Mutex<Option<HashSet<String>>>,
+    /// The pool every request goes through: adaptive concurrency and the retry budget.
+    pub flow: Flow,
 }
+
+/// Requests in flight at most when the configuration does not say (a Convex deployment on
+/// the small plans runs 16 mutations at once).
+pub const DEFAULT_REQUESTS_IN_FLIGHT: usize = 16;
 
 /// The wall clock in epoch ms (the system's).
 pub fn now_ms() -> i64 {
@@ -179,6 +186,7 @@ impl Engine {
             start_ms: clock.now_ms(),
             clock,
             server_sessions: Mutex::new(None),
+            flow: Flow::new(FlowOptions::with_max(DEFAULT_REQUESTS_IN_FLIGHT)),
         }
     }
 
