@@ -145,7 +145,9 @@ impl Backlog {
                             self.scanned.push_back(unit);
                         }
                     }
-                    Err(err) => tracing::error!(%err, "unreadable entry in the scan backlog; skipped (the next scan finds it)"),
+                    Err(err) => {
+                        tracing::error!(%err, "unreadable entry in the scan backlog; skipped (the next scan finds it)")
+                    }
                 },
                 Err(err) => {
                     tracing::error!(%err, "reading the scan backlog failed; the rest waits for the next scan");

@@ -468,7 +468,13 @@ impl Engine {
             file.unit = Some(unit.clone());
             commit.files.push((unit_key, file));
         }
-        if let Err(outcome) = self.deliver(&client, works, &mut commit).await {
+        // The requests of a long read go first when the pool is full: its messages are sent one
+        // after the other, so it is what the whole backfill waits for at the end.
+        let requests: usize = works.iter().map(|w| w.messages.len() + 2).sum();
+        let delivered =
+            crate::flow::with_priority(requests as u64, self.deliver(&client, works, &mut commit))
+                .await;
+        if let Err(outcome) = delivered {
             return Ok(outcome);
         }
         self.ledger.commit(&commit)?;

@@ -15,9 +15,16 @@
 //!   backoff — so an outage costs a few requests a minute however many sessions are waiting —
 //!   and the first success lifts it at once (full speed again, the limit untouched by 5xx).
 //!
-//! It decides nothing about what is sent or in which order; `push::retry_paced` holds the
-//! permits and the per-request backoff.
+//! - **Longest first.** Requests waiting for a slot are served by priority — the number of
+//!   requests the read they belong to sends ([`with_priority`]) — then in arrival order. A
+//!   session's messages go one after the other, so a 200-message session is the critical path
+//!   of a backfill: its next message must not queue behind one-message sessions.
+//!
+//! It decides nothing about what is sent; `push::retry_paced` holds the permits and the
+//! per-request backoff.
 
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -71,6 +78,21 @@ struct State {
     /// While down: no probe before this.
     next_probe: Option<Instant>,
     rng: rand::rngs::StdRng,
+    /// Requests waiting for a slot, in the order they are served: highest priority first,
+    /// then first come.
+    waiting: BTreeSet<(Reverse<u64>, u64)>,
+    next_ticket: u64,
+}
+
+tokio::task_local! {
+    /// The priority of the requests sent by the current task (see [`with_priority`]).
+    static PRIORITY: u64;
+}
+
+/// Runs `work` with its requests served at `priority` (higher first) when they wait for a
+/// slot; requests sent outside such a scope have priority 0.
+pub async fn with_priority<F: std::future::Future>(priority: u64, work: F) -> F::Output {
+    PRIORITY.scope(priority, work).await
 }
 
 /// How a request that held a permit ended.
@@ -107,6 +129,8 @@ impl Flow {
                 failures_in_row: 0,
                 next_probe: None,
                 rng: rand::rngs::StdRng::from_rng(&mut rand::rng()),
+                waiting: BTreeSet::new(),
+                next_ticket: 0,
             }),
             changed: Notify::new(),
         }
@@ -133,9 +157,22 @@ impl Flow {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for a slot: below the current limit, and while the server is down, for the
-    /// single probe slot once the probe delay has passed.
+    /// Waits for a slot: below the current limit, first in the waiting order, and while the
+    /// server is down, for the single probe slot once the probe delay has passed.
     pub async fn acquire(&self) -> Permit<'_> {
+        let priority = PRIORITY.try_with(|p| *p).unwrap_or(0);
+        let place = {
+            let mut s = self.lock();
+            let place = (Reverse(priority), s.next_ticket);
+            s.next_ticket += 1;
+            s.waiting.insert(place);
+            place
+        };
+        // Leaves the line however this ends (a caller that stops waiting included).
+        let mut in_line = InLine {
+            flow: self,
+            place: Some(place),
+        };
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -143,16 +180,25 @@ impl Flow {
             let wait_until = {
                 let mut s = self.lock();
                 match s.admit(Instant::now()) {
-                    Admit::Now => {
+                    Admit::Now if s.waiting.first() == Some(&place) => {
+                        s.waiting.remove(&place);
+                        in_line.place = None;
                         s.in_flight += 1;
-                        return Permit {
+                        let more = !s.waiting.is_empty() && s.in_flight < s.cap();
+                        let permit = Permit {
                             flow: self,
                             epoch: s.epoch,
                             ended: false,
                         };
+                        drop(s);
+                        if more {
+                            // The next in line may fit too.
+                            self.changed.notify_waiters();
+                        }
+                        return permit;
                     }
+                    Admit::Now | Admit::WhenFreed => None,
                     Admit::At(t) => Some(t),
-                    Admit::WhenFreed => None,
                 }
             };
             match wait_until {
@@ -268,6 +314,21 @@ impl State {
     }
 }
 
+/// A place in the line for a slot; leaving it (by dropping) lets the next one go.
+struct InLine<'a> {
+    flow: &'a Flow,
+    place: Option<(Reverse<u64>, u64)>,
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        if let Some(place) = self.place.take() {
+            self.flow.lock().waiting.remove(&place);
+            self.flow.changed.notify_waiters();
+        }
+    }
+}
+
 impl Permit<'_> {
     /// Releases the slot and tells the pool how the request ended.
     pub fn end(mut self, ended: Ended) {
@@ -364,7 +425,45 @@ mod tests {
         assert_eq!(flow.limit(), 1);
         flow.acquire().await.end(Ended::Success);
         assert!(!flow.is_down());
-        assert_eq!(flow.limit(), 16, "5xx never shrank the pool: back to full speed");
+        assert_eq!(
+            flow.limit(),
+            16,
+            "5xx never shrank the pool: back to full speed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_requests_are_served_highest_priority_first_then_in_arrival_order() {
+        let flow = std::sync::Arc::new(Flow::new(opts(1)));
+        let held = flow.acquire().await;
+        let served = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (name, priority) in [("short-a", 1), ("long", 200), ("short-b", 1), ("none", 0)] {
+            let (flow, served) = (flow.clone(), served.clone());
+            tasks.push(tokio::spawn(with_priority(priority, async move {
+                let permit = flow.acquire().await;
+                served.lock().unwrap().push(name);
+                permit.end(Ended::Success);
+            })));
+            // Each is in line before the next arrives.
+            tokio::task::yield_now().await;
+        }
+        // One that gives up waiting leaves the line without blocking it.
+        let quitter = {
+            let flow = flow.clone();
+            tokio::spawn(with_priority(500, async move {
+                let _ = tokio::time::timeout(Duration::from_secs(1), flow.acquire()).await;
+            }))
+        };
+        quitter.await.unwrap();
+        held.end(Ended::Success);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            *served.lock().unwrap(),
+            ["long", "short-a", "short-b", "none"]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -878,12 +878,16 @@ mod tests {
         for attempt in 0..60 {
             let d = b.next_delay(None);
             // 100 ms × 2^attempt, capped at 8 s.
-            let ceiling = Duration::from_millis(100u64 << attempt.min(20)).min(Duration::from_secs(8));
+            let ceiling =
+                Duration::from_millis(100u64 << attempt.min(20)).min(Duration::from_secs(8));
             assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
         }
         assert!(b.next_delay(Some(Duration::from_secs(1))) >= Duration::from_secs(1));
         let long = b.next_delay(Some(Duration::from_secs(3600)));
-        assert!(long >= Duration::from_secs(8) && long <= Duration::from_secs(120), "{long:?}");
+        assert!(
+            long >= Duration::from_secs(8) && long <= Duration::from_secs(120),
+            "{long:?}"
+        );
     }
 
     #[test]
@@ -904,9 +908,15 @@ mod tests {
         assert!(status(503, None).is_overload());
         assert!(status(500, Some(2)).is_overload());
         assert!(network(true).is_overload());
-        assert!(!status(500, None).is_overload(), "an OCC conflict is not overload");
+        assert!(
+            !status(500, None).is_overload(),
+            "an OCC conflict is not overload"
+        );
         assert!(!status(502, None).is_overload());
-        assert!(!network(false).is_overload(), "a dropped connection is not overload");
+        assert!(
+            !network(false).is_overload(),
+            "a dropped connection is not overload"
+        );
     }
 
     #[test]

@@ -244,7 +244,10 @@ impl Pending {
             due.sort();
             hints.push(Hint::Changed(due));
         }
-        if self.rescan.as_ref().is_some_and(|(_, at)| *at + debounce <= now)
+        if self
+            .rescan
+            .as_ref()
+            .is_some_and(|(_, at)| *at + debounce <= now)
             && let Some((reason, _)) = self.rescan.take()
         {
             hints.push(Hint::Rescan(reason));
@@ -265,7 +268,9 @@ fn debounce_loop(
     let mut pending = Pending::default();
     loop {
         let received = match pending.next_due(debounce) {
-            None => raw.recv().map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
+            None => raw
+                .recv()
+                .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
             Some(due) => raw.recv_timeout(due.saturating_duration_since(Instant::now())),
         };
         match received {
