@@ -271,10 +271,17 @@ impl Env {
     fn new(o: &Opts, home: &Path, name: &str) -> Env {
         let state = o.work.join(format!("state-{name}"));
         let _ = std::fs::remove_dir_all(&state);
+        // Experiments: `BENCH_DAEMON_ENV="K=V,K2=V2"` is passed to every opensyncd started.
+        let extra = std::env::var("BENCH_DAEMON_ENV")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Env {
             home: home.to_path_buf(),
             state,
-            extra: Vec::new(),
+            extra,
         }
     }
 
@@ -722,8 +729,19 @@ fn backfill(o: &Opts) {
             let daemon = env.spawn(o, &format!("backfill-{transport}.log"));
             let pid = daemon.id();
             let mut peak = 0;
+            let trace = std::env::var_os("BENCH_TRACE_RATE").is_some();
+            let mut last = Instant::now();
             let done = emu.wait_for(Duration::from_secs(3600), |e| {
                 peak = peak.max(proc_field(pid, "status", "VmHWM"));
+                if trace && last.elapsed() >= Duration::from_secs(2) {
+                    last = Instant::now();
+                    eprintln!(
+                        "{:5.1} s: {} messages, RSS {} MiB",
+                        t0.elapsed().as_secs_f64(),
+                        e.message_count(),
+                        proc_field(pid, "status", "VmRSS") / 1024
+                    );
+                }
                 e.message_count() >= want
             });
             let wall = t0.elapsed().as_secs_f64();

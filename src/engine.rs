@@ -155,6 +155,12 @@ pub struct Engine {
 /// the small plans runs 16 mutations at once).
 pub const DEFAULT_REQUESTS_IN_FLIGHT: usize = 16;
 
+/// Bytes of complete lines read from a unit at a time. A read's records, plans and payloads
+/// take several times its bytes until the server acknowledged them, and up to two units per
+/// request slot are in flight, so this bounds the backfill's memory; 1 MiB is still a few
+/// hundred messages per ledger commit.
+pub const DEFAULT_CHUNK_BYTES: usize = 1024 * 1024;
+
 /// The wall clock in epoch ms (the system's).
 pub fn now_ms() -> i64 {
     crate::clock::system_ms()
@@ -176,7 +182,7 @@ impl Engine {
             parse,
             shaping,
             client: std::sync::RwLock::new(client),
-            chunk_bytes: 4 * 1024 * 1024,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
             batch: false,
             max_line_bytes,
             counters: Mutex::new(Counters::default()),

@@ -405,7 +405,7 @@ impl Ledger {
         // a second.
         let config = sled::Config::new()
             .path(dir)
-            .cache_capacity(8 * 1024 * 1024)
+            .cache_capacity(4 * 1024 * 1024)
             .flush_every_ms(Some(30_000))
             .mode(sled::Mode::LowSpace);
         // Another process never holds sled's own file lock (the single-instance lock is taken
