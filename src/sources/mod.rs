@@ -9,6 +9,8 @@
 
 pub mod claude;
 pub mod codex;
+pub mod cursor;
+pub mod cursor_spool;
 pub mod opencode;
 
 use std::path::{Path, PathBuf};
