@@ -9,6 +9,7 @@ mod claude_source;
 mod cli;
 mod client;
 mod codex_source;
+mod cursor_source;
 mod daemon;
 mod emulation;
 mod fold_property;

@@ -36,15 +36,18 @@
 //! so whatever the daemon saw at any moment is consistent with that order. The rules:
 //!
 //! - **Prompts** (`beforeSubmitPrompt`, one per `generation_id`): bound to the first user line,
-//!   not yet bound, written after the event, whose prompt text matches (whitespace-normalised).
-//!   A bound line takes the event's message id and time. If instead the last user line written
-//!   *before* the event matches it (a build that writes the line before running the hook), the
-//!   event is covered by that line and adds nothing. Otherwise the event is a message of its
-//!   own (`<id>:<generation>:prompt`) — the transcript has not caught up, or is disabled.
-//! - **Replies** (`afterAgentResponse`, the n-th of a generation): the same rule within the
-//!   assistant lines of the generation's turn (after its prompt line, before the next user
-//!   line); text matches when equal after normalisation, or when one contains the other and
-//!   is at least 32 bytes. Unbound: a message `<id>:<generation>:reply:<n>`.
+//!   not yet bound, written after the event, whose prompt text matches (whitespace-normalised;
+//!   or, for prompts of 16+ bytes, contained in the line's text). A bound line takes the
+//!   event's message id and time. Cursor runs this hook before it submits the prompt, so the
+//!   line always comes after; a build that wrote it before would show that prompt twice.
+//!   Unbound, the event is a message of its own (`<id>:<generation>:prompt`) — the transcript
+//!   has not caught up, or is disabled.
+//! - **Replies** (`afterAgentResponse`, the n-th of a generation), within the assistant lines
+//!   of the generation's turn (after its prompt line, before the next user line), text
+//!   matching when equal after normalisation, or when one contains the other and is at least
+//!   32 bytes: a line written *before* the event covers it (the event adds nothing: the line
+//!   was already sent under its own id); else the first line written *after* it is bound;
+//!   else the event is a message `<id>:<generation>:reply:<n>`.
 //! - So a message learnt first from the spool keeps its id and time when the transcript line
 //!   arrives (the line takes them over), and a line sent before its event arrived is never
 //!   re-labelled (the event yields). Nothing is sent twice in either arrival order.
@@ -609,8 +612,13 @@ impl<'a> Merge<'a> {
         !self.bound.contains_key(&pos) && !self.covering.contains(&pos)
     }
 
-    /// Among `candidates`, the first free line written after the event (`Bind`), else the
-    /// first free line written before it (`Cover`), whose entry `matches`.
+    /// Among `candidates`, the first free line written before the event whose entry `matches`
+    /// (`Cover`), else the first such line written after it (`Bind`).
+    ///
+    /// Cover is tried first because it depends only on lines that existed when the event was
+    /// spooled, so the decision is the same at every read that sees the event; a Bind can
+    /// only appear later (when its line is written), never be taken back. Hence a message id
+    /// once emitted is emitted by every later read.
     fn place(
         &self,
         candidates: impl Iterator<Item = usize> + Clone,
@@ -618,15 +626,17 @@ impl<'a> Merge<'a> {
         matches: impl Fn(&Entry) -> bool,
     ) -> Option<Placement> {
         let ok = |p: &usize| self.free(*p) && matches(&self.lines[*p].entry);
+        let written_before = |p: &usize| self.lines[*p].end <= spooled_at;
         candidates
             .clone()
-            .find(|p| self.lines[*p].end > spooled_at && ok(p))
-            .map(Placement::Bind)
+            .filter(written_before)
+            .find(ok)
+            .map(Placement::Cover)
             .or_else(|| {
                 candidates
-                    .filter(|p| self.lines[*p].end <= spooled_at)
+                    .filter(|p| !written_before(p))
                     .find(ok)
-                    .map(Placement::Cover)
+                    .map(Placement::Bind)
             })
     }
 
@@ -654,41 +664,29 @@ impl<'a> Merge<'a> {
             Entry::User { query, full } => prompt_matches(prompt, query, full),
             _ => false,
         };
-        // A line written before the event can only stand for it if it is the last user line
-        // before the event (a build that writes the prompt line before running the hook).
+        // Only a line written after the event: Cursor runs this hook before it submits (and
+        // records) the prompt. A line written before could as well be an earlier identical
+        // prompt ("continue") from before the hooks were installed.
         let spooled_at = ev.transcript_bytes.unwrap_or(0);
-        let last_before = self
-            .users
-            .iter()
-            .copied()
-            .rfind(|p| self.lines[*p].end <= spooled_at);
-        let after = self
-            .users
-            .iter()
-            .copied()
-            .filter(|p| self.lines[*p].end > spooled_at);
-        let placement = self.place(last_before.into_iter().chain(after), spooled_at, matches);
+        let line = self.users.iter().copied().find(|&p| {
+            self.lines[p].end > spooled_at && self.free(p) && matches(&self.lines[p].entry)
+        });
         let message_id = format!("{}:{generation}:prompt", self.id);
-        match placement {
-            Some(Placement::Bind(p) | Placement::Cover(p)) => {
-                if matches!(placement, Some(Placement::Bind(_))) {
-                    let at = ev.received_ms;
-                    self.bound.insert(p, Binding { id: message_id, at });
-                } else {
-                    self.covering.insert(p);
-                }
-                self.turn_of_gen.insert(generation.clone(), p);
-                self.gen_of_turn.insert(p, generation);
-            }
-            None => self.spooled.push(Draft {
+        let Some(line) = line else {
+            self.spooled.push(Draft {
                 id: message_id,
                 role: Role::User,
                 text: Some(prompt.trim().to_string()),
                 extra: Vec::new(),
                 model: None,
                 at: ev.received_ms,
-            }),
-        }
+            });
+            return;
+        };
+        let at = ev.received_ms;
+        self.bound.insert(line, Binding { id: message_id, at });
+        self.turn_of_gen.insert(generation.clone(), line);
+        self.gen_of_turn.insert(line, generation);
     }
 
     fn reply(&mut self, ev: &SpoolEvent, generation: String) {

@@ -1,0 +1,480 @@
+//! Cursor: the transcript + hook-spool merge (a model of how Cursor and its hooks write, read at
+//! arbitrary moments: every message id ever emitted survives with the same `createdAt`, and
+//! nothing is emitted twice in either arrival order), our own real-shaped fixtures
+//! (`tests/fixtures/cursor`, figures derived independently by `expected.py`), the hook's
+//! answers, spool appends and concurrency, and garbage input.
+
+use std::collections::{HashMap, HashSet};
+
+use opensyncd::model::{MessagePayload, Role};
+use opensyncd::sources::cursor::{Transcript, conversation_records};
+use opensyncd::sources::cursor_spool::parse_spool;
+use opensyncd::sources::{ParseOptions, Record};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const CID: &str = "3f2b8c1e-5d4a-4e7b-9c60-2a1d8e4f7b93";
+
+/// The files of one conversation as Cursor and the hook write them, in memory.
+#[derive(Default, Clone)]
+struct World {
+    transcript: Vec<u8>,
+    transcript_created: Option<i64>,
+    spool: Vec<u8>,
+    clock: i64,
+}
+
+impl World {
+    fn tick(&mut self) -> i64 {
+        self.clock += 1000;
+        1_767_225_600_000 + self.clock
+    }
+
+    /// A hook event, spooled with the transcript's current size (as the hook measures it).
+    fn hook(&mut self, event: &str, mut payload: Value) {
+        let at = self.tick();
+        payload["conversation_id"] = json!(CID);
+        payload["hook_event_name"] = json!(event);
+        let line = json!({
+            "v": 1, "received_ms": at, "event": event,
+            "transcript_bytes": self.transcript.len(), "payload": payload,
+        });
+        self.spool.extend(serde_json::to_vec(&line).unwrap());
+        self.spool.push(b'\n');
+    }
+
+    /// A transcript line.
+    fn line(&mut self, v: Value) {
+        let at = self.tick();
+        self.transcript_created.get_or_insert(at);
+        self.transcript.extend(serde_json::to_vec(&v).unwrap());
+        self.transcript.push(b'\n');
+    }
+
+    fn read(&self, opts: ParseOptions) -> Vec<MessagePayload> {
+        let main = self
+            .transcript_created
+            .map(|created| Transcript::parse(CID, &self.transcript, created));
+        let (events, bad) = parse_spool(&self.spool);
+        assert_eq!(bad, 0);
+        conversation_records(CID, main.as_ref(), &[], &events, opts)
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Message(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn user_line(prompt: &str) -> Value {
+    json!({"role": "user", "message": {"content": [{"type": "text",
+        "text": format!("<user_info>OS: linux</user_info>\n<user_query>\n{prompt}\n</user_query>")}]}})
+}
+
+fn assistant_line(text: Option<&str>, tool: Option<(&str, Value)>) -> Value {
+    let mut content = Vec::new();
+    if let Some(t) = text {
+        content.push(json!({"type": "text", "text": t}));
+    }
+    if let Some((name, input)) = tool {
+        content.push(json!({"type": "tool_use", "name": name, "input": input}));
+    }
+    json!({"role": "assistant", "message": {"content": content}})
+}
+
+/// One action of the world, in one of two queues (the hook's, Cursor's transcript writer).
+#[derive(Debug, Clone)]
+enum Action {
+    Hook(&'static str, Value),
+    Line(Value),
+}
+
+/// A generated conversation: the actions of each queue, and which must precede which.
+#[derive(Debug, Clone)]
+struct Script {
+    hooks: Vec<Action>,
+    lines: Vec<Action>,
+    /// (hook index, line index): the hook comes before the line.
+    hook_before_line: Vec<(usize, usize)>,
+    /// (line index, hook index): the line comes before the hook.
+    line_before_hook: Vec<(usize, usize)>,
+    prompts: usize,
+    replies: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct TurnSpec {
+    prompt: usize,
+    steps: Vec<bool>,
+    reply_hook_first: bool,
+    tool_hooks_first: bool,
+}
+
+const PROMPTS: [&str; 4] = [
+    "continue",
+    "fix the failing tests in the parser",
+    "continue",
+    "add a CSV export to the report page",
+];
+
+/// Builds the actions of `turns`: hooks from turn `hooked_from` on, transcripts on or off.
+/// A prompt line is written after its hook (Cursor runs `beforeSubmitPrompt` before it
+/// submits the prompt); replies and tool calls are flushed before or after their hooks, and
+/// the transcript may lag any number of turns behind the hooks. The turns before the hooks
+/// were installed are on disk by the time they are (installing takes the user a while).
+fn script(turns: &[TurnSpec], hooked_from: usize, transcripts: bool) -> Script {
+    let mut s = Script {
+        hooks: Vec::new(),
+        lines: Vec::new(),
+        hook_before_line: Vec::new(),
+        line_before_hook: Vec::new(),
+        prompts: 0,
+        replies: Vec::new(),
+    };
+    let mut last_stop: Option<usize> = None;
+    for (k, turn) in turns.iter().enumerate() {
+        let hooked = k >= hooked_from;
+        let generation = format!("gen-{k}");
+        let prompt = PROMPTS[turn.prompt % PROMPTS.len()];
+        let reply = format!("Done with step {k}: the change is in place and the tests pass.");
+        if hooked || transcripts {
+            s.prompts += 1;
+            s.replies.push(reply.clone());
+        }
+        let mut hook = |s: &mut Script, event: &'static str, payload: Value| {
+            let mut payload = payload;
+            payload["generation_id"] = json!(generation);
+            payload["model"] = json!("claude-4.5-sonnet");
+            payload["workspace_roots"] = json!(["/home/dev/shop"]);
+            s.hooks.push(Action::Hook(event, payload));
+            s.hooks.len() - 1
+        };
+        let prompt_hook =
+            hooked.then(|| hook(&mut s, "beforeSubmitPrompt", json!({"prompt": prompt})));
+        if k == hooked_from {
+            let before: Vec<(usize, usize)> = (0..s.lines.len()).map(|l| (l, 0)).collect();
+            s.line_before_hook.extend(before);
+        }
+        let user = transcripts.then(|| {
+            s.lines.push(Action::Line(user_line(prompt)));
+            s.lines.len() - 1
+        });
+        // The user submits this prompt after the previous turn stopped.
+        if let (Some(stop), Some(u)) = (last_stop, user) {
+            s.hook_before_line.push((stop, u));
+        }
+        if let (Some(h), Some(u)) = (prompt_hook, user) {
+            s.hook_before_line.push((h, u));
+        }
+        for (j, with_tool) in turn.steps.iter().enumerate() {
+            let input = json!({"path": format!("src/file{k}_{j}.rs")});
+            let line = transcripts.then(|| {
+                let tool = with_tool.then(|| ("Read", input.clone()));
+                s.lines.push(Action::Line(assistant_line(
+                    Some(&format!("Looking at step {k}.{j}.")),
+                    tool,
+                )));
+                s.lines.len() - 1
+            });
+            if *with_tool && hooked {
+                let h = hook(
+                    &mut s,
+                    "postToolUse",
+                    json!({"tool_name": "Read",
+                    "tool_input": input, "tool_output": format!("contents {k}.{j}")}),
+                );
+                match line {
+                    Some(l) if turn.tool_hooks_first => s.hook_before_line.push((h, l)),
+                    Some(l) => s.line_before_hook.push((l, h)),
+                    None => {}
+                }
+            }
+        }
+        let final_line = transcripts.then(|| {
+            s.lines.push(Action::Line(assistant_line(
+                Some(&format!("{reply}\n\n[REDACTED]")),
+                None,
+            )));
+            s.lines.len() - 1
+        });
+        if hooked {
+            let h = hook(&mut s, "afterAgentResponse", json!({"text": reply}));
+            match final_line {
+                Some(l) if turn.reply_hook_first => s.hook_before_line.push((h, l)),
+                Some(l) => s.line_before_hook.push((l, h)),
+                None => {}
+            }
+            last_stop = Some(hook(&mut s, "stop", json!({"status": "completed"})));
+        }
+    }
+    s
+}
+
+fn turn_strategy() -> impl Strategy<Value = TurnSpec> {
+    (
+        0usize..4,
+        proptest::collection::vec(any::<bool>(), 0..3),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(prompt, steps, reply_hook_first, tool_hooks_first)| TurnSpec {
+                prompt,
+                steps,
+                reply_hook_first,
+                tool_hooks_first,
+            },
+        )
+}
+
+/// Runs `script` with queue choices from `picks` and reads where `reads` says; returns every
+/// read's messages and the final read's.
+fn play(
+    s: &Script,
+    picks: &[u8],
+    reads: &[bool],
+    opts: ParseOptions,
+) -> (Vec<Vec<MessagePayload>>, Vec<MessagePayload>) {
+    let mut world = World::default();
+    let (mut h, mut l) = (0usize, 0usize);
+    let mut snapshots = Vec::new();
+    let mut step = 0usize;
+    while h < s.hooks.len() || l < s.lines.len() {
+        let hook_ready =
+            h < s.hooks.len() && s.line_before_hook.iter().all(|&(li, hi)| hi != h || li < l);
+        let line_ready =
+            l < s.lines.len() && s.hook_before_line.iter().all(|&(hi, li)| li != l || hi < h);
+        assert!(
+            hook_ready || line_ready,
+            "the script's constraints deadlock"
+        );
+        let take_hook = match (hook_ready, line_ready) {
+            (true, true) => picks.get(step).is_none_or(|p| p % 2 == 0),
+            (hook, _) => hook,
+        };
+        let action = if take_hook {
+            h += 1;
+            &s.hooks[h - 1]
+        } else {
+            l += 1;
+            &s.lines[l - 1]
+        };
+        match action {
+            Action::Hook(event, payload) => world.hook(event, payload.clone()),
+            Action::Line(v) => world.line(v.clone()),
+        }
+        if reads.get(step).copied().unwrap_or(false) {
+            snapshots.push(world.read(opts));
+        }
+        step += 1;
+    }
+    let last = world.read(opts);
+    (snapshots, last)
+}
+
+fn by_id(msgs: &[MessagePayload]) -> HashMap<&str, &MessagePayload> {
+    let mut out = HashMap::new();
+    for m in msgs {
+        assert!(
+            out.insert(m.external_id.as_str(), m).is_none(),
+            "id {} twice in one read",
+            m.external_id
+        );
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whatever order Cursor and the hook write in, and whenever the daemon reads: every id a
+    /// read emits is emitted by every later read with the same createdAt (the server keeps the
+    /// first createdAt and never deletes), and the final read holds each prompt and reply once.
+    #[test]
+    fn reads_at_any_moment_agree_with_the_final_read(
+        turns in proptest::collection::vec(turn_strategy(), 1..5),
+        hooked_from in 0usize..5,
+        transcripts in any::<bool>(),
+        picks in proptest::collection::vec(any::<u8>(), 0..64),
+        reads in proptest::collection::vec(any::<bool>(), 0..64),
+    ) {
+        let s = script(&turns, hooked_from, transcripts);
+        let opts = ParseOptions::default();
+        let (snapshots, last) = play(&s, &picks, &reads, opts);
+        let final_ids = by_id(&last);
+        for snap in &snapshots {
+            for (id, m) in by_id(snap) {
+                let Some(f) = final_ids.get(id) else {
+                    return Err(TestCaseError::fail(format!("{id} was emitted, then dropped")));
+                };
+                prop_assert_eq!(m.created_at, f.created_at, "{} changed its createdAt", id);
+                prop_assert_eq!(m.role, f.role);
+            }
+        }
+        let users = last.iter().filter(|m| m.role == Role::User).count();
+        prop_assert_eq!(users, s.prompts, "each prompt exactly once");
+        for reply in &s.replies {
+            let n = last.iter().filter(|m| m.text_content.as_deref() == Some(reply.as_str())).count();
+            prop_assert_eq!(n, 1, "reply {:?} once", reply);
+        }
+        prop_assert!(last.iter().all(|m| m.created_at.is_some()));
+    }
+}
+
+#[test]
+fn with_hooks_the_transcript_takes_the_hook_times_ids_and_results() {
+    let turns = vec![
+        TurnSpec {
+            prompt: 1,
+            steps: vec![true, false],
+            reply_hook_first: true,
+            tool_hooks_first: false,
+        },
+        TurnSpec {
+            prompt: 3,
+            steps: vec![true],
+            reply_hook_first: false,
+            tool_hooks_first: true,
+        },
+    ];
+    let s = script(&turns, 0, true);
+    // Hooks first wherever allowed (picks all even).
+    let (_, last) = play(&s, &[0; 64], &[], ParseOptions::default());
+    let prompts: Vec<&MessagePayload> = last.iter().filter(|m| m.role == Role::User).collect();
+    assert_eq!(prompts.len(), 2);
+    assert_eq!(prompts[0].external_id, format!("{CID}:gen-0:prompt"));
+    assert_eq!(prompts[0].text_content.as_deref(), Some(PROMPTS[1]));
+    // The first hook ran at tick 1: 1_767_225_600_000 + 1000.
+    assert_eq!(prompts[0].created_at, Some(1_767_225_601_000));
+    // Reply hook before its line: the line takes the hook's id.
+    let reply0 = last
+        .iter()
+        .find(|m| {
+            m.text_content
+                .as_deref()
+                .is_some_and(|t| t.starts_with("Done with step 0"))
+        })
+        .unwrap();
+    assert_eq!(reply0.external_id, format!("{CID}:gen-0:reply:0"));
+    assert_eq!(reply0.model.as_deref(), Some("claude-4.5-sonnet"));
+    // Reply line written before its hook: the line keeps its own id (line index 3).
+    let reply1 = last
+        .iter()
+        .find(|m| {
+            m.text_content
+                .as_deref()
+                .is_some_and(|t| t.starts_with("Done with step 1"))
+        })
+        .unwrap();
+    assert!(
+        reply1.external_id.starts_with(&format!("{CID}:")),
+        "{}",
+        reply1.external_id
+    );
+    assert!(
+        !reply1.external_id.contains("gen-"),
+        "{}",
+        reply1.external_id
+    );
+    // Tool results come from postToolUse and sit right after their call.
+    let with_results: Vec<&MessagePayload> = last
+        .iter()
+        .filter(|m| m.parts.iter().any(|p| p.kind == "tool-result"))
+        .collect();
+    assert_eq!(with_results.len(), 2);
+    for m in with_results {
+        let kinds: Vec<&str> = m.parts.iter().map(|p| p.kind.as_str()).collect();
+        assert_eq!(kinds, ["text", "tool-call", "tool-result"]);
+    }
+}
+
+#[test]
+fn without_a_transcript_prompts_replies_and_tools_come_from_the_hooks() {
+    let turns = vec![TurnSpec {
+        prompt: 1,
+        steps: vec![true],
+        reply_hook_first: true,
+        tool_hooks_first: true,
+    }];
+    let s = script(&turns, 0, false);
+    let (_, last) = play(&s, &[], &[], ParseOptions::default());
+    let ids: Vec<&str> = last.iter().map(|m| m.external_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            format!("{CID}:gen-0:prompt"),
+            format!("{CID}:gen-0:reply:0")
+        ]
+    );
+    let kinds: Vec<&str> = last[1].parts.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(kinds, ["text", "tool-call", "tool-result"]);
+    assert_eq!(last[1].parts[2].content, json!({"result": "contents 0.0"}));
+}
+
+#[test]
+fn without_hooks_times_come_from_the_file_creation_and_line_positions() {
+    let turns = vec![TurnSpec {
+        prompt: 0,
+        steps: vec![false],
+        reply_hook_first: true,
+        tool_hooks_first: true,
+    }];
+    let s = script(&turns, 9, true);
+    let (_, last) = play(&s, &[], &[], ParseOptions::default());
+    let created = 1_767_225_601_000; // the first line's tick
+    let got: Vec<(String, i64)> = last
+        .iter()
+        .map(|m| (m.external_id.clone(), m.created_at.unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (format!("{CID}:0"), created),
+            (format!("{CID}:1"), created + 1),
+            (format!("{CID}:2"), created + 2),
+        ]
+    );
+}
+
+#[test]
+fn garbage_never_panics_and_is_counted() {
+    let t = Transcript::parse(CID, b"not json\n[1,2]\n{\"role\":\"user\"}\n{\"role\":7,\"message\":{\"content\":5}}\n{\"type\":\"turn_ended\",\"status\":\"ok\"}\n\n{\"partial\":", 0);
+    assert_eq!(t.malformed, 2);
+    assert!(t.lines.is_empty());
+    let (events, bad) =
+        parse_spool(b"{}\nnull\n{\"received_ms\":1,\"event\":\"stop\",\"payload\":{}}\n\xff\xfe\n");
+    assert_eq!((events.len(), bad), (1, 3));
+    assert!(conversation_records(CID, Some(&t), &[], &events, ParseOptions::default()).is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn garbage_transcripts_and_spools_never_panic(
+        transcript in proptest::collection::vec(prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..120),
+            "\\{\"role\":\"(user|assistant|system)\",\"message\":\\{\"content\":(\"x\"|\\[\\]|null|1|\\[\\{\"type\":\"(text|tool_use|thinking)\"(,\"text\":\"<user_query>a\")?\\}\\])\\}\\}".prop_map(String::into_bytes),
+        ], 0..12),
+        spool in proptest::collection::vec(prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..120),
+            "\\{\"received_ms\":(-?[0-9]{1,19}),\"event\":\"(beforeSubmitPrompt|afterAgentResponse|postToolUse|afterShellExecution|subagentStart|stop)\",\"transcript_bytes\":([0-9]{1,20}|null|-1),\"payload\":\\{\"generation_id\":\"g\",\"prompt\":\"a\",\"text\":\"a\",\"tool_name\":\"Read\",\"tool_input\":(\"\\{\"|null|1),\"subagent_id\":\"s\"\\}\\}".prop_map(String::into_bytes),
+        ], 0..12),
+        created in any::<i64>(),
+        thinking in any::<bool>(),
+    ) {
+        let join = |lines: &[Vec<u8>]| lines.iter().flat_map(|l| l.iter().copied().chain([b'\n'])).collect::<Vec<u8>>();
+        let t = Transcript::parse(CID, &join(&transcript), created);
+        let sub = Transcript::parse("s", &join(&transcript), created);
+        let (events, _) = parse_spool(&join(&spool));
+        let opts = ParseOptions { sync_thinking: thinking, sync_tool_calls: true };
+        let records = conversation_records(CID, Some(&t), &[sub], &events, opts);
+        let mut ids = HashSet::new();
+        for r in &records {
+            if let Record::Message(m) = r {
+                prop_assert!(ids.insert(m.external_id.clone()), "duplicate id {}", m.external_id);
+            }
+        }
+    }
+}
