@@ -142,7 +142,7 @@ fn script(turns: &[TurnSpec], hooked_from: usize, transcripts: bool) -> Script {
             s.prompts += 1;
             s.replies.push(reply.clone());
         }
-        let mut hook = |s: &mut Script, event: &'static str, payload: Value| {
+        let hook = |s: &mut Script, event: &'static str, payload: Value| {
             let mut payload = payload;
             payload["generation_id"] = json!(generation);
             payload["model"] = json!("claude-4.5-sonnet");
