@@ -89,6 +89,9 @@ pub struct Config {
     pub opencode_dirs: Vec<String>,
     /// OpenCode database path (overrides `OPENCODE_DB`).
     pub opencode_db: Option<String>,
+    /// Cursor dirs (override `~/.cursor`).
+    #[serde(deserialize_with = "string_or_list")]
+    pub cursor_dirs: Vec<String>,
     /// A TOML file of model prices that overrides the bundled table.
     pub pricing_file: Option<String>,
     /// Where `opensyncd prices update` downloads LiteLLM's price table from (default: LiteLLM's
@@ -124,6 +127,7 @@ impl Default for Config {
             codex_dirs: Vec::new(),
             opencode_dirs: Vec::new(),
             opencode_db: None,
+            cursor_dirs: Vec::new(),
             pricing_file: None,
             prices_url: None,
         }
@@ -200,6 +204,7 @@ pub const SETTABLE_KEYS: &[&str] = &[
     "codex_dirs",
     "opencode_dirs",
     "opencode_db",
+    "cursor_dirs",
     "pricing_file",
     "prices_url",
 ];
@@ -379,7 +384,10 @@ impl Config {
             if SourceId::parse(s).is_none() {
                 return Err(bad(
                     "sources",
-                    format!("unknown source `{s}`; valid: claude-code, codex-cli, opencode"),
+                    format!(
+                        "unknown source `{s}`; valid: {}",
+                        SourceId::ALL.map(SourceId::as_str).join(", ")
+                    ),
                 ));
             }
         }
@@ -418,6 +426,7 @@ impl Config {
             SourceId::ClaudeCode => &self.claude_dirs,
             SourceId::CodexCli => &self.codex_dirs,
             SourceId::OpenCode => &self.opencode_dirs,
+            SourceId::Cursor => &self.cursor_dirs,
         }
     }
 
@@ -518,6 +527,7 @@ pub fn parse_setting(key: &str, value: &str) -> Result<toml_edit::Value, ConfigE
         "claude_dirs",
         "codex_dirs",
         "opencode_dirs",
+        "cursor_dirs",
     ];
     let bad = |reason: String| ConfigError::Value {
         key: key.into(),

@@ -18,11 +18,19 @@ pub enum SourceId {
     /// OpenCode (JSON storage or `opencode.db`).
     #[serde(rename = "opencode")]
     OpenCode,
+    /// Cursor (agent transcripts and hook events; the dashboard's `cursor-sync`).
+    #[serde(rename = "cursor-sync")]
+    Cursor,
 }
 
 impl SourceId {
     /// Every source, in display order.
-    pub const ALL: [SourceId; 3] = [SourceId::ClaudeCode, SourceId::CodexCli, SourceId::OpenCode];
+    pub const ALL: [SourceId; 4] = [
+        SourceId::ClaudeCode,
+        SourceId::CodexCli,
+        SourceId::OpenCode,
+        SourceId::Cursor,
+    ];
 
     /// The `source` string sent to the server.
     pub fn as_str(self) -> &'static str {
@@ -30,6 +38,7 @@ impl SourceId {
             SourceId::ClaudeCode => "claude-code",
             SourceId::CodexCli => "codex-cli",
             SourceId::OpenCode => "opencode",
+            SourceId::Cursor => "cursor-sync",
         }
     }
 
@@ -39,6 +48,7 @@ impl SourceId {
             "claude-code" | "claude" | "claudecode" => Some(SourceId::ClaudeCode),
             "codex-cli" | "codex" => Some(SourceId::CodexCli),
             "opencode" | "open-code" => Some(SourceId::OpenCode),
+            "cursor-sync" | "cursor" => Some(SourceId::Cursor),
             _ => None,
         }
     }

@@ -13,6 +13,10 @@ use crate::control::{self, Request};
 /// `hook`: must return fast and never fail the tool that called it. It nudges the daemon; with
 /// no daemon it starts a background `opensyncd sync` and returns at once.
 pub(super) fn cmd_hook(paths: &Paths, event: &str, payload: Option<&str>) {
+    if event == "cursor" {
+        // `hook cursor <event>`: the second word is Cursor's event name.
+        return cursor_hook(paths, payload);
+    }
     let payload = payload.map(str::to_string).or_else(read_stdin_briefly);
     let path = payload
         .as_deref()
@@ -39,6 +43,48 @@ pub(super) fn cmd_hook(paths: &Paths, event: &str, payload: Option<&str>) {
         }
         Err(_) => {} // A busy daemon will see the change through its watcher anyway.
     }
+}
+
+/// `hook cursor <event>`: Cursor waits for the answer, so this reads the payload, spools the
+/// event, answers, and nudges a running daemon (never starts one: the daemon reads the spool
+/// whenever it runs). Whatever happens, it answers and exits 0; a problem goes to stderr.
+fn cursor_hook(paths: &Paths, event: Option<&str>) {
+    use std::io::Write;
+    let stdin = read_stdin_until_closed(Duration::from_millis(80));
+    let roots = [config::home_dir(&config::process_env).join(".cursor")];
+    let spool_dir = crate::sources::cursor::spool_dir_of(paths);
+    let outcome = crate::sources::cursor_spool::handle_hook(&spool_dir, &roots, event, &stdin);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(outcome.answer.as_bytes());
+    let _ = out.flush();
+    match outcome.spooled {
+        Ok(path) => {
+            let request = Request::Hook {
+                event: format!("cursor {}", event.unwrap_or_default()),
+                path: Some(path),
+            };
+            // The daemon answers a hook at once; its watcher would see the spool anyway.
+            let _ = control::request(paths, &request, Some(Duration::from_millis(50)));
+        }
+        Err(err) => eprintln!("opensyncd: {err}"),
+    }
+}
+
+/// Cursor writes the payload and closes stdin: read to the end, but give up after `limit` (a
+/// caller that never closes it still gets its answer).
+fn read_stdin_until_closed(limit: Duration) -> Vec<u8> {
+    if std::io::stdin().is_terminal() {
+        return Vec::new();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::stdin()
+            .take(64 * 1024 * 1024)
+            .read_to_end(&mut buf);
+        let _ = tx.send(buf);
+    });
+    rx.recv_timeout(limit).unwrap_or_default()
 }
 
 /// Claude Code passes the hook payload on stdin; read it without ever blocking the tool.

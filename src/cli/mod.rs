@@ -102,10 +102,12 @@ pub enum Command {
     /// Add (or remove) the tools' hooks that nudge the daemon right after each turn.
     Setup(SetupArgs),
     /// Called by the tools' hooks: nudges the daemon. Always fast, never fails the tool.
+    /// `hook cursor <event>` answers Cursor and records the event for the daemon.
     Hook {
-        /// The hook event (e.g. Stop, SessionEnd, codex-notify).
+        /// The hook event (e.g. Stop, SessionEnd, codex-notify), or `cursor`.
         event: String,
-        /// The hook's payload (JSON), when passed as an argument.
+        /// The hook's payload (JSON), when passed as an argument; after `cursor`, Cursor's
+        /// event name (the payload is on stdin).
         payload: Option<String>,
     },
     /// Install, remove or inspect the background service (systemd user unit / LaunchAgent).

@@ -87,10 +87,13 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use crate::model::SourceId;
 use crate::model::{MessagePayload, Part, Role, content_hash};
 use crate::sources::codex::short_title;
 use crate::sources::cursor_spool::{self, SpoolEvent, complete_lines, valid_conversation_id};
-use crate::sources::{LineError, ParseOptions, Record, SessionFacts};
+use crate::sources::{
+    LineError, ParseOptions, Record, SessionFacts, Snapshot, Source, SourceError, Unit,
+};
 
 /// The `source` string the dashboard knows Cursor by.
 pub const SOURCE: &str = "cursor-sync";
@@ -99,8 +102,80 @@ pub const SOURCE: &str = "cursor-sync";
 pub const SUBAGENT_MARKER: &str = "[subagent] ";
 
 /// Where the hook spools events: `<state dir>/cursor`.
+pub fn spool_dir_of(paths: &crate::config::Paths) -> PathBuf {
+    paths.state_dir.join("cursor")
+}
+
+/// The spool dir of the state dir `env` resolves to.
 pub fn spool_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
-    crate::config::Paths::from_env(env).state_dir.join("cursor")
+    spool_dir_of(&crate::config::Paths::from_env(env))
+}
+
+/// This process's spool dir. The spool belongs to opensyncd's state dir, which every command
+/// resolves from the same environment; the roots (`cursor_dirs`) are Cursor's own.
+fn process_spool_dir() -> PathBuf {
+    spool_dir(&crate::config::process_env)
+}
+
+/// Cursor as a [`Source`]: one snapshot unit per conversation, `path` = the Cursor root the
+/// conversation's transcripts are under, `part` = the conversation id.
+pub struct Cursor;
+
+impl Source for Cursor {
+    fn id(&self) -> SourceId {
+        SourceId::Cursor
+    }
+
+    fn default_roots(&self, _env: &dyn Fn(&str) -> Option<String>, home: &Path) -> Vec<PathBuf> {
+        // Cursor has no variable that moves `~/.cursor`.
+        vec![home.join(".cursor")]
+    }
+
+    fn watch_dirs(&self, roots: &[PathBuf]) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = roots.iter().map(|r| r.join("projects")).collect();
+        dirs.push(process_spool_dir());
+        dirs
+    }
+
+    fn scan(&self, roots: &[PathBuf]) -> Vec<Unit> {
+        scan(roots, &process_spool_dir())
+            .into_iter()
+            .map(|(root, id)| Unit::snapshot(SourceId::Cursor, root, Some(id)))
+            .collect()
+    }
+
+    fn unit_for_path(&self, path: &Path, roots: &[PathBuf]) -> Option<Unit> {
+        let (root, id) = conversation_for_path(path, roots, &process_spool_dir())?;
+        Some(Unit::snapshot(SourceId::Cursor, root, Some(id)))
+    }
+
+    fn read_snapshot(
+        &self,
+        unit: &Unit,
+        state: Option<&Value>,
+        opts: ParseOptions,
+    ) -> Result<Snapshot, SourceError> {
+        let Some(id) = unit.part.as_deref() else {
+            return Err(SourceError::Unsupported {
+                unit: unit.describe(),
+                what: "a Cursor unit without a conversation id",
+            });
+        };
+        let read = read_conversation(&unit.path, &process_spool_dir(), id, state, opts)
+            .map_err(|e| SourceError::Read(format!("Cursor conversation {id}: {e}")))?;
+        if read.malformed > 0 {
+            tracing::warn!(
+                conversation = id,
+                lines = read.malformed,
+                "skipped Cursor transcript or spool lines that do not parse"
+            );
+        }
+        Ok(Snapshot {
+            records: read.records,
+            state: read.state,
+            more: false,
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ fn append_event(
         let path = path.to_path_buf();
         move |source| SpoolError::Io { path, source }
     };
-    crate::credentials::ensure_private_dir(spool_dir).map_err(io(spool_dir))?;
+    crate::private_fs::ensure_private_dir(spool_dir).map_err(io(spool_dir))?;
     let path = spool_dir.join(format!("{conversation}.jsonl"));
     let file = std::fs::OpenOptions::new()
         .append(true)

@@ -314,7 +314,12 @@ pub trait Source: Sync {
 }
 
 /// Every source, in display order.
-pub static REGISTRY: &[&dyn Source] = &[&claude::ClaudeCode, &codex::Codex, &opencode::OpenCode];
+pub static REGISTRY: &[&dyn Source] = &[
+    &claude::ClaudeCode,
+    &codex::Codex,
+    &opencode::OpenCode,
+    &cursor::Cursor,
+];
 
 /// The source with this id.
 pub fn source(id: SourceId) -> &'static dyn Source {
