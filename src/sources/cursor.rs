@@ -69,12 +69,13 @@
 //! be reproduced, so a user switching from it keeps the sessions but gets new message rows.
 //!
 //! `createdAt`: a bound line or spool message takes its event's time. Any other transcript line
-//! takes one millisecond after the later of the previous line and the last event spooled
-//! before it was written; with no such event, the transcript's creation time (its birth time;
-//! the mtime on file systems that do not record one, which is then not stable) plus its line
-//! index. Subagent lines start at their `subagentStart` event (else their file's creation).
-//! Every input to a line's time existed when the line did, so its time never changes once
-//! sent. Session `createdAt` is the earliest time.
+//! is placed after the last event spooled before it was written: that event's time plus 1, 2, …
+//! ms for the successive lines after the same event. A line with no such event (no hooks, or
+//! before they were installed) takes the transcript's creation time (its birth time; the mtime
+//! on file systems that record none, which is then not stable) plus its line index. Subagent
+//! lines start at their `subagentStart` event (else their file's creation). Everything a
+//! line's time depends on existed when the line did, so the time never changes once sent.
+//! Session `createdAt` is the earliest time.
 //!
 //! Model: the spool's `model` (per generation for replies; the latest for the session).
 //! Project: the spool's `workspace_roots[0]`. Tokens: none exist locally (hooks and transcripts
@@ -900,22 +901,24 @@ impl<'a> Merge<'a> {
             (n > 0).then(|| anchors[n - 1].1)
         };
         let mut drafts = Vec::new();
-        let mut prev: Option<i64> = None;
+        // Unbound lines after the same event: 1, 2, … ms after it, in file order.
+        let mut rank: (Option<i64>, i64) = (None, 0);
         let mut generation: Option<&String> = None;
         for (pos, line) in self.lines.iter().enumerate() {
             if matches!(line.entry, Entry::User { .. }) {
                 generation = self.gen_of_turn.get(&pos);
             }
-            let at = match self.bound.get(&pos) {
-                Some(b) => b.at,
-                None => match (prev, anchor_before(line.end).map(|a| a.saturating_add(1))) {
-                    (Some(p), Some(a)) => p.saturating_add(1).max(a),
-                    (Some(p), None) => p.saturating_add(1),
-                    (None, Some(a)) => a,
-                    (None, None) => created_ms.saturating_add(line.index as i64),
-                },
+            let at = match (self.bound.get(&pos), anchor_before(line.end)) {
+                (Some(b), _) => b.at,
+                (None, Some(event_at)) => {
+                    rank = match rank {
+                        (Some(a), n) if a == event_at => (Some(a), n + 1),
+                        _ => (Some(event_at), 1),
+                    };
+                    event_at.saturating_add(rank.1)
+                }
+                (None, None) => created_ms.saturating_add(line.index as i64),
             };
-            prev = Some(prev.map_or(at, |p| p.max(at)));
             let message_id = match self.bound.get(&pos) {
                 Some(b) => b.id.clone(),
                 None => format!("{}:{}", self.id, line.index),
