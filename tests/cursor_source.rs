@@ -4,7 +4,8 @@
 //! (`tests/fixtures/cursor`, figures derived independently by `expected.py`), the hook's
 //! answers, spool appends and concurrency, and garbage input.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use opensyncd::model::{MessagePayload, Role};
 use opensyncd::sources::cursor::{Transcript, conversation_records};
@@ -12,6 +13,8 @@ use opensyncd::sources::cursor_spool::parse_spool;
 use opensyncd::sources::{ParseOptions, Record};
 use proptest::prelude::*;
 use serde_json::{Value, json};
+
+use crate::home::TestHome;
 
 const CID: &str = "3f2b8c1e-5d4a-4e7b-9c60-2a1d8e4f7b93";
 
@@ -475,6 +478,248 @@ proptest! {
             if let Record::Message(m) = r {
                 prop_assert!(ids.insert(m.external_id.clone()), "duplicate id {}", m.external_id);
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixtures (tests/fixtures/cursor, EXPECTED.md), through `opensyncd export`.
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cursor")
+}
+
+fn expected() -> Value {
+    serde_json::from_slice(&std::fs::read(fixture().join("expected.json")).unwrap()).unwrap()
+}
+
+/// A home with the fixture's `projects/` as `~/.cursor/projects` and its `spool/` as
+/// opensyncd's `<state>/cursor`.
+fn fixture_home() -> TestHome {
+    let home = TestHome::new();
+    crate::home::copy_dir(
+        &fixture().join("projects"),
+        &home.home.join(".cursor/projects"),
+    );
+    crate::home::copy_dir(
+        &fixture().join("spool"),
+        &home.opensyncd_home().join("state/cursor"),
+    );
+    home
+}
+
+/// `export --source cursor-sync` (extra env as given): sessions by id, and stderr.
+fn export(home: &TestHome, env: &[(&str, &str)]) -> (BTreeMap<String, Value>, String) {
+    let mut cmd = home.cmd(&["export", "--source", "cursor-sync"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sessions = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|s| (s["session"]["externalId"].as_str().unwrap().to_string(), s))
+        .collect();
+    (sessions, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Epoch ms of a file's creation (the OS's birth time of the copied fixture file).
+fn birth_ms(path: &Path) -> i64 {
+    let created = std::fs::metadata(path).unwrap().created().unwrap();
+    created
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// An expected createdAt: absolute, or relative to a copied transcript's birth time.
+fn resolve(home: &TestHome, at: &Value) -> i64 {
+    match at.get("ms") {
+        Some(ms) => ms.as_i64().unwrap(),
+        None => {
+            let rel = at["birth_of"].as_str().unwrap();
+            let rel = rel.strip_prefix("projects/").unwrap();
+            birth_ms(&home.home.join(".cursor/projects").join(rel)) + at["plus"].as_i64().unwrap()
+        }
+    }
+}
+
+#[test]
+fn export_matches_the_independently_derived_messages() {
+    let want = expected();
+    let home = fixture_home();
+    let (sessions, stderr) = export(&home, &[("OPENSYNCD_LOG_LEVEL", "debug")]);
+    let want_ids: HashSet<&str> = want
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.starts_with('_'))
+        .map(String::as_str)
+        .collect();
+    let got_ids: HashSet<&str> = sessions.keys().map(String::as_str).collect();
+    assert_eq!(
+        got_ids, want_ids,
+        "the legacy .txt transcript is not a session"
+    );
+    assert!(
+        stderr.contains("legacy .txt"),
+        "one log line says .txt files are skipped: {stderr}"
+    );
+    for (cid, session) in &sessions {
+        let w = &want[cid.as_str()];
+        let s = &session["session"];
+        assert_eq!(s["source"], "cursor-sync");
+        let messages = session["messages"].as_array().unwrap();
+        let got: HashMap<&str, &Value> = messages
+            .iter()
+            .map(|m| (m["externalId"].as_str().unwrap(), m))
+            .collect();
+        assert_eq!(got.len(), messages.len(), "{cid}: an id twice");
+        let want_msgs = w["messages"].as_array().unwrap();
+        let want_set: HashSet<&str> = want_msgs
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            got.keys().copied().collect::<HashSet<_>>(),
+            want_set,
+            "{cid}: message ids"
+        );
+        let mut times = Vec::new();
+        for wm in want_msgs {
+            let id = wm["id"].as_str().unwrap();
+            let m = got[id];
+            assert_eq!(m["role"], wm["role"], "{id}");
+            assert_eq!(
+                m.get("textContent").unwrap_or(&Value::Null),
+                &wm["text"],
+                "{id}"
+            );
+            let mut parts: Vec<Value> = wm["text"]
+                .as_str()
+                .map(|t| json!({"type": "text", "content": t}))
+                .into_iter()
+                .collect();
+            parts.extend(wm["extra_parts"].as_array().unwrap().iter().cloned());
+            assert_eq!(m["parts"], Value::Array(parts), "{id}: parts");
+            assert_eq!(
+                m.get("model").unwrap_or(&Value::Null),
+                &wm["model"],
+                "{id}: model"
+            );
+            let at = resolve(&home, &wm["created_at"]);
+            assert_eq!(m["createdAt"].as_i64(), Some(at), "{id}: createdAt");
+            assert!(m.get("promptTokens").is_none() && m.get("completionTokens").is_none());
+            times.push(at);
+        }
+        let sent: Vec<i64> = messages
+            .iter()
+            .map(|m| m["createdAt"].as_i64().unwrap())
+            .collect();
+        assert!(
+            sent.windows(2).all(|w| w[0] <= w[1]),
+            "{cid}: sent in time order"
+        );
+        // The session: earliest message, span incl. events, the hooks' facts, no totals.
+        let first = *times.iter().min().unwrap();
+        let last = times
+            .iter()
+            .copied()
+            .chain(w["last_event_ms"].as_i64())
+            .max()
+            .unwrap();
+        let duration = (last - first).max(w["session_end_duration_ms"].as_i64().unwrap_or(0));
+        assert_eq!(s["createdAt"].as_i64(), Some(first), "{cid}: createdAt");
+        assert_eq!(
+            s["durationMs"].as_i64().unwrap_or(0),
+            duration,
+            "{cid}: durationMs"
+        );
+        assert_eq!(
+            s.get("projectPath").unwrap_or(&Value::Null),
+            &w["project_path"],
+            "{cid}"
+        );
+        assert_eq!(s.get("model").unwrap_or(&Value::Null), &w["model"], "{cid}");
+        for absent in ["promptTokens", "completionTokens", "cost"] {
+            assert!(s.get(absent).is_none(), "{cid}: {absent} must stay absent");
+        }
+        let first_prompt = want_msgs
+            .iter()
+            .filter(|m| m["role"] == "user")
+            .min_by_key(|m| resolve(&home, &m["created_at"]))
+            .unwrap();
+        let title = first_prompt["text"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>();
+        assert_eq!(s["title"], title.join(" "), "{cid}: title");
+        if w["malformed_lines"].as_u64().unwrap() > 0 {
+            assert!(
+                stderr.contains(cid.as_str()),
+                "{cid}: malformed lines reported: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sync_thinking_adds_the_hooks_thoughts() {
+    let want = expected();
+    let home = fixture_home();
+    let (sessions, _) = export(&home, &[("OPENSYNCD_SYNC_THINKING", "true")]);
+    for (cid, session) in &sessions {
+        let ids: HashSet<&str> = session["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["externalId"].as_str().unwrap())
+            .collect();
+        let want_ids: HashSet<&str> = want[cid.as_str()]["messages_with_sync_thinking"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(ids, want_ids, "{cid}");
+    }
+    let (plain, _) = export(&home, &[]);
+    let count = |s: &BTreeMap<String, Value>| -> usize {
+        s.values()
+            .map(|v| v["messages"].as_array().unwrap().len())
+            .sum()
+    };
+    assert_eq!(
+        count(&sessions),
+        count(&plain) + 1,
+        "one thought in the fixtures"
+    );
+}
+
+#[test]
+fn tool_calls_off_removes_calls_and_results_but_keeps_ids_and_times() {
+    let home = fixture_home();
+    let (with, _) = export(&home, &[]);
+    let (without, _) = export(&home, &[("OPENSYNCD_SYNC_TOOL_CALLS", "false")]);
+    for (cid, session) in &without {
+        for m in session["messages"].as_array().unwrap() {
+            for p in m["parts"].as_array().unwrap() {
+                assert_eq!(p["type"], "text", "{cid}: {p}");
+            }
+            let id = m["externalId"].as_str().unwrap();
+            let twin = with[cid]["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["externalId"] == id)
+                .unwrap_or_else(|| panic!("{id} exists with tool calls on"));
+            assert_eq!(twin["createdAt"], m["createdAt"], "{id}");
         }
     }
 }
