@@ -723,3 +723,244 @@ fn tool_calls_off_removes_calls_and_results_but_keeps_ids_and_times() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// `opensyncd hook cursor <event>`, the real binary.
+
+/// Runs `hook cursor <event>` with `stdin`; returns (exit code, stdout, stderr).
+fn hook(home: &TestHome, event: Option<&str>, stdin: &[u8]) -> (i32, Vec<u8>, String) {
+    use std::io::Write;
+    let mut args = vec!["hook", "cursor"];
+    args.extend(event);
+    let mut cmd = home.cmd(&args);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn payload(event: &str, extra: Value) -> Vec<u8> {
+    let mut p = json!({
+        "conversation_id": CID, "generation_id": "g-1", "model": "claude-4.5-sonnet",
+        "hook_event_name": event, "cursor_version": "2.3.14", "workspace_roots": ["/w"],
+        "user_email": "dev@example.invalid", "transcript_path": null,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    serde_json::to_vec(&p).unwrap()
+}
+
+fn spool_lines(home: &TestHome) -> Vec<Value> {
+    let path = home
+        .opensyncd_home()
+        .join(format!("state/cursor/{CID}.jsonl"));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every spool line is whole JSON"))
+        .collect()
+}
+
+#[test]
+fn the_hook_answers_every_event_family_byte_exactly_and_spools_each_call() {
+    let home = TestHome::new();
+    let families: [(&str, &[u8]); 20] = [
+        ("beforeSubmitPrompt", b"{\"continue\":true}\n"),
+        ("beforeShellExecution", b"{\"permission\":\"allow\"}\n"),
+        ("beforeMCPExecution", b"{\"permission\":\"allow\"}\n"),
+        ("beforeReadFile", b"{\"permission\":\"allow\"}\n"),
+        ("beforeTabFileRead", b"{\"permission\":\"allow\"}\n"),
+        ("preToolUse", b"{\"permission\":\"allow\"}\n"),
+        ("subagentStart", b"{\"permission\":\"allow\"}\n"),
+        ("stop", b"{}\n"),
+        ("subagentStop", b"{}\n"),
+        ("afterAgentResponse", b"{}\n"),
+        ("afterAgentThought", b"{}\n"),
+        ("afterFileEdit", b"{}\n"),
+        ("afterShellExecution", b"{}\n"),
+        ("afterMCPExecution", b"{}\n"),
+        ("postToolUse", b"{}\n"),
+        ("postToolUseFailure", b"{}\n"),
+        ("sessionStart", b"{}\n"),
+        ("sessionEnd", b"{}\n"),
+        ("preCompact", b"{}\n"),
+        ("afterTabFileEdit", b"{}\n"),
+    ];
+    for (i, (event, answer)) in families.iter().enumerate() {
+        let (code, stdout, stderr) = hook(
+            &home,
+            Some(event),
+            &payload(event, json!({"prompt": "p", "text": "t"})),
+        );
+        assert_eq!(code, 0, "{event}: {stderr}");
+        assert_eq!(stdout, *answer, "{event}");
+        assert!(!String::from_utf8_lossy(&stdout).contains("followup_message"));
+        let lines = spool_lines(&home);
+        assert_eq!(lines.len(), i + 1, "{event}: one line per call");
+        let last = &lines[i];
+        assert_eq!(last["event"], *event);
+        assert_eq!(last["v"], 1);
+        assert!(last["received_ms"].as_i64().unwrap() > 1_700_000_000_000);
+        assert_eq!(last["transcript_bytes"], 0, "no transcript yet");
+        assert_eq!(last["payload"]["generation_id"], "g-1");
+        assert!(
+            last["payload"].get("user_email").is_none(),
+            "the email is not kept"
+        );
+    }
+    // Without the event argument, the payload's hook_event_name decides the answer.
+    let (_, stdout, _) = hook(&home, None, &payload("beforeSubmitPrompt", json!({})));
+    assert_eq!(stdout, b"{\"continue\":true}\n");
+    // Private files, like the rest of the state dir.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = home.opensyncd_home().join("state/cursor");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join(format!("{CID}.jsonl"))), 0o600);
+}
+
+#[test]
+fn the_hook_measures_the_transcript_it_will_be_merged_with() {
+    let home = TestHome::new();
+    let dir = home.home.join(format!(
+        ".cursor/projects/home-dev-w/agent-transcripts/{CID}"
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let line =
+        b"{\"role\":\"user\",\"message\":{\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}}\n";
+    std::fs::write(dir.join(format!("{CID}.jsonl")), line).unwrap();
+    // Found by conversation id even when the payload does not name it.
+    hook(&home, Some("stop"), &payload("stop", json!({})));
+    assert_eq!(spool_lines(&home)[0]["transcript_bytes"], line.len());
+}
+
+#[test]
+fn bad_input_still_gets_an_answer_and_exit_0_and_nothing_is_spooled() {
+    let home = TestHome::new();
+    let cases: [(&str, &[u8]); 6] = [
+        ("beforeSubmitPrompt", b"not json at all"),
+        ("preToolUse", b""),
+        ("stop", b"[1,2,3]"),
+        ("stop", b"{\"conversation_id\":\"../../etc/passwd\"}"),
+        ("stop", b"{\"generation_id\":\"no conversation\"}"),
+        ("beforeShellExecution", b"\xff\xfe\x00garbage"),
+    ];
+    for (event, stdin) in cases {
+        let (code, stdout, stderr) = hook(&home, Some(event), stdin);
+        assert_eq!(code, 0, "{event} {stdin:?}");
+        assert_eq!(
+            stdout,
+            opensyncd::sources::cursor_spool::answer(event).as_bytes()
+        );
+        assert!(stderr.contains("event not recorded"), "{stderr}");
+    }
+    assert!(
+        !home.opensyncd_home().join("state/cursor").exists()
+            || std::fs::read_dir(home.opensyncd_home().join("state/cursor"))
+                .unwrap()
+                .count()
+                == 0
+    );
+    // An unwritable spool: still the answer, still exit 0, and the reason on stderr.
+    std::fs::create_dir_all(home.opensyncd_home().join("state")).unwrap();
+    std::fs::write(
+        home.opensyncd_home().join("state/cursor"),
+        b"a file, not a dir",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = hook(
+        &home,
+        Some("beforeSubmitPrompt"),
+        &payload("beforeSubmitPrompt", json!({})),
+    );
+    assert_eq!(
+        (code, stdout.as_slice()),
+        (0, &b"{\"continue\":true}\n"[..])
+    );
+    assert!(stderr.contains("writing"), "{stderr}");
+}
+
+#[test]
+fn concurrent_hooks_write_whole_lines() {
+    let home = TestHome::new();
+    // Big enough that a torn or interleaved write would show.
+    let big = "x".repeat(200_000);
+    let children: Vec<std::process::Child> = (0..8)
+        .map(|i| {
+            let mut cmd = home.cmd(&["hook", "cursor", "afterAgentResponse"]);
+            cmd.stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            let body = payload("afterAgentResponse", json!({"text": format!("{i}:{big}")}));
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&body).unwrap();
+            child
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, b"{}\n");
+    }
+    let lines = spool_lines(&home);
+    assert_eq!(lines.len(), 8);
+    let mut seen: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            l["payload"]["text"]
+                .as_str()
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["0", "1", "2", "3", "4", "5", "6", "7"]);
+    for l in &lines {
+        assert_eq!(l["payload"]["text"].as_str().unwrap().len(), 2 + big.len());
+    }
+    let times: Vec<i64> = lines
+        .iter()
+        .map(|l| l["received_ms"].as_i64().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "times taken under the lock: {times:?}"
+    );
+}
+
+#[test]
+fn spooled_events_reach_export_without_a_daemon() {
+    let home = TestHome::new();
+    hook(
+        &home,
+        Some("beforeSubmitPrompt"),
+        &payload("beforeSubmitPrompt", json!({"prompt": "Explain the build"})),
+    );
+    hook(
+        &home,
+        Some("afterAgentResponse"),
+        &payload("afterAgentResponse", json!({"text": "It uses cargo."})),
+    );
+    let (sessions, _) = export(&home, &[]);
+    let s = &sessions[CID];
+    let texts: Vec<&str> = s["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["textContent"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["Explain the build", "It uses cargo."]);
+    assert_eq!(s["session"]["projectPath"], "/w");
+}
