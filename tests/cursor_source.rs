@@ -471,7 +471,7 @@ proptest! {
         let t = Transcript::parse(CID, &join(&transcript), created);
         let sub = Transcript::parse("s", &join(&transcript), created);
         let (events, _) = parse_spool(&join(&spool));
-        let opts = ParseOptions { sync_thinking: thinking, sync_tool_calls: true };
+        let opts = ParseOptions { sync_thinking: thinking, ..ParseOptions::default() };
         let records = conversation_records(CID, Some(&t), &[sub], &events, opts);
         let mut ids = HashSet::new();
         for r in &records {
@@ -1103,4 +1103,201 @@ fn hook_events_while_the_daemon_is_down_reach_the_server_later_and_the_transcrip
         "the transcript's lines are the hooks' messages, not new ones"
     );
     assert_server_has_export_times(&home, &emu);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Incremental == one-shot, through the files: the fixture conversations replayed as they were
+// written (each spool line right after the transcript bytes it measured, transcript bytes in
+// arbitrary pieces, mid-line included), read whenever, folded the daemon's way (ledger) and
+// compared with one read folded export's way.
+
+/// One write of a replay.
+enum Write {
+    Transcript(Vec<u8>),
+    Spool(Vec<u8>),
+    /// A subagent's file, written whole when its `subagentStart` has been spooled.
+    Subagent(PathBuf, Vec<u8>),
+}
+
+/// The writes that rebuild `cid`'s fixture files, transcript bytes cut at `cuts` (fractions).
+fn replay(cid: &str, cuts: &[u32]) -> Vec<Write> {
+    let want = expected();
+    let files = &want[cid]["files"];
+    let read = |rel: &Value| {
+        rel.as_str()
+            .map(|r| std::fs::read(fixture().join(r)).unwrap())
+    };
+    let transcript = read(&files["main"]).unwrap_or_default();
+    let spool = read(&files["spool"]).unwrap_or_default();
+    let subagents: Vec<(String, Vec<u8>)> = files["subs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r.as_str().unwrap().to_string(), read(r).unwrap()))
+        .collect();
+    // Transcript offsets where a write may end: the sizes the spool measured, and the cuts.
+    let mut writes = Vec::new();
+    let mut written = 0usize;
+    let mut pieces: Vec<usize> = cuts
+        .iter()
+        .map(|c| transcript.len() * *c as usize / 10_000)
+        .collect();
+    pieces.sort_unstable();
+    let mut advance = |to: usize, writes: &mut Vec<Write>| {
+        let to = to.min(transcript.len());
+        let stops: Vec<usize> = pieces
+            .iter()
+            .copied()
+            .filter(|c| *c > written && *c < to)
+            .chain([to])
+            .collect();
+        for cut in stops {
+            if cut > written {
+                writes.push(Write::Transcript(transcript[written..cut].to_vec()));
+                written = cut;
+            }
+        }
+    };
+    for line in spool.split_inclusive(|b| *b == b'\n') {
+        let v: Option<Value> = serde_json::from_slice(line).ok();
+        let measured = v.as_ref().and_then(|v| v["transcript_bytes"].as_u64());
+        if let Some(size) = measured {
+            advance(size as usize, &mut writes);
+        }
+        writes.push(Write::Spool(line.to_vec()));
+        if let Some(v) = &v
+            && v["event"] == "subagentStart"
+        {
+            for (rel, bytes) in &subagents {
+                if rel.contains(v["payload"]["subagent_id"].as_str().unwrap()) {
+                    writes.push(Write::Subagent(PathBuf::from(rel), bytes.clone()));
+                }
+            }
+        }
+    }
+    advance(transcript.len(), &mut writes);
+    writes
+}
+
+/// Plays `writes` into a fresh root and spool dir, reading after the writes `reads` selects;
+/// returns every read's (message id → createdAt) and the final payloads folded the daemon's
+/// way, then the final payloads of one read folded export's way.
+fn play_files(
+    cid: &str,
+    writes: &[Write],
+    reads: &[bool],
+) -> (
+    Vec<HashMap<String, i64>>,
+    crate::incremental::Outcome,
+    crate::incremental::Outcome,
+) {
+    use opensyncd::fold::Mode;
+    use opensyncd::model::SourceId;
+    use opensyncd::sources::cursor::read_conversation;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(".cursor");
+    let spool_dir = dir.path().join("state/cursor");
+    std::fs::create_dir_all(&spool_dir).unwrap();
+    let want = expected();
+    let main_rel = want[cid]["files"]["main"].as_str().map(str::to_string);
+    let append = |path: &Path, bytes: &[u8]| {
+        use std::io::Write as _;
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(bytes).unwrap();
+    };
+    let opts = ParseOptions::default();
+    let unit = format!("cursor {cid}");
+    let mut folded = crate::incremental::Folded::in_ledger();
+    let mut state: Option<Value> = None;
+    let mut seen = Vec::new();
+    let read = |folded: &mut crate::incremental::Folded, state: &mut Option<Value>| {
+        let r = read_conversation(&root, &spool_dir, cid, state.as_ref(), opts).unwrap();
+        *state = Some(r.state);
+        let times = r
+            .records
+            .iter()
+            .filter_map(|rec| match rec {
+                Record::Message(m) => Some((m.external_id.clone(), m.created_at.unwrap())),
+                _ => None,
+            })
+            .collect();
+        folded.apply_unit(SourceId::Cursor, &unit, Mode::ReplaceSessions, r.records);
+        times
+    };
+    for (i, w) in writes.iter().enumerate() {
+        match w {
+            Write::Transcript(bytes) => {
+                let rel = main_rel
+                    .as_deref()
+                    .unwrap()
+                    .strip_prefix("projects/")
+                    .unwrap();
+                append(&root.join("projects").join(rel), bytes);
+            }
+            Write::Spool(bytes) => append(&spool_dir.join(format!("{cid}.jsonl")), bytes),
+            Write::Subagent(rel, bytes) => {
+                let rel = rel.strip_prefix("projects/").unwrap();
+                append(&root.join("projects").join(rel), bytes);
+            }
+        }
+        if reads.get(i).copied().unwrap_or(false) {
+            seen.push(read(&mut folded, &mut state));
+        }
+    }
+    seen.push(read(&mut folded, &mut state));
+    let stepped = folded.finish(SourceId::Cursor, 0, 0);
+    let mut reference = crate::incremental::Folded::in_memory();
+    let r = read_conversation(&root, &spool_dir, cid, None, opts).unwrap();
+    reference.apply_unit(SourceId::Cursor, &unit, Mode::ReplaceSessions, r.records);
+    (seen, stepped, reference.finish(SourceId::Cursor, 0, 0))
+}
+
+fn sorted(o: crate::incremental::Outcome) -> BTreeMap<String, (Value, BTreeMap<String, Value>)> {
+    o.sessions
+        .into_iter()
+        .map(|(sid, (session, msgs))| {
+            let msgs = msgs
+                .into_iter()
+                .map(|m| (m.external_id.clone(), serde_json::to_value(m).unwrap()))
+                .collect();
+            (sid, (serde_json::to_value(session).unwrap(), msgs))
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fixture_conversations_read_at_any_moment_end_as_one_read(
+        which in 0usize..4,
+        cuts in proptest::collection::vec(0u32..=10_000, 0..10),
+        reads in proptest::collection::vec(any::<bool>(), 0..48),
+    ) {
+        let cid = [
+            "a3c1f0e2-7b44-4d51-9e2a-5f0c8d1b6e73",
+            "5c8f2a61-93d4-4e7b-8a1c-0b6d4f9e2c37",
+            "9b1e5d3a-6f72-4c08-a4d9-3e8f1b7c2a60",
+            "4e9a7c21-0d3b-4f86-b1e5-7a2c9d0f3b58",
+        ][which];
+        let writes = replay(cid, &cuts);
+        let (seen, stepped, reference) = play_files(cid, &writes, &reads);
+        // What one read of the final files says (an unchanged unit reads as nothing new).
+        let last: HashMap<String, i64> = reference
+            .sessions
+            .values()
+            .flat_map(|(_, msgs)| msgs.iter().map(|m| (m.external_id.clone(), m.created_at.unwrap())))
+            .collect();
+        for snap in &seen {
+            for (id, at) in snap {
+                prop_assert_eq!(last.get(id), Some(at), "{} changed or vanished", id);
+            }
+        }
+        prop_assert_eq!(sorted(stepped), sorted(reference));
+    }
 }

@@ -58,8 +58,9 @@
 //!   goes after the first transcript `tool_use` of its generation without a result whose name
 //!   and input match (else whose name matches); in a turn it lacks, the call and its result
 //!   are parts of the generation's next reply (trailing ones, of its last reply).
-//! - **Subagents**: a subagent transcript's lines are messages of the parent conversation,
-//!   marked `[subagent] ` in their text and tool names, ids `<id>:<child>:<line>`.
+//! - **Subagents**: a subagent transcript's lines are messages of the parent conversation
+//!   (unless `sync_subagents` is off), marked like Claude Code's — `[subagent <child id's first
+//!   8 characters>]` before their text and tool names — ids `<id>:<child>:<line>`.
 //!
 //! # Ids and times
 //!
@@ -99,8 +100,12 @@ use crate::sources::{
 /// The `source` string the dashboard knows Cursor by.
 pub const SOURCE: &str = "cursor-sync";
 
-/// Marker on a subagent's messages (text and tool names).
-pub const SUBAGENT_MARKER: &str = "[subagent] ";
+/// How a subagent's messages are marked (text and tool names), as Claude Code's are:
+/// `[subagent <first 8 characters of its id>]`.
+pub fn subagent_marker(child_id: &str) -> String {
+    let short: String = child_id.chars().take(8).collect();
+    format!("[subagent {short}]")
+}
 
 /// Where the hook spools events: `<state dir>/cursor`.
 pub fn spool_dir_of(paths: &crate::config::Paths) -> PathBuf {
@@ -605,8 +610,10 @@ pub fn conversation_records(
     }
     merge.attach_trailing_tools();
     let mut drafts = merge.transcript_drafts(main.map_or(0, |t| t.created_ms), events);
-    for sub in subagents {
-        drafts.extend(subagent_drafts(id, sub, events, opts));
+    if opts.sync_subagents {
+        for sub in subagents {
+            drafts.extend(subagent_drafts(id, sub, events, opts));
+        }
     }
     drafts.extend(merge.spooled);
     if drafts.is_empty() {
@@ -926,7 +933,7 @@ impl<'a> Merge<'a> {
             let model = generation.and_then(|g| self.model_of_gen.get(g)).cloned();
             let result_of = |b: usize| self.results.get(&(pos, b)).cloned();
             drafts.extend(line_draft(
-                line, message_id, at, model, "", &result_of, self.opts,
+                line, message_id, at, model, None, &result_of, self.opts,
             ));
         }
         drafts
@@ -954,12 +961,13 @@ fn subagent_drafts(
         .iter()
         .find(|e| e.event == "subagentStart" && e.text("subagent_id") == Some(sub.id.as_str()))
         .map_or(sub.created_ms, |e| e.received_ms);
+    let marker = subagent_marker(&sub.id);
     sub.lines
         .iter()
         .filter_map(|line| {
             let at = start.saturating_add(1 + line.index as i64);
             let message_id = format!("{id}:{}:{}", sub.id, line.index);
-            line_draft(line, message_id, at, None, SUBAGENT_MARKER, &|_| None, opts)
+            line_draft(line, message_id, at, None, Some(&marker), &|_| None, opts)
         })
         .collect()
 }
@@ -1026,11 +1034,14 @@ fn line_draft(
     id: String,
     at: i64,
     model: Option<String>,
-    marker: &str,
+    marker: Option<&str>,
     result_of: &dyn Fn(usize) -> Option<Value>,
     opts: ParseOptions,
 ) -> Option<Draft> {
-    let mark = |t: &str| format!("{marker}{t}");
+    let mark = |t: &str| match marker {
+        Some(m) => format!("{m} {t}"),
+        None => t.to_string(),
+    };
     let (role, text, extra, model) = match &line.entry {
         Entry::User { query, .. } => {
             let text = Some(query.clone()).filter(|q| !q.is_empty());
