@@ -65,6 +65,7 @@ fuzz_target!(|data: &[u8]| {
         let all_on = ParseOptions {
             sync_thinking: true,
             sync_tool_calls: true,
+            sync_subagents: true,
         };
         let records = session_records(&info, &messages, all_on);
         common::pipeline(SourceId::OpenCode, records);

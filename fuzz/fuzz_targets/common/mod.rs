@@ -3,7 +3,7 @@
 //! Besides "no panic", the line targets check the invariant `src/sources/mod.rs` promises:
 //! processing a file in several append steps (save_state → new parser resumed from it) yields
 //! exactly the records and the final state of processing it in one go. Every record set is then
-//! pushed through the same pure pipeline the daemon uses before sending (group → fold →
+//! pushed through the same pure pipeline the daemon uses before sending (fold →
 //! redact/cap → session payload), because parser output is untrusted input for that code too.
 
 #![allow(dead_code)]
@@ -13,9 +13,9 @@ pub mod mutator;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use opensyncd::aggregate::{MemoryUsageKeys, SessionState};
+use opensyncd::fold::{self, MemoryStore, Mode};
 use opensyncd::model::{SourceId, json_hash};
-use opensyncd::plan::{Shaping, fold_session, group_by_session};
+use opensyncd::plan::Shaping;
 use opensyncd::pricing::Pricing;
 use opensyncd::redact::Redactor;
 use opensyncd::sources::{LineParser, ParseOptions, Record, Unit, line_parser};
@@ -92,6 +92,7 @@ pub fn guarded(f: impl FnOnce()) {
 pub const FLIPPED: ParseOptions = ParseOptions {
     sync_thinking: true,
     sync_tool_calls: false,
+    sync_subagents: false,
 };
 
 fn shaping() -> &'static Shaping {
@@ -106,18 +107,18 @@ fn shaping() -> &'static Shaping {
     })
 }
 
-/// Runs parser output through the daemon's pure planning pipeline (no ledger).
+/// Runs parser output through the daemon's pure planning pipeline (no ledger): the fold, then
+/// the shaping of every message and session payload.
 pub fn pipeline(source: SourceId, records: Vec<Record>) {
     let shaping = shaping();
-    let mut keys = MemoryUsageKeys::default();
-    for (sid, records) in group_by_session(records) {
-        let mut state = SessionState::new(source, sid);
-        for msg in fold_session(&mut state, records, &mut keys) {
-            let shaped = shaping.message(msg);
-            let _ = json_hash(&shaped);
+    let mut store = MemoryStore::default();
+    let unit = fold::unit_id("fuzz");
+    for touched in fold::fold_unit(&mut store, source, unit, &[], Mode::Append, records) {
+        for msg in touched.messages {
+            let _ = json_hash(&shaping.message(msg));
         }
-        let payload = shaping.session(&state);
-        let _ = json_hash(&payload);
+        let state = fold::session_state(&mut store, source, &touched.session_id);
+        let _ = json_hash(&shaping.session(&state));
     }
 }
 
