@@ -169,7 +169,7 @@ pub struct SyncArgs {
     /// Send again the records the server refused before (see `status --rejected`).
     #[arg(long)]
     pub retry_rejected: bool,
-    /// Only this source (claude-code, codex-cli, opencode); repeatable.
+    /// Only this source (claude-code, codex-cli, opencode, cursor-sync); repeatable.
     #[arg(long = "source", value_name = "SOURCE")]
     pub sources: Vec<String>,
     /// Show what would be sent without sending.
@@ -180,7 +180,7 @@ pub struct SyncArgs {
 /// `opensyncd export`.
 #[derive(Debug, Args, Default)]
 pub struct ExportArgs {
-    /// Only this source (claude-code, codex-cli, opencode); repeatable.
+    /// Only this source (claude-code, codex-cli, opencode, cursor-sync); repeatable.
     #[arg(long = "source", value_name = "SOURCE")]
     pub sources: Vec<String>,
     /// Only this session id.
@@ -350,7 +350,10 @@ fn parse_sources(names: &[String]) -> Result<Vec<SourceId>> {
         .iter()
         .map(|n| {
             SourceId::parse(n).ok_or_else(|| {
-                anyhow!("unknown source `{n}`; valid: claude-code, codex-cli, opencode")
+                anyhow!(
+                    "unknown source `{n}`; valid: {}",
+                    SourceId::ALL.map(SourceId::as_str).join(", ")
+                )
             })
         })
         .collect()
