@@ -51,6 +51,8 @@ pub(super) fn cmd_hook(paths: &Paths, event: &str, payload: Option<&str>) {
 fn cursor_hook(paths: &Paths, event: Option<&str>) {
     use std::io::Write;
     let stdin = read_stdin_until_closed(Duration::from_millis(80));
+    // Cursor's default root only: the hook must not depend on a readable config file (a
+    // transcript elsewhere is still found through the payload's `transcript_path`).
     let roots = [config::home_dir(&config::process_env).join(".cursor")];
     let spool_dir = crate::sources::cursor::spool_dir_of(paths);
     let outcome = crate::sources::cursor_spool::handle_hook(&spool_dir, &roots, event, &stdin);

@@ -7,7 +7,8 @@
 //! Under each root (`~/.cursor`, config `cursor_dirs`), `projects/<slug>/agent-transcripts/`
 //! holds `<id>/<id>.jsonl` (current builds), `<id>/subagents/<child>.jsonl` (a subagent's run,
 //! parent = the directory) and, in some builds, a flat `<id>.jsonl`. The slug is globbed, never
-//! computed. Legacy `<id>.txt` transcripts are **not read** (one log line says how many were
+//! computed; a conversation id must be a plain file name (letters, digits, `-`, `_`, `.`; Cursor's
+//! are UUIDs). Legacy `<id>.txt` transcripts are **not read** (one log line says how many were
 //! skipped): they are plain text with `[Tool call]`-style markers, Cursor's own newer builds no
 //! longer load them, and no real sample exists to test a reader against. The spool is
 //! `<state dir>/cursor/<id>.jsonl`.
@@ -56,8 +57,9 @@
 //! - **Tool results** come only from the spool (`postToolUse`, `postToolUseFailure`,
 //!   `afterShellExecution`, `afterMCPExecution`): in a turn the transcript has, each result
 //!   goes after the first transcript `tool_use` of its generation without a result whose name
-//!   and input match (else whose name matches); in a turn it lacks, the call and its result
-//!   are parts of the generation's next reply (trailing ones, of its last reply).
+//!   and input match (else, for a shell command, whose `command` matches; else whose name
+//!   matches); in a turn it lacks, the call and its result are parts of the generation's next
+//!   reply (trailing ones, of its last reply).
 //! - **Subagents**: a subagent transcript's lines are messages of the parent conversation
 //!   (unless `sync_subagents` is off), marked like Claude Code's — `[subagent <child id's first
 //!   8 characters>]` before their text and tool names — ids `<id>:<child>:<line>`.
@@ -89,16 +91,12 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::model::SourceId;
-use crate::model::{MessagePayload, Part, Role, content_hash};
+use crate::model::{MessagePayload, Part, Role, SourceId, content_hash};
 use crate::sources::codex::short_title;
 use crate::sources::cursor_spool::{self, SpoolEvent, complete_lines, valid_conversation_id};
 use crate::sources::{
     LineError, ParseOptions, Record, SessionFacts, Snapshot, Source, SourceError, Unit,
 };
-
-/// The `source` string the dashboard knows Cursor by.
-pub const SOURCE: &str = "cursor-sync";
 
 /// How a subagent's messages are marked (text and tool names), as Claude Code's are:
 /// `[subagent <first 8 characters of its id>]`.
@@ -1014,7 +1012,7 @@ fn session_records(id: &str, drafts: Vec<Draft>, events: &[SpoolEvent]) -> Vec<R
             prompt_tokens: None,
             completion_tokens: None,
             duration_ms: None,
-            source: SOURCE.into(),
+            source: SourceId::Cursor.as_str().into(),
             parts,
             created_at: Some(d.at),
         }));

@@ -92,9 +92,9 @@ pub struct HookOutcome {
 }
 
 /// Handles one `opensyncd hook cursor [<event>]` call: the answer for the event, and the event
-/// appended to `<spool_dir>/<conversation_id>.jsonl`. `cursor_roots` are searched for the
-/// conversation's transcript when the payload does not name it. Never panics, whatever `stdin`
-/// holds.
+/// appended to `<spool_dir>/<conversation_id>.jsonl`. The transcript whose size is recorded is
+/// the one the reader will merge with: the conversation's transcript under `cursor_roots`, else
+/// the payload's `transcript_path`. Never panics, whatever `stdin` holds.
 pub fn handle_hook(
     spool_dir: &Path,
     cursor_roots: &[PathBuf],
