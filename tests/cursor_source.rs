@@ -1301,3 +1301,29 @@ proptest! {
         prop_assert_eq!(sorted(stepped), sorted(reference));
     }
 }
+
+#[test]
+fn a_caller_that_keeps_stdin_open_still_gets_its_answer() {
+    use std::io::Write;
+    let home = TestHome::new();
+    for body in [
+        payload("beforeSubmitPrompt", json!({"prompt": "p"})),
+        Vec::new(),
+    ] {
+        let mut cmd = home.cmd(&["hook", "cursor", "beforeSubmitPrompt"]);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&body).unwrap();
+        stdin.flush().unwrap();
+        // `stdin` stays open until the hook has exited.
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        assert!(out.status.success());
+        assert_eq!(out.stdout, b"{\"continue\":true}\n");
+    }
+    // The complete payload was recorded; the empty one could not be.
+    assert_eq!(spool_lines(&home).len(), 1);
+}

@@ -50,7 +50,7 @@ pub(super) fn cmd_hook(paths: &Paths, event: &str, payload: Option<&str>) {
 /// whenever it runs). Whatever happens, it answers and exits 0; a problem goes to stderr.
 fn cursor_hook(paths: &Paths, event: Option<&str>) {
     use std::io::Write;
-    let stdin = read_stdin_until_closed(Duration::from_millis(80));
+    let stdin = read_stdin_until_closed(Duration::from_secs(2));
     // Cursor's default root only: the hook must not depend on a readable config file (a
     // transcript elsewhere is still found through the payload's `transcript_path`).
     let roots = [config::home_dir(&config::process_env).join(".cursor")];
@@ -72,21 +72,47 @@ fn cursor_hook(paths: &Paths, event: Option<&str>) {
     }
 }
 
-/// Cursor writes the payload and closes stdin: read to the end, but give up after `limit` (a
-/// caller that never closes it still gets its answer).
+/// Cursor writes the payload and closes stdin. Reads until the end, or until what was read is a
+/// whole JSON document (a writer that keeps stdin open), or `limit` passed (a writer that sends
+/// nothing still gets its answer). On a busy machine the payload can take a while to arrive, so
+/// `limit` is generous: it only ever runs out when no payload comes.
 fn read_stdin_until_closed(limit: Duration) -> Vec<u8> {
     if std::io::stdin().is_terminal() {
         return Vec::new();
     }
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = std::io::stdin()
-            .take(64 * 1024 * 1024)
-            .read_to_end(&mut buf);
-        let _ = tx.send(buf);
+        let mut stdin = std::io::stdin().lock();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match stdin.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(chunk[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
     });
-    rx.recv_timeout(limit).unwrap_or_default()
+    let deadline = std::time::Instant::now() + limit;
+    let mut buf = Vec::new();
+    while buf.len() < 64 * 1024 * 1024 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(bytes) => {
+                buf.extend(bytes);
+                // Only worth parsing when the bytes so far could end a JSON object.
+                let ends_an_object = buf.trim_ascii_end().ends_with(b"}");
+                if ends_an_object && serde_json::from_slice::<serde::de::IgnoredAny>(&buf).is_ok() {
+                    break;
+                }
+            }
+            // Closed (the end of stdin) or out of time.
+            Err(_) => break,
+        }
+    }
+    buf
 }
 
 /// Claude Code passes the hook payload on stdin; read it without ever blocking the tool.

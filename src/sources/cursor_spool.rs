@@ -306,7 +306,7 @@ impl SpoolEvent {
 /// Parses one complete spool line. Lines written by a newer format version are read for the
 /// fields this version knows.
 pub fn parse_spool_line(line_no: usize, line: &[u8]) -> Result<SpoolEvent, LineError> {
-    let v: Value = serde_json::from_slice(line)
+    let mut v: Value = serde_json::from_slice(line)
         .map_err(|e| LineError::Malformed(format!("spool line {}: {e}", line_no + 1)))?;
     let bad = |what: &str| LineError::Malformed(format!("spool line {}: {what}", line_no + 1));
     let received_ms = v
@@ -318,8 +318,8 @@ pub fn parse_spool_line(line_no: usize, line: &[u8]) -> Result<SpoolEvent, LineE
         .and_then(Value::as_str)
         .ok_or_else(|| bad("no event"))?
         .to_string();
-    let payload = match v.get("payload") {
-        Some(p @ Value::Object(_)) => p.clone(),
+    let payload = match v.get_mut("payload").map(Value::take) {
+        Some(p @ Value::Object(_)) => p,
         _ => return Err(bad("no payload object")),
     };
     Ok(SpoolEvent {
