@@ -451,6 +451,11 @@ impl Config {
             {
                 dirs.push(crate::sources::expand_tilde(db, &home));
             }
+            if id == SourceId::Cursor {
+                // The hook's spool, in opensyncd's own state dir, whatever `cursor_dirs` says.
+                let state_dir = Paths::from_env(env).state_dir;
+                dirs.push(crate::sources::cursor::spool_dir_in(&state_dir));
+            }
             roots.set(id, dirs);
         }
         roots

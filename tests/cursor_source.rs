@@ -503,7 +503,7 @@ fn fixture_home() -> TestHome {
     );
     crate::home::copy_dir(
         &fixture().join("spool"),
-        &home.opensyncd_home().join("state/cursor"),
+        &home.opensyncd_home().join("state/cursor-spool"),
     );
     home
 }
@@ -761,7 +761,7 @@ fn payload(event: &str, extra: Value) -> Vec<u8> {
 fn spool_lines(home: &TestHome) -> Vec<Value> {
     let path = home
         .opensyncd_home()
-        .join(format!("state/cursor/{CID}.jsonl"));
+        .join(format!("state/cursor-spool/{CID}.jsonl"));
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -821,7 +821,7 @@ fn the_hook_answers_every_event_family_byte_exactly_and_spools_each_call() {
     assert_eq!(stdout, b"{\"continue\":true}\n");
     // Private files, like the rest of the state dir.
     use std::os::unix::fs::PermissionsExt;
-    let dir = home.opensyncd_home().join("state/cursor");
+    let dir = home.opensyncd_home().join("state/cursor-spool");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join(format!("{CID}.jsonl"))), 0o600);
@@ -856,15 +856,12 @@ fn bad_input_still_gets_an_answer_and_exit_0_and_nothing_is_spooled() {
     for (event, stdin) in cases {
         let (code, stdout, stderr) = hook(&home, Some(event), stdin);
         assert_eq!(code, 0, "{event} {stdin:?}");
-        assert_eq!(
-            stdout,
-            opensyncd::sources::cursor_spool::answer(event).as_bytes()
-        );
+        assert_eq!(stdout, opensyncd::cursor_hook::answer(event).as_bytes());
         assert!(stderr.contains("event not recorded"), "{stderr}");
     }
     assert!(
-        !home.opensyncd_home().join("state/cursor").exists()
-            || std::fs::read_dir(home.opensyncd_home().join("state/cursor"))
+        !home.opensyncd_home().join("state/cursor-spool").exists()
+            || std::fs::read_dir(home.opensyncd_home().join("state/cursor-spool"))
                 .unwrap()
                 .count()
                 == 0
@@ -872,7 +869,7 @@ fn bad_input_still_gets_an_answer_and_exit_0_and_nothing_is_spooled() {
     // An unwritable spool: still the answer, still exit 0, and the reason on stderr.
     std::fs::create_dir_all(home.opensyncd_home().join("state")).unwrap();
     std::fs::write(
-        home.opensyncd_home().join("state/cursor"),
+        home.opensyncd_home().join("state/cursor-spool"),
         b"a file, not a dir",
     )
     .unwrap();
@@ -1196,7 +1193,7 @@ fn play_files(
     use opensyncd::sources::cursor::read_conversation;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join(".cursor");
-    let spool_dir = dir.path().join("state/cursor");
+    let spool_dir = dir.path().join("state/cursor-spool");
     std::fs::create_dir_all(&spool_dir).unwrap();
     let want = expected();
     let main_rel = want[cid]["files"]["main"].as_str().map(str::to_string);

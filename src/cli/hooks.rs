@@ -54,8 +54,8 @@ fn cursor_hook(paths: &Paths, event: Option<&str>) {
     // Cursor's default root only: the hook must not depend on a readable config file (a
     // transcript elsewhere is still found through the payload's `transcript_path`).
     let roots = [config::home_dir(&config::process_env).join(".cursor")];
-    let spool_dir = crate::sources::cursor::spool_dir_of(paths);
-    let outcome = crate::sources::cursor_spool::handle_hook(&spool_dir, &roots, event, &stdin);
+    let spool_dir = crate::sources::cursor::spool_dir_in(&paths.state_dir);
+    let outcome = crate::cursor_hook::handle_hook(&spool_dir, &roots, event, &stdin);
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(outcome.answer.as_bytes());
     let _ = out.flush();

@@ -11,7 +11,7 @@
 //! are UUIDs). Legacy `<id>.txt` transcripts are **not read** (one log line says how many were
 //! skipped): they are plain text with `[Tool call]`-style markers, Cursor's own newer builds no
 //! longer load them, and no real sample exists to test a reader against. The spool is
-//! `<state dir>/cursor/<id>.jsonl`.
+//! `<state dir>/cursor-spool/<id>.jsonl`.
 //!
 //! Transcript lines are `{"role":"user"|"assistant","message":{"content":[…]}}` with `text` and
 //! `tool_use{name,input}` blocks: no timestamps, usage, model, message or tool-call ids, and no
@@ -105,25 +105,51 @@ pub fn subagent_marker(child_id: &str) -> String {
     format!("[subagent {short}]")
 }
 
-/// Where the hook spools events: `<state dir>/cursor`.
-pub fn spool_dir_of(paths: &crate::config::Paths) -> PathBuf {
-    paths.state_dir.join("cursor")
+/// The name of the spool directory in opensyncd's state dir.
+pub const SPOOL_DIR_NAME: &str = "cursor-spool";
+
+/// Where the hook spools events: `<state dir>/cursor-spool`. `Config::roots` adds it to
+/// Cursor's roots (whatever `cursor_dirs` says), which is how the source finds it.
+pub fn spool_dir_in(state_dir: &Path) -> PathBuf {
+    state_dir.join(SPOOL_DIR_NAME)
 }
 
-/// The spool dir of the state dir `env` resolves to.
-pub fn spool_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
-    spool_dir_of(&crate::config::Paths::from_env(env))
+/// Cursor's roots split into Cursor dirs and the spool dir (the root named
+/// [`SPOOL_DIR_NAME`]; with none, a spool dir that does not exist).
+fn split_roots(roots: &[PathBuf]) -> (Vec<PathBuf>, PathBuf) {
+    let is_spool = |r: &PathBuf| r.file_name().is_some_and(|n| n == SPOOL_DIR_NAME);
+    let spool = roots
+        .iter()
+        .rfind(|r| is_spool(r))
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("/nonexistent").join(SPOOL_DIR_NAME));
+    (
+        roots.iter().filter(|r| !is_spool(r)).cloned().collect(),
+        spool,
+    )
 }
 
-/// This process's spool dir. The spool belongs to opensyncd's state dir, which every command
-/// resolves from the same environment; the roots (`cursor_dirs`) are Cursor's own.
-fn process_spool_dir() -> PathBuf {
-    spool_dir(&crate::config::process_env)
-}
-
-/// Cursor as a [`Source`]: one snapshot unit per conversation, `path` = the Cursor root the
-/// conversation's transcripts are under, `part` = the conversation id.
+/// Cursor as a [`Source`]. Its roots are the Cursor dirs plus the spool dir. One snapshot unit
+/// per conversation: `path` = the conversation's spool file (`<spool dir>/<id>.jsonl`, which
+/// may not exist: it names the conversation either way), `part` = the Cursor root its
+/// transcripts are under. A unit carries both because reading needs both.
 pub struct Cursor;
+
+fn unit(spool_dir: &Path, root: &Path, id: &str) -> Unit {
+    Unit::snapshot(
+        SourceId::Cursor,
+        spool_dir.join(format!("{id}.jsonl")),
+        Some(root.display().to_string()),
+    )
+}
+
+/// (Cursor root, spool dir, conversation id) of a unit.
+fn unit_parts(u: &Unit) -> Option<(PathBuf, &Path, &str)> {
+    let root = PathBuf::from(u.part.as_deref()?);
+    let spool_dir = u.path.parent()?;
+    let id = jsonl_stem(&u.path).filter(|id| valid_conversation_id(id))?;
+    Some((root, spool_dir, id))
+}
 
 impl Source for Cursor {
     fn id(&self) -> SourceId {
@@ -131,26 +157,29 @@ impl Source for Cursor {
     }
 
     fn default_roots(&self, _env: &dyn Fn(&str) -> Option<String>, home: &Path) -> Vec<PathBuf> {
-        // Cursor has no variable that moves `~/.cursor`.
+        // Cursor has no variable that moves `~/.cursor`; `Config::roots` adds the spool dir.
         vec![home.join(".cursor")]
     }
 
     fn watch_dirs(&self, roots: &[PathBuf]) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = roots.iter().map(|r| r.join("projects")).collect();
-        dirs.push(process_spool_dir());
+        let (cursor, spool) = split_roots(roots);
+        let mut dirs: Vec<PathBuf> = cursor.iter().map(|r| r.join("projects")).collect();
+        dirs.push(spool);
         dirs
     }
 
     fn scan(&self, roots: &[PathBuf]) -> Vec<Unit> {
-        scan(roots, &process_spool_dir())
+        let (cursor, spool) = split_roots(roots);
+        scan(&cursor, &spool)
             .into_iter()
-            .map(|(root, id)| Unit::snapshot(SourceId::Cursor, root, Some(id)))
+            .map(|(root, id)| unit(&spool, &root, &id))
             .collect()
     }
 
     fn unit_for_path(&self, path: &Path, roots: &[PathBuf]) -> Option<Unit> {
-        let (root, id) = conversation_for_path(path, roots, &process_spool_dir())?;
-        Some(Unit::snapshot(SourceId::Cursor, root, Some(id)))
+        let (cursor, spool) = split_roots(roots);
+        let (root, id) = conversation_for_path(path, &cursor, &spool)?;
+        Some(unit(&spool, &root, &id))
     }
 
     fn read_snapshot(
@@ -159,13 +188,13 @@ impl Source for Cursor {
         state: Option<&Value>,
         opts: ParseOptions,
     ) -> Result<Snapshot, SourceError> {
-        let Some(id) = unit.part.as_deref() else {
+        let Some((root, spool_dir, id)) = unit_parts(unit) else {
             return Err(SourceError::Unsupported {
                 unit: unit.describe(),
-                what: "a Cursor unit without a conversation id",
+                what: "a Cursor unit names its spool file and its Cursor root",
             });
         };
-        let read = read_conversation(&unit.path, &process_spool_dir(), id, state, opts)
+        let read = read_conversation(&root, spool_dir, id, state, opts)
             .map_err(|e| SourceError::Read(format!("Cursor conversation {id}: {e}")))?;
         if read.malformed > 0 {
             tracing::warn!(
@@ -179,6 +208,15 @@ impl Source for Cursor {
             state: read.state,
             more: false,
         })
+    }
+
+    /// Gone when neither its spool file nor any transcript of it is left.
+    fn exists(&self, unit: &Unit) -> bool {
+        let Some((root, _, id)) = unit_parts(unit) else {
+            return false;
+        };
+        let t = find_transcripts(&root, id);
+        unit.path.exists() || t.main.is_some() || !t.subagents.is_empty()
     }
 }
 

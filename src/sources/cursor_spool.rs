@@ -1,9 +1,9 @@
-//! Cursor's hooks, opensyncd's side: what `opensyncd hook cursor <event>` answers on stdout, and
-//! the spool it appends every event to, which the Cursor source reads like any other log (so
-//! nothing is lost while the daemon is down).
+//! The Cursor hook spool's format: what one line holds, how a line is built (by
+//! `cursor_hook`, which does the writing) and how the reader parses it.
 //!
-//! The spool is one append-only JSONL file per conversation, `<state dir>/cursor/<conversation
-//! id>.jsonl` (0700 directory, 0600 files, like the rest of the state dir). A line is
+//! The spool is one append-only JSONL file per conversation, `<state dir>/cursor-spool/
+//! <conversation id>.jsonl` (0700 directory, 0600 files, like the rest of the state dir). A line
+//! is
 //!
 //! ```json
 //! {"v":1,"received_ms":1767225600123,"event":"beforeSubmitPrompt","transcript_bytes":4096,
@@ -25,11 +25,6 @@
 //! lock only to measure the transcript and the spool together (two `stat`s), which makes its
 //! view consistent with the order the hook recorded.
 
-use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
 use serde_json::{Map, Value};
 
 use crate::sources::LineError;
@@ -42,97 +37,6 @@ pub const MAX_FIELD_BYTES: usize = 256 * 1024;
 
 /// Payload keys never written to the spool: not needed, and private or bulky.
 const DROPPED_KEYS: [&str; 2] = ["user_email", "content"];
-
-/// How long the hook waits for the spool's lock before writing without it (a reader holds it
-/// for two `stat`s; only a stuck process could hold it longer).
-const LOCK_WAIT: Duration = Duration::from_millis(50);
-
-/// The answer on stdout for a hook event, exactly as Cursor expects it (newline-terminated).
-///
-/// - `beforeSubmitPrompt`: `{"continue":true}` (let the prompt through);
-/// - every other `before*` event, `preToolUse` and `subagentStart`: `{"permission":"allow"}`;
-/// - anything else, including unknown events: `{}` — never a `followup_message`, which would
-///   make Cursor submit a new prompt on `stop`.
-pub fn answer(event: &str) -> &'static str {
-    match event {
-        "beforeSubmitPrompt" => "{\"continue\":true}\n",
-        "preToolUse" | "subagentStart" => "{\"permission\":\"allow\"}\n",
-        e if e.starts_with("before") => "{\"permission\":\"allow\"}\n",
-        _ => "{}\n",
-    }
-}
-
-/// Why an event was not spooled. The hook still answers and exits 0; the CLI prints this on
-/// stderr (Cursor shows it in its hook output).
-#[derive(Debug, thiserror::Error)]
-pub enum SpoolError {
-    /// The payload is not a JSON object.
-    #[error("the hook payload is not a JSON object ({0}); event not recorded")]
-    NotJson(String),
-    /// The payload has no usable conversation id.
-    #[error("the hook payload has no usable conversation_id; event not recorded")]
-    NoConversation,
-    /// Writing the spool failed.
-    #[error("writing {path}: {source}")]
-    Io {
-        /// The spool file (or directory).
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-}
-
-/// What handling one hook call did.
-#[derive(Debug)]
-pub struct HookOutcome {
-    /// The bytes to print on stdout.
-    pub answer: &'static str,
-    /// The spool file the event was appended to, or why it was not.
-    pub spooled: Result<PathBuf, SpoolError>,
-}
-
-/// Handles one `opensyncd hook cursor [<event>]` call: the answer for the event, and the event
-/// appended to `<spool_dir>/<conversation_id>.jsonl`. The transcript whose size is recorded is
-/// the one the reader will merge with: the conversation's transcript under `cursor_roots`, else
-/// the payload's `transcript_path`. Never panics, whatever `stdin` holds.
-pub fn handle_hook(
-    spool_dir: &Path,
-    cursor_roots: &[PathBuf],
-    event_arg: Option<&str>,
-    stdin: &[u8],
-) -> HookOutcome {
-    let payload: Result<Map<String, Value>, SpoolError> =
-        match serde_json::from_slice::<Value>(stdin) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(other) => Err(SpoolError::NotJson(format!("a JSON {}", kind_of(&other)))),
-            Err(e) => Err(SpoolError::NotJson(e.to_string())),
-        };
-    let event = event_arg
-        .filter(|e| !e.is_empty())
-        .map(str::to_string)
-        .or_else(|| {
-            payload.as_ref().ok().and_then(|p| {
-                p.get("hook_event_name")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-        })
-        .unwrap_or_default();
-    let answer = answer(&event);
-    let spooled = payload.and_then(|p| append_event(spool_dir, cursor_roots, &event, p));
-    HookOutcome { answer, spooled }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
 
 /// A conversation id usable as a file name: Cursor's are UUIDs; anything with a path
 /// separator, a leading dot or over 128 bytes is refused.
@@ -147,104 +51,12 @@ pub fn valid_conversation_id(id: &str) -> bool {
 
 /// The conversation a payload belongs to: `conversation_id`, else `session_id` (sessionStart
 /// and sessionEnd carry both, equal).
-fn conversation_of(payload: &Map<String, Value>) -> Option<String> {
+pub fn conversation_of(payload: &Map<String, Value>) -> Option<String> {
     ["conversation_id", "session_id"]
         .iter()
         .find_map(|k| payload.get(*k).and_then(Value::as_str))
         .filter(|id| valid_conversation_id(id))
         .map(str::to_string)
-}
-
-fn append_event(
-    spool_dir: &Path,
-    cursor_roots: &[PathBuf],
-    event: &str,
-    mut payload: Map<String, Value>,
-) -> Result<PathBuf, SpoolError> {
-    let conversation = conversation_of(&payload).ok_or(SpoolError::NoConversation)?;
-    for key in DROPPED_KEYS {
-        payload.remove(key);
-    }
-    let mut payload = Value::Object(payload);
-    cap_strings(&mut payload);
-    // The transcript the reader will merge with: found the way the reader finds it, else the
-    // path Cursor gave (it may not exist yet: size 0).
-    let transcript = crate::sources::cursor::find_main_transcript(cursor_roots, &conversation)
-        .or_else(|| {
-            payload["transcript_path"]
-                .as_str()
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-        });
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SpoolError::Io { path, source }
-    };
-    crate::private_fs::ensure_private_dir(spool_dir).map_err(io(spool_dir))?;
-    let path = spool_dir.join(format!("{conversation}.jsonl"));
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .read(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io(&path))?;
-    let locked = lock_exclusive(&file);
-    // Measured under the lock: a reader holding the shared lock sees either this event and a
-    // transcript at least this long, or neither.
-    let received_ms = crate::engine::now_ms();
-    let transcript_bytes = match transcript.as_deref().map(std::fs::metadata) {
-        None => Some(0),
-        Some(Ok(meta)) => Some(meta.len()),
-        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Some(0),
-        Some(Err(_)) => None,
-    };
-    let line = serde_json::json!({
-        "v": SPOOL_VERSION,
-        "received_ms": received_ms,
-        "event": event,
-        "transcript_bytes": transcript_bytes,
-        "payload": payload,
-    });
-    let mut bytes = Vec::with_capacity(512);
-    // A torn earlier write (disk full) must not swallow this line: start on a fresh line.
-    if !ends_with_newline(&file) {
-        bytes.push(b'\n');
-    }
-    // Serialising a Value cannot fail.
-    bytes.extend(serde_json::to_vec(&line).unwrap_or_default());
-    bytes.push(b'\n');
-    let written = (&file).write_all(&bytes).map_err(io(&path));
-    if locked {
-        let _ = file.unlock();
-    }
-    written.map(|()| path)
-}
-
-/// Takes the exclusive lock, waiting at most [`LOCK_WAIT`]; false = writing without it.
-fn lock_exclusive(file: &std::fs::File) -> bool {
-    let start = Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => return true,
-            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(_) => return false,
-        }
-    }
-}
-
-fn ends_with_newline(file: &std::fs::File) -> bool {
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if len == 0 {
-        return true;
-    }
-    let mut last = [0u8; 1];
-    match file.read_at(&mut last, len - 1) {
-        Ok(1) => last[0] == b'\n',
-        _ => true,
-    }
 }
 
 /// Cuts every string longer than [`MAX_FIELD_BYTES`] (at a character boundary), with a marker.
@@ -263,6 +75,32 @@ fn cap_strings(v: &mut Value) {
         Value::Object(map) => map.values_mut().for_each(cap_strings),
         _ => {}
     }
+}
+
+/// One spool line (newline included): Cursor's `payload` without the dropped keys and with
+/// long strings cut, wrapped with when it was received, the event and the transcript size.
+pub fn spool_line(
+    received_ms: i64,
+    event: &str,
+    transcript_bytes: Option<u64>,
+    mut payload: Map<String, Value>,
+) -> Vec<u8> {
+    for key in DROPPED_KEYS {
+        payload.remove(key);
+    }
+    let mut payload = Value::Object(payload);
+    cap_strings(&mut payload);
+    let line = serde_json::json!({
+        "v": SPOOL_VERSION,
+        "received_ms": received_ms,
+        "event": event,
+        "transcript_bytes": transcript_bytes,
+        "payload": payload,
+    });
+    // Serialising a Value cannot fail.
+    let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
 }
 
 /// One spooled hook event.
@@ -360,39 +198,6 @@ pub fn complete_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn answers_are_exact_per_event_family() {
-        assert_eq!(answer("beforeSubmitPrompt"), "{\"continue\":true}\n");
-        for e in [
-            "beforeShellExecution",
-            "beforeMCPExecution",
-            "beforeReadFile",
-            "beforeTabFileRead",
-            "preToolUse",
-            "subagentStart",
-        ] {
-            assert_eq!(answer(e), "{\"permission\":\"allow\"}\n", "{e}");
-        }
-        for e in [
-            "stop",
-            "subagentStop",
-            "afterAgentResponse",
-            "afterAgentThought",
-            "afterFileEdit",
-            "afterShellExecution",
-            "afterMCPExecution",
-            "postToolUse",
-            "postToolUseFailure",
-            "sessionStart",
-            "sessionEnd",
-            "preCompact",
-            "",
-            "somethingNew",
-        ] {
-            assert_eq!(answer(e), "{}\n", "{e}");
-        }
-    }
 
     #[test]
     fn complete_lines_leave_the_tail() {
