@@ -115,14 +115,10 @@ pub fn spool_dir_in(state_dir: &Path) -> PathBuf {
 }
 
 /// Cursor's roots split into Cursor dirs and the spool dir (the root named
-/// [`SPOOL_DIR_NAME`]; with none, a spool dir that does not exist).
-fn split_roots(roots: &[PathBuf]) -> (Vec<PathBuf>, PathBuf) {
+/// [`SPOOL_DIR_NAME`]). `Config::roots` always adds one; without it there is no unit to name.
+fn split_roots(roots: &[PathBuf]) -> (Vec<PathBuf>, Option<PathBuf>) {
     let is_spool = |r: &PathBuf| r.file_name().is_some_and(|n| n == SPOOL_DIR_NAME);
-    let spool = roots
-        .iter()
-        .rfind(|r| is_spool(r))
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from("/nonexistent").join(SPOOL_DIR_NAME));
+    let spool = roots.iter().rfind(|r| is_spool(r)).cloned();
     (
         roots.iter().filter(|r| !is_spool(r)).cloned().collect(),
         spool,
@@ -164,12 +160,14 @@ impl Source for Cursor {
     fn watch_dirs(&self, roots: &[PathBuf]) -> Vec<PathBuf> {
         let (cursor, spool) = split_roots(roots);
         let mut dirs: Vec<PathBuf> = cursor.iter().map(|r| r.join("projects")).collect();
-        dirs.push(spool);
+        dirs.extend(spool);
         dirs
     }
 
     fn scan(&self, roots: &[PathBuf]) -> Vec<Unit> {
-        let (cursor, spool) = split_roots(roots);
+        let (cursor, Some(spool)) = split_roots(roots) else {
+            return Vec::new();
+        };
         scan(&cursor, &spool)
             .into_iter()
             .map(|(root, id)| unit(&spool, &root, &id))
@@ -177,7 +175,9 @@ impl Source for Cursor {
     }
 
     fn unit_for_path(&self, path: &Path, roots: &[PathBuf]) -> Option<Unit> {
-        let (cursor, spool) = split_roots(roots);
+        let (cursor, Some(spool)) = split_roots(roots) else {
+            return None;
+        };
         let (root, id) = conversation_for_path(path, &cursor, &spool)?;
         Some(unit(&spool, &root, &id))
     }
@@ -215,8 +215,7 @@ impl Source for Cursor {
         let Some((root, _, id)) = unit_parts(unit) else {
             return false;
         };
-        let t = find_transcripts(&root, id);
-        unit.path.exists() || t.main.is_some() || !t.subagents.is_empty()
+        unit.path.exists() || !find_transcripts(&root, id).is_empty()
     }
 }
 
@@ -230,6 +229,13 @@ pub struct TranscriptFiles {
     pub main: Option<PathBuf>,
     /// `<id>/subagents/*.jsonl`, sorted.
     pub subagents: Vec<PathBuf>,
+}
+
+impl TranscriptFiles {
+    /// No transcript at all.
+    pub fn is_empty(&self) -> bool {
+        self.main.is_none() && self.subagents.is_empty()
+    }
 }
 
 fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {
@@ -293,10 +299,7 @@ pub fn find_main_transcript(roots: &[PathBuf], id: &str) -> Option<PathBuf> {
 fn root_of(roots: &[PathBuf], id: &str) -> Option<PathBuf> {
     roots
         .iter()
-        .find(|r| {
-            let t = find_transcripts(r, id);
-            t.main.is_some() || !t.subagents.is_empty()
-        })
+        .find(|r| !find_transcripts(r, id).is_empty())
         .or(roots.first())
         .cloned()
 }
