@@ -41,7 +41,7 @@ complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "export" -d 'Pri
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "config" -d 'Show the resolved configuration (the API key masked)'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "set" -d 'Set a configuration key in config.toml'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "setup" -d 'Add (or remove) the tools\' hooks that nudge the daemon right after each turn'
-complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "hook" -d 'Called by the tools\' hooks: nudges the daemon. Always fast, never fails the tool'
+complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "hook" -d 'Called by the tools\' hooks: nudges the daemon. Always fast, never fails the tool. `hook cursor <event>` answers Cursor and records the event for the daemon'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "service" -d 'Install, remove or inspect the background service (systemd user unit / LaunchAgent)'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "prices" -d 'Show the model price table in use, or download LiteLLM\'s current one'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "completions" -d 'Print shell completions'
@@ -74,7 +74,7 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand verify" -l log-forma
 json\t''"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l limit -d 'Only the N most recently changed files / sessions' -r
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l source -d 'Only this source (claude-code, codex-cli, opencode); repeatable' -r
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l source -d 'Only this source (claude-code, codex-cli, opencode, cursor-sync); repeatable' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l log-level -d 'Log level: error, warn, info, debug, trace (or a tracing filter directive)' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
@@ -88,7 +88,7 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand synctest" -l log-lev
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand synctest" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand synctest" -s h -l help -d 'Print help'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l source -d 'Only this source (claude-code, codex-cli, opencode); repeatable' -r
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l source -d 'Only this source (claude-code, codex-cli, opencode, cursor-sync); repeatable' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l session -d 'Only this session id' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l log-level -d 'Log level: error, warn, info, debug, trace (or a tracing filter directive)' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l log-format -d 'Log format' -r -f -a "text\t''
@@ -180,7 +180,7 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook service prices completions man help" -f -a "config" -d 'Show the resolved configuration (the API key masked)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook service prices completions man help" -f -a "set" -d 'Set a configuration key in config.toml'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook service prices completions man help" -f -a "setup" -d 'Add (or remove) the tools\' hooks that nudge the daemon right after each turn'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook service prices completions man help" -f -a "hook" -d 'Called by the tools\' hooks: nudges the daemon. Always fast, never fails the tool'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook service prices completions man help" -f -a "hook" -d 'Called by the tools\' hooks: nudges the daemon. Always fast, never fails the tool. `hook cursor <event>` answers Cursor and records the event for the daemon'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook service prices completions man help" -f -a "service" -d 'Install, remove or inspect the background service (systemd user unit / LaunchAgent)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook service prices completions man help" -f -a "prices" -d 'Show the model price table in use, or download LiteLLM\'s current one'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export config set setup hook service prices completions man help" -f -a "completions" -d 'Print shell completions'

@@ -52,8 +52,9 @@
 //! - So a message learnt first from the spool keeps its id and time when the transcript line
 //!   arrives (the line takes them over), and a line sent before its event arrived is never
 //!   re-labelled (the event yields). Nothing is sent twice in either arrival order.
-//! - **Thoughts** (`afterAgentThought`) are messages `<id>:<generation>:thought:<n>` with a
-//!   `reasoning` part, only with `sync_thinking`.
+//! - **Thoughts** (`afterAgentThought`) are messages `<id>:<generation>:thought:<n>` with one
+//!   thinking part (`Part::thinking`: a text part marked `[thinking]`), only with
+//!   `sync_thinking`.
 //! - **Tool results** come only from the spool (`postToolUse`, `postToolUseFailure`,
 //!   `afterShellExecution`, `afterMCPExecution`): in a turn the transcript has, each result
 //!   goes after the first transcript `tool_use` of its generation without a result whose name
@@ -866,7 +867,7 @@ impl<'a> Merge<'a> {
                 id: message_id,
                 role: Role::Assistant,
                 text: None,
-                extra: vec![Part::reasoning(text.trim())],
+                extra: vec![Part::thinking(text.trim())],
                 model: self.model_of_gen.get(&generation).cloned(),
                 at: ev.received_ms,
             });
@@ -1097,7 +1098,7 @@ fn line_draft(
                     thinking
                         .iter()
                         .filter(|t| !t.trim().is_empty())
-                        .map(|t| Part::reasoning(t.clone())),
+                        .map(|t| Part::thinking(t.clone())),
                 );
             }
             if opts.sync_tool_calls {
