@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerates fuzz/corpus/<target>/ (the committed seed corpus).
 
-Claude and OpenCode seeds are cut from the project's own fixtures (tests/fixtures/**); Codex
+Claude, OpenCode and pi seeds are cut from the project's own fixtures (tests/fixtures/**); Codex
 seeds are written here by hand from /work/shared/spec/session-formats.md §1 (no Codex fixture
 existed in tests/fixtures when the seeds were made). Nothing is taken from real user logs.
 
@@ -237,6 +237,36 @@ def server():
         put("server_response", resp(*c))
 
 
+# ---------------------------------------------------------------- pi_line
+def pi():
+    reset("pi_line")
+    root = FIX / "pi"
+    files = sorted(root.rglob("*.jsonl")) if root.is_dir() else []
+    for f in files:
+        data = f.read_bytes()
+        # The whole file (they are small), then the header with each window of 3 entries: the
+        # header decides whether anything else is read.
+        put("pi_line", data)
+        lines = [l for l in data.split(b"\n") if l.strip()]
+        for i in range(1, len(lines), 3):
+            put("pi_line", b"\n".join([lines[0]] + lines[i:i + 3]) + b"\n")
+    # Hand-written shapes the fixtures may not have (spec section 2): a v3 fork of an absent
+    # parent, numbers at the edges, a string toolCall argument, a second header.
+    sid = "0b6f0a57-0000-4000-8000-000000000003"
+    put("pi_line", "\n".join([
+        j({"type": "session", "version": 3, "id": sid, "timestamp": "2026-01-02T00:00:00.000Z", "cwd": "/home/x",
+           "parentSession": "/home/x/.pi/agent/sessions/--home-x--/2026-01-01T00-00-00-000Z_aaaaaaaa-0000-4000-8000-000000000000.jsonl"}),
+        j({"type": "message", "id": "a1", "parentId": None, "timestamp": "2026-01-01T00:00:01.000Z",
+           "message": {"role": "assistant", "content": [{"type": "toolCall", "id": "t", "name": "bash", "arguments": "ls"}],
+                       "provider": "p", "model": "m", "usage": {"input": 18446744073709551615, "output": 1e300, "cacheRead": -1,
+                                                               "cacheWrite": 0.5, "cost": {"total": 1e308}}, "timestamp": 1e300}}),
+        j({"type": "session", "id": "other", "timestamp": "x"}),
+        j({"type": "session_info", "id": "b1", "parentId": "a1", "timestamp": "2026-01-02T00:00:02.000Z", "name": "  "}),
+        j({"type": "message", "id": "c1", "parentId": "b1", "timestamp": 5,
+           "message": {"role": "bashExecution", "command": "x", "output": None, "exitCode": -9223372036854775808, "cancelled": "yes"}}),
+    ]) + "\n")
+
+
 # ---------------------------------------------------------------- config_value
 def config():
     reset("config_value")
@@ -265,6 +295,7 @@ if __name__ == "__main__":
     claude()
     codex()
     opencode()
+    pi()
     cursor()
     server()
     config()

@@ -107,16 +107,35 @@ impl Engine {
                             due_ms: open_until,
                             session: work.key.clone(),
                             message: Some((msg.payload, msg.hash)),
+                            confirm: false,
                         }),
                     ));
                     continue;
                 }
             }
+            // A message this process has no record of, created before it started and still
+            // in its window, may have been sent by a process killed mid-push: if so this is an
+            // update the server skips, so it is sent again once the window has passed.
+            let created = msg.payload.created_at.unwrap_or(i64::MAX);
+            let maybe_known = msg.server_created_ms.is_none()
+                && created <= self.start_ms
+                && self.now() < created + MESSAGE_WINDOW_MS + WINDOW_MARGIN_MS;
             if self.send_message(client, &msg, &work.key, commit).await? {
                 if msg.server_created_ms.is_none() {
                     work.record.messages += 1;
                 }
                 work.record.last_write_ms = self.now();
+                if maybe_known {
+                    commit.deferred.push((
+                        deferred_message_key(&msg.payload.external_id),
+                        Some(Deferred {
+                            due_ms: created + MESSAGE_WINDOW_MS + WINDOW_MARGIN_MS,
+                            session: work.key.clone(),
+                            message: Some((msg.payload.clone(), msg.hash)),
+                            confirm: true,
+                        }),
+                    ));
+                }
             }
         }
         if let Some(update) = work.update.take() {
@@ -148,6 +167,7 @@ impl Engine {
                 due_ms: last_write + SESSION_WINDOW_MS + WINDOW_MARGIN_MS,
                 session: key.to_string(),
                 message: None,
+                confirm: true,
             }),
         ));
     }
@@ -515,7 +535,7 @@ impl Engine {
         commit: &mut Commit,
     ) -> Result<(), Outcome> {
         let prev = self.ledger.message(&payload.external_id).ok().flatten();
-        if prev.as_ref().is_some_and(|p| p.hash == hash) {
+        if !entry.confirm && prev.as_ref().is_some_and(|p| p.hash == hash) {
             commit.deferred.push((key.to_string(), None));
             return Ok(());
         }

@@ -325,14 +325,20 @@ impl Engine {
         }
         let mut records = Vec::new();
         let mut malformed = 0u64;
+        let mut first_error = None;
         for line in chunk.iter_lines() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             if let Err(err) = parser.parse_line(line, &mut records) {
                 malformed += 1;
-                tracing::warn!(file = %path.display(), %err, "skipped a line that does not parse");
+                first_error.get_or_insert(err);
             }
+        }
+        // One warning per read, not per line: a binary file would otherwise log a line for
+        // every newline byte in it. The count goes to the ledger and `status`.
+        if let Some(err) = first_error {
+            tracing::warn!(file = %path.display(), lines = malformed, first = %err, "skipped lines that do not parse");
         }
         record.checkpoint = tail::fingerprint(&mut file, chunk.end).map_err(io)?;
         record.state = Some(parser.save_state());

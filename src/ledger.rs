@@ -25,7 +25,7 @@ use crate::tail::Checkpoint;
 
 /// Bumped when a stored value's shape changes incompatibly. Version 1 (before the one fold)
 /// is migrated in place: what the server acknowledged is kept, the fold is rebuilt by reading
-/// every unit again (see [`Ledger::migrate_v1`]); anything else unknown is set aside.
+/// every unit again (see `Ledger::migrate_v1`); anything else unknown is set aside.
 pub const SCHEMA_VERSION: u64 = 2;
 
 /// A ledger failure.
@@ -141,6 +141,10 @@ pub struct Deferred {
     /// The message payload (shaped, as it will be sent) and its hash; `None` for a session
     /// write, which sends the session's state as it is at that moment.
     pub message: Option<(crate::model::MessagePayload, u128)>,
+    /// Send it even if the ledger already records this content as acknowledged: the
+    /// acknowledgement may have been for a write the server skipped.
+    #[serde(default)]
+    pub confirm: bool,
 }
 
 /// The `deferred` tree key of a message write.
@@ -396,12 +400,25 @@ impl Ledger {
             source,
         };
         // A small cache: the working set is one unit's records; memory must stay flat.
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(8 * 1024 * 1024)
-            .mode(sled::Mode::LowSpace)
-            .open()
-            .map_err(err)?;
+            .mode(sled::Mode::LowSpace);
+        // Another process never holds sled's own file lock (the single-instance lock is taken
+        // first), but this one may, for a moment: sled finishes writing a dropped handle's
+        // buffers on background threads. Wait for that, briefly.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if attempts < 100 && e.to_string().contains("could not acquire lock") =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.map_err(err)?,
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(err);
         Ok(Ledger {
             path: dir.to_path_buf(),
@@ -772,12 +789,21 @@ fn aside_path(dir: &Path) -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let mut name = dir
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".corrupt-{stamp}"));
-    dir.with_file_name(name)
+    // A name nothing has: two start-overs within a second must not collide.
+    (0u32..)
+        .map(|n| {
+            let mut name = dir
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
+            name.push(match n {
+                0 => format!(".corrupt-{stamp}"),
+                n => format!(".corrupt-{stamp}-{n}"),
+            });
+            dir.with_file_name(name)
+        })
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| dir.with_extension("corrupt"))
 }
 
 /// The fold's store over the ledger, with an in-memory overlay: reads see pending writes;

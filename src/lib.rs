@@ -3,6 +3,7 @@
 //! retry, never losing or duplicating a record. See `README.md` and `DESIGN.md`-style notes in
 //! each module's header.
 
+pub mod answer_text;
 pub mod assets;
 pub mod cli;
 pub mod clock;
@@ -13,10 +14,13 @@ pub mod cursor_hook;
 pub mod daemon;
 pub mod deliver;
 pub mod engine;
+pub mod exclude;
 pub mod fold;
+pub mod json_edit;
 pub mod keyed_locks;
 pub mod ledger;
 pub mod lock;
+pub mod logfile;
 pub mod model;
 pub mod oneshot;
 pub mod plan;

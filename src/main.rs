@@ -1,10 +1,8 @@
 //! The `opensyncd` binary: parse arguments, run, map the outcome to an exit code.
 //! Everything else lives in the library (`opensyncd::cli`).
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = opensyncd::cli::Cli::parse();
+    let cli = opensyncd::cli::parse();
     match opensyncd::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

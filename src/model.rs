@@ -18,6 +18,9 @@ pub enum SourceId {
     /// OpenCode (JSON storage or `opencode.db`).
     #[serde(rename = "opencode")]
     OpenCode,
+    /// pi coding agent (`~/.pi/agent/sessions`).
+    #[serde(rename = "pi")]
+    Pi,
     /// Cursor (agent transcripts and hook events; the dashboard's `cursor-sync`).
     #[serde(rename = "cursor-sync")]
     Cursor,
@@ -25,10 +28,11 @@ pub enum SourceId {
 
 impl SourceId {
     /// Every source, in display order.
-    pub const ALL: [SourceId; 4] = [
+    pub const ALL: [SourceId; 5] = [
         SourceId::ClaudeCode,
         SourceId::CodexCli,
         SourceId::OpenCode,
+        SourceId::Pi,
         SourceId::Cursor,
     ];
 
@@ -38,6 +42,7 @@ impl SourceId {
             SourceId::ClaudeCode => "claude-code",
             SourceId::CodexCli => "codex-cli",
             SourceId::OpenCode => "opencode",
+            SourceId::Pi => "pi",
             SourceId::Cursor => "cursor-sync",
         }
     }
@@ -48,6 +53,7 @@ impl SourceId {
             "claude-code" | "claude" | "claudecode" => Some(SourceId::ClaudeCode),
             "codex-cli" | "codex" => Some(SourceId::CodexCli),
             "opencode" | "open-code" => Some(SourceId::OpenCode),
+            "pi" => Some(SourceId::Pi),
             "cursor-sync" | "cursor" => Some(SourceId::Cursor),
             _ => None,
         }

@@ -213,6 +213,15 @@ pub struct ExportReport {
     pub skipped_long_lines: u64,
     /// Units that could not be read, with the reason.
     pub unreadable: Vec<String>,
+    /// Units that vanished between the scan and the read (not an error).
+    #[serde(default)]
+    pub vanished: Vec<String>,
+    /// Sessions left out because their project path matches an `exclude` pattern.
+    #[serde(default)]
+    pub excluded_sessions: usize,
+    /// Sessions found with the `--session` id (all sessions when no id was asked for).
+    #[serde(default)]
+    pub matched_sessions: usize,
     /// Models with tokens but no price: sessions affected and tokens (left out of the costs).
     pub unpriced: BTreeMap<String, (usize, Tokens)>,
 }
@@ -265,8 +274,11 @@ pub fn export(
                         }
                     }
                 };
-                if let Err(e) = read_all(unit, cfg, &mut fold_records, &mut report) {
-                    report.unreadable.push(format!("{}: {e}", unit.describe()));
+                match read_all(unit, cfg, &mut fold_records, &mut report) {
+                    Ok(()) => {}
+                    // Deleted since the scan: nothing to export, nothing wrong.
+                    Err(e) if is_not_found(&e) => report.vanished.push(unit.describe()),
+                    Err(e) => report.unreadable.push(format!("{}: {e}", unit.describe())),
                 }
             }
             for sid in order {
@@ -274,6 +286,18 @@ pub fn export(
                 let state = fold::session_state(&mut store, source, &sid);
                 store.forget(&key);
                 if session_filter.is_some_and(|want| want != sid) || !emitted.insert(key) {
+                    continue;
+                }
+                report.matched_sessions += 1;
+                // A session is excluded by its project once the fold knows the project; its
+                // files were read (their paths did not match), but nothing of it is output.
+                if state
+                    .facts
+                    .project_path
+                    .as_ref()
+                    .is_some_and(|p| roots.exclude().matches_project(&p.value))
+                {
+                    report.excluded_sessions += 1;
                     continue;
                 }
                 let messages: Vec<MessagePayload> = messages
@@ -301,6 +325,13 @@ pub fn export(
         }
     }
     Ok(report)
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+    })
 }
 
 /// Units whose records belong to the same sessions share a group key (the source decides).

@@ -283,14 +283,8 @@ impl Client {
         }
         let parsed: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
         let json = is_json || parsed.is_some();
-        let message = parsed.and_then(|b| b.error).unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(&bytes);
-            text.chars()
-                .take(200)
-                .collect::<String>()
-                .trim()
-                .to_string()
-        });
+        let message =
+            (parsed.and_then(|b| b.error)).unwrap_or_else(|| crate::answer_text::describe(&bytes));
         Err(PushError::Status {
             route,
             status,
@@ -416,7 +410,7 @@ fn parse_ok(route: &str, body: &[u8]) -> Result<serde_json::Value, PushError> {
             route: route.to_string(),
             detail: format!(
                 "not OpenSync's JSON ({})",
-                String::from_utf8_lossy(&body[..body.len().min(80)]).trim()
+                crate::answer_text::describe(body)
             ),
         })
 }

@@ -41,6 +41,21 @@ impl Manager {
     }
 }
 
+/// Variables the service keeps from the shell `service install` ran in, when set there: where
+/// the tools keep their logs and where opensyncd keeps its own files. A service manager starts
+/// the daemon with its own environment, which would otherwise lose them. (Never the API key:
+/// a unit file is no place for a secret.)
+pub const KEPT_VARIABLES: &[&str] = &[
+    "OPENSYNCD_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_STATE_HOME",
+    "XDG_DATA_HOME",
+    "CLAUDE_CONFIG_DIR",
+    "CODEX_HOME",
+    "OPENCODE_DB",
+    "PI_CODING_AGENT_DIR",
+];
+
 /// Where and what to install, resolved from the environment.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -54,6 +69,8 @@ pub struct Target {
     pub log_file: PathBuf,
     /// The user id (launchd domain `gui/<uid>`).
     pub uid: u32,
+    /// [`KEPT_VARIABLES`] that are set, with their values, in that order.
+    pub environment: Vec<(String, String)>,
 }
 
 impl Target {
@@ -84,12 +101,20 @@ impl Target {
         // The owner of the home directory is the user the agent belongs to; this avoids an
         // unsafe `getuid` call for the one number launchd needs.
         let uid = std::fs::metadata(&home).map(|m| m.uid()).unwrap_or(0);
+        let environment = KEPT_VARIABLES
+            .iter()
+            .filter_map(|name| {
+                let value = env(name).filter(|v| !v.is_empty())?;
+                Some((name.to_string(), value))
+            })
+            .collect();
         Ok(Target {
             manager,
             unit_path,
             binary,
             log_file: home.join("Library/Logs/opensyncd.log"),
             uid,
+            environment,
         })
     }
 
@@ -102,13 +127,13 @@ impl Target {
             )
         })?;
         match self.manager {
-            Manager::Systemd => Ok(render_systemd_unit(binary)),
+            Manager::Systemd => render_systemd_unit_with_env(binary, &self.environment),
             Manager::Launchd => {
                 let log = self
                     .log_file
                     .to_str()
                     .context("the log path is not UTF-8")?;
-                Ok(render_launchd_plist(binary, log))
+                render_launchd_plist_with_env(binary, log, &self.environment)
             }
         }
     }
@@ -135,11 +160,68 @@ pub fn render_systemd_unit(binary: &str) -> String {
     )
 }
 
+/// The unit with `ExecStart` pointing at `binary` and one `Environment=` line per variable
+/// (quoted and escaped for systemd: `\\`, `\"` and `%%`).
+pub fn render_systemd_unit_with_env(
+    binary: &str,
+    environment: &[(String, String)],
+) -> Result<String> {
+    let mut unit = render_systemd_unit(binary);
+    if environment.is_empty() {
+        return Ok(unit);
+    }
+    let mut lines =
+        String::from("# Kept from the environment `opensyncd service install` ran in.\n");
+    for (name, value) in environment {
+        if value.contains(['\n', '\r']) {
+            bail!("{name} contains a line break; a unit file cannot keep it");
+        }
+        let escaped = value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('%', "%%");
+        let _ = writeln!(lines, "Environment=\"{name}={escaped}\"");
+    }
+    let anchor = "ExecReload=";
+    let at = unit.find(anchor).unwrap_or(unit.len());
+    unit.insert_str(at, &lines);
+    Ok(unit)
+}
+
 /// The plist with the binary and log file filled in (XML-escaped).
 pub fn render_launchd_plist(binary: &str, log_file: &str) -> String {
     LAUNCHD_PLIST_TEMPLATE
         .replace("@BINARY@", &xml_escape(binary))
         .replace("@LOG_FILE@", &xml_escape(log_file))
+}
+
+/// [`render_launchd_plist`] with an `EnvironmentVariables` dictionary for the variables.
+pub fn render_launchd_plist_with_env(
+    binary: &str,
+    log_file: &str,
+    environment: &[(String, String)],
+) -> Result<String> {
+    let mut plist = render_launchd_plist(binary, log_file);
+    if environment.is_empty() {
+        return Ok(plist);
+    }
+    let mut dict = String::from(
+        "\t<!-- Kept from the environment `opensyncd service install` ran in. -->\n\
+         \t<key>EnvironmentVariables</key>\n\t<dict>\n",
+    );
+    for (name, value) in environment {
+        let _ = write!(
+            dict,
+            "\t\t<key>{}</key>\n\t\t<string>{}</string>\n",
+            xml_escape(name),
+            xml_escape(value)
+        );
+    }
+    dict.push_str("\t</dict>\n");
+    let anchor = "\t<key>RunAtLoad</key>";
+    let at = plist.find(anchor).unwrap_or(plist.len());
+    plist.insert_str(at, &dict);
+    Ok(plist)
 }
 
 fn xml_escape(s: &str) -> String {
@@ -291,6 +373,63 @@ pub fn describe(step: &Step) -> String {
     }
 }
 
+/// Checks that the service manager can be reached before anything is written, so that an
+/// install never stops half-way (a unit file written but never enabled). `Err` says what is
+/// missing and what to do.
+pub fn check_manager(target: &Target) -> Result<()> {
+    if target.manager != Manager::Systemd {
+        return Ok(());
+    }
+    if let Some(problem) = systemd_user_manager_problem() {
+        bail!(
+            "no systemd user manager is reachable ({problem}); nothing was changed. On a \
+             machine reached over SSH, run `loginctl enable-linger $USER` and log in again; in \
+             a container or WSL without systemd, run `opensyncd run` under your own supervisor \
+             (its log: `opensyncd logs`)"
+        );
+    }
+    Ok(())
+}
+
+/// Why `systemctl --user` cannot talk to a user manager, or `None` when it can.
+pub fn systemd_user_manager_problem() -> Option<String> {
+    match Command::new("systemctl")
+        .args(["--user", "show-environment"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stderr);
+            let first = text.lines().next().unwrap_or("").trim();
+            Some(if first.is_empty() {
+                format!("`systemctl --user` failed: {}", o.status)
+            } else {
+                format!("`systemctl --user`: {first}")
+            })
+        }
+        Err(e) => Some(format!("`systemctl` could not be run: {e}")),
+    }
+}
+
+/// The unit or plist file of an installed service, if any (the user's own first, then the
+/// packaged ones).
+pub fn installed_unit(target: &Target) -> Option<PathBuf> {
+    match target.manager {
+        Manager::Systemd => {
+            let packaged = [
+                "/etc/systemd/user/opensyncd.service",
+                "/usr/lib/systemd/user/opensyncd.service",
+            ];
+            std::iter::once(target.unit_path.clone())
+                .chain(packaged.iter().map(PathBuf::from))
+                .find(|p| p.is_file())
+        }
+        Manager::Launchd => Some(target.unit_path.clone()).filter(|p| p.is_file()),
+    }
+}
+
 /// Runs the steps in order, stopping at the first failure that matters.
 pub fn execute(steps: &[Step], out: &mut dyn FnMut(&str)) -> Result<()> {
     for step in steps {
@@ -351,11 +490,24 @@ pub struct ServiceStatus {
     pub enabled: Option<String>,
     /// active / inactive / failed / running ...; None when it could not be asked.
     pub active: Option<String>,
+    /// Why the service manager could not be asked (no systemd user manager, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
 }
 
 impl ServiceStatus {
     /// One line for `status` and `verify`.
     pub fn summary(&self) -> String {
+        if let Some(problem) = &self.unreachable {
+            return match &self.unit_file {
+                Some(path) => format!(
+                    "{} {} (state unknown: {problem})",
+                    self.manager,
+                    path.display()
+                ),
+                None => format!("{} not checked: {problem}", self.manager),
+            };
+        }
         match &self.unit_file {
             None => format!("no {} installed: `opensyncd service install`", self.manager),
             Some(path) => format!(
@@ -394,14 +546,18 @@ pub fn status(target: &Target) -> ServiceStatus {
     };
     match target.manager {
         Manager::Systemd => {
-            let packaged = [
-                "/etc/systemd/user/opensyncd.service",
-                "/usr/lib/systemd/user/opensyncd.service",
-            ];
-            let unit_file = std::iter::once(target.unit_path.clone())
-                .chain(packaged.iter().map(PathBuf::from))
-                .find(|p| p.is_file());
+            let unit_file = installed_unit(target);
             let runs_binary = unit_file.as_ref().and_then(|p| exec_start_binary(p));
+            if let Some(problem) = systemd_user_manager_problem() {
+                return ServiceStatus {
+                    manager: Manager::Systemd.name().into(),
+                    unit_file,
+                    runs_binary,
+                    enabled: None,
+                    active: None,
+                    unreachable: Some(problem),
+                };
+            }
             let first_line = |s: String| s.lines().next().unwrap_or("").trim().to_string();
             let enabled = query(&["systemctl", "--user", "is-enabled", SYSTEMD_UNIT])
                 .map(|(_, s)| first_line(s))
@@ -415,6 +571,7 @@ pub fn status(target: &Target) -> ServiceStatus {
                 runs_binary,
                 enabled,
                 active,
+                unreachable: None,
             }
         }
         Manager::Launchd => {
@@ -440,6 +597,7 @@ pub fn status(target: &Target) -> ServiceStatus {
                 unit_file,
                 enabled,
                 active,
+                unreachable: None,
             }
         }
     }
@@ -507,6 +665,27 @@ mod tests {
         assert_eq!(unit.matches("ExecStart=").count(), 1);
         let plain = render_systemd_unit("/home/u/.cargo/bin/opensyncd");
         assert!(plain.contains("ExecStart=/home/u/.cargo/bin/opensyncd run\n"));
+    }
+
+    #[test]
+    fn kept_variables_become_environment_lines_escaped_for_systemd() {
+        let env = vec![
+            (
+                "CLAUDE_CONFIG_DIR".to_string(),
+                "/home/u/my claude".to_string(),
+            ),
+            ("CODEX_HOME".to_string(), r#"/x/100%"q"\b"#.to_string()),
+        ];
+        let unit = render_systemd_unit_with_env("/usr/bin/opensyncd", &env).unwrap();
+        assert!(unit.contains("Environment=\"CLAUDE_CONFIG_DIR=/home/u/my claude\"\n"));
+        assert!(unit.contains(r#"Environment="CODEX_HOME=/x/100%%\"q\"\\b""#));
+        assert!(unit.find("Environment=").unwrap() > unit.find("[Service]").unwrap());
+        let bad = vec![("CODEX_HOME".to_string(), "a\nb".to_string())];
+        assert!(render_systemd_unit_with_env("/usr/bin/opensyncd", &bad).is_err());
+        assert_eq!(
+            render_systemd_unit_with_env("/usr/bin/opensyncd", &[]).unwrap(),
+            render_systemd_unit("/usr/bin/opensyncd")
+        );
     }
 
     #[test]

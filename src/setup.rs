@@ -1,75 +1,403 @@
 //! Adds and removes the tools' hooks that nudge the running daemon right after each turn:
-//! Claude Code command hooks in `settings.json` and Codex's `notify` program in `config.toml`.
+//! Claude Code and Factory Droid command hooks (`Stop`, `SessionEnd`) in their
+//! `settings.json`, Cursor's hooks in `~/.cursor/hooks.json`, and Codex's `notify` program in
+//! `config.toml`.
 //!
-//! The hooks are an optimisation: the watcher sees every change anyway. So setup merges into
-//! the user's files without touching anything else (other hooks, comments and formatting in
-//! TOML), keeps a backup of the previous version beside the file, and `--remove` takes out
-//! exactly the entries it recognises as its own (a command that runs `opensyncd hook ...`).
+//! The hooks are an optimisation: the watcher sees every change anyway. So setup leaves no
+//! trace beyond its own entries: JSON is edited in place ([`crate::json_edit`]: only our
+//! entries' text is inserted or removed; key order and formatting stay), TOML through
+//! `toml_edit` (comments and layout stay), the first backup of a file
+//! (`<file>.opensyncd-backup`) is never overwritten, and `--remove` gives back the original
+//! bytes when nothing but our entries changed since (otherwise it takes out exactly the entries
+//! it recognises as its own: a command that runs `opensyncd hook ...`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Map, Value, json};
+
+use crate::json_edit::{self, Node, Style, Value};
 
 /// The Claude Code events we hook: after every assistant turn, and at the end of a session.
 pub const CLAUDE_EVENTS: [&str; 2] = ["Stop", "SessionEnd"];
+/// The Factory Droid events we hook (same meaning as Claude Code's).
+pub const DROID_EVENTS: [&str; 2] = ["Stop", "SessionEnd"];
+/// The Cursor events we hook: the turn's boundaries and the tool events, so the spool sees
+/// every step of a turn.
+pub const CURSOR_EVENTS: [&str; 8] = [
+    "beforeSubmitPrompt",
+    "afterAgentResponse",
+    "stop",
+    "beforeShellExecution",
+    "afterShellExecution",
+    "preToolUse",
+    "postToolUse",
+    "afterFileEdit",
+];
 /// The event name Codex's notify passes to `opensyncd hook`.
 pub const CODEX_EVENT: &str = "codex-notify";
 /// Suffix of the backup kept beside each edited file.
 pub const BACKUP_SUFFIX: &str = "opensyncd-backup";
 
-/// What setup would do (or did) to one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Edit {
-    /// The tool ("Claude Code", "Codex CLI").
-    pub tool: &'static str,
-    /// The file.
-    pub path: PathBuf,
-    /// The new contents, or None when nothing changes.
-    pub new_contents: Option<String>,
-    /// One line for the user.
-    pub summary: String,
+/// A tool whose hook configuration setup edits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// Claude Code (`settings.json`).
+    Claude,
+    /// Codex CLI (`config.toml`).
+    Codex,
+    /// Cursor (`~/.cursor/hooks.json`).
+    Cursor,
+    /// Factory Droid (`~/.factory/settings.json`).
+    Droid,
 }
 
-/// Where Claude Code keeps its user settings.
-pub fn claude_settings_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
-    env("CLAUDE_CONFIG_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::config::home_dir(env).join(".claude"))
-        .join("settings.json")
+impl Tool {
+    /// Every tool, in the order setup reports them.
+    pub const ALL: [Tool; 4] = [Tool::Claude, Tool::Codex, Tool::Cursor, Tool::Droid];
+
+    /// The tool's name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Claude => "Claude Code",
+            Tool::Codex => "Codex CLI",
+            Tool::Cursor => "Cursor",
+            Tool::Droid => "Factory Droid",
+        }
+    }
+
+    /// The file setup edits.
+    pub fn config_path(self, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+        let home = crate::config::home_dir(env);
+        match self {
+            Tool::Claude => env("CLAUDE_CONFIG_DIR")
+                // A comma list (honoured for transcripts) names several dirs; the first is
+                // the one Claude Code writes its settings to.
+                .and_then(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .find(|d| !d.is_empty())
+                        .map(String::from)
+                })
+                .map(|d| crate::sources::expand_tilde(&d, &home))
+                .unwrap_or_else(|| home.join(".claude"))
+                .join("settings.json"),
+            Tool::Codex => env("CODEX_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(".codex"))
+                .join("config.toml"),
+            Tool::Cursor => home.join(".cursor/hooks.json"),
+            Tool::Droid => home.join(".factory/settings.json"),
+        }
+    }
+
+    /// The text with our hooks added (empty text = no file yet). Idempotent: an existing
+    /// opensyncd entry is updated in place (a new binary path), never duplicated. The note
+    /// says why something was left alone.
+    pub fn add(self, text: &str, binary: &str) -> Result<(String, Option<String>)> {
+        match self {
+            Tool::Claude => claude_style_add(text, binary, &CLAUDE_EVENTS, "").map(|t| (t, None)),
+            Tool::Droid => {
+                claude_style_add(text, binary, &DROID_EVENTS, "droid ").map(|t| (t, None))
+            }
+            Tool::Cursor => cursor_add(text, binary).map(|t| (t, None)),
+            Tool::Codex => codex_add(text, binary),
+        }
+    }
+
+    /// The text with our hooks taken out (and nothing else).
+    pub fn remove(self, text: &str) -> Result<String> {
+        match self {
+            Tool::Claude => claude_style_remove(text, &CLAUDE_EVENTS, ""),
+            Tool::Droid => claude_style_remove(text, &DROID_EVENTS, "droid "),
+            Tool::Cursor => cursor_remove(text),
+            Tool::Codex => codex_remove(text),
+        }
+    }
 }
 
-/// Where Codex keeps its config.
-pub fn codex_config_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
-    env("CODEX_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::config::home_dir(env).join(".codex"))
-        .join("config.toml")
-}
-
-/// The shell command Claude Code runs for `event` (the binary path quoted for the shell).
-pub fn claude_hook_command(binary: &str, event: &str) -> String {
+/// The shell command a tool runs for `event`: `<binary> hook <prefix><event>`, the binary
+/// quoted for the shell when it needs it.
+pub fn hook_command(binary: &str, prefix: &str, event: &str) -> String {
     let plain = binary
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%".contains(&b));
     if plain {
-        format!("{binary} hook {event}")
+        format!("{binary} hook {prefix}{event}")
     } else {
-        format!("'{}' hook {event}", binary.replace('\'', r"'\''"))
+        format!("'{}' hook {prefix}{event}", binary.replace('\'', r"'\''"))
     }
 }
 
-/// Is this hook command one of ours (any binary path, any of our events)?
-fn is_our_claude_command(command: &str) -> bool {
+/// The Claude Code command for `event` (kept for callers of the old name).
+pub fn claude_hook_command(binary: &str, event: &str) -> String {
+    hook_command(binary, "", event)
+}
+
+/// Is this command one of ours for one of `events` (any binary path)?
+fn is_our_command(command: &str, prefix: &str, events: &[&str]) -> bool {
     let command = command.trim();
-    CLAUDE_EVENTS.iter().any(|event| {
+    events.iter().any(|event| {
         command
-            .strip_suffix(&format!(" hook {event}"))
+            .strip_suffix(&format!(" hook {prefix}{event}"))
             .map(|bin| bin.trim_matches('\'').ends_with("opensyncd"))
             .unwrap_or(false)
     })
+}
+
+fn parse_json_settings(text: &str, file: &str) -> Result<(String, Node)> {
+    let text = if text.trim().is_empty() {
+        "{}\n".to_string()
+    } else {
+        text.to_string()
+    };
+    let root = json_edit::parse(&text)
+        .with_context(|| format!("{file} is not valid JSON; fix it first"))?;
+    if !root.is_object() {
+        bail!("{file} is not a JSON object; fix it first");
+    }
+    Ok((text, root))
+}
+
+/// Claude Code / Factory Droid: `{"hooks": {"<Event>": [{"hooks": [{"type": "command",
+/// "command": …, "timeout": 5}]}]}}`.
+fn claude_style_add(text: &str, binary: &str, events: &[&str], prefix: &str) -> Result<String> {
+    let style = Style::of(text);
+    let group = |event: &str| {
+        Value::object([(
+            "hooks",
+            Value::Array(vec![Value::object([
+                ("type", Value::string("command")),
+                (
+                    "command",
+                    Value::string(hook_command(binary, prefix, event)),
+                ),
+                ("timeout", Value::Integer(5)),
+            ])]),
+        )])
+    };
+    let (mut text, _) = parse_json_settings(text, "settings.json")?;
+    // One edit per pass, re-parsed after each: spans move when text is inserted.
+    'pass: loop {
+        let root = json_edit::parse(&text)?;
+        let Some((_, hooks)) = root.member("hooks") else {
+            let all = Value::Object(
+                events
+                    .iter()
+                    .map(|e| (e.to_string(), Value::Array(vec![group(e)])))
+                    .collect(),
+            );
+            text = json_edit::insert_member(&text, &root, "hooks", &all, &style);
+            continue;
+        };
+        let hooks = &hooks.value;
+        if !hooks.is_object() {
+            bail!("`hooks` in settings.json is not an object");
+        }
+        for event in events {
+            let wanted = hook_command(binary, prefix, event);
+            let Some((_, groups)) = hooks.member(event) else {
+                text = json_edit::insert_member(
+                    &text,
+                    hooks,
+                    event,
+                    &Value::Array(vec![group(event)]),
+                    &style,
+                );
+                continue 'pass;
+            };
+            let groups = &groups.value;
+            if !groups.is_array() {
+                bail!("`hooks.{event}` in settings.json is not a list");
+            }
+            let ours: Vec<&Node> = groups
+                .elements()
+                .iter()
+                .filter_map(|g| g.member("hooks"))
+                .flat_map(|(_, list)| list.value.elements())
+                .filter_map(|hook| hook.member("command"))
+                .map(|(_, c)| &c.value)
+                .filter(|c| {
+                    c.as_str()
+                        .is_some_and(|s| is_our_command(s, prefix, &[event]))
+                })
+                .collect();
+            if ours.is_empty() {
+                text = json_edit::append_element(&text, groups, &group(event), &style);
+                continue 'pass;
+            }
+            if let Some(stale) = ours.iter().find(|c| c.as_str() != Some(wanted.as_str())) {
+                let quoted = serde_json::Value::String(wanted.clone()).to_string();
+                text = json_edit::splice(&text, stale.span.clone(), &quoted);
+                continue 'pass;
+            }
+        }
+        return Ok(text);
+    }
+}
+
+/// Removes exactly our hooks; groups, events and `hooks` left empty by that go too.
+fn claude_style_remove(text: &str, events: &[&str], prefix: &str) -> Result<String> {
+    if text.trim().is_empty() {
+        return Ok(text.to_string());
+    }
+    let (mut text, _) = parse_json_settings(text, "settings.json")?;
+    loop {
+        let root = json_edit::parse(&text)?;
+        let Some((hooks_index, hooks)) = root.member("hooks") else {
+            return Ok(text);
+        };
+        let hooks = &hooks.value;
+        let mut edit = None;
+        'search: for (event_index, event) in hooks.members().iter().enumerate() {
+            for (group_index, group) in event.value.elements().iter().enumerate() {
+                let Some((_, list)) = group.member("hooks") else {
+                    continue;
+                };
+                let list = &list.value;
+                for (hook_index, hook) in list.elements().iter().enumerate() {
+                    let ours = hook
+                        .member("command")
+                        .and_then(|(_, c)| c.value.as_str())
+                        .is_some_and(|c| is_our_command(c, prefix, events));
+                    if !ours {
+                        continue;
+                    }
+                    // The smallest thing that holds only ours goes.
+                    edit = Some(if list.elements().len() > 1 {
+                        json_edit::remove_element(&text, list, hook_index)
+                    } else if event.value.elements().len() > 1 {
+                        json_edit::remove_element(&text, &event.value, group_index)
+                    } else if hooks.members().len() > 1 {
+                        json_edit::remove_member(&text, hooks, event_index)
+                    } else {
+                        json_edit::remove_member(&text, &root, hooks_index)
+                    });
+                    break 'search;
+                }
+            }
+        }
+        match edit {
+            Some(new) => text = new,
+            None => return Ok(text),
+        }
+    }
+}
+
+/// Cursor: `{"version": 1, "hooks": {"<event>": [{"command": …}]}}`.
+fn cursor_add(text: &str, binary: &str) -> Result<String> {
+    let entry = |event: &str| {
+        Value::object([(
+            "command",
+            Value::string(hook_command(binary, "cursor ", event)),
+        )])
+    };
+    if text.trim().is_empty() {
+        let hooks = Value::Object(
+            CURSOR_EVENTS
+                .iter()
+                .map(|e| (e.to_string(), Value::Array(vec![entry(e)])))
+                .collect(),
+        );
+        return Ok(Style::of("").document(&Value::Object(vec![
+            ("version".into(), Value::Integer(1)),
+            ("hooks".into(), hooks),
+        ])));
+    }
+    let style = Style::of(text);
+    let (mut text, _) = parse_json_settings(text, "hooks.json")?;
+    'pass: loop {
+        let root = json_edit::parse(&text)?;
+        let Some((_, hooks)) = root.member("hooks") else {
+            let all = Value::Object(
+                CURSOR_EVENTS
+                    .iter()
+                    .map(|e| (e.to_string(), Value::Array(vec![entry(e)])))
+                    .collect(),
+            );
+            text = json_edit::insert_member(&text, &root, "hooks", &all, &style);
+            continue;
+        };
+        let hooks = &hooks.value;
+        if !hooks.is_object() {
+            bail!("`hooks` in hooks.json is not an object");
+        }
+        for event in CURSOR_EVENTS {
+            let wanted = hook_command(binary, "cursor ", event);
+            let Some((_, list)) = hooks.member(event) else {
+                text = json_edit::insert_member(
+                    &text,
+                    hooks,
+                    event,
+                    &Value::Array(vec![entry(event)]),
+                    &style,
+                );
+                continue 'pass;
+            };
+            let list = &list.value;
+            if !list.is_array() {
+                bail!("`hooks.{event}` in hooks.json is not a list");
+            }
+            let ours: Vec<&Node> = list
+                .elements()
+                .iter()
+                .filter_map(|e| e.member("command"))
+                .map(|(_, c)| &c.value)
+                .filter(|c| {
+                    c.as_str()
+                        .is_some_and(|s| is_our_command(s, "cursor ", &[event]))
+                })
+                .collect();
+            if ours.is_empty() {
+                text = json_edit::append_element(&text, list, &entry(event), &style);
+                continue 'pass;
+            }
+            if let Some(stale) = ours.iter().find(|c| c.as_str() != Some(wanted.as_str())) {
+                let quoted = serde_json::Value::String(wanted.clone()).to_string();
+                text = json_edit::splice(&text, stale.span.clone(), &quoted);
+                continue 'pass;
+            }
+        }
+        return Ok(text);
+    }
+}
+
+fn cursor_remove(text: &str) -> Result<String> {
+    if text.trim().is_empty() {
+        return Ok(text.to_string());
+    }
+    let (mut text, _) = parse_json_settings(text, "hooks.json")?;
+    loop {
+        let root = json_edit::parse(&text)?;
+        let Some((hooks_index, hooks)) = root.member("hooks") else {
+            return Ok(text);
+        };
+        let hooks = &hooks.value;
+        let mut edit = None;
+        'search: for (event_index, event) in hooks.members().iter().enumerate() {
+            for (entry_index, entry) in event.value.elements().iter().enumerate() {
+                let ours = entry
+                    .member("command")
+                    .and_then(|(_, c)| c.value.as_str())
+                    .is_some_and(|c| is_our_command(c, "cursor ", &CURSOR_EVENTS));
+                if !ours {
+                    continue;
+                }
+                edit = Some(if event.value.elements().len() > 1 {
+                    json_edit::remove_element(&text, &event.value, entry_index)
+                } else if hooks.members().len() > 1 {
+                    json_edit::remove_member(&text, hooks, event_index)
+                } else {
+                    json_edit::remove_member(&text, &root, hooks_index)
+                });
+                break 'search;
+            }
+        }
+        match edit {
+            Some(new) => text = new,
+            None => return Ok(text),
+        }
+    }
 }
 
 fn is_our_codex_notify(value: &toml_edit::Item) -> bool {
@@ -83,127 +411,39 @@ fn is_our_codex_notify(value: &toml_edit::Item) -> bool {
         && parts[2] == CODEX_EVENT
 }
 
-/// Adds our hooks to Claude Code settings text (empty text = a new file). Idempotent: an
-/// existing opensyncd hook is updated in place, never duplicated.
-pub fn claude_add(text: &str, binary: &str) -> Result<String> {
-    let mut root = parse_settings(text)?;
-    let obj = root
-        .as_object_mut()
-        .context("settings.json is not a JSON object")?;
-    let hooks = obj
-        .entry("hooks")
-        .or_insert_with(|| Value::Object(Map::new()))
-        .as_object_mut()
-        .context("`hooks` in settings.json is not an object")?;
-    for event in CLAUDE_EVENTS {
-        let wanted = claude_hook_command(binary, event);
-        let groups = hooks
-            .entry(event)
-            .or_insert_with(|| Value::Array(Vec::new()))
-            .as_array_mut()
-            .with_context(|| format!("`hooks.{event}` in settings.json is not a list"))?;
-        let mut found = false;
-        for group in groups.iter_mut() {
-            if let Some(list) = group.get_mut("hooks").and_then(Value::as_array_mut) {
-                for hook in list.iter_mut() {
-                    if hook
-                        .get("command")
-                        .and_then(Value::as_str)
-                        .is_some_and(is_our_claude_command)
-                    {
-                        hook["command"] = Value::String(wanted.clone());
-                        found = true;
-                    }
-                }
-            }
-        }
-        if !found {
-            groups.push(json!({
-                "hooks": [{ "type": "command", "command": wanted, "timeout": 5 }]
-            }));
-        }
-    }
-    render_settings(&root)
-}
-
-/// Removes exactly our hooks; groups, events and `hooks` left empty by that go too.
-pub fn claude_remove(text: &str) -> Result<String> {
-    let mut root = parse_settings(text)?;
-    let Some(hooks) = root.get_mut("hooks").and_then(Value::as_object_mut) else {
-        return render_settings(&root);
-    };
-    let mut emptied_events = Vec::new();
-    for (event, groups) in hooks.iter_mut() {
-        let Some(groups) = groups.as_array_mut() else {
-            continue;
-        };
-        let before = groups.len();
-        let mut removed_any = false;
-        groups.retain_mut(|group| {
-            let Some(list) = group.get_mut("hooks").and_then(Value::as_array_mut) else {
-                return true;
-            };
-            let n = list.len();
-            list.retain(|hook| {
-                !hook
-                    .get("command")
-                    .and_then(Value::as_str)
-                    .is_some_and(is_our_claude_command)
-            });
-            if list.len() != n {
-                removed_any = true;
-                return !list.is_empty();
-            }
-            true
-        });
-        if removed_any && groups.is_empty() && before > 0 {
-            emptied_events.push(event.clone());
-        }
-    }
-    for event in emptied_events {
-        hooks.remove(&event);
-    }
-    if hooks.is_empty() {
-        root.as_object_mut().map(|o| o.remove("hooks"));
-    }
-    render_settings(&root)
-}
-
-fn parse_settings(text: &str) -> Result<Value> {
-    if text.trim().is_empty() {
-        return Ok(Value::Object(Map::new()));
-    }
-    serde_json::from_str(text).context("settings.json is not valid JSON; fix it first")
-}
-
-fn render_settings(value: &Value) -> Result<String> {
-    let mut out = serde_json::to_string_pretty(value)?;
-    out.push('\n');
-    Ok(out)
-}
-
-/// Sets Codex's `notify` to our hook. Refuses to replace someone else's notify program
-/// (Codex runs only one).
-pub fn codex_add(text: &str, binary: &str) -> Result<String> {
+/// Sets Codex's `notify` to our hook. Someone else's notify program is left alone (Codex runs
+/// only one): the text comes back unchanged with a note saying so.
+pub fn codex_add(text: &str, binary: &str) -> Result<(String, Option<String>)> {
     let mut doc: toml_edit::DocumentMut = text
         .parse()
         .context("config.toml is not valid TOML; fix it first")?;
     if let Some(existing) = doc.get("notify")
         && !is_our_codex_notify(existing)
     {
-        bail!(
-            "Codex already runs another notify program ({}); Codex allows only one. \
-             opensyncd still syncs Codex sessions through its file watcher; to use its hook \
-             instead, remove that `notify` line and run setup again",
-            existing.to_string().trim()
-        );
+        let shown = existing
+            .as_value()
+            .map(|v| {
+                let mut v = v.clone();
+                v.decor_mut().clear();
+                v.to_string()
+            })
+            .unwrap_or_else(|| existing.to_string());
+        return Ok((
+            text.to_string(),
+            Some(format!(
+                "already runs another notify program ({}); left alone, as Codex runs only one. \
+                 Codex sessions still sync through the file watcher; to use opensyncd's hook \
+                 instead, remove that `notify` line and run setup again",
+                shown.trim()
+            )),
+        ));
     }
     let mut array = toml_edit::Array::new();
     array.push(binary);
     array.push("hook");
     array.push(CODEX_EVENT);
     doc["notify"] = toml_edit::value(array);
-    Ok(doc.to_string())
+    Ok((doc.to_string(), None))
 }
 
 /// Removes `notify` when it is ours; anything else is left alone.
@@ -217,95 +457,194 @@ pub fn codex_remove(text: &str) -> Result<String> {
     Ok(doc.to_string())
 }
 
+/// What setup does to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing.
+    None,
+    /// Write these contents (the first backup is kept).
+    Write(String),
+    /// Give back the original bytes (the backup's) and drop the backup: nothing but our
+    /// entries changed since setup.
+    Restore(String),
+    /// Delete the file: setup created it and nothing else changed since.
+    Delete,
+}
+
+/// What setup would do (or did) to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    /// The tool.
+    pub tool: Tool,
+    /// The file.
+    pub path: PathBuf,
+    /// The change.
+    pub change: Change,
+    /// One line for the user.
+    pub summary: String,
+}
+
 /// Plans the edit for one tool. `explicit`: the user named this tool, so a missing tool is
-/// an error rather than a skip.
+/// an error rather than a skip. `Ok(None)`: not installed here.
+pub fn plan(
+    tool: Tool,
+    env: &dyn Fn(&str) -> Option<String>,
+    binary: &str,
+    remove: bool,
+    explicit: bool,
+) -> Result<Option<Edit>> {
+    let path = tool.config_path(env);
+    let name = tool.name();
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    if !dir.is_dir() {
+        if explicit {
+            bail!(
+                "{name} does not seem to be installed: {} does not exist",
+                dir.display()
+            );
+        }
+        return Ok(None);
+    }
+    let existing = match std::fs::read(&path) {
+        Ok(bytes) => Some(
+            String::from_utf8(bytes)
+                .with_context(|| format!("{name}: {} is not UTF-8 text", path.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let old = existing.clone().unwrap_or_default();
+    let shown = path.display();
+    let edit = |change: Change, summary: String| {
+        Ok(Some(Edit {
+            tool,
+            path: path.clone(),
+            change,
+            summary,
+        }))
+    };
+    if remove {
+        if existing.is_none() {
+            return edit(
+                Change::None,
+                format!("{name}: {shown} does not exist; nothing to remove"),
+            );
+        }
+        // Nothing changed since setup but our entries: the original bytes come back.
+        let backup = backup_path(&path);
+        match std::fs::read(&backup) {
+            Ok(bytes) => {
+                if let Ok(original) = String::from_utf8(bytes)
+                    && tool.add(&original, binary).is_ok_and(|(t, _)| t == old)
+                {
+                    return edit(
+                        Change::Restore(original),
+                        format!("{name}: {shown} restored to its original bytes"),
+                    );
+                }
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && tool.add("", binary).is_ok_and(|(t, _)| t == old) =>
+            {
+                return edit(
+                    Change::Delete,
+                    format!("{name}: {shown} removed (setup had created it)"),
+                );
+            }
+            Err(_) => {}
+        }
+        let new = tool
+            .remove(&old)
+            .with_context(|| format!("{name}: {shown}"))?;
+        return if new == old {
+            edit(
+                Change::None,
+                format!("{name}: {shown} has no opensyncd hooks"),
+            )
+        } else {
+            edit(
+                Change::Write(new),
+                format!("{name}: opensyncd's hooks removed from {shown}"),
+            )
+        };
+    }
+    let (new, note) = tool
+        .add(&old, binary)
+        .with_context(|| format!("{name}: {shown}"))?;
+    if let Some(note) = note {
+        return edit(Change::None, format!("{name}: {shown} {note}"));
+    }
+    if new == old {
+        edit(Change::None, format!("{name}: {shown} already as wanted"))
+    } else {
+        edit(Change::Write(new), format!("{name}: {shown} updated"))
+    }
+}
+
+/// Plans the edit for Claude Code (kept for callers of the old name).
 pub fn plan_claude(
     env: &dyn Fn(&str) -> Option<String>,
     binary: &str,
     remove: bool,
     explicit: bool,
 ) -> Result<Option<Edit>> {
-    let path = claude_settings_path(env);
-    plan_file("Claude Code", path, explicit, |text| {
-        if remove {
-            claude_remove(text)
-        } else {
-            claude_add(text, binary)
-        }
-    })
+    plan(Tool::Claude, env, binary, remove, explicit)
 }
 
-/// Plans the edit for Codex.
+/// Plans the edit for Codex (kept for callers of the old name).
 pub fn plan_codex(
     env: &dyn Fn(&str) -> Option<String>,
     binary: &str,
     remove: bool,
     explicit: bool,
 ) -> Result<Option<Edit>> {
-    let path = codex_config_path(env);
-    plan_file("Codex CLI", path, explicit, |text| {
-        if remove {
-            codex_remove(text)
-        } else {
-            codex_add(text, binary)
-        }
-    })
+    plan(Tool::Codex, env, binary, remove, explicit)
 }
 
-fn plan_file(
-    tool: &'static str,
-    path: PathBuf,
-    explicit: bool,
-    change: impl FnOnce(&str) -> Result<String>,
-) -> Result<Option<Edit>> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    if !dir.is_dir() {
-        if explicit {
-            bail!(
-                "{tool} does not seem to be installed: {} does not exist",
-                dir.display()
-            );
-        }
-        return Ok(None);
-    }
-    let old = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let new = change(&old).with_context(|| format!("{tool}: {}", path.display()))?;
-    let unchanged = new == old || (old.is_empty() && new.trim() == "{}");
-    Ok(Some(Edit {
-        tool,
-        summary: if unchanged {
-            format!("{tool}: {} already as wanted", path.display())
-        } else {
-            format!("{tool}: {} updated", path.display())
-        },
-        new_contents: (!unchanged).then_some(new),
-        path,
-    }))
-}
-
-/// Writes an edit: the previous version goes to `<file>.opensyncd-backup`, the new one is
-/// written beside the file and renamed over it (keeping the file's permissions).
+/// Carries out an edit. A write keeps the first backup (`<file>.opensyncd-backup`, never
+/// overwritten) and replaces the file atomically, keeping its permissions; a restore or a
+/// delete also drops the backup, so nothing of setup is left.
 pub fn apply(edit: &Edit) -> Result<()> {
-    let Some(contents) = &edit.new_contents else {
-        return Ok(());
-    };
     let path = &edit.path;
     let backup = backup_path(path);
-    let permissions = std::fs::metadata(path).ok().map(|m| m.permissions());
-    if path.exists() {
-        std::fs::copy(path, &backup)
-            .with_context(|| format!("backing up {} to {}", path.display(), backup.display()))?;
+    match &edit.change {
+        Change::None => Ok(()),
+        Change::Write(contents) => {
+            if path.exists() && !backup.exists() {
+                std::fs::copy(path, &backup).with_context(|| {
+                    format!("backing up {} to {}", path.display(), backup.display())
+                })?;
+            }
+            write_keeping_permissions(path, contents)
+        }
+        Change::Restore(original) => {
+            write_keeping_permissions(path, original)?;
+            remove_if_present(&backup)
+        }
+        Change::Delete => {
+            remove_if_present(path)?;
+            remove_if_present(&backup)
+        }
     }
+}
+
+fn write_keeping_permissions(path: &Path, contents: &str) -> Result<()> {
+    let permissions = std::fs::metadata(path).ok().map(|m| m.permissions());
     let tmp = path.with_extension("opensyncd-tmp");
     std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
     if let Some(permissions) = permissions {
         std::fs::set_permissions(&tmp, permissions)?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
 }
 
 /// `<file>.opensyncd-backup`.
@@ -322,26 +661,71 @@ mod tests {
 
     #[test]
     fn claude_add_is_idempotent_and_updates_the_path() {
-        let once = claude_add("", "/a/opensyncd").unwrap();
-        let twice = claude_add(&once, "/b/opensyncd").unwrap();
-        let v: Value = serde_json::from_str(&twice).unwrap();
+        let (once, _) = Tool::Claude.add("", "/a/opensyncd").unwrap();
+        let (twice, _) = Tool::Claude.add(&once, "/b/opensyncd").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&twice).unwrap();
         let stop = v["hooks"]["Stop"].as_array().unwrap();
         assert_eq!(stop.len(), 1);
         assert_eq!(stop[0]["hooks"][0]["command"], "/b/opensyncd hook Stop");
-        assert_eq!(claude_remove(&twice).unwrap().trim(), "{}");
+        assert_eq!(Tool::Claude.add(&twice, "/b/opensyncd").unwrap().0, twice);
+        assert_eq!(Tool::Claude.remove(&twice).unwrap(), "{}\n");
     }
 
     #[test]
     fn quoted_binary_paths_are_recognised_as_ours() {
         let cmd = claude_hook_command("/Users/me/my bin/opensyncd", "Stop");
         assert_eq!(cmd, "'/Users/me/my bin/opensyncd' hook Stop");
-        assert!(is_our_claude_command(&cmd));
-        assert!(!is_our_claude_command("other-tool hook Stop"));
+        assert!(is_our_command(&cmd, "", &CLAUDE_EVENTS));
+        assert!(!is_our_command("other-tool hook Stop", "", &CLAUDE_EVENTS));
+        let droid = hook_command("/x/opensyncd", "droid ", "Stop");
+        assert!(is_our_command(&droid, "droid ", &DROID_EVENTS));
+        assert!(!is_our_command(&droid, "", &CLAUDE_EVENTS));
     }
 
     #[test]
-    fn codex_refuses_a_foreign_notify() {
-        let err = codex_add("notify = [\"notify-send\", \"done\"]\n", "/x/opensyncd").unwrap_err();
-        assert!(format!("{err:#}").contains("another notify program"));
+    fn codex_leaves_a_foreign_notify_alone_with_a_note() {
+        let theirs = "notify = [\"notify-send\", \"done\"]  # mine\n";
+        let (text, note) = codex_add(theirs, "/x/opensyncd").unwrap();
+        assert_eq!(text, theirs);
+        let note = note.unwrap();
+        assert!(
+            note.contains("another notify program ([\"notify-send\", \"done\"])"),
+            "{note}"
+        );
+        assert!(!note.contains("  "), "no runs of spaces: {note}");
+    }
+
+    #[test]
+    fn cursor_entries_sit_beside_the_users_own() {
+        let mine = "{\n  \"version\": 1,\n  \"hooks\": {\n    \"stop\": [\n      { \"command\": \"./hooks/audit.sh\", \"loop_limit\": 5 }\n    ]\n  }\n}\n";
+        let (added, _) = Tool::Cursor.add(mine, "/x/opensyncd").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&added).unwrap();
+        assert_eq!(v["hooks"]["stop"][0]["command"], "./hooks/audit.sh");
+        assert_eq!(
+            v["hooks"]["stop"][1]["command"],
+            "/x/opensyncd hook cursor stop"
+        );
+        for event in CURSOR_EVENTS {
+            assert_eq!(
+                v["hooks"][event].as_array().unwrap().last().unwrap()["command"],
+                format!("/x/opensyncd hook cursor {event}")
+            );
+        }
+        assert_eq!(Tool::Cursor.remove(&added).unwrap(), mine);
+        let (fresh, _) = Tool::Cursor.add("", "/x/opensyncd").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&fresh).unwrap();
+        assert_eq!(v["version"], 1);
+    }
+
+    #[test]
+    fn bad_files_are_refused_in_words() {
+        let err = Tool::Claude
+            .add("{\"hooks\": [1]}", "/x/opensyncd")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("not an object"), "{err:#}");
+        let err = Tool::Claude.add("{oops", "/x/opensyncd").unwrap_err();
+        assert!(format!("{err:#}").contains("not valid JSON"), "{err:#}");
+        let err = Tool::Cursor.add("[]", "/x/opensyncd").unwrap_err();
+        assert!(format!("{err:#}").contains("not a JSON object"), "{err:#}");
     }
 }

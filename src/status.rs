@@ -34,6 +34,9 @@ pub struct SourceStatus {
     pub messages: u64,
     /// Unsynced transcripts older than the cleanup warning age.
     pub at_risk_files: usize,
+    /// Units on disk left out by the `exclude` patterns (never read).
+    #[serde(default)]
+    pub excluded_files: usize,
 }
 
 /// The whole status.
@@ -80,6 +83,12 @@ pub struct Status {
     pub messages: usize,
     /// Human warnings worth a line each.
     pub warnings: Vec<String>,
+    /// The `exclude` patterns in force.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Sessions the ledger knows whose project path an `exclude` pattern matches.
+    #[serde(default)]
+    pub excluded_sessions: usize,
     /// The background service (systemd unit / LaunchAgent), as the service manager reports it;
     /// filled in by the CLI, which is the process allowed to ask the service manager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,12 +147,19 @@ pub fn collect(
         files.insert(key, rec);
     }
     let mut per_source: BTreeMap<SourceId, SourceStatus> = BTreeMap::new();
+    let mut odd_names: Vec<std::path::PathBuf> = Vec::new();
+    status.exclude = roots.exclude().patterns().to_vec();
     for source in sources_enabled {
         let mut s = SourceStatus {
             source: source.as_str().to_string(),
             ..SourceStatus::default()
         };
-        for unit in sources::scan(*source, roots) {
+        let (units, excluded) = sources::scan_counting_excluded(*source, roots);
+        s.excluded_files = excluded;
+        for unit in units {
+            if unit.path.file_name().is_some_and(|n| n.to_str().is_none()) {
+                odd_names.push(unit.path.clone());
+            }
             s.files += 1;
             let rec = files.get(&unit.ledger_key());
             match unit.access {
@@ -184,6 +200,15 @@ pub fn collect(
             s.sessions += 1;
             s.messages += rec.messages;
         }
+        if rec
+            .state
+            .facts
+            .project_path
+            .as_ref()
+            .is_some_and(|p| roots.exclude().matches_project(&p.value))
+        {
+            status.excluded_sessions += 1;
+        }
         for model in rec.unpriced_models {
             *status.unpriced_models.entry(model).or_default() += 1;
         }
@@ -219,6 +244,18 @@ pub fn collect(
                 CLAUDE_CLEANUP_DAYS
             ));
         }
+    }
+    if !odd_names.is_empty() {
+        status.warnings.push(format!(
+            "{} file name(s) are not valid UTF-8; they are synced, and shown with U+FFFD in \
+             place of the bytes that are not: {}",
+            odd_names.len(),
+            odd_names
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     if !status.unpriced_models.is_empty() {
         status.warnings.push(format!(
@@ -284,12 +321,28 @@ pub fn render(status: &Status) -> String {
         line(
             &s.source,
             format!(
-                "{} files, {} sessions, {} messages synced; backlog: {} files ({})",
+                "{} files, {} sessions, {} messages synced; backlog: {} files ({}){}",
                 s.files,
                 s.sessions,
                 s.messages,
                 s.backlog_files,
-                human_bytes(s.backlog_bytes)
+                human_bytes(s.backlog_bytes),
+                if s.excluded_files > 0 {
+                    format!("; {} files excluded", s.excluded_files)
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    if !status.exclude.is_empty() {
+        let files: usize = status.sources.iter().map(|s| s.excluded_files).sum();
+        line(
+            "excluded",
+            format!(
+                "{files} files never read, {} known sessions in excluded projects (exclude = {})",
+                status.excluded_sessions,
+                status.exclude.join(", ")
             ),
         );
     }

@@ -177,6 +177,8 @@ fn systemd_install_then_uninstall_leaves_nothing_behind() {
     assert_eq!(
         calls.lines().collect::<Vec<_>>(),
         [
+            // Checked first, so that an install never stops half-way.
+            "systemctl --user show-environment",
             "systemctl --user daemon-reload",
             "systemctl --user enable opensyncd.service",
             "systemctl --user restart opensyncd.service",
@@ -343,30 +345,86 @@ fn setup_adds_hooks_beside_the_users_own_and_remove_restores_the_files() {
         CODEX_CONFIG
     );
 
+    // Only our entries' text was inserted: the user's order and formatting are untouched
+    // (the expected text is the fixture with the two entries written in by hand).
+    assert_eq!(
+        std::fs::read_to_string(&settings_path).unwrap(),
+        claude_settings_with_our_hooks(&binary().display().to_string())
+    );
+
     // Running it again changes nothing (no duplicate hooks).
     let again = home.ok(&["setup"]);
     assert!(again.contains("already as wanted"), "{again}");
 
+    let before_remove = tree(&home.home);
     home.ok(&["setup", "--remove"]);
-    let restored: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&settings_path).unwrap()).unwrap();
-    let original: serde_json::Value = serde_json::from_str(CLAUDE_SETTINGS).unwrap();
-    assert_eq!(restored, original);
-    // TOML keeps comments and layout: the text itself is back.
+    // The original bytes are back and the backups are gone: no trace of setup.
+    assert_eq!(
+        std::fs::read_to_string(&settings_path).unwrap(),
+        CLAUDE_SETTINGS
+    );
     assert_eq!(std::fs::read_to_string(&codex_path).unwrap(), CODEX_CONFIG);
+    let mut after = tree(&home.home);
+    after.retain(|p, _| !p.starts_with(".opensyncd-test"));
+    let mut original = before_remove;
+    original.retain(|p, _| !p.to_string_lossy().contains("opensyncd"));
+    original.insert(
+        PathBuf::from(".claude/settings.json"),
+        Some(CLAUDE_SETTINGS.as_bytes().to_vec()),
+    );
+    original.insert(
+        PathBuf::from(".codex/config.toml"),
+        Some(CODEX_CONFIG.as_bytes().to_vec()),
+    );
+    assert_eq!(after, original);
+}
+
+/// `CLAUDE_SETTINGS` with our two hooks, as a person would add them in its style.
+fn claude_settings_with_our_hooks(bin: &str) -> String {
+    let ours = |event: &str, indent: &str| {
+        format!(
+            "{indent}{{\n{indent}  \"hooks\": [\n{indent}    {{\n{indent}      \"type\": \"command\",\n\
+             {indent}      \"command\": \"{bin} hook {event}\",\n{indent}      \"timeout\": 5\n\
+             {indent}    }}\n{indent}  ]\n{indent}}}"
+        )
+    };
+    CLAUDE_SETTINGS.replace(
+        "        \"hooks\": [{ \"type\": \"command\", \"command\": \"afplay /System/Library/Sounds/Glass.aiff\" }]\n      }\n    ]\n",
+        &format!(
+            "        \"hooks\": [{{ \"type\": \"command\", \"command\": \"afplay /System/Library/Sounds/Glass.aiff\" }}]\n      }},\n{}\n    ],\n    \"SessionEnd\": [\n{}\n    ]\n",
+            ours("Stop", "      "),
+            ours("SessionEnd", "      ")
+        ),
+    )
 }
 
 #[test]
-fn setup_never_replaces_another_codex_notify_program() {
+fn setup_leaves_another_codex_notify_program_alone_and_says_so() {
     let home = setup_home();
     let codex_path = home.codex_home().join("config.toml");
     let theirs = format!("notify = [\"notify-send\", \"Codex\"]\n{CODEX_CONFIG}");
     std::fs::write(&codex_path, &theirs).unwrap();
     let out = home.run(&["setup", "--codex"]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("another notify program"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "already runs another notify program ([\"notify-send\", \"Codex\"]); left alone"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("  "), "a run of spaces in: {stdout}");
     assert_eq!(std::fs::read_to_string(&codex_path).unwrap(), theirs);
+    assert!(
+        !home
+            .codex_home()
+            .join("config.toml.opensyncd-backup")
+            .exists()
+    );
     // --remove leaves someone else's notify alone.
     home.ok(&["setup", "--codex", "--remove"]);
     assert_eq!(std::fs::read_to_string(&codex_path).unwrap(), theirs);
@@ -386,6 +444,364 @@ fn setup_dry_run_writes_nothing_and_a_missing_tool_is_named() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not seem to be installed"));
     let out = bare.ok(&["setup"]);
     assert!(out.contains("not installed here, skipped"), "{out}");
+}
+
+/// `original` is `edited` with some text taken out: the edit only inserted text (every
+/// character of the original is still there, in order).
+fn assert_only_insertions(original: &str, edited: &str) {
+    let mut rest = edited.chars();
+    for (i, c) in original.chars().enumerate() {
+        assert!(
+            rest.any(|e| e == c),
+            "character {i} ({c:?}) of the original was changed or moved:\n{edited}"
+        );
+    }
+}
+
+const CURSOR_HOOKS: &str = "{\n    \"version\": 1,\n    \"hooks\": {\n        \"afterFileEdit\": [{\"command\": \"./hooks/format.sh\"}],\n        \"stop\": [\n            {\"command\": \"./hooks/audit.sh\", \"loop_limit\": 5}\n        ]\n    }\n}\n";
+
+const DROID_SETTINGS: &str = "{\r\n\t\"model\": \"claude-sonnet-4-5\",\r\n\t\"autonomyLevel\": \"medium\",\r\n\t\"hooks\": {\r\n\t\t\"SessionStart\": [{\"hooks\": [{\"type\": \"command\", \"command\": \"echo hi\"}]}]\r\n\t}\r\n}\r\n";
+
+#[test]
+fn setup_cursor_and_droid_merge_beside_the_users_hooks_and_remove_gives_back_the_bytes() {
+    let home = TestHome::new();
+    let cursor = home.home.join(".cursor/hooks.json");
+    let droid = home.home.join(".factory/settings.json");
+    std::fs::create_dir_all(cursor.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(droid.parent().unwrap()).unwrap();
+    std::fs::write(&cursor, CURSOR_HOOKS).unwrap();
+    std::fs::write(&droid, DROID_SETTINGS).unwrap();
+    let before = tree(&home.home);
+    let bin = binary().display().to_string();
+
+    let out = home.ok(&["setup", "--cursor", "--droid"]);
+    assert!(
+        out.contains("Cursor") && out.contains("Factory Droid"),
+        "{out}"
+    );
+
+    let text = std::fs::read_to_string(&cursor).unwrap();
+    assert_only_insertions(CURSOR_HOOKS, &text);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["hooks"]["stop"][0]["command"], "./hooks/audit.sh");
+    assert_eq!(
+        v["hooks"]["afterFileEdit"][0]["command"],
+        "./hooks/format.sh"
+    );
+    for event in [
+        "beforeSubmitPrompt",
+        "afterAgentResponse",
+        "stop",
+        "beforeShellExecution",
+        "afterShellExecution",
+        "preToolUse",
+        "postToolUse",
+        "afterFileEdit",
+    ] {
+        let list = v["hooks"][event].as_array().unwrap();
+        let ours: Vec<_> = list
+            .iter()
+            .filter(|e| e["command"] == format!("{bin} hook cursor {event}"))
+            .collect();
+        assert_eq!(ours.len(), 1, "{event}: {list:?}");
+    }
+    // Four-space indentation, copied from the file.
+    assert!(
+        text.contains(&format!(
+            "        \"beforeSubmitPrompt\": [\n            {{\n                \"command\": \"{bin} hook cursor beforeSubmitPrompt\"\n            }}\n        ]"
+        )),
+        "{text}"
+    );
+
+    let text = std::fs::read_to_string(&droid).unwrap();
+    assert_only_insertions(DROID_SETTINGS, &text);
+    assert!(
+        !text.replace("\r\n", "").contains('\n'),
+        "CRLF line endings kept: {text:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["hooks"]["SessionStart"][0]["hooks"][0]["command"],
+        "echo hi"
+    );
+    for event in ["Stop", "SessionEnd"] {
+        assert_eq!(
+            v["hooks"][event][0]["hooks"][0]["command"],
+            format!("{bin} hook droid {event}")
+        );
+        assert_eq!(v["hooks"][event][0]["hooks"][0]["type"], "command");
+    }
+    assert!(text.contains("\t\t\"Stop\": [\r\n\t\t\t{\r\n"), "{text:?}");
+
+    // Idempotent.
+    let again = home.ok(&["setup", "--cursor", "--droid"]);
+    assert_eq!(again.matches("already as wanted").count(), 2, "{again}");
+
+    home.ok(&["setup", "--cursor", "--droid", "--remove"]);
+    // Byte-identical, and no backup left behind.
+    let mut after = tree(&home.home);
+    after.retain(|p, _| !p.starts_with(".opensyncd-test"));
+    assert_eq!(after, before);
+    assert_eq!(std::fs::read_to_string(&cursor).unwrap(), CURSOR_HOOKS);
+    assert_eq!(std::fs::read_to_string(&droid).unwrap(), DROID_SETTINGS);
+}
+
+#[test]
+fn a_hooks_file_setup_created_is_removed_again() {
+    let home = TestHome::new();
+    std::fs::create_dir_all(home.home.join(".cursor")).unwrap();
+    let before = tree(&home.home);
+    home.ok(&["setup", "--cursor"]);
+    let created = home.home.join(".cursor/hooks.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&created).unwrap()).unwrap();
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["hooks"]["stop"].as_array().unwrap().len(), 1);
+    let out = home.ok(&["setup", "--cursor", "--remove"]);
+    assert!(out.contains("removed (setup had created it)"), "{out}");
+    let mut after = tree(&home.home);
+    after.retain(|p, _| !p.starts_with(".opensyncd-test"));
+    assert_eq!(after, before);
+}
+
+#[test]
+fn the_first_backup_is_never_overwritten_and_a_changed_file_keeps_the_users_changes() {
+    let home = setup_home();
+    let settings = home.home.join(".claude/settings.json");
+    let backup = home.home.join(".claude/settings.json.opensyncd-backup");
+    home.ok(&["setup", "--claude"]);
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), CLAUDE_SETTINGS);
+
+    // The user changes something else: remove takes out only our entries, the change stays.
+    let edited = std::fs::read_to_string(&settings)
+        .unwrap()
+        .replace("\"model\": \"opus\"", "\"model\": \"sonnet\"");
+    std::fs::write(&settings, &edited).unwrap();
+    home.ok(&["setup", "--claude", "--remove"]);
+    assert_eq!(
+        std::fs::read_to_string(&settings).unwrap(),
+        CLAUDE_SETTINGS.replace("\"model\": \"opus\"", "\"model\": \"sonnet\"")
+    );
+    // Setup again, and again: the backup is still the very first version.
+    home.ok(&["setup", "--claude"]);
+    home.ok(&["setup", "--claude", "--remove"]);
+    home.ok(&["setup", "--claude"]);
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), CLAUDE_SETTINGS);
+}
+
+#[test]
+fn setup_refuses_a_broken_settings_file_in_words_and_leaves_it_alone() {
+    let home = TestHome::new();
+    std::fs::create_dir_all(home.home.join(".claude")).unwrap();
+    let settings = home.home.join(".claude/settings.json");
+    for broken in ["{\"model\": \"opus\",", "[1, 2]", "{\"hooks\": \"none\"}"] {
+        std::fs::write(&settings, broken).unwrap();
+        let out = home.run(&["setup", "--claude"]);
+        assert!(!out.status.success(), "{broken}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("settings.json")
+                && (err.contains("not valid JSON")
+                    || err.contains("not a JSON object")
+                    || err.contains("not an object")),
+            "{broken}: {err}"
+        );
+        assert_eq!(std::fs::read_to_string(&settings).unwrap(), broken);
+    }
+}
+
+/// A `systemctl` that cannot reach a user manager (a container, WSL, an SSH session).
+fn stub_without_bus(dir: &Path, log: &Path) {
+    let script = format!(
+        "#!/bin/sh\necho \"systemctl $*\" >> '{}'\necho 'Failed to connect to bus: No medium found' >&2\nexit 1\n",
+        log.display()
+    );
+    let path = dir.join("systemctl");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn home_without_bus() -> (TestHome, PathBuf) {
+    let base = TestHome::new();
+    let stubs = base.home.join("stub-bin");
+    std::fs::create_dir_all(&stubs).unwrap();
+    let log = base.home.join("stub.log");
+    stub_without_bus(&stubs, &log);
+    let path = format!(
+        "{}:{}",
+        stubs.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let home = base
+        .with_env("PATH", path)
+        .with_env("OPENSYNCD_SERVICE_MANAGER", "systemd");
+    (home, log)
+}
+
+#[test]
+fn service_install_without_a_user_manager_changes_nothing_and_says_what_to_do() {
+    let (home, log) = home_without_bus();
+    std::fs::create_dir_all(home.home.join(".config")).unwrap();
+    let before = tree(&home.home);
+    let out = home.run(&["service", "install"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no systemd user manager is reachable")
+            && err.contains("Failed to connect to bus")
+            && err.contains("nothing was changed")
+            && err.contains("loginctl enable-linger"),
+        "{err}"
+    );
+    // Only the check ran; no unit file was written.
+    assert_eq!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        ["systemctl --user show-environment"]
+    );
+    let mut after = tree(&home.home);
+    after.retain(|p, _| !p.starts_with(".opensyncd-test") && !p.starts_with("stub.log"));
+    assert_eq!(after, before);
+}
+
+#[test]
+fn verify_passes_without_a_user_manager_while_the_daemon_runs() {
+    let emu = crate::support::Emulation::with_key(crate::daemon::KEY);
+    let (home, _log) = home_without_bus();
+    home.login(&emu.url(), crate::daemon::KEY);
+    let _daemon = home.spawn_daemon(&[]);
+    let out = home.run(&["verify"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("--   service: could not check the service")
+            && stdout.contains("Failed to connect to bus")
+            && stdout.contains("the daemon runs (pid"),
+        "{stdout}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&home.ok(&["verify", "--json"])).unwrap();
+    assert_eq!(json["ok"], true);
+    let service = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "service")
+        .unwrap();
+    assert_eq!(service["state"], "skip");
+    let status: serde_json::Value =
+        serde_json::from_str(&home.ok(&["service", "status", "--json"])).unwrap();
+    assert_eq!(status["running"], false);
+    assert!(
+        status["unreachable"]
+            .as_str()
+            .unwrap()
+            .contains("Failed to connect to bus"),
+        "{status}"
+    );
+}
+
+#[test]
+fn the_unit_and_the_agent_keep_the_tools_variables_from_the_install_shell() {
+    let (home, _log) = service_home("systemd");
+    let home = home
+        .with_env("CLAUDE_CONFIG_DIR", "/home/u/claude dirs/a,/b")
+        .with_env("CODEX_HOME", "/home/u/100%codex")
+        .with_env("PI_CODING_AGENT_DIR", "/home/u/.pi/agent")
+        .with_env("OPENSYNCD_API_KEY", "osk_neverInAUnitFile0123456789abcdef");
+    std::fs::create_dir_all(home.home.join(".config")).unwrap();
+    let out = home.ok(&["service", "install"]);
+    assert!(
+        out.contains("keeps these variables from this shell: OPENSYNCD_HOME, CLAUDE_CONFIG_DIR, CODEX_HOME, PI_CODING_AGENT_DIR"),
+        "{out}"
+    );
+    let unit =
+        std::fs::read_to_string(home.home.join(".config/systemd/user/opensyncd.service")).unwrap();
+    assert!(
+        unit.contains("Environment=\"CLAUDE_CONFIG_DIR=/home/u/claude dirs/a,/b\"\n"),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("Environment=\"CODEX_HOME=/home/u/100%%codex\"\n"),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("Environment=\"PI_CODING_AGENT_DIR=/home/u/.pi/agent\"\n"),
+        "{unit}"
+    );
+    assert!(
+        !unit.contains("osk_"),
+        "the key must never be in a unit file"
+    );
+    // systemd reads the lines back as set.
+    if std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("opensyncd.service");
+        std::fs::write(&path, &unit).unwrap();
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.lines().any(|l| l.contains("opensyncd.service")),
+            "{stderr}"
+        );
+    }
+
+    let (home, _log) = service_home("launchd");
+    let home = home.with_env("CODEX_HOME", "/Users/u/x&y");
+    std::fs::create_dir_all(home.home.join("Library/LaunchAgents")).unwrap();
+    home.ok(&["service", "install"]);
+    let plist = plist::Value::from_file(
+        home.home
+            .join("Library/LaunchAgents/dev.opensyncd.opensyncd.plist"),
+    )
+    .unwrap();
+    let env = plist.as_dictionary().unwrap()["EnvironmentVariables"]
+        .as_dictionary()
+        .unwrap()
+        .clone();
+    assert_eq!(env["CODEX_HOME"].as_string(), Some("/Users/u/x&y"));
+    assert!(env.contains_key("OPENSYNCD_HOME"));
+}
+
+#[test]
+fn logs_reads_the_journal_when_the_unit_is_installed() {
+    let (home, log) = service_home("systemd");
+    let stubs = home.home.join("stub-bin");
+    let journal = format!(
+        "#!/bin/sh\necho \"journalctl $*\" >> '{}'\necho 'Jun 01 10:00:00 host opensyncd[1]: opensyncd started'\n",
+        log.display()
+    );
+    std::fs::write(stubs.join("journalctl"), journal).unwrap();
+    std::fs::set_permissions(
+        stubs.join("journalctl"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::create_dir_all(home.home.join(".config")).unwrap();
+    home.ok(&["service", "install"]);
+    let out = home.ok(&["logs", "-n", "5"]);
+    assert!(out.contains("opensyncd started"), "{out}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        calls
+            .lines()
+            .any(|l| l == "journalctl --user -u opensyncd.service -n 5 --no-pager"),
+        "{calls}"
+    );
 }
 
 #[test]
@@ -450,4 +866,121 @@ fn committed_completions_and_man_page_are_up_to_date() {
         stale.is_empty(),
         "stale generated files {stale:?}: run `OPENSYNCD_BLESS=1 cargo test packaging` and commit"
     );
+}
+
+#[test]
+fn the_man_page_is_one_page_with_every_command_key_file_and_variable() {
+    let page = String::from_utf8(opensyncd::assets::man_page(opensyncd::cli::command())).unwrap();
+    let cmd = opensyncd::cli::command();
+    for sub in cmd.get_subcommands() {
+        let page_name = format!("opensyncd\\-{}", sub.get_name());
+        assert!(
+            !page.contains(&page_name),
+            "a reference to an unshipped page {page_name}(1)"
+        );
+    }
+    for section in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH COMMANDS",
+        ".SH CONFIGURATION",
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+        ".SH EXIT STATUS",
+    ] {
+        assert!(page.contains(section), "{section}");
+    }
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        let heading = format!(".SS \"opensyncd {}", sub.get_name());
+        assert!(page.contains(&heading), "{heading}");
+        for arg in sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && !a.is_global_set())
+        {
+            if let Some(long) = arg.get_long().filter(|l| *l != "help") {
+                assert!(
+                    page.contains(&format!("\\-\\-{}", long.replace('-', "\\-"))),
+                    "{} --{long}",
+                    sub.get_name()
+                );
+            }
+        }
+    }
+    for leaf in ["install", "uninstall", "status"] {
+        assert!(
+            page.contains(&format!(".SS \"opensyncd service {leaf}")),
+            "{leaf}"
+        );
+    }
+    for key in opensyncd::config::SETTABLE_KEYS {
+        assert!(
+            page.contains(&format!("\\fB{}\\fR", key.replace('-', "\\-"))),
+            "{key}"
+        );
+        assert!(
+            page.contains(&format!("OPENSYNCD_{}", key.to_uppercase())),
+            "{key}"
+        );
+    }
+    for var in [
+        "OPENSYNCD_HOME",
+        "OPENSYNCD_API_KEY",
+        "CLAUDE_CONFIG_DIR",
+        "CODEX_HOME",
+        "NO_COLOR",
+    ] {
+        assert!(page.contains(var), "{var}");
+    }
+    for file in [
+        "config.toml",
+        "credentials",
+        "control.sock",
+        "opensyncd.log",
+        "opensyncd.service",
+    ] {
+        assert!(page.contains(file), "{file}");
+    }
+    // `man` renders it without warnings, when it is installed.
+    let man = std::process::Command::new("man").arg("--version").output();
+    if man.is_ok_and(|o| o.status.success()) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("opensyncd.1");
+        std::fs::write(&path, &page).unwrap();
+        let out = std::process::Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(&path)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("CONFIGURATION"), "{text}");
+        assert!(warnings.trim().is_empty(), "{warnings}");
+    }
+}
+
+#[test]
+fn completions_offer_config_keys_and_source_names() {
+    use clap_complete::Shell;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        let text = String::from_utf8(opensyncd::assets::completions(
+            shell,
+            opensyncd::cli::command(),
+        ))
+        .unwrap();
+        for word in [
+            "debounce_ms",
+            "exclude",
+            "pricing_file",
+            "claude-code",
+            "codex-cli",
+            "opencode",
+        ] {
+            assert!(text.contains(word), "{shell:?} completions lack {word}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! The real-fixture tier: logs written by the real tools, read from the directory named by
-//! `OPENSYNCD_REAL_FIXTURES` (never copied into this repo). `.ci/run` sets the variable, and
-//! then a missing directory is a failure, not a skip.
+//! `OPENSYNCD_REAL_FIXTURES` (never copied into this repo). Every test here is `#[ignore]`d
+//! with the reason, so a plain `cargo test` lists them as ignored instead of passing them
+//! without looking at anything; `.ci/run` sets the variable and passes `--include-ignored`.
+//! Run without the variable, or with a directory that is missing, they fail.
 //!
 //! Expected totals and message counts are derived here, independently of the parsers, from
 //! the raw JSON lines (the rules of `spec/session-formats.md`), and compared with what
@@ -16,10 +18,18 @@ use crate::daemon::{KEY, assert_server_matches_export};
 use crate::home::TestHome;
 use crate::support::Emulation;
 
-/// The real fixtures directory (`.../fixtures/real`), or `None` when the tier is not asked
-/// for. Panics when the variable is set but the directory is missing.
+/// The real fixtures directory (`.../fixtures/real`). Panics when the variable is not set or
+/// the directory is missing: a real-fixture test that runs must read real files. (Always
+/// `Some`; the `Option` keeps the tests' `let Some(root) = dir() else { return }` shape.)
 pub fn dir() -> Option<PathBuf> {
-    let raw = std::env::var_os("OPENSYNCD_REAL_FIXTURES")?;
+    let Some(raw) = std::env::var_os("OPENSYNCD_REAL_FIXTURES") else {
+        panic!(
+            "OPENSYNCD_REAL_FIXTURES is not set: this real-fixture test reads logs written by \
+             the real tools. Set it to their directory (../shared/fixtures/real), as .ci/run \
+             does; a plain `cargo test` skips the tier because every such test is \
+             #[ignore = \"real-fixture tier: ...\"]"
+        )
+    };
     let dir = PathBuf::from(raw);
     assert!(
         dir.is_dir(),
@@ -213,7 +223,69 @@ fn home_on(root: &Path) -> TestHome {
     TestHome::new()
         .with_env("CLAUDE_CONFIG_DIR", root.join("claude"))
         .with_env("CODEX_HOME", root.join("codex"))
+        .with_env("PI_CODING_AGENT_DIR", root.join("pi/.pi/agent"))
         .with_env("OPENSYNCD_CURSOR_DIRS", root.join("cursor/.cursor"))
+}
+
+/// pi: per session file (header line `{"type":"session","id"}`), the sum of every assistant
+/// message's `usage` (input + cacheRead + cacheWrite, and output) — entries of a fork dated
+/// before its header are skipped only when `parent_exists` says the parent file is there.
+/// Messages = user messages with text, assistant messages with text, tool calls or an error
+/// message, and every `toolResult` and `bashExecution`.
+fn expected_pi(agent: &Path, parent_exists: &dyn Fn(&str) -> bool) -> BTreeMap<String, Expect> {
+    let mut out = BTreeMap::new();
+    for file in jsonl_files(agent) {
+        let all = lines(&file);
+        let header = &all[0];
+        assert_eq!(header["type"], "session", "{}", file.display());
+        let header_time = header["timestamp"].as_str().unwrap().to_string();
+        let parent = header["parentSession"]
+            .as_str()
+            .or(header["branchedFrom"].as_str())
+            .filter(|p| parent_exists(p));
+        let mut e = Expect::default();
+        for v in &all[1..] {
+            // ISO strings of one format compare like the times they name.
+            let copied =
+                parent.is_some() && v["timestamp"].as_str().unwrap() < header_time.as_str();
+            let m = &v["message"];
+            if v["type"] != "message" {
+                continue;
+            }
+            let text = |c: &Value| match c {
+                Value::String(s) => !s.trim().is_empty(),
+                Value::Array(b) => b.iter().any(|x| {
+                    x["type"] == "image"
+                        || (x["type"] == "text"
+                            && !x["text"].as_str().unwrap_or("").trim().is_empty())
+                }),
+                _ => false,
+            };
+            match m["role"].as_str().unwrap() {
+                "user" => e.messages += usize::from(text(&m["content"])),
+                "toolResult" | "bashExecution" => e.messages += 1,
+                "assistant" => {
+                    let shown = text(&m["content"])
+                        || m["content"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|x| x["type"] == "toolCall")
+                        || !m["errorMessage"].as_str().unwrap_or("").trim().is_empty();
+                    e.messages += usize::from(shown);
+                    if !copied {
+                        let u = &m["usage"];
+                        let n = |k: &str| u[k].as_u64().unwrap_or(0);
+                        e.prompt += n("input") + n("cacheRead") + n("cacheWrite");
+                        e.completion += n("output");
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.insert(header["id"].as_str().unwrap().to_string(), e);
+    }
+    out
 }
 
 fn exported(home: &TestHome, source: &str) -> BTreeMap<String, (Expect, Vec<String>)> {
@@ -275,12 +347,14 @@ fn check(source: &str, want: BTreeMap<String, Expect>, root: &Path) {
 }
 
 #[test]
+#[ignore = "real-fixture tier: set OPENSYNCD_REAL_FIXTURES=<dir> and pass --include-ignored (.ci/run does)"]
 fn codex_totals_and_counts_match_an_independent_reading() {
     let Some(root) = dir() else { return };
     check("codex-cli", expected_codex(&root), &root);
 }
 
 #[test]
+#[ignore = "real-fixture tier: set OPENSYNCD_REAL_FIXTURES=<dir> and pass --include-ignored (.ci/run does)"]
 fn claude_totals_and_counts_match_an_independent_reading() {
     let Some(root) = dir() else { return };
     let want = expected_claude(&root);
@@ -290,6 +364,70 @@ fn claude_totals_and_counts_match_an_independent_reading() {
     assert!(want["c45af7b1-cb7c-4e51-93db-8cbb250a877a"].completion >= 1_480);
     assert_eq!(want["1af7fc5e-8455-4414-9ccd-011d40f70b2a"].completion, 953);
     check("claude-code", want, &root);
+}
+
+/// What `ccusage pi session --json --offline` (ccusage 20.0.24, `PI_AGENT_DIR` set to the
+/// fixture's `sessions/` dir) reports: (session, input, cacheCreation, cacheRead, output).
+/// ccusage counts the branched file's copies of its parent's turns again; the parent is not
+/// among the fixtures, so here both readings agree.
+const CCUSAGE_PI: [(&str, u64, u64, u64, u64); 2] = [
+    (
+        "d703a1a9-1b7b-4fb1-b512-c9738b1fe617",
+        1_049,
+        4_296_232,
+        43_229_469,
+        83_156,
+    ),
+    (
+        "ffae836b-9420-4060-ac13-7745215f90ff",
+        3_689,
+        1_685_320,
+        54_693_675,
+        187_895,
+    ),
+];
+
+#[test]
+fn pi_totals_and_counts_match_an_independent_reading_and_ccusage() {
+    let Some(root) = dir() else { return };
+    let agent = root.join("pi/.pi/agent");
+    assert!(agent.is_dir(), "{} is missing", agent.display());
+    let want = expected_pi(&agent, &|p| Path::new(p).is_file());
+    assert_eq!(want.len(), 2);
+    for (sid, input, cache_write, cache_read, output) in CCUSAGE_PI {
+        assert_eq!(want[sid].prompt, input + cache_write + cache_read, "{sid}");
+        assert_eq!(want[sid].completion, output, "{sid}");
+    }
+    check("pi", want, &root);
+}
+
+#[test]
+fn pi_branched_real_session_bills_its_copies_to_a_present_parent() {
+    // Fixture #2 was branched (v1 `branchedFrom`) from a file that is not among the fixtures.
+    // Put a parent there (a copy of the agent dir in a scratch home, never in the repo): the
+    // 1001 entries dated before the branch's header are then the parent's, and the branch
+    // keeps only its own (none of which used tokens).
+    let Some(root) = dir() else { return };
+    let home = TestHome::new();
+    let agent = home.home.join(".pi/agent");
+    crate::home::copy_dir(&root.join("pi/.pi/agent"), &agent);
+    let branched = "ffae836b-9420-4060-ac13-7745215f90ff";
+    let project = agent.join("sessions/--Users-badlogic-workspaces-pi-mono--");
+    let parent_name = "2025-12-09T00-52-54-397Z_d97339c6-6c10-4827-846b-9ff1d9c3dc37.jsonl";
+    std::fs::write(
+        project.join(parent_name),
+        "{\"type\":\"session\",\"id\":\"d97339c6-6c10-4827-846b-9ff1d9c3dc37\",\"timestamp\":\"2025-12-09T00:52:54.397Z\",\"cwd\":\"/Users/badlogic/workspaces/pi-mono\"}\n",
+    )
+    .unwrap();
+    let want = expected_pi(&agent, &|p| p.ends_with(parent_name));
+    assert_eq!(want[branched].prompt, 0);
+    assert_eq!(want[branched].completion, 0);
+    let got = exported(&home, "pi");
+    assert_eq!(got[branched].0, want[branched]);
+    assert_eq!(
+        got["d703a1a9-1b7b-4fb1-b512-c9738b1fe617"].0,
+        want["d703a1a9-1b7b-4fb1-b512-c9738b1fe617"]
+    );
 }
 
 /// Cursor agent transcripts (no hooks were spooled for them): one message per line with text
@@ -328,6 +466,7 @@ fn expected_cursor(root: &Path) -> BTreeMap<String, Expect> {
 }
 
 #[test]
+#[ignore = "real-fixture tier: set OPENSYNCD_REAL_FIXTURES=<dir> and pass --include-ignored (.ci/run does)"]
 fn cursor_messages_match_an_independent_reading() {
     let Some(root) = dir() else { return };
     let want = expected_cursor(&root);
@@ -387,6 +526,7 @@ fn cursor_messages_match_an_independent_reading() {
 }
 
 #[test]
+#[ignore = "real-fixture tier: set OPENSYNCD_REAL_FIXTURES=<dir> and pass --include-ignored (.ci/run does)"]
 fn every_real_payload_is_accepted_by_the_server() {
     let Some(root) = dir() else { return };
     let emu = Emulation::with_key(KEY);

@@ -1,6 +1,6 @@
 //! `hook`, `setup` and `service`: how the tools and the service manager reach opensyncd.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,31 +9,101 @@ use anyhow::{Context, Result, bail};
 use super::{ServiceAction, SetupArgs, binary_path};
 use crate::config::{self, Paths};
 use crate::control::{self, Request};
+use crate::setup::{self, Change, Tool};
 
-/// `hook`: must return fast and never fail the tool that called it. It nudges the daemon; with
-/// no daemon it starts a background `opensyncd sync` and returns at once.
-pub(super) fn cmd_hook(paths: &Paths, event: &str, payload: Option<&str>) {
-    if event == "cursor" {
-        // `hook cursor <event>`: the second word is Cursor's event name.
-        return cursor_hook(paths, payload);
+/// `hook EVENT [ARGS]`: routes each tool's hook to its handler. Whatever happens, a hook
+/// returns at once with exit 0: a hook must never slow or fail the tool that runs it.
+pub(super) fn cmd_hook_dispatch(paths: &Paths, event: &str, args: &[String]) {
+    let first = args.first().map(String::as_str);
+    match event {
+        "cursor" => cmd_hook_cursor(paths, first),
+        "droid" => cmd_hook_droid(paths, first),
+        // Claude Code (payload on stdin) and Codex's notify (payload as the last argument).
+        _ => cmd_hook(paths, event, args.last().map(String::as_str)),
     }
+}
+
+/// Claude Code's and Codex's hooks: nudge the daemon, with the transcript when the payload
+/// names it.
+pub(super) fn cmd_hook(paths: &Paths, event: &str, payload: Option<&str>) {
     let payload = payload.map(str::to_string).or_else(read_stdin_briefly);
-    let path = payload
-        .as_deref()
-        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-        .and_then(|v| {
-            v.get("transcript_path")
-                .and_then(|t| t.as_str())
-                .map(PathBuf::from)
-        });
+    nudge(
+        paths,
+        event,
+        payload.as_deref().and_then(transcript_path),
+        NoDaemon::StartSync,
+    );
+}
+
+/// `hook droid <event>`: Factory Droid's `Stop` / `SessionEnd` hooks. Prints nothing and exits
+/// 0. Droid's documentation shows snake_case payloads and the builds seen in the wild send
+/// camelCase, so both spellings are read.
+pub(super) fn cmd_hook_droid(paths: &Paths, event: Option<&str>) {
+    let payload = read_stdin_briefly();
+    let event = format!("droid-{}", event.unwrap_or("event"));
+    nudge(
+        paths,
+        &event,
+        payload.as_deref().and_then(transcript_path),
+        NoDaemon::Nothing,
+    );
+}
+
+/// `hook cursor <event>`: Cursor waits for the answer, so this reads the payload, spools the
+/// event (`cursor_hook`), answers exactly what Cursor expects, and nudges a running daemon with
+/// the spool file (never starts one: the daemon reads the spool whenever it runs). Whatever
+/// happens, it answers and exits 0; a problem goes to stderr.
+pub(super) fn cmd_hook_cursor(paths: &Paths, event: Option<&str>) {
+    let stdin = read_stdin_until_closed(Duration::from_secs(2));
+    // Cursor's default root only: the hook must not depend on a readable config file (a
+    // transcript elsewhere is still found through the payload's `transcript_path`).
+    let roots = [config::home_dir(&config::process_env).join(".cursor")];
+    let spool_dir = crate::sources::cursor::spool_dir_in(&paths.state_dir);
+    let outcome = crate::cursor_hook::handle_hook(&spool_dir, &roots, event, &stdin);
+    let mut out = std::io::stdout();
+    let _ = out.write_all(outcome.answer.as_bytes());
+    let _ = out.flush();
+    match outcome.spooled {
+        Ok(spool_file) => nudge(
+            paths,
+            &format!("cursor-{}", event.unwrap_or_default()),
+            Some(spool_file),
+            NoDaemon::Nothing,
+        ),
+        Err(err) => eprintln!("opensyncd: {err}"),
+    }
+}
+
+/// The transcript a hook payload names (`transcript_path` or `transcriptPath`).
+fn transcript_path(payload: &str) -> Option<PathBuf> {
+    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    ["transcript_path", "transcriptPath"]
+        .iter()
+        .find_map(|k| value.get(k).and_then(|t| t.as_str()))
+        .filter(|t| !t.is_empty())
+        .map(PathBuf::from)
+}
+
+/// What a hook does when no daemon answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoDaemon {
+    /// Start a background `opensyncd sync` (Claude Code and Codex, as before).
+    StartSync,
+    /// Nothing: the daemon backfills when it starts. Cursor fires a hook for every tool call,
+    /// and a process per call would pile up.
+    Nothing,
+}
+
+/// Tells the running daemon to look now; with no daemon, `otherwise` says what to do.
+fn nudge(paths: &Paths, event: &str, path: Option<PathBuf>, otherwise: NoDaemon) {
     let request = Request::Hook {
         event: event.to_string(),
         path,
     };
     match control::request(paths, &request, Some(Duration::from_millis(80))) {
         Ok(Some(_)) => {}
+        Ok(None) if otherwise == NoDaemon::Nothing => {}
         Ok(None) => {
-            // No daemon: sync in the background so the tool is not kept waiting.
             let _ = std::process::Command::new(binary_path())
                 .arg("sync")
                 .stdin(std::process::Stdio::null())
@@ -42,33 +112,6 @@ pub(super) fn cmd_hook(paths: &Paths, event: &str, payload: Option<&str>) {
                 .spawn();
         }
         Err(_) => {} // A busy daemon will see the change through its watcher anyway.
-    }
-}
-
-/// `hook cursor <event>`: Cursor waits for the answer, so this reads the payload, spools the
-/// event, answers, and nudges a running daemon (never starts one: the daemon reads the spool
-/// whenever it runs). Whatever happens, it answers and exits 0; a problem goes to stderr.
-fn cursor_hook(paths: &Paths, event: Option<&str>) {
-    use std::io::Write;
-    let stdin = read_stdin_until_closed(Duration::from_secs(2));
-    // Cursor's default root only: the hook must not depend on a readable config file (a
-    // transcript elsewhere is still found through the payload's `transcript_path`).
-    let roots = [config::home_dir(&config::process_env).join(".cursor")];
-    let spool_dir = crate::sources::cursor::spool_dir_in(&paths.state_dir);
-    let outcome = crate::cursor_hook::handle_hook(&spool_dir, &roots, event, &stdin);
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(outcome.answer.as_bytes());
-    let _ = out.flush();
-    match outcome.spooled {
-        Ok(path) => {
-            let request = Request::Hook {
-                event: format!("cursor {}", event.unwrap_or_default()),
-                path: Some(path),
-            };
-            // The daemon answers a hook at once; its watcher would see the spool anyway.
-            let _ = control::request(paths, &request, Some(Duration::from_millis(50)));
-        }
-        Err(err) => eprintln!("opensyncd: {err}"),
     }
 }
 
@@ -115,7 +158,7 @@ fn read_stdin_until_closed(limit: Duration) -> Vec<u8> {
     buf
 }
 
-/// Claude Code passes the hook payload on stdin; read it without ever blocking the tool.
+/// The tools pass the hook payload on stdin; read it without ever blocking the tool.
 pub(super) fn read_stdin_briefly() -> Option<String> {
     if std::io::stdin().is_terminal() {
         return None;
@@ -132,61 +175,77 @@ pub(super) fn read_stdin_briefly() -> Option<String> {
 }
 
 pub(super) fn cmd_setup(args: SetupArgs) -> Result<()> {
-    use crate::setup;
     let binary = binary_path();
     let binary = binary
         .to_str()
         .context("the opensyncd binary path is not UTF-8")?
         .to_string();
+    let named: Vec<Tool> = [
+        (args.claude, Tool::Claude),
+        (args.codex, Tool::Codex),
+        (args.cursor, Tool::Cursor),
+        (args.droid, Tool::Droid),
+    ]
+    .into_iter()
+    .filter_map(|(on, tool)| on.then_some(tool))
+    .collect();
     // No tool named: every installed tool.
-    let all = !args.claude && !args.codex;
+    let all = named.is_empty();
     let env = &config::process_env;
     let mut edits = Vec::new();
     let mut problems = Vec::new();
-    let mut plan = |tool: &str, result: Result<Option<setup::Edit>>| match result {
-        Ok(Some(edit)) => edits.push(edit),
-        Ok(None) => println!("{tool}: not installed here, skipped"),
-        Err(e) => problems.push(format!("{e:#}")),
-    };
-    if all || args.claude {
-        plan(
-            "Claude Code",
-            setup::plan_claude(env, &binary, args.remove, args.claude),
-        );
+    for tool in Tool::ALL {
+        if !all && !named.contains(&tool) {
+            continue;
+        }
+        match setup::plan(tool, env, &binary, args.remove, !all) {
+            Ok(Some(edit)) => edits.push(edit),
+            Ok(None) => println!("{}: not installed here, skipped", tool.name()),
+            Err(e) => problems.push(format!("{e:#}")),
+        }
     }
-    if all || args.codex {
-        plan(
-            "Codex CLI",
-            setup::plan_codex(env, &binary, args.remove, args.codex),
-        );
-    }
+    let mut wrote = false;
     for edit in &edits {
-        match (&edit.new_contents, args.dry_run) {
-            (None, _) => println!("{}", edit.summary),
-            (Some(contents), true) => {
-                println!("{}: would write {}:", edit.tool, edit.path.display());
+        let path = edit.path.display();
+        let name = edit.tool.name();
+        match (&edit.change, args.dry_run) {
+            (Change::None, _) => println!("{}", edit.summary),
+            (Change::Write(contents), true) => {
+                println!("{name}: would write {path}:");
                 for line in contents.lines() {
                     println!("    {line}");
                 }
             }
-            (Some(_), false) => {
+            (Change::Restore(_), true) => println!(
+                "{name}: would restore {path} to its original bytes (from {})",
+                setup::backup_path(&edit.path).display()
+            ),
+            (Change::Delete, true) => println!("{name}: would remove {path} (setup created it)"),
+            (change, false) => {
+                let backup = setup::backup_path(&edit.path);
+                let first_backup =
+                    matches!(change, Change::Write(_)) && edit.path.exists() && !backup.exists();
                 setup::apply(edit)?;
-                println!(
-                    "{} (previous version kept in {})",
-                    edit.summary,
-                    setup::backup_path(&edit.path).display()
-                );
+                wrote = true;
+                if first_backup {
+                    println!(
+                        "{} (the previous version is kept in {})",
+                        edit.summary,
+                        backup.display()
+                    );
+                } else {
+                    println!("{}", edit.summary);
+                }
             }
         }
     }
     if !problems.is_empty() {
         bail!(
-            "{}
-(the daemon's file watcher syncs these sessions anyway; hooks only make it              faster)",
+            "{}\n(the daemon's file watcher syncs these sessions anyway; hooks only make it faster)",
             problems.join("\n")
         );
     }
-    if !args.remove && !args.dry_run && !edits.is_empty() {
+    if !args.remove && !args.dry_run && wrote {
         println!("The hooks nudge the running daemon after each turn; they never block the tool.");
     }
     Ok(())
@@ -200,11 +259,17 @@ pub(super) fn cmd_service(action: ServiceAction) -> Result<()> {
     use crate::service;
     let target = service_target()?;
     let (steps, dry_run, installing) = match action {
-        ServiceAction::Status => {
+        ServiceAction::Status { json } => {
             let status = service::status(&target);
-            println!("{}", status.summary());
-            if let Some(binary) = &status.runs_binary {
-                println!("runs: {binary}");
+            if json {
+                let mut value = serde_json::to_value(&status)?;
+                value["running"] = status.is_running().into();
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                println!("{}", status.summary());
+                if let Some(binary) = &status.runs_binary {
+                    println!("runs: {binary}");
+                }
             }
             return Ok(());
         }
@@ -221,6 +286,7 @@ pub(super) fn cmd_service(action: ServiceAction) -> Result<()> {
         }
         return Ok(());
     }
+    service::check_manager(&target)?;
     service::execute(&steps, &mut |line| println!("{line}"))?;
     if installing {
         println!(
@@ -230,6 +296,17 @@ pub(super) fn cmd_service(action: ServiceAction) -> Result<()> {
                 service::Manager::Launchd => "LaunchAgent",
             }
         );
+        if !target.environment.is_empty() {
+            println!(
+                "The service keeps these variables from this shell: {}.",
+                target
+                    .environment
+                    .iter()
+                    .map(|(name, _)| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         if let Some(hint) = service::linger_hint(&target, config::process_env("USER").as_deref()) {
             println!("{hint}");
         }
@@ -238,14 +315,4 @@ pub(super) fn cmd_service(action: ServiceAction) -> Result<()> {
         println!("opensyncd's service is stopped and removed (your settings and ledger are kept).");
     }
     Ok(())
-}
-
-pub(super) fn service_verify_line(check: &mut dyn FnMut(bool, &str, String)) {
-    match service_target() {
-        Ok(target) => {
-            let status = crate::service::status(&target);
-            check(status.is_running(), "service", status.summary());
-        }
-        Err(e) => check(false, "service", format!("{e:#}")),
-    }
 }

@@ -3,12 +3,15 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
+use serde::Serialize;
 
-use super::hooks::{service_target, service_verify_line};
-use crate::config::{self, Config, Paths};
+use super::SetArgs;
+use super::hooks::service_target;
+use crate::config::{self, Config, Loaded, Origin, Paths};
 use crate::control::{self, Reply, Request};
 use crate::credentials::{self};
 use crate::oneshot::{self};
+use crate::wiring::ServerProblem;
 
 pub(super) fn cmd_status(paths: &Paths, cfg: &Config, json: bool, rejected: bool) -> Result<()> {
     let status = match control::request(paths, &Request::Status, Some(Duration::from_secs(10)))? {
@@ -70,78 +73,137 @@ pub(super) fn offline_status(paths: &Paths, cfg: &Config) -> Result<crate::statu
     Ok(status)
 }
 
-pub(super) fn cmd_verify(paths: &Paths, cfg: &Config) -> Result<()> {
-    let mut failed = 0;
-    let mut check = |ok: bool, what: &str, detail: String| {
-        println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
-        if !ok {
-            failed += 1;
-        }
+/// One line of `verify`.
+#[derive(Debug, Clone, Serialize)]
+struct Check {
+    /// What was checked.
+    name: String,
+    /// `ok`, `fail`, or `skip` (could not be checked, or does not apply here).
+    state: &'static str,
+    /// What was found.
+    detail: String,
+}
+
+pub(super) fn cmd_verify(paths: &Paths, cfg: &Config, json: bool) -> Result<()> {
+    let mut checks: Vec<Check> = Vec::new();
+    let mut check = |state: &'static str, name: &str, detail: String| {
+        checks.push(Check {
+            name: name.to_string(),
+            state,
+            detail,
+        })
     };
-    check(true, "config", paths.config_file().display().to_string());
+    let ok = |good: bool| if good { "ok" } else { "fail" };
+    check("ok", "config", paths.config_file().display().to_string());
     let key = credentials::load(paths, &config::process_env).map_err(|e| anyhow!(e))?;
     match (&cfg.url, &key) {
         (Some(url), Some((key, _))) => {
             check(
-                true,
+                "ok",
                 "credentials",
                 format!("{url} with key {}", key.masked()),
             );
-            match crate::wiring::verify_credentials(cfg, url, key) {
-                Ok(()) => check(true, "server", "reachable, and the key is accepted".into()),
-                Err(e) => check(false, "server", format!("{e:#}")),
+            let url = config::normalize_url(url).map_err(|e| anyhow!(e))?;
+            match crate::wiring::verify_credentials(cfg, &url, key) {
+                Ok(()) => check("ok", "server", "reachable, and the key is accepted".into()),
+                Err(e) => check("fail", "server", e.to_string()),
             }
         }
         _ => check(
-            false,
+            "fail",
             "credentials",
             "not logged in: run `opensyncd login`".into(),
         ),
     }
-    match control::request(paths, &Request::Status, Some(Duration::from_secs(5))) {
-        Ok(Some(Reply::Status { status })) => check(
-            true,
-            "daemon",
-            format!(
-                "running (pid {}), sync {}",
-                status.daemon_pid.unwrap_or(0),
-                status.auth
-            ),
-        ),
-        Ok(_) => check(
-            false,
-            "daemon",
-            "not running: `opensyncd service install`".into(),
-        ),
-        Err(e) => check(false, "daemon", format!("{e:#}")),
+    let daemon_pid = match control::request(paths, &Request::Status, Some(Duration::from_secs(5))) {
+        Ok(Some(Reply::Status { status })) => {
+            check(
+                "ok",
+                "daemon",
+                format!(
+                    "running (pid {}), sync {}",
+                    status.daemon_pid.unwrap_or(0),
+                    status.auth
+                ),
+            );
+            Some(status.daemon_pid.unwrap_or(0))
+        }
+        Ok(_) => {
+            check(
+                "fail",
+                "daemon",
+                "not running: `opensyncd service install` (or `opensyncd run`)".into(),
+            );
+            None
+        }
+        Err(e) => {
+            check("fail", "daemon", format!("{e:#}"));
+            None
+        }
+    };
+    match service_target() {
+        Ok(target) => {
+            let status = crate::service::status(&target);
+            match (&status.unreachable, daemon_pid) {
+                // No service manager to ask (a container, WSL, an SSH session without a user
+                // manager): not a failure when the daemon runs anyway.
+                (Some(problem), Some(pid)) => check(
+                    "skip",
+                    "service",
+                    format!(
+                        "could not check the service ({problem}); the daemon runs (pid {pid}) \
+                         without it"
+                    ),
+                ),
+                _ => check(ok(status.is_running()), "service", status.summary()),
+            }
+        }
+        Err(e) => check("fail", "service", format!("{e:#}")),
     }
-    service_verify_line(&mut check);
     let roots = cfg.roots(&config::process_env);
     for (source, (dirs, units)) in crate::sources::inventory(&roots, &cfg.enabled_sources()) {
-        let detail = if dirs.is_empty() {
-            format!(
-                "no directory found (looked in {})",
-                roots
-                    .watch_dirs(source)
-                    .iter()
-                    .map(|d| oneshot::tilde(d))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        } else {
-            format!(
-                "{units} session files in {}",
-                dirs.iter()
-                    .map(|d| oneshot::tilde(d))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
         // A tool that is not installed is not a failure.
-        println!(
-            "{} {source}: {detail}",
-            if dirs.is_empty() { "--  " } else { "ok  " }
-        );
+        if dirs.is_empty() {
+            check(
+                "skip",
+                source.as_str(),
+                format!(
+                    "no directory found (looked in {})",
+                    roots
+                        .watch_dirs(source)
+                        .iter()
+                        .map(|d| oneshot::tilde(d))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        } else {
+            check(
+                "ok",
+                source.as_str(),
+                format!(
+                    "{units} session files in {}",
+                    dirs.iter()
+                        .map(|d| oneshot::tilde(d))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+    let failed = checks.iter().filter(|c| c.state == "fail").count();
+    if json {
+        let value = serde_json::json!({ "ok": failed == 0, "checks": checks });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        for c in &checks {
+            let mark = match c.state {
+                "ok" => "ok  ",
+                "fail" => "FAIL",
+                _ => "--  ",
+            };
+            println!("{mark} {}: {}", c.name, c.detail);
+        }
     }
     if failed > 0 {
         bail!("{failed} check(s) failed");
@@ -149,7 +211,8 @@ pub(super) fn cmd_verify(paths: &Paths, cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn cmd_config(paths: &Paths, cfg: &Config, json: bool) -> Result<()> {
+pub(super) fn cmd_config(paths: &Paths, loaded: &Loaded, json: bool) -> Result<()> {
+    let cfg = &loaded.config;
     let key = credentials::load(paths, &config::process_env);
     let masked = match &key {
         Ok(Some((k, _))) => Some(k.masked()),
@@ -166,6 +229,7 @@ pub(super) fn cmd_config(paths: &Paths, cfg: &Config, json: bool) -> Result<()> 
     if json {
         let value = serde_json::json!({
             "config": cfg,
+            "origins": loaded.origins,
             "price_table": prices.as_ref().ok().map(|p| p.info()),
             "api_key": masked,
             "api_key_source": key_source,
@@ -175,8 +239,10 @@ pub(super) fn cmd_config(paths: &Paths, cfg: &Config, json: bool) -> Result<()> 
                 "state_dir": paths.state_dir,
                 "ledger": paths.ledger_dir(),
                 "control_socket": paths.control_socket(),
+                "log_file": paths.own_log_file(),
             },
             "roots": roots,
+            "warnings": loaded.warnings,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -190,24 +256,25 @@ pub(super) fn cmd_config(paths: &Paths, cfg: &Config, json: bool) -> Result<()> 
     );
     line(
         &mut out,
-        "url",
-        cfg.url
-            .clone()
-            .unwrap_or_else(|| "(not set: run `opensyncd login`)".into()),
-    );
-    line(
-        &mut out,
         "api key",
         format!("{} ({key_source})", masked.unwrap_or_else(|| "-".into())),
     );
     let table = toml::Value::try_from(cfg)?;
-    if let toml::Value::Table(t) = table {
-        for (k, v) in t {
-            if k == "url" {
-                continue;
-            }
-            line(&mut out, &k, v.to_string());
-        }
+    for key in config::SETTABLE_KEYS {
+        let value = table
+            .get(key)
+            .map(toml::Value::to_string)
+            .unwrap_or_else(|| match *key {
+                "url" => "(not set: run `opensyncd login`)".into(),
+                _ => "(not set)".into(),
+            });
+        let origin = match loaded.origins.get(*key) {
+            Some(Origin::Default) | None => "default".to_string(),
+            Some(Origin::File { line, .. }) => format!("config.toml line {line}"),
+            Some(Origin::Env { var }) => var.clone(),
+            Some(Origin::Flag { flag }) => flag.clone(),
+        };
+        line(&mut out, key, format!("{value}   [{origin}]"));
     }
     line(&mut out, "state dir", paths.state_dir.display().to_string());
     line(
@@ -232,11 +299,134 @@ pub(super) fn cmd_config(paths: &Paths, cfg: &Config, json: bool) -> Result<()> 
     Ok(())
 }
 
-pub(super) fn cmd_set(paths: &Paths, key: &str, value: &str) -> Result<()> {
-    let parsed = config::parse_setting(key, value)?;
+pub(super) fn cmd_set(paths: &Paths, args: SetArgs) -> Result<()> {
+    let key = args.key.as_str();
+    let file = paths.config_file();
+    let overridden_by = config::opensyncd_env()
+        .into_iter()
+        .find(|(var, value)| {
+            *var == config::env_var_of(key)
+                && value.as_deref().is_some_and(|v| !v.trim().is_empty())
+        })
+        .map(|(var, _)| var);
+    let before = std::fs::read(&file).ok();
+    if args.unset {
+        if !config::remove_key(paths, key)? {
+            println!("{key} is not set in {}; nothing to do.", file.display());
+            return Ok(());
+        }
+        if let Err(e) = config::load(paths, &figment::value::Dict::new()) {
+            restore(paths, before.as_deref())?;
+            bail!("{key} was not removed: without it the configuration does not load: {e}");
+        }
+        println!(
+            "{key} removed from {}; the default applies again{}.",
+            file.display(),
+            overridden_by
+                .as_deref()
+                .map(|v| format!(" (but {v} is set in this environment and wins)"))
+                .unwrap_or_default()
+        );
+        tell_the_daemon(paths);
+        return Ok(());
+    }
+    let Some(raw) = args.value.as_deref() else {
+        bail!("give a value, or --unset to remove {key}");
+    };
+    let value = match key {
+        "pricing_file" => check_pricing_file(raw)?,
+        _ => raw.to_string(),
+    };
+    let parsed = config::parse_setting(key, &value)?;
+    if key == "url" {
+        check_url_like_login(paths, &value)?;
+    }
     config::write_key(paths, key, Some(parsed.clone()))?;
-    // The file as a whole must still load (e.g. env or other keys may conflict).
-    config::load(paths, &figment::value::Dict::new())?;
-    println!("{key} = {parsed} (in {})", paths.config_file().display());
+    // The file as a whole must still load (another key may conflict with this value).
+    if let Err(e) = config::load(paths, &figment::value::Dict::new()) {
+        restore(paths, before.as_deref())?;
+        bail!("{key} was not saved: {e}");
+    }
+    println!("{key} = {parsed} (in {})", file.display());
+    if let Some(var) = overridden_by {
+        println!("Note: {var} is set in this environment and overrides the file.");
+    }
+    tell_the_daemon(paths);
     Ok(())
+}
+
+/// A running daemon reloads its configuration at once (an `exclude` must not wait for a
+/// restart).
+fn tell_the_daemon(paths: &Paths) {
+    match control::notify_reload(paths) {
+        Ok(true) => println!("The running daemon reloaded its configuration."),
+        Ok(false) => {}
+        Err(e) => eprintln!(
+            "opensyncd: warning: could not reach the running daemon ({e:#}); restart it to \
+             apply the change"
+        ),
+    }
+}
+
+/// Puts `config.toml` back as it was (or removes it when it did not exist).
+fn restore(paths: &Paths, before: Option<&[u8]>) -> Result<()> {
+    let file = paths.config_file();
+    match before {
+        Some(bytes) => crate::private_fs::write_atomic(&file, bytes, 0o600)?,
+        None => {
+            let _ = std::fs::remove_file(&file);
+        }
+    }
+    Ok(())
+}
+
+/// A pricing file must exist and load now: the daemon refuses to start without it (a restart
+/// loop under systemd). Relative and `~` paths are stored absolute, because the service does
+/// not run from this directory.
+fn check_pricing_file(raw: &str) -> Result<String> {
+    let home = config::home_dir(&config::process_env);
+    let mut path = crate::sources::expand_tilde(raw.trim(), &home);
+    if path.is_relative() {
+        path = std::env::current_dir()?.join(path);
+    }
+    if !path.is_file() {
+        bail!(
+            "invalid value for `pricing_file`: {} does not exist (the daemon would refuse to \
+             start)",
+            path.display()
+        );
+    }
+    let text = path
+        .to_str()
+        .ok_or_else(|| anyhow!("invalid value for `pricing_file`: the path is not UTF-8"))?
+        .to_string();
+    let probe = Config {
+        pricing_file: Some(text.clone()),
+        ..Config::default()
+    };
+    crate::wiring::build_engine_shaping(&probe)
+        .map_err(|e| anyhow!("invalid value for `pricing_file`: {e:#}"))?;
+    Ok(text)
+}
+
+/// `set url` is checked like `login` when a key is saved: a URL that is not OpenSync, or that
+/// refuses the key, is not stored. An unreachable server is stored with a warning (it may be
+/// down for a moment).
+fn check_url_like_login(paths: &Paths, raw: &str) -> Result<()> {
+    let url = config::normalize_url(raw).map_err(|e| anyhow!(e))?;
+    let Some((key, _)) = credentials::load(paths, &config::process_env).map_err(|e| anyhow!(e))?
+    else {
+        return Ok(());
+    };
+    let cfg = config::load(paths, &figment::value::Dict::new()).unwrap_or_default();
+    match crate::wiring::verify_credentials(&cfg, &url, &key) {
+        Ok(()) => Ok(()),
+        Err(problem @ ServerProblem::Unreachable { .. }) => {
+            eprintln!(
+                "opensyncd: warning: {problem}; saved anyway (check with `opensyncd verify`)"
+            );
+            Ok(())
+        }
+        Err(problem) => bail!("url not saved: {problem}"),
+    }
 }

@@ -1,26 +1,30 @@
-//! The command line: clap definitions (every flag with its environment variable where that
-//! makes sense) and the dispatch of each command to its file below. This module tree is the
-//! only place that prints for humans; everything it calls returns data or typed errors.
+//! The command line: clap definitions (every command with an example in its `--help`) and the
+//! dispatch of each command to its file below. This module tree is the only place that prints
+//! for humans; everything it calls returns data or typed errors.
 
 mod auth;
 mod hooks;
 mod inspect;
+mod logs;
 mod prices;
 mod sync;
 
 use auth::*;
 use hooks::*;
 use inspect::*;
+use logs::*;
 use prices::*;
 use sync::*;
 
+use std::ffi::OsStr;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow};
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use anyhow::{Result, anyhow};
+use clap::builder::{PossibleValue, TypedValueParser};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, Config, Paths};
+use crate::config::{self, Config, Loaded, Origin, Paths};
 use crate::daemon::{self, RunEnd};
 use crate::model::SourceId;
 
@@ -36,40 +40,99 @@ use crate::model::SourceId;
                   new, and pushes it with retry: nothing is lost, nothing is duplicated.\n\n\
                   Set up: `opensyncd login`, then `opensyncd service install`. \
                   Check: `opensyncd status`.",
-    after_help = "Run with no command (or --foreground) to start the daemon in the foreground."
+    after_help = "Run with no command (or --foreground) to start the daemon in the foreground.\n\n\
+                  Examples:\n  \
+                  opensyncd login                 # URL and API key, checked, saved\n  \
+                  opensyncd service install       # run it in the background from now on\n  \
+                  opensyncd status                # what is synced, what is pending\n  \
+                  opensyncd set exclude '~/work/secret/**'"
 )]
 pub struct Cli {
     /// Run the daemon in the foreground (the same as `opensyncd run`).
     #[arg(long)]
     pub foreground: bool,
 
-    /// Log level: error, warn, info, debug, trace (or a tracing filter directive).
-    #[arg(long, global = true, env = "OPENSYNCD_LOG_LEVEL", value_name = "LEVEL")]
+    /// Log level: error, warn, info, debug, trace, off (opensyncd's own logs; other crates stay
+    /// at warn), or a full tracing filter such as `info,sled=debug`. Also
+    /// OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more.
+    #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
-    /// Log format.
-    #[arg(long, global = true, env = "OPENSYNCD_LOG_FORMAT", value_parser = ["text", "json"])]
+    /// Log format (also OPENSYNCD_LOG_FORMAT).
+    #[arg(long, global = true, value_parser = ["text", "json"])]
     pub log_format: Option<String>,
+
+    /// Colour in logs and help: auto (a terminal, and NO_COLOR unset), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
 
     /// The command (default: run the daemon in the foreground).
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ColorWhen {
+    /// When writing to a terminal and `NO_COLOR` is not set.
+    #[default]
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorWhen {
+    /// Whether to colour output written to stderr.
+    pub fn for_stderr(self) -> bool {
+        match self {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => {
+                std::io::stderr().is_terminal()
+                    && config::process_env("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+
+    /// The same choice for clap's own help and errors.
+    pub fn for_clap(self) -> clap::ColorChoice {
+        match self {
+            ColorWhen::Always => clap::ColorChoice::Always,
+            ColorWhen::Never => clap::ColorChoice::Never,
+            ColorWhen::Auto => clap::ColorChoice::Auto,
+        }
+    }
+}
+
 /// Every command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground (what the service runs).
+    #[command(after_help = "Examples:\n  opensyncd run\n  opensyncd --log-level debug run")]
     Run(RunArgs),
     /// Save the server URL and API key (verified against the server first).
+    #[command(
+        long_about = "Save the server URL and API key, after checking them with an \
+                      authenticated request. In a terminal it asks for what is missing and asks \
+                      again (up to 3 times) after a wrong URL or key.",
+        after_help = "Examples:\n  opensyncd login\n  \
+                      printf '%s' \"$OSK_KEY\" | opensyncd login --url https://happy-cat-123.convex.site --key-stdin"
+    )]
     Login(LoginArgs),
     /// Remove the saved API key.
+    #[command(after_help = "Examples:\n  opensyncd logout\n  opensyncd logout --purge")]
     Logout {
         /// Also delete the ledger (what has been synced) and the config file.
         #[arg(long)]
         purge: bool,
     },
     /// Show what is synced, what is pending, and any problem.
+    #[command(
+        after_help = "Examples:\n  opensyncd status\n  opensyncd status --json | jq .sources\n  \
+                      opensyncd status --rejected"
+    )]
     Status {
         /// Machine-readable output.
         #[arg(long)]
@@ -78,77 +141,150 @@ pub enum Command {
         #[arg(long)]
         rejected: bool,
     },
-    /// Check credentials, the connection, the service and each source directory.
-    Verify,
+    /// Check credentials, the connection, the daemon, the service and each source directory.
+    #[command(after_help = "Examples:\n  opensyncd verify\n  opensyncd verify --json")]
+    Verify {
+        /// Machine-readable output (one object per check).
+        #[arg(long)]
+        json: bool,
+    },
     /// Sync now (through the running daemon if there is one).
+    #[command(
+        after_help = "Examples:\n  opensyncd sync\n  opensyncd sync --source codex-cli --limit 5\n  \
+                      opensyncd sync --dry-run --json"
+    )]
     Sync(SyncArgs),
     /// Create a test session with one message on the server and report their ids.
+    #[command(after_help = "Examples:\n  opensyncd synctest")]
     Synctest,
     /// Print, one JSON object per session, exactly what would be sent.
+    #[command(after_help = "Examples:\n  opensyncd export > sessions.jsonl\n  \
+                      opensyncd export --source codex-cli --session 019b7f94-51b4-7593-922e-ba12b5b73b52")]
     Export(ExportArgs),
-    /// Show the resolved configuration (the API key masked).
+    /// Show the resolved configuration and where each value came from (the API key masked).
+    #[command(after_help = "Examples:\n  opensyncd config\n  opensyncd config --json")]
     Config {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
-    /// Set a configuration key in config.toml.
-    Set {
-        /// The key (see `opensyncd config`).
-        key: String,
-        /// The value (lists: comma-separated).
-        value: String,
-    },
+    /// Set (or with --unset, remove) a configuration key in config.toml.
+    #[command(
+        long_about = "Set a configuration key in config.toml, after checking the value (a value \
+                      the daemon could not run with is refused). Only that key's text changes: \
+                      comments and layout are kept. `--unset KEY` removes the key, so the \
+                      default (or the environment) applies again.",
+        after_help = "Examples:\n  opensyncd set concurrency 8\n  \
+                      opensyncd set sources claude-code,codex-cli\n  \
+                      opensyncd set exclude '~/work/secret/**,~/.claude/projects/-home-me-private'\n  \
+                      opensyncd set --unset log_level"
+    )]
+    Set(SetArgs),
     /// Add (or remove) the tools' hooks that nudge the daemon right after each turn.
+    #[command(
+        long_about = "Add (or with --remove, take out) the hooks that nudge the daemon right \
+                      after each turn: Claude Code and Factory Droid `Stop`/`SessionEnd` hooks, \
+                      Cursor hooks, Codex's `notify`. Your own entries, key order and formatting \
+                      are kept; the first backup of each file (<file>.opensyncd-backup) is never \
+                      overwritten, and --remove gives back the original bytes when nothing else \
+                      changed. With no tool named, every installed tool.",
+        after_help = "Examples:\n  opensyncd setup --dry-run\n  opensyncd setup --claude --cursor\n  \
+                      opensyncd setup --remove"
+    )]
     Setup(SetupArgs),
     /// Called by the tools' hooks: nudges the daemon. Always fast, never fails the tool.
-    /// `hook cursor <event>` answers Cursor and records the event for the daemon.
+    #[command(
+        long_about = "Called by the tools' hooks: nudges the daemon. It returns at once, prints \
+                      nothing (Cursor: the answer Cursor expects), and exits 0 whatever happens. \
+                      EVENT is the Claude Code event (Stop, SessionEnd), `codex-notify` (Codex \
+                      passes its JSON payload as the last argument), or `cursor <event>` / \
+                      `droid <event>` (payload on stdin).",
+        after_help = "Examples:\n  opensyncd hook Stop < payload.json\n  \
+                      opensyncd hook droid SessionEnd < payload.json\n  \
+                      opensyncd hook cursor stop < payload.json"
+    )]
     Hook {
-        /// The hook event (e.g. Stop, SessionEnd, codex-notify), or `cursor`.
+        /// The hook event (Stop, SessionEnd, codex-notify) or the tool (cursor, droid).
         event: String,
-        /// The hook's payload (JSON), when passed as an argument; after `cursor`, Cursor's
-        /// event name (the payload is on stdin).
-        payload: Option<String>,
+        /// The payload (codex-notify), or the tool's event name (cursor, droid).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
+    /// Show the daemon's log (the journal under systemd, the log file otherwise).
+    #[command(
+        long_about = "Show the daemon's log: the user journal when the systemd unit is installed \
+                      (journalctl --user -u opensyncd), the LaunchAgent's log file on macOS, and \
+                      otherwise the log file a daemon started by hand writes \
+                      (<state dir>/opensyncd.log, kept under 10 MiB with one older copy).",
+        after_help = "Examples:\n  opensyncd logs\n  opensyncd logs -f\n  opensyncd logs -n 200"
+    )]
+    Logs(LogsArgs),
     /// Install, remove or inspect the background service (systemd user unit / LaunchAgent).
+    #[command(
+        after_help = "Examples:\n  opensyncd service install --dry-run\n  opensyncd service install\n  \
+                      opensyncd service status --json"
+    )]
     Service {
         /// What to do.
         #[command(subcommand)]
         action: ServiceAction,
     },
     /// Show the model price table in use, or download LiteLLM's current one.
+    #[command(after_help = "Examples:\n  opensyncd prices show\n  \
+                      opensyncd prices show us.anthropic.claude-haiku-4-5-20251001-v1:0\n  \
+                      opensyncd prices update")]
     Prices {
         /// What to do.
         #[command(subcommand)]
         action: PricesAction,
     },
     /// Print shell completions.
+    #[command(
+        after_help = "Examples:\n  opensyncd completions bash > ~/.local/share/bash-completion/completions/opensyncd\n  \
+                      opensyncd completions zsh > ~/.zfunc/_opensyncd\n  \
+                      opensyncd completions fish > ~/.config/fish/completions/opensyncd.fish"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff).
-    #[command(hide = true)]
+    #[command(hide = true, after_help = "Examples:\n  opensyncd man | man -l -")]
     Man,
 }
 
 /// `opensyncd run`.
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
-    /// Debounce for file events, in milliseconds.
-    #[arg(long, env = "OPENSYNCD_DEBOUNCE_MS", value_name = "MS")]
+    /// Debounce for file events, in milliseconds (also OPENSYNCD_DEBOUNCE_MS).
+    #[arg(long, value_name = "MS")]
     pub debounce_ms: Option<u64>,
 }
 
 /// `opensyncd login`.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// The OpenSync URL (your Convex deployment's .convex.site or .convex.cloud URL).
-    #[arg(long, env = "OPENSYNCD_URL")]
+    /// The OpenSync URL (your Convex deployment's .convex.site or .convex.cloud URL; also
+    /// OPENSYNCD_URL).
+    #[arg(long)]
     pub url: Option<String>,
     /// Read the API key from standard input instead of prompting.
     #[arg(long)]
     pub key_stdin: bool,
+}
+
+/// `opensyncd set`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// Remove the key from config.toml instead of setting it.
+    #[arg(long)]
+    pub unset: bool,
+    /// The key (see `opensyncd config`).
+    #[arg(value_parser = config_key_parser())]
+    pub key: String,
+    /// The value (lists: comma-separated).
+    #[arg(required_unless_present = "unset", conflicts_with = "unset")]
+    pub value: Option<String>,
 }
 
 /// `opensyncd sync`.
@@ -169,21 +305,25 @@ pub struct SyncArgs {
     /// Send again the records the server refused before (see `status --rejected`).
     #[arg(long)]
     pub retry_rejected: bool,
-    /// Only this source (claude-code, codex-cli, opencode, cursor-sync); repeatable.
-    #[arg(long = "source", value_name = "SOURCE")]
+    /// Only this source; repeatable.
+    #[arg(long = "source", value_name = "SOURCE", value_parser = source_name_parser())]
     pub sources: Vec<String>,
     /// Show what would be sent without sending.
     #[arg(long)]
     pub dry_run: bool,
+    /// Machine-readable output (the summary, or the dry run's findings).
+    #[arg(long)]
+    #[serde(default)]
+    pub json: bool,
 }
 
 /// `opensyncd export`.
 #[derive(Debug, Args, Default)]
 pub struct ExportArgs {
-    /// Only this source (claude-code, codex-cli, opencode, cursor-sync); repeatable.
-    #[arg(long = "source", value_name = "SOURCE")]
+    /// Only this source; repeatable.
+    #[arg(long = "source", value_name = "SOURCE", value_parser = source_name_parser())]
     pub sources: Vec<String>,
-    /// Only this session id.
+    /// Only this session id (an id that matches nothing is an error).
     #[arg(long, value_name = "ID")]
     pub session: Option<String>,
 }
@@ -191,12 +331,18 @@ pub struct ExportArgs {
 /// `opensyncd setup`.
 #[derive(Debug, Args, Default)]
 pub struct SetupArgs {
-    /// Codex CLI: set `notify` in config.toml.
-    #[arg(long)]
-    pub codex: bool,
-    /// Claude Code: add hooks to settings.json.
+    /// Claude Code: Stop and SessionEnd hooks in settings.json.
     #[arg(long)]
     pub claude: bool,
+    /// Codex CLI: `notify` in config.toml (left alone when another program is set).
+    #[arg(long)]
+    pub codex: bool,
+    /// Cursor: hooks in ~/.cursor/hooks.json.
+    #[arg(long)]
+    pub cursor: bool,
+    /// Factory Droid: Stop and SessionEnd hooks in ~/.factory/settings.json.
+    #[arg(long)]
+    pub droid: bool,
     /// Remove what setup added.
     #[arg(long)]
     pub remove: bool,
@@ -205,11 +351,25 @@ pub struct SetupArgs {
     pub dry_run: bool,
 }
 
+/// `opensyncd logs`.
+#[derive(Debug, Args, Default)]
+pub struct LogsArgs {
+    /// Keep printing new lines as they are written.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many of the last lines to show first.
+    #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
+    pub lines: usize,
+}
+
 /// `opensyncd prices ...`.
 #[derive(Debug, Subcommand)]
 pub enum PricesAction {
     /// Which table is in use (bundled or installed, LiteLLM version and date); with a model,
     /// what it resolves to and its rates.
+    #[command(
+        after_help = "Examples:\n  opensyncd prices show\n  opensyncd prices show gpt-5 --json"
+    )]
     Show {
         /// A model id as the logs spell it (e.g. `us.anthropic.claude-haiku-4-5-20251001-v1:0`).
         model: Option<String>,
@@ -219,6 +379,7 @@ pub enum PricesAction {
     },
     /// Download LiteLLM's current price table, check it, and install it in the state dir
     /// (where it wins over the bundled table). A bad download changes nothing.
+    #[command(after_help = "Examples:\n  opensyncd prices update")]
     Update {
         /// Where to download it from (default: the `prices_url` key, else LiteLLM's file).
         #[arg(long, value_name = "URL")]
@@ -230,24 +391,135 @@ pub enum PricesAction {
 #[derive(Debug, Subcommand)]
 pub enum ServiceAction {
     /// Write the unit / agent for this binary, enable and start it.
+    #[command(
+        after_help = "Examples:\n  opensyncd service install --dry-run\n  opensyncd service install"
+    )]
     Install {
         /// Print the files and commands without doing anything.
         #[arg(long)]
         dry_run: bool,
     },
     /// Stop, disable and remove everything `install` wrote.
+    #[command(after_help = "Examples:\n  opensyncd service uninstall")]
     Uninstall {
         /// Print the files and commands without doing anything.
         #[arg(long)]
         dry_run: bool,
     },
     /// Is the service installed, enabled, running?
-    Status,
+    #[command(
+        after_help = "Examples:\n  opensyncd service status\n  opensyncd service status --json"
+    )]
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A value checked by a function and completed from a fixed list (config keys, source names):
+/// the shell completions offer the list, the error says what is valid.
+#[derive(Clone)]
+struct NamedValue {
+    names: fn() -> Vec<&'static str>,
+    check: fn(&str) -> Result<(), String>,
+}
+
+impl TypedValueParser for NamedValue {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<String, clap::Error> {
+        let text = value.to_str().ok_or_else(|| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidUtf8,
+                "the value is not UTF-8\n",
+            )
+            .with_cmd(cmd)
+        })?;
+        (self.check)(text).map_err(|message| {
+            clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{message}\n"))
+                .with_cmd(cmd)
+        })?;
+        Ok(text.to_string())
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new((self.names)().into_iter().map(PossibleValue::new)))
+    }
+}
+
+fn config_key_parser() -> NamedValue {
+    NamedValue {
+        names: || config::SETTABLE_KEYS.to_vec(),
+        check: |key| {
+            if config::SETTABLE_KEYS.contains(&key) {
+                Ok(())
+            } else {
+                Err(config::ConfigError::UnknownKey {
+                    key: key.to_string(),
+                    origin: None,
+                }
+                .to_string())
+            }
+        },
+    }
+}
+
+fn source_name_parser() -> NamedValue {
+    NamedValue {
+        names: || SourceId::ALL.iter().map(|s| s.as_str()).collect(),
+        check: |name| {
+            SourceId::parse(name).map(drop).ok_or_else(|| {
+                format!(
+                    "unknown source `{name}`; valid: {}",
+                    SourceId::ALL.map(SourceId::as_str).join(", ")
+                )
+            })
+        },
+    }
 }
 
 /// The whole clap command (completions, man page, tests).
 pub fn command() -> clap::Command {
     Cli::command()
+}
+
+/// Parses the process's arguments, honouring `--color` and `NO_COLOR` for clap's own help and
+/// errors too.
+pub fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let color = color_from_args(&args);
+    let matches = command().color(color.for_clap()).get_matches_from(args);
+    use clap::FromArgMatches;
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `--color` as given on the command line (before clap parses it: help and errors need it).
+fn color_from_args(args: &[std::ffi::OsString]) -> ColorWhen {
+    let mut chosen = ColorWhen::Auto;
+    let mut iter = args.iter().map(|a| a.to_string_lossy());
+    while let Some(arg) = iter.next() {
+        let value = if let Some(v) = arg.strip_prefix("--color=") {
+            Some(v.to_string())
+        } else if arg == "--color" {
+            iter.next().map(|v| v.to_string())
+        } else {
+            None
+        };
+        if let Some(v) = value.and_then(|v| ColorWhen::from_str(&v, true).ok()) {
+            chosen = v;
+        }
+    }
+    if chosen == ColorWhen::Auto && config::process_env("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        ColorWhen::Never
+    } else {
+        chosen
+    }
 }
 
 /// Runs the parsed command line. Errors are printed by `main` with their context chain.
@@ -260,6 +532,7 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Some(format) = &cli.log_format {
         overrides.insert("log_format".into(), format.clone().into());
     }
+    let color = cli.color;
     let chosen = cli.command.unwrap_or(Command::Run(RunArgs::default()));
     if let Command::Run(args) = &chosen
         && let Some(ms) = args.debounce_ms
@@ -276,21 +549,31 @@ pub fn run(cli: Cli) -> Result<()> {
             std::io::stdout().write_all(&crate::assets::man_page(command()))?;
             Ok(())
         }
-        Command::Hook { event, payload } => {
-            cmd_hook(&paths, &event, payload.as_deref());
+        Command::Hook { event, args } => {
+            cmd_hook_dispatch(&paths, &event, &args);
             Ok(())
         }
-        Command::Set { key, value } => cmd_set(&paths, &key, &value),
+        Command::Set(args) => cmd_set(&paths, args),
         Command::Logout { purge } => cmd_logout(&paths, purge),
+        Command::Logs(args) => cmd_logs(&paths, args),
         other => {
-            let cfg = load_config(&paths, &overrides)?;
-            init_logging(&cfg, matches!(other, Command::Run(_)));
+            let daemon = matches!(other, Command::Run(_));
+            let loaded = load_config(&paths, &overrides)?;
+            init_logging(&paths, &loaded, daemon, color);
+            for warning in &loaded.warnings {
+                if daemon {
+                    tracing::warn!("{warning}");
+                } else {
+                    eprintln!("opensyncd: warning: {warning}");
+                }
+            }
+            let cfg = loaded.config.clone();
             match other {
                 Command::Run(_) => cmd_run(paths, cfg),
-                Command::Config { json } => cmd_config(&paths, &cfg, json),
+                Command::Config { json } => cmd_config(&paths, &loaded, json),
                 Command::Login(args) => cmd_login(&paths, &cfg, args),
                 Command::Status { json, rejected } => cmd_status(&paths, &cfg, json, rejected),
-                Command::Verify => cmd_verify(&paths, &cfg),
+                Command::Verify { json } => cmd_verify(&paths, &cfg, json),
                 Command::Sync(args) => cmd_sync(&paths, &cfg, args),
                 Command::Synctest => cmd_synctest(&paths, &cfg),
                 Command::Export(args) => cmd_export(&cfg, args),
@@ -300,33 +583,53 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::Completions { .. }
                 | Command::Man
                 | Command::Hook { .. }
-                | Command::Set { .. }
+                | Command::Set(_)
+                | Command::Logs(_)
                 | Command::Logout { .. } => unreachable!("handled above"),
             }
         }
     }
 }
 
-/// Logs go to stderr (the journal under systemd, the log file under launchd). The daemon
-/// logs at the configured level; one-shot commands only warn unless asked for more, so their
-/// output stays readable.
-fn init_logging(cfg: &Config, daemon: bool) {
+/// Logs go to stderr (the journal under systemd, the log file under launchd; a daemon started
+/// by hand also keeps its own log file for `opensyncd logs`). The daemon logs at the
+/// configured level. One-shot commands log only warnings, unless this invocation asked for
+/// more (`--log-level` or `OPENSYNCD_LOG_LEVEL`): the config file's level is the daemon's, and
+/// `status` must stay readable with `log_level = "debug"` in it.
+fn init_logging(paths: &Paths, loaded: &Loaded, daemon: bool, color: ColorWhen) {
     use tracing_subscriber::EnvFilter;
-    let level = if daemon || cfg.log_level != "info" {
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+    let cfg = &loaded.config;
+    let asked_now = matches!(
+        loaded.origins.get("log_level"),
+        Some(Origin::Flag { .. } | Origin::Env { .. })
+    );
+    let level = if daemon || (asked_now && cfg.log_level.trim() != "info") {
         cfg.log_level.as_str()
     } else {
         "warn"
     };
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(config::log_filter(level))
+        .unwrap_or_else(|_| EnvFilter::new("warn,opensyncd=info"));
+    let own_file = (daemon && !crate::logfile::under_service_manager(&config::process_env))
+        .then(|| crate::logfile::RotatingLog::open(&paths.own_log_file()).ok())
+        .flatten();
+    // A copy in a file is plain text whatever the terminal supports.
+    let ansi = color.for_stderr() && own_file.is_none();
+    let writer = match own_file {
+        Some(file) => BoxMakeWriter::new(std::io::stderr.and(file)),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(false);
-    let result = match cfg.log_format {
-        config::LogFormat::Json => builder.json().try_init(),
-        config::LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+    let result = match (cfg.log_format, daemon) {
+        // A JSON record names the module it came from (text lines stay short).
+        (config::LogFormat::Json, _) => builder.json().with_target(true).try_init(),
+        (config::LogFormat::Text, true) => builder.with_ansi(ansi).try_init(),
+        // One-shot commands: a warning is a line for the user, not a log record.
+        (config::LogFormat::Text, false) => builder.with_ansi(ansi).without_time().try_init(),
     };
     // Already initialised (tests calling `run` twice): keep the first.
     drop(result);
@@ -359,10 +662,10 @@ fn parse_sources(names: &[String]) -> Result<Vec<SourceId>> {
         .collect()
 }
 
-/// Loads the config, with a message that says which file to fix.
-pub fn load_config(paths: &Paths, overrides: &figment::value::Dict) -> Result<Config> {
-    config::load(paths, overrides)
-        .with_context(|| format!("loading {}", paths.config_file().display()))
+/// Loads the config with the origin of every value; errors already name the file and line,
+/// the variable or the flag.
+pub fn load_config(paths: &Paths, overrides: &figment::value::Dict) -> Result<Loaded> {
+    Ok(config::load_with_origins(paths, overrides)?)
 }
 
 /// The directory holding the binary, for messages.

@@ -24,6 +24,18 @@ pub(super) fn cmd_sync(paths: &Paths, cfg: &Config, args: SyncArgs) -> Result<()
     let selection = sync_selection(&args)?;
     if args.dry_run {
         let report = oneshot::dry_run(paths, cfg, &selection)?;
+        if args.json {
+            let sources: Vec<serde_json::Value> = report
+                .sources
+                .iter()
+                .map(|(source, (files, bytes))| {
+                    serde_json::json!({ "source": source, "files": files, "bytes": bytes })
+                })
+                .collect();
+            let value = serde_json::json!({ "dry_run": true, "sent": false, "sources": sources });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            return Ok(());
+        }
         if report.sources.is_empty() {
             println!("Nothing to sync: everything on disk is acknowledged.");
         }
@@ -42,7 +54,9 @@ pub(super) fn cmd_sync(paths: &Paths, cfg: &Config, args: SyncArgs) -> Result<()
         None,
     )? {
         Some(Reply::Synced { summary }) => {
-            println!("(through the running daemon)");
+            if !args.json {
+                println!("(through the running daemon)");
+            }
             summary
         }
         Some(Reply::Error { message }) => bail!("the daemon answered: {message}"),
@@ -76,6 +90,21 @@ pub(super) fn cmd_sync(paths: &Paths, cfg: &Config, args: SyncArgs) -> Result<()
             summary
         }
     };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    if let Some(paused) = summary.paused {
+        bail!("pushing stopped: {paused}");
+    }
+    if summary.failed > 0 {
+        bail!("{} file(s) could not be synced", summary.failed);
+    }
+    Ok(())
+}
+
+fn print_summary(summary: &crate::selection::SyncSummary) {
     println!(
         "Synced {} file(s): {} session update(s), {} message(s) sent, {} rejected{}.",
         summary.units,
@@ -88,13 +117,6 @@ pub(super) fn cmd_sync(paths: &Paths, cfg: &Config, args: SyncArgs) -> Result<()
             String::new()
         }
     );
-    if let Some(paused) = summary.paused {
-        bail!("pushing stopped: {paused}");
-    }
-    if summary.failed > 0 {
-        bail!("{} file(s) could not be synced", summary.failed);
-    }
-    Ok(())
 }
 
 pub(super) fn cmd_synctest(paths: &Paths, cfg: &Config) -> Result<()> {
@@ -118,7 +140,8 @@ pub(super) fn cmd_export(cfg: &Config, args: ExportArgs) -> Result<()> {
         out.write_all(b"\n")?;
         Ok(())
     };
-    let report = match oneshot::export(cfg, &sources, args.session.as_deref(), &mut emit) {
+    let session = args.session.clone();
+    let report = match oneshot::export(cfg, &sources, session.as_deref(), &mut emit) {
         Err(e) if is_broken_pipe(&e) => return Ok(()),
         other => other?,
     };
@@ -127,9 +150,35 @@ pub(super) fn cmd_export(cfg: &Config, args: ExportArgs) -> Result<()> {
         other => other?,
     }
     eprintln!(
-        "exported {} session(s), {} message(s); skipped {} malformed and {} over-long line(s)",
-        report.sessions, report.messages, report.malformed_lines, report.skipped_long_lines
+        "exported {} session(s), {} message(s); skipped {} malformed and {} over-long line(s){}",
+        report.sessions,
+        report.messages,
+        report.malformed_lines,
+        report.skipped_long_lines,
+        if report.excluded_sessions > 0 {
+            format!(
+                "; {} session(s) in excluded projects left out",
+                report.excluded_sessions
+            )
+        } else {
+            String::new()
+        }
     );
+    for v in &report.vanished {
+        eprintln!("skipped (deleted while exporting): {v}");
+    }
+    if let Some(id) = &args.session
+        && report.matched_sessions == 0
+    {
+        bail!(
+            "no session `{id}` found{}; `opensyncd export` without --session lists every session",
+            if args.sources.is_empty() {
+                String::new()
+            } else {
+                format!(" in {}", args.sources.join(", "))
+            }
+        );
+    }
     if !report.unpriced.is_empty() {
         eprintln!("{}", super::prices::unpriced_summary(&report.unpriced));
     }

@@ -537,11 +537,11 @@ fn subagent_marker(path: &Path) -> String {
 }
 
 fn kind_of(path: &Path) -> Kind {
+    // A name that is not UTF-8 still names a session: its lossy form is stable.
     let stem = path
         .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
-        .to_string();
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let parent = path.parent();
     let in_subagents = parent
         .and_then(|p| p.file_name())
@@ -550,9 +550,8 @@ fn kind_of(path: &Path) -> Kind {
         let session = parent
             .and_then(Path::parent)
             .and_then(|p| p.file_name())
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         return Kind::Subagent(session);
     }
     if stem.starts_with("agent-") {

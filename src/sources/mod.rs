@@ -12,11 +12,13 @@ pub mod codex;
 pub mod cursor;
 pub mod cursor_spool;
 pub mod opencode;
+pub mod pi;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::exclude::Exclude;
 use crate::model::{MessagePayload, SourceId, Tokens};
 
 /// Options that change what a parser emits.
@@ -190,9 +192,39 @@ pub struct Unit {
     /// How it is read.
     pub access: Access,
     /// The file (or the directory a multi-file unit lives in, e.g. OpenCode's `storage/`).
+    #[serde(with = "os_path")]
     pub path: PathBuf,
     /// The part of `path` this unit covers, when `path` holds many (an OpenCode session id).
     pub part: Option<String>,
+}
+
+/// A path as JSON: a string when it is UTF-8 (as serde writes paths), else its raw bytes, so
+/// that a file whose name is not UTF-8 still has a unit that can be stored and read back.
+mod os_path {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+        match path.to_str() {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_bytes(path.as_os_str().as_bytes()),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Text(String),
+            Bytes(Vec<u8>),
+        }
+        Ok(match Stored::deserialize(d)? {
+            Stored::Text(text) => PathBuf::from(text),
+            Stored::Bytes(bytes) => PathBuf::from(std::ffi::OsString::from_vec(bytes)),
+        })
+    }
 }
 
 impl Unit {
@@ -220,17 +252,15 @@ impl Unit {
     pub fn ledger_key(&self) -> String {
         // The first three sources' keys predate this struct; they are kept so that an existing
         // ledger's checkpoints stay valid.
+        let path = path_key(&self.path);
         match (self.access, self.source, &self.part) {
-            (Access::Lines, source, _) => format!("jsonl\0{source}\0{}", self.path.display()),
+            (Access::Lines, source, _) => format!("jsonl\0{source}\0{path}"),
             (Access::Snapshot, SourceId::OpenCode, Some(part)) => {
-                format!("ocjson\0{}\0{part}", self.path.display())
+                format!("ocjson\0{path}\0{part}")
             }
-            (Access::Snapshot, SourceId::OpenCode, None) => {
-                format!("ocdb\0{}", self.path.display())
-            }
+            (Access::Snapshot, SourceId::OpenCode, None) => format!("ocdb\0{path}"),
             (Access::Snapshot, source, part) => format!(
-                "snap\0{source}\0{}\0{}",
-                self.path.display(),
+                "snap\0{source}\0{path}\0{}",
                 part.as_deref().unwrap_or_default()
             ),
         }
@@ -318,6 +348,7 @@ pub static REGISTRY: &[&dyn Source] = &[
     &claude::ClaudeCode,
     &codex::Codex,
     &opencode::OpenCode,
+    &pi::Pi,
     &cursor::Cursor,
 ];
 
@@ -331,11 +362,26 @@ pub fn source(id: SourceId) -> &'static dyn Source {
         .unwrap_or(REGISTRY[0])
 }
 
-/// Where each tool keeps its files (resolved by `config`).
+/// Where each tool keeps its files (resolved by `config`), and the `exclude` patterns every
+/// scan and file event applies before anything is opened.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Roots(pub std::collections::BTreeMap<SourceId, Vec<PathBuf>>);
+#[serde(transparent)]
+pub struct Roots(
+    pub std::collections::BTreeMap<SourceId, Vec<PathBuf>>,
+    #[serde(skip)] pub Exclude,
+);
 
 impl Roots {
+    /// The `exclude` patterns.
+    pub fn exclude(&self) -> &Exclude {
+        &self.1
+    }
+
+    /// Sets the `exclude` patterns.
+    pub fn set_exclude(&mut self, exclude: Exclude) {
+        self.1 = exclude;
+    }
+
     /// The roots of one source (empty when it has none).
     pub fn get(&self, source: SourceId) -> &[PathBuf] {
         self.0.get(&source).map(Vec::as_slice).unwrap_or_default()
@@ -352,19 +398,44 @@ impl Roots {
     }
 }
 
-/// Lists every unit of `source` currently on disk. Missing roots are not an error.
+/// Lists every unit of `source` currently on disk, except excluded ones. Missing roots are not
+/// an error.
 pub fn scan(source: SourceId, roots: &Roots) -> Vec<Unit> {
+    scan_counting_excluded(source, roots).0
+}
+
+/// [`scan`], and how many units the `exclude` patterns left out (for `status`).
+pub fn scan_counting_excluded(source: SourceId, roots: &Roots) -> (Vec<Unit>, usize) {
     let mut units = self::source(source).scan(roots.get(source));
     units.sort();
     units.dedup();
-    units
+    let before = units.len();
+    units.retain(|u| !roots.exclude().matches_path(&u.path));
+    let excluded = before - units.len();
+    (units, excluded)
 }
 
-/// Maps a changed path (from a file event) to the unit it belongs to, if any.
+/// Maps a changed path (from a file event) to the unit it belongs to, if any. Excluded paths
+/// and files that are not regular (a FIFO would block the reader) map to none; a path that no
+/// longer exists still maps to its unit, so that its checkpoint can be dropped.
 pub fn unit_for_path(path: &Path, roots: &Roots) -> Option<Unit> {
-    REGISTRY
+    if roots.exclude().matches_path(path) {
+        return None;
+    }
+    let unit = REGISTRY
         .iter()
-        .find_map(|s| s.unit_for_path(path, roots.get(s.id())))
+        .find_map(|s| s.unit_for_path(path, roots.get(s.id())))?;
+    if roots.exclude().matches_path(&unit.path) {
+        return None;
+    }
+    if unit.access == Access::Lines
+        && std::fs::symlink_metadata(&unit.path).is_ok()
+        && let Err(why) = check_regular(&unit.path)
+    {
+        report_skipped_once(&unit.path, &why);
+        return None;
+    }
+    Some(unit)
 }
 
 /// Creates the line parser for a line unit, resuming from `state` when given.
@@ -415,7 +486,10 @@ pub(crate) fn expand_tilde(p: &str, home: &Path) -> PathBuf {
 
 /// Recursively lists files under `dir` whose name satisfies `keep`. Unreadable directories
 /// are skipped (the caller's next scan retries). Symlinked directories are not followed, so
-/// a link loop cannot hang a scan.
+/// a link loop cannot hang a scan. A name that passes `keep` but is not a regular file (a
+/// FIFO, a socket, a device, a dangling symlink or a symlink loop) is skipped without being
+/// opened — opening a FIFO blocks — and named once in the log; so is a name that is not
+/// UTF-8 (that file is still read).
 pub(crate) fn walk_files(dir: &Path, keep: &dyn Fn(&Path) -> bool, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -427,15 +501,124 @@ pub(crate) fn walk_files(dir: &Path, keep: &dyn Fn(&Path) -> bool, out: &mut Vec
         let path = entry.path();
         if file_type.is_dir() {
             walk_files(&path, keep, out);
-        } else if (file_type.is_file() || file_type.is_symlink()) && keep(&path) {
-            out.push(path);
+        } else if keep(&path) {
+            // The directory entry already says "regular file" for most: no extra stat then.
+            let verdict = if file_type.is_file() {
+                Ok(())
+            } else {
+                check_regular(&path)
+            };
+            match verdict {
+                Ok(()) => {
+                    if path.file_name().is_some_and(|n| n.to_str().is_none()) {
+                        report_once(&path, || {
+                            tracing::warn!(
+                                file = %path.display(),
+                                "the file name is not valid UTF-8; it is synced, and shown with \
+                                 U+FFFD in place of the bytes that are not"
+                            )
+                        });
+                    }
+                    out.push(path);
+                }
+                Err(why) => report_skipped_once(&path, &why),
+            }
         }
     }
+}
+
+/// Whether `path` is a regular file (following symlinks) that can be opened without blocking;
+/// otherwise what it is instead, in words.
+pub fn check_regular(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(meta) => {
+            let t = meta.file_type();
+            Err(if t.is_fifo() {
+                "a FIFO (named pipe), not a regular file".into()
+            } else if t.is_socket() {
+                "a socket, not a regular file".into()
+            } else if t.is_block_device() || t.is_char_device() {
+                "a device, not a regular file".into()
+            } else if t.is_dir() {
+                "a directory named like a transcript".into()
+            } else {
+                "not a regular file".into()
+            })
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            Err("a symlink loop (the link never reaches a file)".into())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err("a dangling symlink (its target does not exist)".into())
+        }
+        Err(e) => Err(format!("unreadable ({e})")),
+    }
+}
+
+/// Logs once per process that `path` is skipped and why (a rescan every few minutes must not
+/// repeat it).
+fn report_skipped_once(path: &Path, why: &str) {
+    report_once(
+        path,
+        || tracing::warn!(file = %path.display(), "skipped: {why}"),
+    );
+}
+
+fn report_once(path: &Path, log: impl FnOnce()) {
+    static REPORTED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<PathBuf>>> =
+        std::sync::LazyLock::new(Default::default);
+    let first = REPORTED
+        .lock()
+        .map(|mut seen| seen.insert(path.to_path_buf()))
+        .unwrap_or(true);
+    if first {
+        log();
+    }
+}
+
+/// A path as text for a ledger key: itself when it is UTF-8; otherwise its valid parts with
+/// each other byte written `\xNN`, so that two names differing only in such bytes never share
+/// a key (a lossy conversion would merge them).
+pub fn path_key(path: &Path) -> std::borrow::Cow<'_, str> {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(s) = path.to_str() {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_with_a_name_that_is_not_utf8_survives_json() {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"/p/c1a0-\xff\xfe.jsonl"));
+        let unit = Unit::lines(SourceId::ClaudeCode, odd.clone());
+        let json = serde_json::to_vec(&unit).unwrap();
+        let back: Unit = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back.path, odd);
+        // UTF-8 paths are stored as before (a plain string).
+        let plain = Unit::lines(SourceId::ClaudeCode, PathBuf::from("/p/a.jsonl"));
+        let v = serde_json::to_value(&plain).unwrap();
+        assert_eq!(v["path"], "/p/a.jsonl");
+        // Ledger keys keep names apart that a lossy conversion would merge.
+        let other = PathBuf::from(std::ffi::OsStr::from_bytes(b"/p/c1a0-\xfe\xff.jsonl"));
+        assert_ne!(
+            unit.ledger_key(),
+            Unit::lines(SourceId::ClaudeCode, other).ledger_key()
+        );
+    }
 
     #[test]
     fn every_source_id_has_exactly_one_registry_entry() {

@@ -146,6 +146,11 @@ struct State {
     /// Where the offset is also written, for a daemon process reading it
     /// (`OPENSYNCD_TEST_CLOCK_FILE`).
     clock_file: Option<std::path::PathBuf>,
+    /// A request to hang on (a client killed mid-request): after this many more requests,
+    /// whether the write is applied before hanging.
+    hang: Option<(u64, bool)>,
+    /// Told when a request hangs.
+    hung: Arc<tokio::sync::Notify>,
     request_count: u64,
     /// Lookup indexes (rebuilt after the batch paths' reshuffles): message external id → first
     /// row; session row id → row; (user, session external id) → first row.
@@ -367,6 +372,20 @@ impl Emulation {
         }
     }
 
+    /// Makes the request after the next `requests` hang for ever, with or without applying its
+    /// write first — the server side of a client killed mid-request. Returns what is told
+    /// when it hangs.
+    pub fn hang_after(&self, requests: u64, apply: bool) -> Arc<tokio::sync::Notify> {
+        let mut s = self.lock();
+        s.hang = Some((requests, apply));
+        s.hung.clone()
+    }
+
+    /// Cancels a hang that has not happened.
+    pub fn clear_hang(&self) {
+        self.lock().hang = None;
+    }
+
     /// Switches the dedup windows off (for tests that are not about them).
     pub fn disable_windows(&self) {
         self.lock().windows = false;
@@ -509,9 +528,22 @@ async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let mut hang = None;
     let answer = {
         let mut s = inner.state.lock().unwrap_or_else(|p| p.into_inner());
-        let answer = decide(&mut s, &method, &path, auth.as_deref(), &body);
+        if let Some((left, apply)) = s.hang {
+            if left == 0 {
+                s.hang = None;
+                hang = Some((apply, s.hung.clone()));
+            } else {
+                s.hang = Some((left - 1, apply));
+            }
+        }
+        let answer = if matches!(hang, Some((false, _))) {
+            Answer::Drop
+        } else {
+            decide(&mut s, &method, &path, auth.as_deref(), &body)
+        };
         let status = match &answer {
             Answer::Respond(st, ..) | Answer::Text(st, _) => *st,
             Answer::Drop => 0,
@@ -536,6 +568,11 @@ async fn handle(
         inner.changed.notify_all();
         answer
     };
+    if let Some((_, hung)) = hang {
+        // The client is killed while it waits: this answer never comes.
+        hung.notify_one();
+        std::future::pending::<()>().await;
+    }
     match answer {
         Answer::Drop => Err(std::io::Error::other(
             "connection dropped by fault injection",

@@ -107,18 +107,19 @@ fn shaping() -> &'static Shaping {
     })
 }
 
-/// Runs parser output through the daemon's pure planning pipeline (no ledger): the fold, then
-/// the shaping of every message and session payload.
+/// Runs parser output through the daemon's pure pipeline (fold in memory, then shaping).
 pub fn pipeline(source: SourceId, records: Vec<Record>) {
     let shaping = shaping();
     let mut store = MemoryStore::default();
     let unit = fold::unit_id("fuzz");
     for touched in fold::fold_unit(&mut store, source, unit, &[], Mode::Append, records) {
         for msg in touched.messages {
-            let _ = json_hash(&shaping.message(msg));
+            let shaped = shaping.message(msg);
+            let _ = json_hash(&shaped);
         }
         let state = fold::session_state(&mut store, source, &touched.session_id);
-        let _ = json_hash(&shaping.session(&state));
+        let payload = shaping.session(&state);
+        let _ = json_hash(&payload);
     }
 }
 
