@@ -5,6 +5,7 @@
 
 pub mod answer_text;
 pub mod assets;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -1,6 +1,6 @@
-//! The OpenSync HTTP client: every sync route, typed errors classified into retry / split /
-//! auth-paused / reject / wrong-URL (the retry decision lives on the error, as in atuin), and
-//! full-jitter backoff honouring `Retry-After`.
+//! The OpenSync HTTP client: every sync route and the two read routes `audit` uses, typed
+//! errors classified into retry / split / auth-paused / reject / wrong-URL (the retry decision
+//! lives on the error, as in atuin), and full-jitter backoff honouring `Retry-After`.
 //!
 //! The server answers `{"error": "..."}` with a status; the classification below follows the
 //! server's code (see `spec/opensync-api.md`): which 401s mean "stop until the user logs in",
@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::credentials::ApiKey;
-use crate::model::{MessagePayload, SessionPayload};
+use crate::model::{MessagePayload, Part, SessionPayload};
 
 /// What the caller should do about a failed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +95,12 @@ const REJECT_MARKERS: &[&str] = &[
     "is not a valid",
     "Missing externalId",
 ];
+/// Convex's read-limit errors (index ranges, bytes, documents per function execution).
+const READ_LIMIT_MARKERS: &[&str] = &[
+    "Too many reads",
+    "Too many bytes read",
+    "Too many documents read",
+];
 /// Messages that mean "too much in one request".
 const SPLIT_MARKERS: &[&str] = &["Too many reads", "Too many writes", "Too many documents"];
 
@@ -121,6 +127,14 @@ impl PushError {
             PushError::Status { retry_after, .. } => *retry_after,
             _ => None,
         }
+    }
+
+    /// The server could not answer because the request reads more than a Convex function may
+    /// (`Too many reads` / `Too many bytes read` / `Too many documents read`): for a read
+    /// route this means the data is too large to return, not that anything is wrong.
+    pub fn is_read_limit(&self) -> bool {
+        matches!(self, PushError::Status { message, .. }
+            if READ_LIMIT_MARKERS.iter().any(|m| message.contains(m)))
     }
 
     /// A 401 the server says is transient (its key lookup failed): retry a few times only.
@@ -393,6 +407,40 @@ impl Client {
         }
     }
 
+    /// `GET /api/sessions?limit=N`: the user's `limit` most recently updated sessions, newest
+    /// first, as the server holds them (no pagination, no `source` field).
+    pub async fn api_sessions(&self, limit: usize) -> Result<Vec<ServerSession>, PushError> {
+        let route = "GET /api/sessions";
+        let (_, body) = self
+            .send(
+                reqwest::Method::GET,
+                &format!("/api/sessions?limit={limit}"),
+                None,
+            )
+            .await?;
+        let listing: SessionListing = parse_as(route, &body)?;
+        Ok(listing.sessions)
+    }
+
+    /// `GET /api/sessions/get?id=<convex id>`: one session with its messages and their parts,
+    /// in the server's order (`createdAt`, then insertion). `Ok(None)` when the server answers
+    /// its own 404 (`Session not found`: gone, or another user's). A session too big for the
+    /// server's read limits fails with a [`PushError`] whose [`PushError::is_read_limit`] holds.
+    pub async fn api_session(&self, id: &str) -> Result<Option<SessionDetail>, PushError> {
+        let route = "GET /api/sessions/get";
+        let path = format!("/api/sessions/get?id={}", percent_encode(id));
+        match self.send(reqwest::Method::GET, &path, None).await {
+            Ok((_, body)) => parse_as(route, &body).map(Some),
+            Err(PushError::Status {
+                status: 404,
+                json: true,
+                message,
+                ..
+            }) if message == "Session not found" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Checks the key with an authenticated request (`/health` does not look at keys).
     pub async fn check_auth(&self) -> Result<(), PushError> {
         let (_, body) = self
@@ -400,6 +448,128 @@ impl Client {
             .await?;
         parse_ok("GET /api/sessions", &body).map(drop)
     }
+}
+
+/// A session as the read routes (`/api/sessions`, `/api/sessions/get`) return it. Numbers are
+/// Convex float64s, so they are read as `f64` (a fractional value written by another client
+/// must not make the whole answer unreadable).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerSession {
+    /// The server's document id (what `/api/sessions/get?id=` takes).
+    pub id: String,
+    /// The client's session id.
+    pub external_id: String,
+    /// Title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Project path.
+    #[serde(default)]
+    pub project_path: Option<String>,
+    /// Project name.
+    #[serde(default)]
+    pub project_name: Option<String>,
+    /// Model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Provider.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Prompt tokens (0 when never set).
+    #[serde(default)]
+    pub prompt_tokens: f64,
+    /// Completion tokens (0 when never set).
+    #[serde(default)]
+    pub completion_tokens: f64,
+    /// Prompt + completion, recomputed by the server.
+    #[serde(default)]
+    pub total_tokens: f64,
+    /// USD (0 when never set).
+    #[serde(default)]
+    pub cost: f64,
+    /// Duration.
+    #[serde(default)]
+    pub duration_ms: Option<f64>,
+    /// Shared publicly.
+    #[serde(default)]
+    pub is_public: bool,
+    /// Messages inserted (never decremented, never recomputed).
+    #[serde(default)]
+    pub message_count: f64,
+    /// Epoch ms, fixed at insert.
+    pub created_at: f64,
+    /// Epoch ms (server clock) of the last write to the session or one of its messages.
+    pub updated_at: f64,
+}
+
+/// A message as `/api/sessions/get` returns it.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerMessage {
+    /// The server's document id.
+    pub id: String,
+    /// The client's message id.
+    pub external_id: String,
+    /// `user`, `assistant`, `system`, `tool` or `unknown`.
+    pub role: String,
+    /// Text.
+    #[serde(default)]
+    pub text_content: Option<String>,
+    /// Model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Prompt tokens.
+    #[serde(default)]
+    pub prompt_tokens: Option<f64>,
+    /// Completion tokens.
+    #[serde(default)]
+    pub completion_tokens: Option<f64>,
+    /// Duration.
+    #[serde(default)]
+    pub duration_ms: Option<f64>,
+    /// Epoch ms, fixed at insert.
+    pub created_at: f64,
+    /// Parts in order.
+    #[serde(default)]
+    pub parts: Vec<Part>,
+}
+
+/// The answer of `/api/sessions/get`.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct SessionDetail {
+    /// The session.
+    pub session: ServerSession,
+    /// Its messages, ordered by `createdAt` (ties in insertion order).
+    pub messages: Vec<ServerMessage>,
+}
+
+#[derive(Deserialize)]
+struct SessionListing {
+    sessions: Vec<ServerSession>,
+}
+
+/// Parses a 2xx body into `T`; anything else is not OpenSync's answer.
+fn parse_as<T: serde::de::DeserializeOwned>(route: &str, body: &[u8]) -> Result<T, PushError> {
+    serde_json::from_slice(body).map_err(|e| PushError::BadResponse {
+        route: route.to_string(),
+        detail: format!(
+            "not OpenSync's JSON ({e}: {})",
+            String::from_utf8_lossy(&body[..body.len().min(80)]).trim()
+        ),
+    })
+}
+
+/// Percent-encodes a query value (Convex ids are alphanumeric; anything else is escaped).
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn parse_ok(route: &str, body: &[u8]) -> Result<serde_json::Value, PushError> {
@@ -641,6 +811,52 @@ mod tests {
                 .max(Duration::from_secs(900)),
             Duration::from_secs(900)
         );
+    }
+
+    #[test]
+    fn read_route_answers_parse_leniently_and_anything_else_is_a_bad_response() {
+        // As api.ts answers: optional fields left out, numbers as JSON numbers (a fractional
+        // one from another client must not break the read), fields added later ignored.
+        let body = br#"{"session": {"id": "k57abc", "externalId": "s1", "promptTokens": 12.5,
+            "completionTokens": 3, "totalTokens": 15.5, "cost": 0, "isPublic": false,
+            "messageCount": 1, "createdAt": 1780000000000, "updatedAt": 1780000000001,
+            "summary": "added by a newer server"},
+            "messages": [{"id": "k58", "externalId": "m1", "role": "tool", "createdAt": 5,
+            "parts": [{"type": "tool-result", "content": {"result": ""}}]}]}"#;
+        let detail: SessionDetail = parse_as("GET /api/sessions/get", body).unwrap();
+        assert_eq!(detail.session.prompt_tokens, 12.5);
+        assert_eq!(detail.session.title, None);
+        assert_eq!(detail.messages[0].text_content, None);
+        assert_eq!(detail.messages[0].parts[0].content["result"], "");
+        for garbage in [
+            &b"<html>Not found</html>"[..],
+            br#"{"error": "x"}"#,
+            br#"{"session": {"id": 1}, "messages": []}"#,
+            b"",
+        ] {
+            let e = parse_as::<SessionDetail>("GET /api/sessions/get", garbage).unwrap_err();
+            assert_eq!(e.class(), ErrorClass::WrongUrl, "{e}");
+        }
+        assert_eq!(percent_encode("k57 a&b=c"), "k57%20a%26b%3Dc");
+    }
+
+    #[test]
+    fn read_limit_errors_are_told_apart() {
+        let status = |message: &str| PushError::Status {
+            route: "GET /api/sessions/get".into(),
+            status: 500,
+            message: message.into(),
+            json: true,
+            retry_after: None,
+        };
+        for m in [
+            "Uncaught Error: Too many reads in a single function execution (limit: 4096).",
+            "Too many bytes read in a single function execution (limit: 16777216 bytes).",
+            "Too many documents read in a single function execution (limit: 32000).",
+        ] {
+            assert!(status(m).is_read_limit(), "{m}");
+        }
+        assert!(!status("Documents read from or written to the table changed").is_read_limit());
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod home;
 mod support;
 
 mod architecture;
+mod audit;
 mod bad_files;
 mod claude_source;
 mod cli;

@@ -16,6 +16,9 @@ _opensyncd() {
             ",$1")
                 cmd="opensyncd"
                 ;;
+            opensyncd,audit)
+                cmd="opensyncd__subcmd__audit"
+                ;;
             opensyncd,completions)
                 cmd="opensyncd__subcmd__completions"
                 ;;
@@ -69,6 +72,9 @@ _opensyncd() {
                 ;;
             opensyncd,verify)
                 cmd="opensyncd__subcmd__verify"
+                ;;
+            opensyncd__subcmd__help,audit)
+                cmd="opensyncd__subcmd__help__subcmd__audit"
                 ;;
             opensyncd__subcmd__help,completions)
                 cmd="opensyncd__subcmd__help__subcmd__completions"
@@ -188,12 +194,46 @@ _opensyncd() {
 
     case "${cmd}" in
         opensyncd)
-            opts="-h -V --foreground --log-level --log-format --color --help --version run login logout status verify sync synctest export config set setup hook logs service prices completions man help"
+            opts="-h -V --foreground --log-level --log-format --color --help --version run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__audit)
+            opts="-h --session --limit --repair --json --log-level --log-format --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --session)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-level)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -300,8 +340,22 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__help)
-            opts="run login logout status verify sync synctest export config set setup hook logs service prices completions man help"
+            opts="run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__help__subcmd__audit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -2,6 +2,7 @@
 //! dispatch of each command to its file below. This module tree is the only place that prints
 //! for humans; everything it calls returns data or typed errors.
 
+mod audit;
 mod auth;
 mod hooks;
 mod inspect;
@@ -9,6 +10,7 @@ mod logs;
 mod prices;
 mod sync;
 
+use audit::*;
 use auth::*;
 use hooks::*;
 use inspect::*;
@@ -161,6 +163,13 @@ pub enum Command {
     #[command(after_help = "Examples:\n  opensyncd export > sessions.jsonl\n  \
                       opensyncd export --source codex-cli --session 019b7f94-51b4-7593-922e-ba12b5b73b52")]
     Export(ExportArgs),
+    /// Compare what the server holds with `export`, field by field; `--repair` re-sends what
+    /// differs.
+    #[command(
+        after_help = "Examples:\n  opensyncd audit\n  opensyncd audit --limit 100 --json\n  \
+                      opensyncd audit --session 019b7f94-51b4-7593-922e-ba12b5b73b52 --repair"
+    )]
+    Audit(AuditArgs),
     /// Show the resolved configuration and where each value came from (the API key masked).
     #[command(after_help = "Examples:\n  opensyncd config\n  opensyncd config --json")]
     Config {
@@ -326,6 +335,25 @@ pub struct ExportArgs {
     /// Only this session id (an id that matches nothing is an error).
     #[arg(long, value_name = "ID")]
     pub session: Option<String>,
+}
+
+/// `opensyncd audit`.
+#[derive(Debug, Args, Default)]
+pub struct AuditArgs {
+    /// Only this session (its id as `export` prints it), found on the server by that id.
+    #[arg(long, value_name = "ID", conflicts_with = "limit")]
+    pub session: Option<String>,
+    /// The N most recently updated sessions on the server (default 20); local sessions the
+    /// server lacks are reported too.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: Option<u32>,
+    /// Re-send what differs through the per-record routes (after the server's dedup windows),
+    /// then fetch again and report what is now equal.
+    #[arg(long)]
+    pub repair: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `opensyncd setup`.
@@ -577,6 +605,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::Sync(args) => cmd_sync(&paths, &cfg, args),
                 Command::Synctest => cmd_synctest(&paths, &cfg),
                 Command::Export(args) => cmd_export(&cfg, args),
+                Command::Audit(args) => cmd_audit(&paths, &cfg, args),
                 Command::Setup(args) => cmd_setup(args),
                 Command::Service { action } => cmd_service(action),
                 Command::Prices { action } => cmd_prices(&paths, &cfg, action),

@@ -1,7 +1,9 @@
 //! An in-process emulation of the OpenSync server (its Convex HTTP actions), faithful to
 //! `spec/opensync-api.md`: the same routes, auth answers, validators, upsert semantics and
 //! traps (global message ids, dedup windows, batch wiping parts, `ok` on failure), plus fault
-//! injection. It runs on 127.0.0.1:0 on its own thread and runtime, so blocking process tests
+//! injection. Its read routes (`/api/sessions`, `/api/sessions/get`) answer like the server's
+//! `convex/api.ts` (fields, order, Convex's read limits, errors), and test-only helpers damage
+//! its state so `audit` can be tested against a server that differs from `export`. It runs on 127.0.0.1:0 on its own thread and runtime, so blocking process tests
 //! and async tests can both use it; it stops when dropped.
 
 #![allow(dead_code)]
@@ -82,6 +84,12 @@ pub struct StoredMessage {
     pub text_content: Option<String>,
     /// Model.
     pub model: Option<String>,
+    /// Prompt tokens (as sent; float64 like every Convex number).
+    pub prompt_tokens: Option<f64>,
+    /// Completion tokens.
+    pub completion_tokens: Option<f64>,
+    /// Duration.
+    pub duration_ms: Option<f64>,
     /// Epoch ms.
     pub created_at: i64,
     /// Parts in order.
@@ -105,6 +113,28 @@ pub struct RecordedRequest {
     pub raw: String,
     /// The Authorization header carried a known key.
     pub authorized: bool,
+}
+
+/// Convex's per-function read limits (`limits.mdx`): a query that exceeds one fails with
+/// `Too many reads` / `Too many documents read` / `Too many bytes read`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// Index ranges (`db.get` / `db.query` calls): 4,096.
+    pub index_ranges: usize,
+    /// Documents scanned: 32,000.
+    pub documents: usize,
+    /// Bytes read: 16 MiB (documents measured as their JSON).
+    pub bytes: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            index_ranges: 4096,
+            documents: 32_000,
+            bytes: 16 * 1024 * 1024,
+        }
+    }
 }
 
 /// Fault injection settings.
@@ -137,6 +167,11 @@ struct State {
     windows: bool,
     next_id: u64,
     fail_next: VecDeque<(u16, String)>,
+    /// Failures for one route only: (route, status, error).
+    fail_route: VecDeque<(String, u16, String)>,
+    read_limits: ReadLimits,
+    /// One `apiLogs` row per successful `/api/*` call: the endpoint.
+    api_logs: Vec<String>,
     generation: u64,
     /// Keep every request (tests) or only count them (benchmarks of large backfills).
     recording: bool,
@@ -391,6 +426,133 @@ impl Emulation {
         self.lock().windows = false;
     }
 
+    /// Switches the dedup windows back on.
+    pub fn enable_windows(&self) {
+        self.lock().windows = true;
+    }
+
+    /// The next `times` requests to `route` (a path without query, e.g. `/api/sessions/get`)
+    /// get this status and `{"error": error}`; other routes are unaffected.
+    pub fn fail_next_on(&self, route: &str, status: u16, error: &str, times: usize) {
+        let mut s = self.lock();
+        for _ in 0..times {
+            s.fail_route
+                .push_back((route.to_string(), status, error.to_string()));
+        }
+    }
+
+    /// Sets Convex's read limits for the read routes (lower them to make a session too large
+    /// to return).
+    pub fn set_read_limits(&self, limits: ReadLimits) {
+        self.lock().read_limits = limits;
+    }
+
+    /// The `apiLogs` rows written so far (one endpoint per successful `/api/*` call).
+    pub fn api_logs(&self) -> Vec<String> {
+        self.lock().api_logs.clone()
+    }
+
+    /// Test-only damage: changes a stored session row in place (no write is recorded and
+    /// `updatedAt` does not move, as if the row had been like this all along).
+    pub fn edit_session(
+        &self,
+        user: UserId,
+        external_id: &str,
+        edit: impl FnOnce(&mut StoredSession),
+    ) {
+        let mut s = self.lock();
+        let row = s
+            .sessions
+            .iter_mut()
+            .find(|x| x.user == user && x.external_id == external_id)
+            .unwrap_or_else(|| panic!("no session {external_id}"));
+        edit(row);
+        row.total_tokens = row.prompt_tokens + row.completion_tokens;
+        s.generation += 1;
+        self.inner.changed.notify_all();
+    }
+
+    /// Test-only damage: changes a stored message row in place (text, parts, role, ...).
+    pub fn edit_message(&self, external_id: &str, edit: impl FnOnce(&mut StoredMessage)) {
+        let mut s = self.lock();
+        let i = *s
+            .msg_index
+            .get(external_id)
+            .unwrap_or_else(|| panic!("no message {external_id}"));
+        edit(&mut s.messages[i]);
+        s.generation += 1;
+        self.inner.changed.notify_all();
+    }
+
+    /// Test-only damage: deletes a message row and its parts.
+    pub fn delete_message(&self, external_id: &str) {
+        let mut s = self.lock();
+        s.messages.retain(|m| m.external_id != external_id);
+        reindex(&mut s);
+        s.generation += 1;
+        self.inner.changed.notify_all();
+    }
+
+    /// Test-only damage: deletes a session row with its messages (as the dashboard's delete
+    /// does).
+    pub fn delete_session(&self, user: UserId, external_id: &str) {
+        let mut s = self.lock();
+        let ids: Vec<String> = s
+            .sessions
+            .iter()
+            .filter(|x| x.user == user && x.external_id == external_id)
+            .map(|x| x.id.clone())
+            .collect();
+        s.sessions
+            .retain(|x| !(x.user == user && x.external_id == external_id));
+        s.messages.retain(|m| !ids.contains(&m.session_id));
+        reindex(&mut s);
+        s.generation += 1;
+        self.inner.changed.notify_all();
+    }
+
+    /// Test-only damage: stores a message the client never sent (another tool's plugin, say)
+    /// in a session, with the given parts.
+    pub fn add_foreign_message(
+        &self,
+        user: UserId,
+        session_external_id: &str,
+        external_id: &str,
+        role: &str,
+        text: &str,
+        created_at: i64,
+    ) {
+        let mut s = self.lock();
+        let session_id = s
+            .sessions
+            .iter()
+            .find(|x| x.user == user && x.external_id == session_external_id)
+            .map(|x| x.id.clone())
+            .unwrap_or_else(|| panic!("no session {session_external_id}"));
+        let id = new_id(&mut s, "messages");
+        let seq = s.next_id;
+        s.messages.push(StoredMessage {
+            id,
+            session_id,
+            external_id: external_id.to_string(),
+            role: role.to_string(),
+            text_content: Some(text.to_string()),
+            model: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            duration_ms: None,
+            created_at,
+            parts: vec![StoredPart {
+                kind: "text".into(),
+                content: Value::String(text.to_string()),
+            }],
+            seq,
+        });
+        reindex(&mut s);
+        s.generation += 1;
+        self.inner.changed.notify_all();
+    }
+
     /// All requests so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.clone()
@@ -614,7 +776,10 @@ fn decide(s: &mut State, method: &str, path: &str, auth: Option<&str>, body: &[u
     let known = matches!(
         (method, route),
         ("POST", "/sync/session" | "/sync/message" | "/sync/batch")
-            | ("GET", "/sync/sessions/list" | "/api/sessions" | "/health")
+            | (
+                "GET",
+                "/sync/sessions/list" | "/api/sessions" | "/api/sessions/get" | "/health"
+            )
     );
     if !known {
         return Answer::Text(404, "No matching routes found".into());
@@ -627,6 +792,11 @@ fn decide(s: &mut State, method: &str, path: &str, auth: Option<&str>, body: &[u
         );
     }
     if let Some((status, msg)) = s.fail_next.pop_front() {
+        return err(status, msg);
+    }
+    if let Some(i) = s.fail_route.iter().position(|(r, ..)| r == route)
+        && let Some((_, status, msg)) = s.fail_route.remove(i)
+    {
         return err(status, msg);
     }
     // Random faults.
@@ -666,17 +836,8 @@ fn decide(s: &mut State, method: &str, path: &str, auth: Option<&str>, body: &[u
                 .collect();
             Answer::Respond(200, json!({"sessionIds": ids}), Vec::new())
         }
-        ("GET", "/api/sessions") => {
-            let mut list: Vec<&StoredSession> =
-                s.sessions.iter().filter(|x| x.user == user).collect();
-            list.sort_by_key(|x| std::cmp::Reverse(x.updated_at));
-            let items: Vec<Value> = list
-                .iter()
-                .take(50)
-                .map(|x| json!({"id": x.id, "externalId": x.external_id, "title": x.title}))
-                .collect();
-            Answer::Respond(200, json!({"sessions": items}), Vec::new())
-        }
+        ("GET", "/api/sessions") => api_sessions(s, user, path),
+        ("GET", "/api/sessions/get") => api_session_get(s, user, path),
         ("POST", "/sync/session") => match parse_body(body) {
             Err(e) => err(500, e),
             Ok(v) => sync_session(s, user, &v),
@@ -999,9 +1160,9 @@ fn sync_message(s: &mut State, user: UserId, v: &Value, via_batch: bool) -> Resu
     let text = opt_string(v, "textContent")?;
     let model = opt_string(v, "model")?;
     let source = opt_string(v, "source")?;
-    for k in ["promptTokens", "completionTokens", "durationMs"] {
-        opt_number(v, k)?;
-    }
+    let prompt_tokens = opt_number(v, "promptTokens")?;
+    let completion_tokens = opt_number(v, "completionTokens")?;
+    let duration_ms = opt_number(v, "durationMs")?;
     let created_at = if via_batch {
         None
     } else {
@@ -1024,6 +1185,16 @@ fn sync_message(s: &mut State, user: UserId, v: &Value, via_batch: bool) -> Resu
         }
         if model.is_some() {
             m.model = model;
+        }
+        // `??`: an omitted field keeps its old value.
+        for (slot, value) in [
+            (&mut m.prompt_tokens, prompt_tokens),
+            (&mut m.completion_tokens, completion_tokens),
+            (&mut m.duration_ms, duration_ms),
+        ] {
+            if value.is_some() {
+                *slot = value;
+            }
         }
         // The session is patched (and its `updatedAt` bumped) only when the update carries
         // text parts to append to its search text (`convex/messages.ts`).
@@ -1085,6 +1256,9 @@ fn sync_message(s: &mut State, user: UserId, v: &Value, via_batch: bool) -> Resu
         role,
         text_content: text,
         model,
+        prompt_tokens,
+        completion_tokens,
+        duration_ms,
         created_at: created_at.unwrap_or(now),
         parts: parts.unwrap_or_default(),
         seq,
@@ -1256,4 +1430,265 @@ fn sync_message_insert_only(s: &mut State, user: UserId, item: &Value) -> Result
     s.messages.extend(inserted);
     reindex(s);
     r
+}
+
+/// `URLSearchParams.get(name)`: the first value of `name` in the query, decoded.
+fn query_param(path: &str, name: &str) -> Option<String> {
+    let query = path.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 2;
+            }
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// JavaScript's `parseInt(s)`: optional whitespace and sign, then the leading digits; `None`
+/// for NaN.
+fn parse_int(s: &str) -> Option<i64> {
+    let t = s.trim_start();
+    let (sign, digits) = match t.as_bytes().first() {
+        Some(b'-') => (-1, &t[1..]),
+        Some(b'+') => (1, &t[1..]),
+        _ => (1, t),
+    };
+    let end = digits
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse::<i64>().ok().map(|n| sign * n)
+}
+
+/// Counts what one query reads against Convex's limits (`TransactionReadSet`): every `db.get`
+/// or `db.query` adds an index range, every document returned adds to the document and byte
+/// counts; the first limit crossed fails the query with Convex's message.
+struct ReadBudget {
+    limits: ReadLimits,
+    ranges: usize,
+    documents: usize,
+    bytes: usize,
+}
+
+const OVER_LIMIT_HELP: &str = "Consider using smaller limits in your queries, paginating your \
+queries, or using indexed queries with a selective index range expressions.";
+
+impl ReadBudget {
+    fn new(limits: ReadLimits) -> ReadBudget {
+        ReadBudget {
+            limits,
+            ranges: 0,
+            documents: 0,
+            bytes: 0,
+        }
+    }
+
+    fn range(&mut self) -> Result<(), String> {
+        self.ranges += 1;
+        if self.ranges > self.limits.index_ranges {
+            return Err(format!(
+                "Uncaught Error: Too many reads in a single function execution (limit: {}). \
+                 {OVER_LIMIT_HELP}",
+                self.limits.index_ranges
+            ));
+        }
+        Ok(())
+    }
+
+    fn document(&mut self, doc: &Value) -> Result<(), String> {
+        self.documents += 1;
+        self.bytes += doc.to_string().len();
+        if self.documents > self.limits.documents {
+            return Err(format!(
+                "Uncaught Error: Too many documents read in a single function execution \
+                 (limit: {}). {OVER_LIMIT_HELP}",
+                self.limits.documents
+            ));
+        }
+        if self.bytes > self.limits.bytes {
+            return Err(format!(
+                "Uncaught Error: Too many bytes read in a single function execution (limit: \
+                 {} bytes). {OVER_LIMIT_HELP}",
+                self.limits.bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A session as `api.ts` returns it: optional fields left out when unset (JSON.stringify
+/// drops `undefined`), no `source`.
+fn session_json(x: &StoredSession) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(x.id));
+    m.insert("externalId".into(), json!(x.external_id));
+    for (k, v) in [
+        ("title", &x.title),
+        ("projectPath", &x.project_path),
+        ("projectName", &x.project_name),
+        ("model", &x.model),
+        ("provider", &x.provider),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    m.insert("promptTokens".into(), json!(x.prompt_tokens));
+    m.insert("completionTokens".into(), json!(x.completion_tokens));
+    m.insert("totalTokens".into(), json!(x.total_tokens));
+    m.insert("cost".into(), json!(x.cost));
+    if let Some(d) = x.duration_ms {
+        m.insert("durationMs".into(), json!(d));
+    }
+    m.insert("isPublic".into(), json!(false));
+    m.insert("messageCount".into(), json!(x.message_count));
+    m.insert("createdAt".into(), json!(x.created_at));
+    m.insert("updatedAt".into(), json!(x.updated_at));
+    Value::Object(m)
+}
+
+fn message_json(x: &StoredMessage) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(x.id));
+    m.insert("externalId".into(), json!(x.external_id));
+    m.insert("role".into(), json!(x.role));
+    if let Some(t) = &x.text_content {
+        m.insert("textContent".into(), json!(t));
+    }
+    if let Some(t) = &x.model {
+        m.insert("model".into(), json!(t));
+    }
+    for (k, v) in [
+        ("promptTokens", x.prompt_tokens),
+        ("completionTokens", x.completion_tokens),
+        ("durationMs", x.duration_ms),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    m.insert("createdAt".into(), json!(x.created_at));
+    m.insert(
+        "parts".into(),
+        Value::Array(
+            x.parts
+                .iter()
+                .map(|p| json!({"type": p.kind, "content": p.content}))
+                .collect(),
+        ),
+    );
+    Value::Object(m)
+}
+
+/// `GET /api/sessions?limit=N` (`api.listSessions`): `parseInt(limit || "50")`, then
+/// `by_user_updated` descending (`updatedAt`, then creation, newest first), `take(limit)`.
+fn api_sessions(s: &mut State, user: UserId, path: &str) -> Answer {
+    let raw = query_param(path, "limit")
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "50".into());
+    // NaN or a negative count makes Convex's `take` throw; its exact message is not known
+    // here, so this one only says what went wrong.
+    let Some(limit) = parse_int(&raw).and_then(|n| usize::try_from(n).ok()) else {
+        return err(
+            500,
+            format!("Uncaught Error: take() expects a non-negative integer, got {raw}"),
+        );
+    };
+    let mut list: Vec<(usize, &StoredSession)> = s
+        .sessions
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| x.user == user)
+        .collect();
+    list.sort_by_key(|(i, x)| std::cmp::Reverse((x.updated_at, *i)));
+    let mut budget = ReadBudget::new(s.read_limits);
+    if let Err(e) = budget.range() {
+        return err(500, e);
+    }
+    let mut items = Vec::new();
+    for (_, x) in list.into_iter().take(limit) {
+        let doc = session_json(x);
+        if let Err(e) = budget.document(&doc) {
+            return err(500, e);
+        }
+        items.push(doc);
+    }
+    s.api_logs.push("/api/sessions".into());
+    Answer::Respond(200, json!({"sessions": items}), Vec::new())
+}
+
+/// `GET /api/sessions/get?id=` (`api.getSession`): 400 without an id, a validator error for
+/// something that is not a sessions id, 404 for a session that is gone or another user's;
+/// messages by `(sessionId, createdAt)` (ties in insertion order), one parts query per
+/// message, so a session with more messages than the read limits allow fails with 500.
+fn api_session_get(s: &mut State, user: UserId, path: &str) -> Answer {
+    let Some(id) = query_param(path, "id").filter(|i| !i.is_empty()) else {
+        return err(400, "Missing session ID");
+    };
+    if !id.starts_with("sessions_") {
+        return err(
+            500,
+            format!(
+                "ArgumentValidationError: Value does not match validator.\nPath: .sessionId\n\
+                 Value: {id:?}\nValidator: v.id(\"sessions\")"
+            ),
+        );
+    }
+    let mut budget = ReadBudget::new(s.read_limits);
+    let Some(session) = s.session_by_id.get(&id).map(|&i| &s.sessions[i]) else {
+        return err(404, "Session not found");
+    };
+    if session.user != user {
+        return err(404, "Session not found");
+    }
+    let session_doc = session_json(session);
+    let result = (|| -> Result<Value, String> {
+        budget.range()?;
+        budget.document(&session_doc)?;
+        budget.range()?;
+        let mut messages: Vec<&StoredMessage> =
+            s.messages.iter().filter(|m| m.session_id == id).collect();
+        messages.sort_by_key(|m| (m.created_at, m.seq));
+        let mut out = Vec::new();
+        for m in &messages {
+            budget.document(&message_json(&StoredMessage {
+                parts: Vec::new(),
+                ..(*m).clone()
+            }))?;
+        }
+        for m in messages {
+            budget.range()?;
+            for p in &m.parts {
+                budget.document(&json!({"type": p.kind, "content": p.content}))?;
+            }
+            out.push(message_json(m));
+        }
+        Ok(json!({"session": session_doc, "messages": out}))
+    })();
+    match result {
+        Ok(body) => {
+            s.api_logs.push("/api/sessions/get".into());
+            Answer::Respond(200, body, Vec::new())
+        }
+        Err(e) => err(500, e),
+    }
 }
