@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerates fuzz/corpus/<target>/ (the committed seed corpus).
 
-Claude, OpenCode and pi seeds are cut from the project's own fixtures (tests/fixtures/**); Codex
+Claude, OpenCode, pi and Droid seeds are cut from the project's own fixtures (tests/fixtures/**); Codex
 seeds are written here by hand from /work/shared/spec/session-formats.md §1 (no Codex fixture
 existed in tests/fixtures when the seeds were made). Nothing is taken from real user logs.
 
@@ -189,6 +189,30 @@ def opencode():
     ]) + "\n")
 
 
+# ---------------------------------------------------------------- droid_line
+def droid():
+    """Droid transcripts from tests/fixtures/droid: whole (with their settings file after a NUL
+    byte, the target's input layout) and in 4-line chunks; plus settings-only edge values."""
+    reset("droid_line")
+    root = FIX / "droid" / "sessions"
+    files = sorted(root.rglob("*.jsonl")) if root.is_dir() else []
+    for f in files:
+        data = f.read_bytes()
+        settings = f.with_name(f.name[: -len(".jsonl")] + ".settings.json")
+        put("droid_line", data + (b"\0" + settings.read_bytes() if settings.is_file() else b""))
+        lines = [l for l in data.split(b"\n") if l.strip()]
+        for i in range(0, len(lines), LINES_PER_CHUNK):
+            put("droid_line", b"\n".join(lines[i:i + LINES_PER_CHUNK]) + b"\n")
+    start = j({"type": "session_start", "id": "s", "title": "t", "sessionTitleAutoStage": 2})
+    for usage in [
+        {"inputTokens": 18446744073709551615, "outputTokens": 18446744073709551615,
+         "cacheReadTokens": 18446744073709551615, "cacheCreationTokens": 1, "thinkingTokens": 1},
+        {"outputTokens": 10, "thinkingTokens": 18446744073709551615},
+        {"inputTokens": -1, "outputTokens": 1.5, "thinkingTokens": "7", "cacheReadTokens": None},
+    ]:
+        put("droid_line", start + "\n\0" + j({"model": "custom:X-[Y]-0", "tokenUsage": usage}))
+
+
 # ---------------------------------------------------------------- server_response
 def cursor():
     """Cursor: transcript lines, an empty line, spool lines (the cursor_line input layout), one
@@ -296,6 +320,7 @@ if __name__ == "__main__":
     codex()
     opencode()
     pi()
+    droid()
     cursor()
     server()
     config()

@@ -96,6 +96,9 @@ pub struct Config {
     /// pi agent dirs (override `PI_CODING_AGENT_DIR` / `~/.pi/agent`).
     #[serde(deserialize_with = "string_or_list")]
     pub pi_dirs: Vec<String>,
+    /// Factory Droid dirs (override `~/.factory`).
+    #[serde(deserialize_with = "string_or_list")]
+    pub droid_dirs: Vec<String>,
     /// Cursor dirs (override `~/.cursor`).
     #[serde(deserialize_with = "string_or_list")]
     pub cursor_dirs: Vec<String>,
@@ -138,6 +141,7 @@ impl Default for Config {
             opencode_dirs: Vec::new(),
             opencode_db: None,
             pi_dirs: Vec::new(),
+            droid_dirs: Vec::new(),
             cursor_dirs: Vec::new(),
             pricing_file: None,
             exclude: Vec::new(),
@@ -193,6 +197,7 @@ pub const SETTABLE_KEYS: &[&str] = &[
     "opencode_dirs",
     "opencode_db",
     "pi_dirs",
+    "droid_dirs",
     "cursor_dirs",
     "pricing_file",
     "exclude",
@@ -271,6 +276,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "pi_dirs",
         "pi agent dirs (default: PI_CODING_AGENT_DIR, else ~/.pi/agent)",
+    ),
+    (
+        "droid_dirs",
+        "Factory Droid dirs, each with sessions/ (default: ~/.factory)",
     ),
     (
         "cursor_dirs",
@@ -1116,6 +1125,7 @@ impl Config {
             SourceId::CodexCli => &self.codex_dirs,
             SourceId::OpenCode => &self.opencode_dirs,
             SourceId::Pi => &self.pi_dirs,
+            SourceId::FactoryDroid => &self.droid_dirs,
             SourceId::Cursor => &self.cursor_dirs,
         }
     }

@@ -21,6 +21,9 @@ pub enum SourceId {
     /// pi coding agent (`~/.pi/agent/sessions`).
     #[serde(rename = "pi")]
     Pi,
+    /// Factory Droid (`~/.factory/sessions`).
+    #[serde(rename = "factory-droid")]
+    FactoryDroid,
     /// Cursor (agent transcripts and hook events; the dashboard's `cursor-sync`).
     #[serde(rename = "cursor-sync")]
     Cursor,
@@ -28,11 +31,12 @@ pub enum SourceId {
 
 impl SourceId {
     /// Every source, in display order.
-    pub const ALL: [SourceId; 5] = [
+    pub const ALL: [SourceId; 6] = [
         SourceId::ClaudeCode,
         SourceId::CodexCli,
         SourceId::OpenCode,
         SourceId::Pi,
+        SourceId::FactoryDroid,
         SourceId::Cursor,
     ];
 
@@ -43,6 +47,7 @@ impl SourceId {
             SourceId::CodexCli => "codex-cli",
             SourceId::OpenCode => "opencode",
             SourceId::Pi => "pi",
+            SourceId::FactoryDroid => "factory-droid",
             SourceId::Cursor => "cursor-sync",
         }
     }
@@ -54,6 +59,7 @@ impl SourceId {
             "codex-cli" | "codex" => Some(SourceId::CodexCli),
             "opencode" | "open-code" => Some(SourceId::OpenCode),
             "pi" => Some(SourceId::Pi),
+            "factory-droid" | "droid" | "factory" => Some(SourceId::FactoryDroid),
             "cursor-sync" | "cursor" => Some(SourceId::Cursor),
             _ => None,
         }

@@ -569,6 +569,7 @@ fn repair_works_while_the_daemon_runs() {
 /// leave a session's `createdAt` later than export's, when a later-read file holds an earlier
 /// line; the server never changes it after insert, so audit must report those, unrepairable.)
 #[test]
+#[ignore = "real-fixture tier: set OPENSYNCD_REAL_FIXTURES=<dir> and pass --include-ignored (.ci/run does)"]
 fn real_fixtures_audit_matches_a_direct_comparison_after_a_sync() {
     let Some(root) = crate::real_fixtures::dir() else {
         return;
@@ -683,6 +684,9 @@ mod read_routes {
         runtime().block_on(async {
             c.upsert_session(&session("a")).await.unwrap();
             c.upsert_session(&session("b")).await.unwrap();
+            // The messages come a moment later (the server's clock, driven: under load both
+            // could otherwise land in the same millisecond, and the order would be a tie).
+            emu.advance_clock(std::time::Duration::from_millis(10));
             // Inserted out of createdAt order; m2 and m3 tie on createdAt.
             for (id, at) in [("m2", 2_000), ("m1", 1_000), ("m3", 2_000)] {
                 c.upsert_message(&message("a", id, at)).await.unwrap();

@@ -13,6 +13,7 @@ mod client;
 mod codex_source;
 mod cursor_source;
 mod daemon;
+mod droid_source;
 mod emulation;
 mod exclude;
 mod fold_property;

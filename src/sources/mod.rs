@@ -11,6 +11,7 @@ pub mod claude;
 pub mod codex;
 pub mod cursor;
 pub mod cursor_spool;
+pub mod droid;
 pub mod opencode;
 pub mod pi;
 
@@ -349,6 +350,7 @@ pub static REGISTRY: &[&dyn Source] = &[
     &codex::Codex,
     &opencode::OpenCode,
     &pi::Pi,
+    &droid::FactoryDroid,
     &cursor::Cursor,
 ];
 

@@ -88,7 +88,7 @@ pub fn guarded(f: impl FnOnce()) {
     }
 }
 
-/// The options the resumed pass uses: the other branch of both switches.
+/// The options the resumed pass uses: the other branch of every switch.
 pub const FLIPPED: ParseOptions = ParseOptions {
     sync_thinking: true,
     sync_tool_calls: false,

@@ -36,6 +36,11 @@ const KEYS: &[&str] = &[
     "cost", "time", "created", "completed", "updated", "finish", "isMeta", "isCompactSummary",
     "isApiErrorMessage", "record_type", "summary", "name", "arguments", "action", "state",
     "status", "tool", "synthetic", "ignored", "title", "parentID", "error", "thinking",
+    // Factory Droid (src/sources/droid.rs)
+    "visibility", "tool_use_id", "isSessionTitleManuallySet", "sessionTitleAutoStage",
+    "chatCompletionReasoningContent", "tokenUsage", "inputTokens", "outputTokens",
+    "cacheReadTokens", "cacheCreationTokens", "thinkingTokens", "providerLock",
+    "assistantActiveTimeMs",
 ];
 
 const STRINGS: &[&str] = &[
@@ -48,6 +53,7 @@ const STRINGS: &[&str] = &[
     "2026-02-30T24:00:00Z", "{\"output\":\"x\"}", "{", "\u{0}", "\u{feff}", "é", "🦀",
     "<command-name>/x</command-name>", "[Request interrupted by user]",
     "0b6f0a57-0000-4000-8000-000000000001", "ses_fuzz",
+    "session_start", "todo_state", "llm_only", "<system-reminder>", "first_message",
 ];
 
 fn number(rng: &mut Rng) -> Value {
