@@ -16,9 +16,10 @@ use serde_json::{Map, Value};
 use crate::sources::cursor::find_main_transcript;
 use crate::sources::cursor_spool::{conversation_of, spool_line};
 
-/// How long the hook waits for the spool's lock before writing without it (a reader holds it
-/// for two `stat`s; only a stuck process could hold it longer).
-const LOCK_WAIT: Duration = Duration::from_millis(50);
+/// How long the hook waits for the spool's lock before writing without it. A reader holds it
+/// for two `stat`s and another hook for one `stat` and one `write`, but on a loaded machine
+/// either can be descheduled while holding it; only a stuck process holds it for a second.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// The answer on stdout for a hook event, exactly as Cursor expects it (newline-terminated).
 ///
