@@ -221,15 +221,37 @@ impl Engine {
     /// title — whatever order the files were found in.
     pub async fn process_unit(&self, unit: &Unit) -> Result<Outcome, EngineError> {
         inject_test_panic();
-        if let Some(leader) = sources::source(unit.source).leader(unit)
-            && self.has_unread(&leader)?
-        {
-            match self.process_one(&leader).await? {
-                Outcome::Done => {}
-                other => return Ok(other),
+        if self.stop_requested() {
+            return Ok(Outcome::Stopped);
+        }
+        let source = sources::source(unit.source);
+        if let Some(leader) = source.leader(unit) {
+            if self.has_unread(&leader)? {
+                match self.process_one(&leader).await? {
+                    Outcome::Done => {}
+                    other => return Ok(other),
+                }
+            } else if !source.exists(&leader) && self.is_new_orphan(unit)? {
+                // A subagent file whose main transcript does not exist yet (Claude Code 2.0
+                // writes its warmup agent before the first prompt): wait for it, or it would
+                // create the session with the subagent's facts. It is read on a later pass;
+                // a file that stays alone for ORPHAN_WAIT is read as it is.
+                tracing::debug!(file = %unit.describe(), "waiting for the session's main transcript");
+                return Ok(Outcome::Done);
             }
         }
         self.process_one(unit).await
+    }
+
+    /// A unit never read, modified less than [`ORPHAN_WAIT`] ago.
+    fn is_new_orphan(&self, unit: &Unit) -> Result<bool, EngineError> {
+        if self.ledger.file(&unit.ledger_key())?.is_some() {
+            return Ok(false);
+        }
+        let modified = std::fs::metadata(&unit.path)
+            .map(|m| tail::mtime_ms(&m))
+            .unwrap_or(0);
+        Ok(self.now() - modified < ORPHAN_WAIT.as_millis() as i64)
     }
 
     /// Whether a line unit has bytes the ledger has not acknowledged.
@@ -467,6 +489,10 @@ impl Engine {
         Ok(Outcome::Done)
     }
 }
+
+/// How long a subagent file whose session has no main transcript waits for one before it is
+/// read on its own.
+pub const ORPHAN_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What reading produced: the records plus the unit record to commit with them.
 struct Step {
