@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -110,6 +110,8 @@ pub struct Counters {
     pub skipped_long_lines: u64,
     /// Epoch ms of the last acknowledged request.
     pub last_success_ms: Option<i64>,
+    /// Models without a price met this run, with the tokens their cost leaves out.
+    pub unpriced: std::collections::BTreeMap<String, crate::model::Tokens>,
     /// The last error, with its time.
     pub last_error: Option<(i64, String)>,
 }
@@ -120,8 +122,10 @@ pub struct Engine {
     pub ledger: Ledger,
     /// Parser options.
     pub parse: ParseOptions,
-    /// Payload shaping (pricing, redaction, caps).
-    pub shaping: Shaping,
+    /// Payload shaping (pricing, redaction, caps); replaced on reload.
+    shaping: std::sync::RwLock<Arc<Shaping>>,
+    /// Models already reported as having no price (the log says so once per model).
+    warned_unpriced: Mutex<HashSet<String>>,
     /// The client; `None` = not logged in (nothing is pushed or committed). Swapped on reload.
     client: std::sync::RwLock<Option<Client>>,
     /// Read budget per chunk (bytes of complete lines).
@@ -167,7 +171,8 @@ impl Engine {
         Engine {
             ledger,
             parse,
-            shaping,
+            shaping: std::sync::RwLock::new(Arc::new(shaping)),
+            warned_unpriced: Mutex::new(HashSet::new()),
             client: std::sync::RwLock::new(client),
             chunk_bytes: 4 * 1024 * 1024,
             batch: false,
@@ -185,6 +190,40 @@ impl Engine {
     /// Now, by the engine's clock.
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// The shaping in use (prices, redaction, caps).
+    pub fn shaping(&self) -> Arc<Shaping> {
+        self.shaping
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the shaping (new prices, redaction or caps, on reload).
+    pub fn set_shaping(&self, shaping: Shaping) {
+        *self.shaping.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(shaping);
+    }
+
+    /// Says once per model, in the log and the counters, that a model has no price.
+    fn note_unpriced(&self, session: &str, unpriced: &[(String, crate::model::Tokens)]) {
+        for (model, tokens) in unpriced {
+            self.count(|c| c.unpriced.entry(model.clone()).or_default().add(tokens));
+            let first = self
+                .warned_unpriced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(model.clone());
+            if first {
+                tracing::warn!(
+                    model = %model,
+                    session = %session,
+                    tokens = tokens.prompt() + tokens.output,
+                    "no price known for this model: its cost is left out of session costs \
+                     (run `opensyncd prices update`, or add it to a pricing_file)"
+                );
+            }
+        }
     }
 
     /// Replaces the client (new credentials or URL).
@@ -463,9 +502,19 @@ impl Engine {
             &mut store,
             source,
             touched,
-            &self.shaping,
+            &self.shaping(),
             gone,
         )?;
+        for work in &works {
+            let unpriced = work
+                .record
+                .state
+                .totals(&self.shaping().pricing)
+                .unpriced_tokens;
+            if !unpriced.is_empty() {
+                self.note_unpriced(&work.record.state.session_id, &unpriced);
+            }
+        }
         let mut commit = Commit::default();
         store.into_commit(&mut commit)?;
         if mode == Mode::Reset {
