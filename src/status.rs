@@ -300,6 +300,19 @@ pub fn collect(
     Ok(status)
 }
 
+/// Says in `status` what the batch transport costs: the messages it inserts get the sync time as
+/// their `createdAt` on the dashboard (the batch route cannot carry one).
+pub fn note_transport(status: &mut Status, transport: crate::config::Transport) {
+    if transport == crate::config::Transport::Batch {
+        status.warnings.push(
+            "transport = batch: messages of sessions new to the server go by /sync/batch and get \
+             the sync time as their createdAt on the dashboard (their order is kept); set \
+             transport = per-record to keep every message's own time"
+                .into(),
+        );
+    }
+}
+
 /// Renders the status for humans.
 pub fn render(status: &Status) -> String {
     let mut out = String::new();

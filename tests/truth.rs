@@ -274,6 +274,14 @@ fn batch_creates_sessions_with_their_start_and_sends_new_messages_in_batches() {
             "{sid} createdAt"
         );
     }
+    // What batch costs is said where the user looks: status and the key's documentation.
+    let status = home.ok(&["status"]);
+    assert!(
+        status.contains("transport = batch") && status.contains("sync time as their createdAt"),
+        "{status}"
+    );
+    let config = home.ok(&["config"]);
+    assert!(config.contains("sync time as createdAt"), "{config}");
 }
 
 // ---- refused records ------------------------------------------------------------------------
