@@ -213,7 +213,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ),
     (
         "transport",
-        "per-record (/sync/session + /sync/message, keeps timestamps) or batch (/sync/batch for first-time inserts)",
+        "per-record (/sync/session + /sync/message, keeps every timestamp) or batch (/sync/batch for the messages of sessions new to the server; those messages get the sync time as createdAt)",
     ),
     (
         "concurrency",

@@ -26,4 +26,5 @@ mod real_fixtures;
 mod redaction;
 mod reliability;
 mod terminal;
+mod truth;
 mod truth_model;

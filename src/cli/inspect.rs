@@ -21,6 +21,7 @@ pub(super) fn cmd_status(paths: &Paths, cfg: &Config, json: bool, rejected: bool
         None => offline_status(paths, cfg)?,
     };
     let mut status = status;
+    crate::status::note_transport(&mut status, cfg.transport);
     status.service = service_target()
         .ok()
         .map(|target| crate::service::status(&target));
@@ -275,6 +276,15 @@ pub(super) fn cmd_config(paths: &Paths, loaded: &Loaded, json: bool) -> Result<(
             Some(Origin::Flag { flag }) => flag.clone(),
         };
         line(&mut out, key, format!("{value}   [{origin}]"));
+        if *key == "transport" && cfg.transport == config::Transport::Batch {
+            // The one setting that changes what the dashboard shows; say so where it is set.
+            line(
+                &mut out,
+                "",
+                "  batch: messages of sessions new to the server get the sync time as createdAt"
+                    .into(),
+            );
+        }
     }
     line(&mut out, "state dir", paths.state_dir.display().to_string());
     line(

@@ -105,6 +105,9 @@ pub(super) fn cmd_sync(paths: &Paths, cfg: &Config, args: SyncArgs) -> Result<()
 }
 
 fn print_summary(summary: &crate::selection::SyncSummary) {
+    if !summary.unpriced.is_empty() {
+        eprintln!("{}", super::prices::unpriced_summary(&summary.unpriced));
+    }
     println!(
         "Synced {} file(s): {} session update(s), {} message(s) sent, {} rejected{}.",
         summary.units,
