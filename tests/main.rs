@@ -11,6 +11,7 @@ mod claude_source;
 mod cli;
 mod client;
 mod codex_source;
+mod cursor_source;
 mod daemon;
 mod droid_source;
 mod emulation;

@@ -29,9 +29,15 @@ fn home_with_every_fixture() -> TestHome {
     );
     copy_dir(&fixtures().join("pi"), &home.home.join(".pi/agent"));
     copy_dir(&fixtures().join("droid"), &home.home.join(".factory"));
-    if fixtures().join("cursor").is_dir() {
-        copy_dir(&fixtures().join("cursor"), &home.home.join(".cursor"));
-    }
+    // Cursor: transcripts in ~/.cursor, and the hook events they merge with in the state dir.
+    copy_dir(
+        &fixtures().join("cursor/projects"),
+        &home.home.join(".cursor/projects"),
+    );
+    copy_dir(
+        &fixtures().join("cursor/spool"),
+        &home.opensyncd_home().join("state/cursor-spool"),
+    );
     home
 }
 
@@ -182,6 +188,7 @@ fn every_message_of_every_source_renders_in_the_dashboard() {
         "opencode",
         "pi",
         "factory-droid",
+        "cursor-sync",
     ] {
         assert!(
             by_source.contains(want),
