@@ -33,6 +33,18 @@ pub(super) fn missing_session(id: &str, messages: usize) -> Difference {
     }
 }
 
+/// Why a field export leaves out cannot be repaired.
+const KEEPS_ITS_VALUE: &str = "export has no value, and the server keeps a value once set";
+
+/// `resend` when export has a value to send, else why the server keeps its own.
+fn resend_or(resend: Fix, export_has_value: bool, reason: &str) -> Fix {
+    if export_has_value {
+        resend
+    } else {
+        impossible(reason)
+    }
+}
+
 fn impossible(reason: &str) -> Fix {
     Fix::Impossible {
         reason: reason.to_string(),
@@ -90,11 +102,7 @@ pub fn compare_session(want: &SessionPayload, have: &ServerSession, out: &mut Ve
         ("provider", &want.provider, &have.provider),
     ] {
         if w != h {
-            let fix = if w.is_some() {
-                Fix::ResendSession
-            } else {
-                impossible("export has no value, and the server keeps a value once set")
-            };
+            let fix = resend_or(Fix::ResendSession, w.is_some(), KEEPS_ITS_VALUE);
             push(field, h.as_deref().map(quote), w.as_deref().map(quote), fix);
         }
     }
@@ -108,11 +116,11 @@ pub fn compare_session(want: &SessionPayload, have: &ServerSession, out: &mut Ve
     ] {
         let expected = w.unwrap_or(0);
         if expected as f64 != h {
-            let fix = if expected > 0 {
-                Fix::ResendSession
-            } else {
-                impossible("export's total is 0, and the server never overwrites a total with 0")
-            };
+            let fix = resend_or(
+                Fix::ResendSession,
+                expected > 0,
+                "export's total is 0, and the server never overwrites a total with 0",
+            );
             push(field, Some(number(h)), Some(expected.to_string()), fix);
         }
     }
@@ -120,11 +128,11 @@ pub fn compare_session(want: &SessionPayload, have: &ServerSession, out: &mut Ve
     if (expected_cost - have.cost).abs() > COST_TOLERANCE
         || expected_cost.is_nan() != have.cost.is_nan()
     {
-        let fix = if want.cost.is_some() {
-            Fix::ResendSession
-        } else {
-            impossible("export's cost is 0, which is never sent, so the server keeps its value")
-        };
+        let fix = resend_or(
+            Fix::ResendSession,
+            want.cost.is_some(),
+            "export's cost is 0, which is never sent, so the server keeps its value",
+        );
         push(
             "cost",
             Some(number(have.cost)),
@@ -133,11 +141,11 @@ pub fn compare_session(want: &SessionPayload, have: &ServerSession, out: &mut Ve
         );
     }
     if want.duration_ms.map(|d| d as f64) != have.duration_ms {
-        let fix = if want.duration_ms.is_some() {
-            Fix::ResendSession
-        } else {
-            impossible("export has no duration, and the server keeps a value once set")
-        };
+        let fix = resend_or(
+            Fix::ResendSession,
+            want.duration_ms.is_some(),
+            "export has no duration, and the server keeps a value once set",
+        );
         push(
             "durationMs",
             have.duration_ms.map(number),
@@ -223,11 +231,7 @@ pub fn compare_messages(
             ("model", &w.model, &h.model),
         ] {
             if wv != hv {
-                let fix = if wv.is_some() {
-                    Fix::ResendMessage
-                } else {
-                    impossible("export has no value, and the server keeps a value once set")
-                };
+                let fix = resend_or(Fix::ResendMessage, wv.is_some(), KEEPS_ITS_VALUE);
                 out.push(diff(
                     id,
                     field,
@@ -243,11 +247,7 @@ pub fn compare_messages(
             ("durationMs", w.duration_ms, h.duration_ms),
         ] {
             if wv.map(|v| v as f64) != hv {
-                let fix = if wv.is_some() {
-                    Fix::ResendMessage
-                } else {
-                    impossible("export has no value, and the server keeps a value once set")
-                };
+                let fix = resend_or(Fix::ResendMessage, wv.is_some(), KEEPS_ITS_VALUE);
                 out.push(diff(
                     id,
                     field,

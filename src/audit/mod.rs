@@ -8,8 +8,8 @@
 //! payloads are export's, so a write racing the daemon's carries the same content.
 //!
 //! This module holds the report's types and runs the three steps, one submodule each:
-//! [`fetch`] pairs export's sessions with the server's rows and reads their messages,
-//! [`compare`] finds the differences under the server's write rules, and [`repair`] re-sends
+//! `fetch` pairs export's sessions with the server's rows and reads their messages,
+//! `compare` finds the differences under the server's write rules, and `repair` re-sends
 //! what differs, waiting out the server's dedup windows, then fetches and compares again.
 
 mod compare;
