@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use crate::config::{self, Config, Paths};
 use crate::control::{self, ControlMsg, Reply, Request};
 use crate::credentials;
-use crate::engine::{Engine, EngineError, Outcome, Pause, now_ms};
+use crate::engine::{Engine, EngineError, LoneFollower, Outcome, Pause, now_ms};
 use crate::ledger::Ledger;
 use crate::lock;
 use crate::selection::{Selection, SyncSummary, scan_units};
@@ -428,8 +428,15 @@ impl Daemon {
             self.in_flight.insert(unit.clone());
             let engine = self.engine.clone();
             let task_unit = unit.clone();
+            // A unit an explicit `sync` waits for is read as it is; one found by watching may
+            // wait for its main transcript.
+            let lone = if self.waiters.iter().any(|w| w.pending.contains(&unit)) {
+                LoneFollower::Read
+            } else {
+                LoneFollower::Wait
+            };
             let handle = workers.spawn(async move {
-                let result = engine.process_unit(&task_unit).await;
+                let result = engine.process_unit(&task_unit, lone).await;
                 (task_unit, result)
             });
             self.task_units.insert(handle.id(), unit);

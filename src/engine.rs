@@ -257,8 +257,13 @@ impl Engine {
     /// Reads, pushes and commits everything new in `unit`. A unit whose source names a leader
     /// (a Claude Code subagent file's main transcript) is processed after its leader's unread
     /// lines, so a session is created from its main transcript — with its true start time and
-    /// title — whatever order the files were found in.
-    pub async fn process_unit(&self, unit: &Unit) -> Result<Outcome, EngineError> {
+    /// title — whatever order the files were found in; `lone` says what to do when the leader
+    /// does not exist (yet).
+    pub async fn process_unit(
+        &self,
+        unit: &Unit,
+        lone: LoneFollower,
+    ) -> Result<Outcome, EngineError> {
         inject_test_panic();
         if self.stop_requested() {
             return Ok(Outcome::Stopped);
@@ -270,7 +275,10 @@ impl Engine {
                     Outcome::Done => {}
                     other => return Ok(other),
                 }
-            } else if !source.exists(&leader) && self.is_new_orphan(unit)? {
+            } else if lone == LoneFollower::Wait
+                && !source.exists(&leader)
+                && self.is_new_orphan(unit)?
+            {
                 // A subagent file whose main transcript does not exist yet (Claude Code 2.0
                 // writes its warmup agent before the first prompt): wait for it, or it would
                 // create the session with the subagent's facts. It is read on a later pass;
@@ -537,6 +545,18 @@ impl Engine {
         self.ledger.commit(&commit)?;
         Ok(Outcome::Done)
     }
+}
+
+/// What [`Engine::process_unit`] does with a new follower file (a Claude Code subagent) whose
+/// leader (its main transcript) does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoneFollower {
+    /// Leave it for a later pass, up to [`ORPHAN_WAIT`] after it was written: the daemon, which
+    /// comes back, so the session is created from its main transcript when that appears.
+    Wait,
+    /// Read it as it is: an explicit `sync`, which promises that the server holds what
+    /// `export` prints when it returns (there is no later pass to wait for).
+    Read,
 }
 
 /// How long a subagent file whose session has no main transcript waits for one before it is

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, Paths};
-use crate::engine::{Outcome, now_ms};
+use crate::engine::{LoneFollower, Outcome, now_ms};
 use crate::fold::{self, MemoryStore, Mode};
 use crate::ledger::Ledger;
 use crate::lock;
@@ -108,7 +108,7 @@ pub fn sync(
                 let Some(unit) = queue.next() else { break };
                 let engine = engine.clone();
                 workers.spawn(async move {
-                    let r = engine.process_unit(&unit).await;
+                    let r = engine.process_unit(&unit, LoneFollower::Read).await;
                     (unit, r)
                 });
             }

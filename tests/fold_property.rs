@@ -17,7 +17,7 @@ use serde_json::json;
 
 use opensyncd::config::Config;
 use opensyncd::credentials::ApiKey;
-use opensyncd::engine::{Engine, Outcome};
+use opensyncd::engine::{Engine, LoneFollower, Outcome};
 use opensyncd::fold::{self, SessionState};
 use opensyncd::ledger::{Ledger, LedgerStore};
 use opensyncd::model::SourceId;
@@ -401,7 +401,9 @@ impl Daemon {
         .unwrap();
         self.stop.send_replace(abort);
         for unit in units {
-            let outcome = rt.block_on(self.engine.process_unit(&unit)).unwrap();
+            let outcome = rt
+                .block_on(self.engine.process_unit(&unit, LoneFollower::Wait))
+                .unwrap();
             let want = if abort {
                 Outcome::Stopped
             } else {

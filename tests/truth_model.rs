@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use opensyncd::clock::Clock;
 use opensyncd::config::Config;
 use opensyncd::credentials::ApiKey;
-use opensyncd::engine::{Engine, Outcome};
+use opensyncd::engine::{Engine, LoneFollower, Outcome};
 use opensyncd::ledger::Ledger;
 use opensyncd::oneshot;
 use opensyncd::push::{Client, ClientOptions};
@@ -470,7 +470,11 @@ impl Daemon {
         )
         .unwrap();
         for unit in units {
-            let outcome = self.engine.process_unit(&unit).await.unwrap();
+            let outcome = self
+                .engine
+                .process_unit(&unit, LoneFollower::Wait)
+                .await
+                .unwrap();
             assert_eq!(outcome, Outcome::Done, "{}", unit.describe());
         }
         assert_eq!(self.engine.flush_deferred().await.unwrap(), Outcome::Done);
