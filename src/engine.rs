@@ -112,6 +112,13 @@ pub struct Counters {
     pub last_success_ms: Option<i64>,
     /// The last error, with its time.
     pub last_error: Option<(i64, String)>,
+    /// Bytes of line units read and acknowledged (progress, rate and ETA).
+    pub bytes_committed: u64,
+    /// Since when requests have been failing in a row with transient errors (server down,
+    /// unreachable, 5xx); cleared by the next acknowledged request.
+    pub failing_since_ms: Option<i64>,
+    /// When the next attempt of a failing request is due.
+    pub next_attempt_ms: Option<i64>,
 }
 
 /// Everything the engine needs, shared by the workers.
@@ -340,6 +347,7 @@ impl Engine {
         if let Some(err) = first_error {
             tracing::warn!(file = %path.display(), lines = malformed, first = %err, "skipped lines that do not parse");
         }
+        let bytes = chunk.end.saturating_sub(record.checkpoint.offset);
         record.checkpoint = tail::fingerprint(&mut file, chunk.end).map_err(io)?;
         record.state = Some(parser.save_state());
         record.len = len;
@@ -357,6 +365,7 @@ impl Engine {
             mode,
             gone: false,
             more: chunk.more,
+            bytes,
         }))
     }
 
@@ -370,6 +379,7 @@ impl Engine {
             mode: Mode::Reset,
             gone: true,
             more: false,
+            bytes: 0,
         }))
     }
 
@@ -394,6 +404,7 @@ impl Engine {
             mode: Mode::ReplaceSessions,
             gone: false,
             more: snapshot.more,
+            bytes: 0,
         }))
     }
 
@@ -410,6 +421,7 @@ impl Engine {
             mode,
             gone,
             more: _,
+            bytes,
         } = step;
         let fed: BTreeSet<String> = records
             .iter()
@@ -464,6 +476,7 @@ impl Engine {
             return Ok(outcome);
         }
         self.ledger.commit(&commit)?;
+        self.count(|c| c.bytes_committed += bytes);
         Ok(Outcome::Done)
     }
 }
@@ -478,4 +491,6 @@ struct Step {
     /// The unit's file is gone: its record is removed on commit.
     gone: bool,
     more: bool,
+    /// Bytes of the file this step covers (line units), counted once committed.
+    bytes: u64,
 }
