@@ -281,6 +281,8 @@ impl Daemon {
         ])
         .context("installing signal handlers")?;
 
+        // Before any request: a pause or a logout outlives a restart.
+        self.apply_hold();
         if self.reconcile {
             // Before the first unit is pushed: what the server holds decides what may be
             // batched, and nothing is assumed empty.
@@ -291,7 +293,6 @@ impl Daemon {
         if let Err(err) = self.engine.retry_rejected_if_shaping_changed().await {
             tracing::warn!(%err, "could not send the refused records again");
         }
-        self.apply_hold();
         self.log_roots();
         self.full_scan("start");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);

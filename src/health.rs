@@ -126,7 +126,7 @@ impl SyncState {
                 next_attempt_ms,
                 error,
             } => format!(
-                "retrying (requests failing since {} ago, next attempt {}): {error}",
+                "retrying (server unreachable or failing since {} ago, next attempt {}): {error}",
                 secs(now_ms - since_ms),
                 next_attempt_ms.map_or("soon".into(), |at| if at <= now_ms {
                     "now".to_string()
@@ -184,7 +184,8 @@ mod tests {
                 },
                 3,
                 // 180 s is shown in minutes (3m); 45 s in seconds.
-                "retrying (requests failing since 3m ago, next attempt in 45s): HTTP 503",
+                "retrying (server unreachable or failing since 3m ago, next attempt in 45s): \
+                 HTTP 503",
             ),
             (
                 SyncState::Unreachable {

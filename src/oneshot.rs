@@ -619,3 +619,47 @@ pub fn synctest(client: &Client) -> Result<SynctestReport> {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failing_since(ms: Option<i64>) -> crate::engine::Counters {
+        crate::engine::Counters {
+            failing_since_ms: ms,
+            last_error: ms.map(|at| (at, "POST /sync/message: HTTP 503: down".to_string())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_one_shot_sync_gives_up_after_a_minute_of_failures_or_its_timeout() {
+        let now = 1_000_000;
+        let none = Bounds::default();
+        // Failing for 59 s: keep trying; for 60 s (GIVE_UP_AFTER): give up, saying why.
+        assert_eq!(
+            out_of_bounds(&failing_since(Some(now - 59_000)), None, none, now),
+            None
+        );
+        let why =
+            out_of_bounds(&failing_since(Some(now - 60_000)), None, none, now).expect("gives up");
+        assert!(why.contains("every request has failed for 60s"), "{why}");
+        assert!(why.contains("HTTP 503: down"), "{why}");
+        // Requests that succeed never trigger it.
+        assert_eq!(out_of_bounds(&failing_since(None), None, none, now), None);
+        // A --timeout shorter than the window shortens it: 10 s of failures with --timeout 10s.
+        let short = Bounds {
+            timeout: Some(Duration::from_secs(10)),
+        };
+        let later = Some(Instant::now() + Duration::from_secs(3600));
+        assert!(out_of_bounds(&failing_since(Some(now - 10_000)), later, short, now).is_some());
+        assert_eq!(
+            out_of_bounds(&failing_since(Some(now - 9_000)), later, short, now),
+            None
+        );
+        // The deadline itself.
+        let passed = Some(Instant::now());
+        let why = out_of_bounds(&failing_since(None), passed, short, now).expect("timed out");
+        assert_eq!(why, "gave up after 10s (--timeout)");
+    }
+}

@@ -841,6 +841,46 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
+    fn a_held_gate_refuses_new_requests_and_is_quiet_once_those_on_the_wire_end() {
+        use futures_util::FutureExt;
+        let gate = Gate::default();
+        let on_wire = gate.enter().expect("an open gate lets a request through");
+        gate.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            gate.enter().is_none(),
+            "a closed gate refuses the next request"
+        );
+        assert!(
+            gate.wait_idle().now_or_never().is_none(),
+            "not quiet while a request is on the wire"
+        );
+        drop(on_wire);
+        assert!(gate.wait_idle().now_or_never().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_held_client_sends_nothing_and_says_why_until_released() {
+        // Nothing listens on port 1: a request that left would fail with a network error.
+        let client = Client::new(ClientOptions {
+            url: "http://127.0.0.1:1".into(),
+            api_key: ApiKey::parse("osk_gateTestKey0123456789abcdef").unwrap(),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        let clone = client.clone();
+        client.hold();
+        client.quiet(Duration::from_secs(1)).await;
+        let err = clone.health().await.unwrap_err();
+        assert!(matches!(err, PushError::Held { .. }), "{err}");
+        assert_eq!(err.class(), ErrorClass::AuthPaused);
+        assert!(err.to_string().contains(HELD), "{err}");
+        client.release();
+        let err = clone.health().await.unwrap_err();
+        assert!(matches!(err, PushError::Network { .. }), "{err}");
+    }
+
+    #[test]
     fn statuses_and_bodies_map_to_the_right_class() {
         let c = |s, m: &str| classify(s, m, true);
         assert_eq!(c(401, "Invalid API key"), ErrorClass::AuthPaused);

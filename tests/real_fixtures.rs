@@ -520,7 +520,7 @@ fn every_real_payload_is_accepted_by_the_server() {
     home.login(&emu.url(), KEY);
     let out = home.ok(&["sync"]);
     assert!(out.contains(", 0 rejected"), "{out}");
-    let status: Value = serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();
+    let status: Value = serde_json::from_str(&home.status(&["--json"])).unwrap();
     assert_eq!(status["quarantined"], 0, "{status}");
     assert_server_matches_export(&home, &emu);
     let rejected: Vec<_> = emu
