@@ -669,12 +669,13 @@ impl Daemon {
                     .map_or_else(|| "no answer".into(), |(_, e)| e),
             };
         }
+        // The backlog `status` shows (the same test as `sync --dry-run`); the queue may hold
+        // units with nothing new (a rescan looks at them), which is not work left.
         let files: usize = status.sources.iter().map(|s| s.backlog_files).sum();
         let bytes_left: u64 = status.sources.iter().map(|s| s.backlog_bytes).sum();
-        let busy = self.queue.len() + self.in_flight.len();
-        if files > 0 || busy > 0 {
+        if files > 0 {
             SyncState::Syncing {
-                files: files.max(busy),
+                files,
                 bytes_left,
                 eta_secs: self.meter.eta_secs(bytes_left),
             }

@@ -542,6 +542,17 @@ fn the_daemon_says_what_it_watches_and_logs_backfill_progress_not_files() {
     let (home, files) = populated_home(8, 0);
     emu.set_latency(Duration::from_millis(500));
     let daemon = start(&home, &emu);
+    // Meanwhile `status` says it is syncing, with what is left.
+    let mut seen = String::new();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            seen = status_code(&home).1;
+            seen.contains("state            syncing (")
+        }),
+        "{seen}"
+    );
+    assert!(seen.contains(" left, "), "{seen}");
+    assert_eq!(status_code(&home).0, 0);
     wait_converged(&home, &emu, Duration::from_secs(180));
     assert!(
         wait_until(Duration::from_secs(30), || daemon

@@ -26,13 +26,10 @@ const STOP_WAIT: Duration = Duration::from_secs(30);
 
 /// Tells the running daemon about a change of the hold; `Ok(Some(pid))` when one obeyed.
 fn tell_daemon(paths: &Paths, request: Request) -> Result<Option<u32>> {
-    let pid = match control::request(paths, &Request::Status, Some(Duration::from_secs(10))) {
-        Ok(Some(Reply::Status { status })) => status.daemon_pid,
-        _ => None,
-    };
     match control::request(paths, &request, Some(HOLD_ANSWER))? {
         None => Ok(None),
-        Some(Reply::Ok) => Ok(Some(pid.unwrap_or(0))),
+        // The daemon holds the lock, and stamped it with its pid.
+        Some(Reply::Ok) => Ok(Some(crate::lock::holder(paths).map_or(0, |h| h.pid))),
         Some(Reply::Error { message }) => bail!(
             "the running daemon did not take it ({message}); restart it (`opensyncd service \
              install` or stop and start `opensyncd run`) so that it obeys"

@@ -95,6 +95,8 @@ struct ProgressView {
     bytes: bool,
     last_line: Option<std::time::Instant>,
     quiet: bool,
+    /// Something is being synced (nothing is shown for an empty sync).
+    started: bool,
 }
 
 /// How often a plain progress line is printed while nothing finishes.
@@ -108,6 +110,7 @@ impl ProgressView {
             last_line: None,
             // `--json` keeps stderr for errors only.
             quiet: json,
+            started: false,
         }
     }
 
@@ -117,9 +120,10 @@ impl ProgressView {
 
     /// Starts the bar (on a terminal) for `units` files holding `bytes` bytes.
     fn start(&mut self, units: usize, bytes: u64) {
-        if self.quiet {
+        if self.quiet || units == 0 || self.started {
             return;
         }
+        self.started = true;
         if !self.terminal() {
             eprintln!(
                 "syncing {units} file(s), {}",
@@ -147,7 +151,7 @@ impl ProgressView {
 
     /// Where the sync stands.
     fn update(&mut self, p: &SyncProgress, finished: Option<&str>) {
-        if self.quiet {
+        if self.quiet || !self.started {
             return;
         }
         if let Some(bar) = &self.bar {
@@ -170,9 +174,7 @@ impl ProgressView {
 
     /// A progress line from the daemon (the first one carries the totals).
     fn daemon(&mut self, p: &SyncProgress) {
-        if self.bar.is_none() && self.last_line.is_none() {
-            self.start(p.units_total, p.bytes_total);
-        }
+        self.start(p.units_total, p.bytes_total);
         self.update(p, None);
     }
 
