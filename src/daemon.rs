@@ -293,6 +293,9 @@ impl Daemon {
         if let Err(err) = self.engine.retry_rejected_if_shaping_changed().await {
             tracing::warn!(%err, "could not send the refused records again");
         }
+        if let Err(err) = self.engine.reprice_if_prices_changed() {
+            tracing::warn!(%err, "could not re-price the sessions");
+        }
         self.log_roots();
         self.full_scan("start");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -565,6 +568,23 @@ impl Daemon {
             Err(err) => {
                 tracing::error!(%err, "config reload failed; keeping the previous configuration")
             }
+        }
+        // New prices, redaction or caps: shaping is rebuilt; sessions whose cost changed and
+        // records refused before are sent again.
+        match crate::wiring::build_engine_shaping(&self.cfg) {
+            Ok(shaping) => {
+                self.engine.set_shaping(shaping);
+                if let Err(err) = self.engine.reprice_if_prices_changed() {
+                    tracing::warn!(%err, "could not re-price the sessions");
+                }
+                let engine = self.engine.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = engine.retry_rejected_if_shaping_changed().await {
+                        tracing::warn!(%err, "could not send the refused records again");
+                    }
+                });
+            }
+            Err(err) => tracing::error!(%err, "prices or redaction could not be reloaded"),
         }
         match build_client(&self.cfg, &self.paths) {
             Ok(client) => {

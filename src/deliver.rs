@@ -397,7 +397,7 @@ impl Engine {
         let Some(known) = self.server_sessions(client).await else {
             return Ok(());
         };
-        let budget = self.shaping.max_body_bytes / 2;
+        let budget = self.shaping().max_body_bytes / 2;
         for i in candidates {
             let work = &mut works[i];
             if known.contains(&work.record.state.session_id) {
@@ -587,7 +587,7 @@ impl Engine {
             self.defer_session(&entry.session, last, commit);
             return Ok(());
         }
-        let payload = self.shaping.session(&rec.state);
+        let payload = self.shaping().session(&rec.state);
         commit.deferred.push((key.to_string(), None));
         if self
             .send_session(client, &payload, &entry.session, commit)
@@ -600,10 +600,53 @@ impl Engine {
         Ok(())
     }
 
+    /// When the price table changed since the sessions were last sent (a `prices update`, a new
+    /// bundled table, an edited `pricing_file`): every session whose cost is now different is
+    /// sent again, once, as a session update through the deferred queue (so the server's 10 s
+    /// window is respected). Returns how many were queued.
+    pub fn reprice_if_prices_changed(&self) -> Result<usize, EngineError> {
+        let shaping = self.shaping();
+        let fingerprint = shaping.pricing.fingerprint();
+        let before = self.ledger.meta_string("prices")?;
+        if before.as_deref() == Some(fingerprint.as_str()) {
+            return Ok(0);
+        }
+        let mut queued = 0;
+        if before.is_some() {
+            let mut commit = Commit::default();
+            for item in self.ledger.sessions() {
+                let (key, rec) = item?;
+                let Some(acked) = &rec.acked else {
+                    continue;
+                };
+                if shaping.session(&rec.state).cost != acked.cost {
+                    commit.deferred.push((
+                        deferred_session_key(&key),
+                        Some(Deferred {
+                            due_ms: self.now(),
+                            session: key,
+                            message: None,
+                            confirm: true,
+                        }),
+                    ));
+                    queued += 1;
+                }
+            }
+            self.ledger.commit(&commit)?;
+            tracing::info!(
+                sessions = queued,
+                "the price table changed: sessions whose cost changed are sent again"
+            );
+        }
+        self.ledger.set_meta_string("prices", &fingerprint)?;
+        self.ledger.flush()?;
+        Ok(queued)
+    }
+
     /// Retries the refused records when the settings that shape payloads (redaction, caps)
     /// changed since they were refused: what the server refused may be acceptable now.
     pub async fn retry_rejected_if_shaping_changed(&self) -> Result<Outcome, EngineError> {
-        let fingerprint = self.shaping.fingerprint();
+        let fingerprint = self.shaping().fingerprint();
         let before = self.ledger.meta_string("shaping")?;
         if before.as_deref() == Some(fingerprint.as_str()) {
             return Ok(Outcome::Done);
@@ -640,7 +683,7 @@ impl Engine {
                     };
                     let session = crate::fold::session_key(source, &raw.session_external_id);
                     let _guard = self.session_locks.lock(&session).await;
-                    let payload = self.shaping.message(raw.clone());
+                    let payload = self.shaping().message(raw.clone());
                     let prev = self.ledger.message(&payload.external_id)?;
                     let planned = PlannedMessage {
                         hash: json_hash(&payload),
@@ -663,7 +706,7 @@ impl Engine {
                         self.ledger.commit(&commit)?;
                         continue;
                     };
-                    let payload = self.shaping.session(&rec.state);
+                    let payload = self.shaping().session(&rec.state);
                     match self
                         .send_session(&client, &payload, &q.key, &mut commit)
                         .await

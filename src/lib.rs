@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod credentials;
+pub mod cursor_hook;
 pub mod daemon;
 pub mod deliver;
 pub mod engine;

@@ -128,6 +128,7 @@ pub fn sync(
         if opened.started_over() {
             engine.reconcile().await?;
         }
+        engine.reprice_if_prices_changed()?;
         let retried = if selection.retry_rejected {
             engine.retry_rejected().await?.0
         } else {
@@ -227,6 +228,7 @@ pub fn sync(
             )
         });
     }
+    summary.unpriced = unpriced_in_ledger(&engine)?;
     Ok(summary)
 }
 
@@ -618,6 +620,27 @@ pub fn synctest(client: &Client) -> Result<SynctestReport> {
                 .into(),
         })
     })
+}
+
+/// Models without a price across the sessions the ledger knows, with how many sessions and
+/// tokens each leaves out of the costs (what `sync` and `status` report).
+pub fn unpriced_in_ledger(
+    engine: &crate::engine::Engine,
+) -> Result<BTreeMap<String, (usize, Tokens)>> {
+    let pricing = engine.shaping().pricing.clone();
+    let mut out: BTreeMap<String, (usize, Tokens)> = BTreeMap::new();
+    for item in engine.ledger.sessions() {
+        let (_, rec) = item?;
+        if rec.unpriced_models.is_empty() {
+            continue;
+        }
+        for (model, tokens) in rec.state.totals(&pricing).unpriced_tokens {
+            let entry = out.entry(model).or_default();
+            entry.0 += 1;
+            entry.1.add(&tokens);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -228,6 +228,24 @@ pub struct Pricing {
     info: TableInfo,
 }
 
+impl Pricing {
+    /// What identifies this table's prices (for "did the prices change?": sessions are then
+    /// re-priced and re-sent).
+    pub fn fingerprint(&self) -> String {
+        let mut entries: Vec<(&String, String)> = self
+            .entries
+            .iter()
+            .map(|(k, e)| (k, format!("{:?}", e.price)))
+            .collect();
+        entries.sort();
+        let text = entries
+            .iter()
+            .map(|(k, p)| format!("{k}={p}\n"))
+            .collect::<String>();
+        format!("{:032x}", crate::model::content_hash(text.as_bytes()))
+    }
+}
+
 impl Default for Pricing {
     fn default() -> Self {
         Pricing::empty()

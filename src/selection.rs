@@ -33,6 +33,10 @@ pub struct Selection {
 pub struct SyncSummary {
     /// Units processed.
     pub units: usize,
+    /// Models without a price met (their cost is left out), with the sessions and tokens
+    /// affected.
+    #[serde(default)]
+    pub unpriced: std::collections::BTreeMap<String, (usize, crate::model::Tokens)>,
     /// Units that failed (reason in the log).
     pub failed: usize,
     /// Sessions written.

@@ -89,6 +89,9 @@ pub struct Status {
     pub ledger_started_over: Option<(String, i64)>,
     /// Model → number of sessions using it without a known price.
     pub unpriced_models: BTreeMap<String, usize>,
+    /// Model → the tokens whose cost is left out for want of a price.
+    #[serde(default)]
+    pub unpriced_tokens: BTreeMap<String, crate::model::Tokens>,
     /// Malformed lines skipped (cumulative, from the ledger).
     pub malformed_lines: u64,
     /// Lines over the size cap skipped (cumulative, from the ledger).
@@ -234,6 +237,13 @@ pub fn collect(
             status.excluded_sessions += 1;
         }
         for model in rec.unpriced_models {
+            // A model without a price has all its table-priced tokens unpriced.
+            if let Some(bands) = rec.state.usage.0.get(&model) {
+                let tokens = status.unpriced_tokens.entry(model.clone()).or_default();
+                for bucket in bands.values() {
+                    tokens.add(&bucket.priced);
+                }
+            }
             *status.unpriced_models.entry(model).or_default() += 1;
         }
     }
@@ -283,18 +293,48 @@ pub fn collect(
     }
     if !status.unpriced_models.is_empty() {
         status.warnings.push(format!(
-            "no price known for {} model(s) ({}); their cost is reported as 0 — add them to a \
-             pricing_file",
+            "no price known for {} model(s): {}; those tokens are counted but not costed, so \
+             those sessions' cost is the priced part only (run `opensyncd prices update`, or add \
+             the models to a pricing_file)",
             status.unpriced_models.len(),
             status
                 .unpriced_models
-                .keys()
-                .cloned()
+                .iter()
+                .map(|(model, sessions)| {
+                    let t = status
+                        .unpriced_tokens
+                        .get(model)
+                        .copied()
+                        .unwrap_or_default();
+                    format!(
+                        "{} ({sessions} session(s), {} prompt + {} completion tokens)",
+                        if model.is_empty() {
+                            "(model not recorded)"
+                        } else {
+                            model
+                        },
+                        t.prompt(),
+                        t.output
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
     }
     Ok(status)
+}
+
+/// Says in `status` what the batch transport costs: the messages it inserts get the sync time as
+/// their `createdAt` on the dashboard (the batch route cannot carry one).
+pub fn note_transport(status: &mut Status, transport: crate::config::Transport) {
+    if transport == crate::config::Transport::Batch {
+        status.warnings.push(
+            "transport = batch: messages of sessions new to the server go by /sync/batch and get \
+             the sync time as their createdAt on the dashboard (their order is kept); set \
+             transport = per-record to keep every message's own time"
+                .into(),
+        );
+    }
 }
 
 /// Renders the status for humans.

@@ -788,3 +788,32 @@ fn a_lost_ledger_inside_the_session_window_converges() {
     ])
     .unwrap();
 }
+
+/// Claude Code 2.0 writes its warmup subagent before the first prompt, so the daemon sees a
+/// subagent file whose session has no main transcript yet: it waits for it, and the session is
+/// created from the main transcript (its start, its title), as `export` prints it.
+#[test]
+fn a_subagent_written_before_its_main_transcript_waits_for_it() {
+    let emu = Emulation::with_key(KEY);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut world = World::new(emu.clock());
+    let daemon = Daemon::start(&world, &emu);
+    // The warmup: a subagent line, written while the main transcript does not exist.
+    world.claude_turns = 1; // lets `claude_turn` write a subagent file
+    world.claude_turn(true);
+    world.claude_turns = 0;
+    rt.block_on(daemon.pass(&world, false));
+    assert!(
+        emu.session(emu.default_user(), CLAUDE_SID).is_none(),
+        "the session waits for its main transcript"
+    );
+    emu.advance_clock(Duration::from_secs(8));
+    world.claude_turn(false);
+    quiet(&world, &daemon, &rt);
+    check(&world, &emu).unwrap();
+    let stored = emu.session(emu.default_user(), CLAUDE_SID).unwrap();
+    assert_eq!(stored.title.as_deref(), Some("m question 1"));
+}

@@ -325,7 +325,7 @@ _opensyncd() {
             fi
             case "${prev}" in
                 --source)
-                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode pi factory-droid" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode pi factory-droid cursor-sync" -- "${cur}"))
                     return 0
                     ;;
                 --session)
@@ -1270,7 +1270,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__set)
-            opts="-h --unset --log-level --log-format --color --help url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls sync_subagents redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pi_dirs droid_dirs pricing_file exclude prices_url"
+            opts="-h --unset --log-level --log-format --color --help url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls sync_subagents redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pi_dirs droid_dirs cursor_dirs pricing_file exclude prices_url"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1363,7 +1363,7 @@ _opensyncd() {
                     return 0
                     ;;
                 --source)
-                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode pi factory-droid" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode pi factory-droid cursor-sync" -- "${cur}"))
                     return 0
                     ;;
                 --timeout)

@@ -118,7 +118,8 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l source -d '
 codex-cli\t''
 opencode\t''
 pi\t''
-factory-droid\t''"
+factory-droid\t''
+cursor-sync\t''"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l timeout -d 'Give up after this long (90s, 5m, 1h…); what was acknowledged by then is kept and the exit status is non-zero. Through the daemon: stop waiting (it carries on)' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l log-format -d 'Log format (also OPENSYNCD_LOG_FORMAT)' -r -f -a "text\t''
@@ -144,7 +145,8 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l source -d
 codex-cli\t''
 opencode\t''
 pi\t''
-factory-droid\t''"
+factory-droid\t''
+cursor-sync\t''"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l session -d 'Only this session id (an id that matches nothing is an error)' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l log-format -d 'Log format (also OPENSYNCD_LOG_FORMAT)' -r -f -a "text\t''
@@ -317,5 +319,5 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_see
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "status" -d 'Is the service installed, enabled, running?'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_seen_subcommand_from prices" -f -a "show" -d 'Which table is in use (bundled or installed, LiteLLM version and date); with a model, what it resolves to and its rates'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_seen_subcommand_from prices" -f -a "update" -d 'Download LiteLLM\'s current price table, check it, and install it in the state dir (where it wins over the bundled table). A bad download changes nothing'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand set" -f -a "url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls sync_subagents redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pi_dirs droid_dirs pricing_file exclude prices_url"
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand set" -f -a "url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls sync_subagents redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pi_dirs droid_dirs cursor_dirs pricing_file exclude prices_url"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand completions" -f -a "bash elvish fish powershell zsh"

@@ -93,6 +93,7 @@ fn gather_status(
         Some(other) => bail!("unexpected reply from the daemon: {other:?}"),
         None => offline_status(paths, cfg, probes)?,
     };
+    crate::status::note_transport(&mut status, cfg.transport);
     status.service = service_target()
         .ok()
         .map(|target| crate::service::status(&target));
@@ -425,6 +426,15 @@ pub(super) fn cmd_config(paths: &Paths, loaded: &Loaded, json: bool) -> Result<(
             Some(Origin::Flag { flag }) => flag.clone(),
         };
         line(&mut out, key, format!("{value}   [{origin}]"));
+        if *key == "transport" && cfg.transport == config::Transport::Batch {
+            // The one setting that changes what the dashboard shows; say so where it is set.
+            line(
+                &mut out,
+                "",
+                "  batch: messages of sessions new to the server get the sync time as createdAt"
+                    .into(),
+            );
+        }
     }
     line(&mut out, "state dir", paths.state_dir.display().to_string());
     line(

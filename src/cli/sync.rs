@@ -287,6 +287,9 @@ fn dry_run(paths: &Paths, cfg: &Config, selection: &Selection, json: bool) -> Re
 }
 
 fn print_summary(summary: &crate::selection::SyncSummary) {
+    if !summary.unpriced.is_empty() {
+        eprintln!("{}", super::prices::unpriced_summary(&summary.unpriced));
+    }
     println!(
         "Synced {} file(s): {} session update(s), {} message(s) sent, {} rejected{}.",
         summary.units,
