@@ -333,7 +333,9 @@ pub fn dry_run_with(
     };
     let units = scan_units(ledger, roots, sources, &selection)?;
     let pending = pending::filter(ledger, units, parse)?;
-    Ok(pending::describe(ledger, &pending, parse, max_line_bytes)?)
+    let mut report = pending::describe(ledger, &pending, parse, max_line_bytes)?;
+    report.deferred_writes = ledger.deferred_count();
+    Ok(report)
 }
 
 /// One exported session: exactly what a push sends for it.

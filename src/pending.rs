@@ -200,6 +200,10 @@ pub struct FilePreview {
 pub struct DryRun {
     /// Every pending unit with the sessions it would update.
     pub files: Vec<FilePreview>,
+    /// Writes already planned but held back for the server's dedup windows (what `status`
+    /// shows as waiting): a sync sends them once their window has passed.
+    #[serde(default)]
+    pub deferred_writes: usize,
 }
 
 impl DryRun {

@@ -235,12 +235,23 @@ fn dry_run(paths: &Paths, cfg: &Config, selection: &Selection, json: bool) -> Re
             "files": report.files,
             "sessions": sessions,
             "messages": messages,
+            "deferred_writes": report.deferred_writes,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
+    let waiting = (report.deferred_writes > 0).then(|| {
+        format!(
+            "{} update(s) already planned wait for the server's dedup window; a sync sends them \
+             once it has passed",
+            report.deferred_writes
+        )
+    });
     if report.files.is_empty() {
         println!("Nothing to sync: everything on disk is acknowledged.");
+        if let Some(line) = waiting {
+            println!("{line}.");
+        }
         return Ok(());
     }
     for f in &report.files {
@@ -279,6 +290,9 @@ fn dry_run(paths: &Paths, cfg: &Config, selection: &Selection, json: bool) -> Re
             "{source}: {units} file(s) with unsynced data ({})",
             crate::health::human_bytes(bytes)
         );
+    }
+    if let Some(line) = waiting {
+        println!("{line}.");
     }
     println!(
         "Would update {sessions} session(s) with {messages} message(s) read; nothing was sent."
