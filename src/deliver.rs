@@ -90,7 +90,7 @@ impl Engine {
                 .await?
             {
                 if maybe_skipped {
-                    self.defer_session(&work.key, self.now(), commit);
+                    self.defer_session(&work.key, self.now(), true, commit);
                 }
                 work.record.acked = Some(create);
                 work.record.last_write_ms = self.now();
@@ -140,34 +140,58 @@ impl Engine {
         }
         if let Some(update) = work.update.take() {
             let last = self.last_write(&work.record);
-            if self.now() - last < SESSION_WINDOW_MS
-                && session_write_may_be_skipped(work.record.acked.as_ref(), &update)
-            {
-                self.defer_session(&work.key, last, commit);
+            let in_window = self.now() - last < SESSION_WINDOW_MS;
+            if in_window && session_write_may_be_skipped(work.record.acked.as_ref(), &update) {
+                self.defer_session(&work.key, last, false, commit);
             } else if self
                 .send_session(client, &update, &work.key, commit)
                 .await?
             {
-                work.record.acked = Some(update);
+                work.record.acked =
+                    Some(plan::held_after_write(work.record.acked.as_ref(), &update));
                 work.record.last_write_ms = self.now();
-                commit
-                    .deferred
-                    .push((deferred_session_key(&work.key), None));
+                // This write carries the latest state, so a write held back for the window is
+                // no longer needed — unless it is a confirmation: one queued because what the
+                // server holds is not known for sure (a create over a row the server may have
+                // had: after a crash, `--force` or a lost ledger). Then "this write changes
+                // something" may be wrong inside the window, and the confirmation stays.
+                let pending_confirmation = in_window
+                    && self
+                        .ledger
+                        .deferred_entry(&deferred_session_key(&work.key))
+                        .ok()
+                        .flatten()
+                        .is_some_and(|d| d.confirm);
+                if !pending_confirmation {
+                    commit
+                        .deferred
+                        .push((deferred_session_key(&work.key), None));
+                }
             }
         }
         commit.sessions.push((work.key, work.record));
         Ok(())
     }
 
-    /// Keeps a session write for after the window that started at `last_write`.
-    fn defer_session(&self, key: &str, last_write: i64, commit: &mut Commit) {
+    /// Keeps a session write for after the window that started at `last_write`. `confirm`: it
+    /// is sent whatever writes come meanwhile, because what the server holds is uncertain (a
+    /// queued confirmation stays one).
+    fn defer_session(&self, key: &str, last_write: i64, confirm: bool, commit: &mut Commit) {
+        let deferred_key = deferred_session_key(key);
+        let confirm = confirm
+            || self
+                .ledger
+                .deferred_entry(&deferred_key)
+                .ok()
+                .flatten()
+                .is_some_and(|d| d.confirm);
         commit.deferred.push((
-            deferred_session_key(key),
+            deferred_key,
             Some(Deferred {
                 due_ms: last_write + SESSION_WINDOW_MS + WINDOW_MARGIN_MS,
                 session: key.to_string(),
                 message: None,
-                confirm: true,
+                confirm,
             }),
         ));
     }
@@ -584,7 +608,7 @@ impl Engine {
         };
         let last = self.last_write(&rec);
         if self.now() - last < SESSION_WINDOW_MS {
-            self.defer_session(&entry.session, last, commit);
+            self.defer_session(&entry.session, last, entry.confirm, commit);
             return Ok(());
         }
         let payload = self.shaping().session(&rec.state);
@@ -593,7 +617,7 @@ impl Engine {
             .send_session(client, &payload, &entry.session, commit)
             .await?
         {
-            rec.acked = Some(payload);
+            rec.acked = Some(plan::held_after_write(rec.acked.as_ref(), &payload));
             rec.last_write_ms = self.now();
             commit.sessions.push((entry.session.clone(), rec));
         }
@@ -626,7 +650,7 @@ impl Engine {
                             due_ms: self.now(),
                             session: key,
                             message: None,
-                            confirm: true,
+                            confirm: false,
                         }),
                     ));
                     queued += 1;
@@ -712,7 +736,7 @@ impl Engine {
                         .await
                     {
                         Ok(true) => {
-                            rec.acked = Some(payload);
+                            rec.acked = Some(plan::held_after_write(rec.acked.as_ref(), &payload));
                             rec.last_write_ms = self.now();
                             commit.sessions.push((q.key.clone(), rec));
                             true

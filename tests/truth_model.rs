@@ -776,6 +776,41 @@ fn an_opencode_revert_retracts_its_tokens() {
     .unwrap();
 }
 
+/// Undoing the only turn leaves the session with 0 tokens, which the server never writes (it
+/// keeps the old totals); the next turn brings the tokens back to what the server holds, so
+/// that write changes only cost and duration and falls in the server's 10 s window — it must
+/// still arrive, not be counted as applied.
+#[test]
+fn a_turn_after_undoing_everything_reaches_the_server() {
+    run(vec![
+        Op::OcNew { db: false },
+        Op::Pass,
+        Op::Advance { ms: 2_000 },
+        Op::OcRevert { db: false },
+        Op::Pass,
+        Op::Advance { ms: 3_000 },
+        Op::OcNew { db: false },
+        Op::Pass,
+    ])
+    .unwrap();
+}
+
+/// The same after `--force`: the re-created session's state on the server is not known for
+/// sure, so the next turn's write inside the window is confirmed after it.
+#[test]
+fn a_turn_after_undoing_everything_and_forcing_reaches_the_server() {
+    run(vec![
+        Op::OcNew { db: false },
+        Op::Pass,
+        Op::Advance { ms: 1_000 },
+        Op::OcRevert { db: false },
+        Op::Force,
+        Op::Advance { ms: 2_000 },
+        Op::OcNew { db: false },
+    ])
+    .unwrap();
+}
+
 /// A session re-created after a lost ledger inside the 10 s window still ends right.
 #[test]
 fn a_lost_ledger_inside_the_session_window_converges() {
