@@ -302,6 +302,8 @@ impl Engine {
             self.count(|c| {
                 c.retries += 1;
                 c.last_error = Some((now, message.clone()));
+                c.failing_since_ms.get_or_insert(now);
+                c.next_attempt_ms = Some(now + delay.as_millis() as i64);
             });
             tracing::warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "request failed; retrying");
         })
@@ -309,7 +311,11 @@ impl Engine {
         match end {
             RetryEnd::Acked => {
                 let now = self.now();
-                self.count(|c| c.last_success_ms = Some(now));
+                self.count(|c| {
+                    c.last_success_ms = Some(now);
+                    c.failing_since_ms = None;
+                    c.next_attempt_ms = None;
+                });
                 Ok(Sent::Acked)
             }
             RetryEnd::Stopped => Err(Outcome::Stopped),

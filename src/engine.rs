@@ -114,6 +114,13 @@ pub struct Counters {
     pub unpriced: std::collections::BTreeMap<String, crate::model::Tokens>,
     /// The last error, with its time.
     pub last_error: Option<(i64, String)>,
+    /// Bytes of line units read and acknowledged (progress, rate and ETA).
+    pub bytes_committed: u64,
+    /// Since when requests have been failing in a row with transient errors (server down,
+    /// unreachable, 5xx); cleared by the next acknowledged request.
+    pub failing_since_ms: Option<i64>,
+    /// When the next attempt of a failing request is due.
+    pub next_attempt_ms: Option<i64>,
 }
 
 /// Everything the engine needs, shared by the workers.
@@ -409,6 +416,7 @@ impl Engine {
         if let Some(err) = first_error {
             tracing::warn!(file = %path.display(), lines = malformed, first = %err, "skipped lines that do not parse");
         }
+        let bytes = chunk.end.saturating_sub(record.checkpoint.offset);
         record.checkpoint = tail::fingerprint(&mut file, chunk.end).map_err(io)?;
         record.state = Some(parser.save_state());
         record.len = len;
@@ -426,6 +434,7 @@ impl Engine {
             mode,
             gone: false,
             more: chunk.more,
+            bytes,
         }))
     }
 
@@ -439,6 +448,7 @@ impl Engine {
             mode: Mode::Reset,
             gone: true,
             more: false,
+            bytes: 0,
         }))
     }
 
@@ -463,6 +473,7 @@ impl Engine {
             mode: Mode::ReplaceSessions,
             gone: false,
             more: snapshot.more,
+            bytes: 0,
         }))
     }
 
@@ -479,6 +490,7 @@ impl Engine {
             mode,
             gone,
             more: _,
+            bytes,
         } = step;
         let fed: BTreeSet<String> = records
             .iter()
@@ -543,6 +555,7 @@ impl Engine {
             return Ok(outcome);
         }
         self.ledger.commit(&commit)?;
+        self.count(|c| c.bytes_committed += bytes);
         Ok(Outcome::Done)
     }
 }
@@ -573,4 +586,6 @@ struct Step {
     /// The unit's file is gone: its record is removed on commit.
     gone: bool,
     more: bool,
+    /// Bytes of the file this step covers (line units), counted once committed.
+    bytes: u64,
 }

@@ -9,6 +9,7 @@ mod audit;
 mod bad_files;
 mod claude_source;
 mod cli;
+mod cli_daemon;
 mod client;
 mod codex_source;
 mod cursor_source;

@@ -531,7 +531,7 @@ fn an_unpriced_model_is_named_in_sync_status_and_the_daemon_log() {
     assert!(out.status.success(), "{}", stderr(&out));
     let named = "claude-nonesuch-1 (1 session(s), 7500 prompt + 300 completion tokens)";
     assert!(stderr(&out).contains(named), "sync: {}", stderr(&out));
-    let status = home.ok(&["status"]);
+    let status = home.status(&[]);
     assert!(status.contains(named), "status: {status}");
     // The daemon logs it once, however often the session is read.
     let dir = home.claude_projects().join("-home-dev-pricing");

@@ -616,9 +616,28 @@ fn every_real_payload_is_accepted_by_the_server() {
     home.login(&emu.url(), KEY);
     let out = home.ok(&["sync"]);
     assert!(out.contains(", 0 rejected"), "{out}");
-    let status: Value = serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();
+    let status: Value = serde_json::from_str(&home.status(&["--json"])).unwrap();
     assert_eq!(status["quarantined"], 0, "{status}");
     assert_server_matches_export(&home, &emu);
+    // After a full sync, `status`, `sync --dry-run` and `sync` agree that no file is pending;
+    // the updates held back for the server's dedup windows are counted alike by both, and the
+    // next sync sends them. After that, a sync sends nothing.
+    for s in status["sources"].as_array().unwrap() {
+        assert_eq!(s["backlog_files"], 0, "{s}");
+    }
+    let dry: Value = serde_json::from_str(&home.ok(&["sync", "--dry-run", "--json"])).unwrap();
+    assert_eq!(dry["files"], serde_json::json!([]), "{dry}");
+    assert_eq!(dry["deferred_writes"], status["deferred_writes"], "{dry}");
+    assert!(home.ok(&["sync"]).contains("Synced 0 file(s)"));
+    let status: Value = serde_json::from_str(&home.status(&["--json"])).unwrap();
+    assert_eq!(status["deferred_writes"], 0, "{status}");
+    let requests = emu.request_count();
+    assert!(home.ok(&["sync"]).contains("Synced 0 file(s)"));
+    assert_eq!(
+        emu.request_count(),
+        requests,
+        "a sync after everything was sent sent something"
+    );
     let rejected: Vec<_> = emu
         .requests()
         .into_iter()

@@ -282,7 +282,7 @@ fn batch_creates_sessions_with_their_start_and_sends_new_messages_in_batches() {
         );
     }
     // What batch costs is said where the user looks: status and the key's documentation.
-    let status = home.ok(&["status"]);
+    let status = home.status(&[]);
     assert!(
         status.contains("transport = batch") && status.contains("sync time as their createdAt"),
         "{status}"
@@ -308,17 +308,17 @@ fn refused_records_are_listed_and_retried() {
         1,
     );
     home.ok(&["sync"]);
-    let listed = home.ok(&["status", "--rejected"]);
+    let listed = home.status(&["--rejected"]);
     assert!(listed.contains("message"), "{listed}");
     assert!(
         listed.contains("extra field"),
         "the reason is shown: {listed}"
     );
-    let json: Value = serde_json::from_str(&home.ok(&["status", "--rejected", "--json"])).unwrap();
+    let json: Value = serde_json::from_str(&home.status(&["--rejected", "--json"])).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 1);
     // Retried on request: accepted now.
     home.ok(&["sync", "--retry-rejected"]);
-    let json: Value = serde_json::from_str(&home.ok(&["status", "--rejected", "--json"])).unwrap();
+    let json: Value = serde_json::from_str(&home.status(&["--rejected", "--json"])).unwrap();
     assert!(json.as_array().unwrap().is_empty(), "{json}");
     assert_server_matches_export(&home, &emu);
 }
@@ -337,16 +337,15 @@ fn refused_records_are_retried_when_the_shaping_changes() {
         1,
     );
     home.ok(&["sync"]);
-    assert!(home.ok(&["status", "--rejected"]).contains("too large"));
+    assert!(home.status(&["--rejected"]).contains("too large"));
     // Nothing changed: a sync does not try again.
     home.ok(&["sync"]);
-    assert!(home.ok(&["status", "--rejected"]).contains("too large"));
+    assert!(home.status(&["--rejected"]).contains("too large"));
     // Smaller caps: the refused record is shaped again and sent.
     home.ok(&["set", "max_part_bytes", "65536"]);
     home.ok(&["sync"]);
     assert!(
-        home.ok(&["status", "--rejected"])
-            .contains("refused no record"),
+        home.status(&["--rejected"]).contains("refused no record"),
         "retried after the caps changed"
     );
 }

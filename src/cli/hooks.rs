@@ -27,12 +27,7 @@ pub(super) fn cmd_hook_dispatch(paths: &Paths, event: &str, args: &[String]) {
 /// names it.
 pub(super) fn cmd_hook(paths: &Paths, event: &str, payload: Option<&str>) {
     let payload = payload.map(str::to_string).or_else(read_stdin_briefly);
-    nudge(
-        paths,
-        event,
-        payload.as_deref().and_then(transcript_path),
-        NoDaemon::StartSync,
-    );
+    nudge(paths, event, payload.as_deref().and_then(transcript_path));
 }
 
 /// `hook droid <event>`: Factory Droid's `Stop` / `SessionEnd` hooks. Prints nothing and exits
@@ -41,12 +36,7 @@ pub(super) fn cmd_hook(paths: &Paths, event: &str, payload: Option<&str>) {
 pub(super) fn cmd_hook_droid(paths: &Paths, event: Option<&str>) {
     let payload = read_stdin_briefly();
     let event = format!("droid-{}", event.unwrap_or("event"));
-    nudge(
-        paths,
-        &event,
-        payload.as_deref().and_then(transcript_path),
-        NoDaemon::Nothing,
-    );
+    nudge(paths, &event, payload.as_deref().and_then(transcript_path));
 }
 
 /// `hook cursor <event>`: Cursor waits for the answer, so this reads the payload, spools the
@@ -68,7 +58,6 @@ pub(super) fn cmd_hook_cursor(paths: &Paths, event: Option<&str>) {
             paths,
             &format!("cursor-{}", event.unwrap_or_default()),
             Some(spool_file),
-            NoDaemon::Nothing,
         ),
         Err(err) => eprintln!("opensyncd: {err}"),
     }
@@ -84,35 +73,19 @@ fn transcript_path(payload: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// What a hook does when no daemon answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NoDaemon {
-    /// Start a background `opensyncd sync` (Claude Code and Codex, as before).
-    StartSync,
-    /// Nothing: the daemon backfills when it starts. Cursor fires a hook for every tool call,
-    /// and a process per call would pile up.
-    Nothing,
-}
-
-/// Tells the running daemon to look now; with no daemon, `otherwise` says what to do.
-fn nudge(paths: &Paths, event: &str, path: Option<PathBuf>, otherwise: NoDaemon) {
+/// Tells the running daemon to look now. With no daemon, a hook does nothing at all — it
+/// starts no process. A `sync` started from a hook would take the single-instance lock, and
+/// the service (`opensyncd run`), starting meanwhile, would wait for it; a tool firing a hook
+/// per turn (or per tool call) would pile such processes up while the server is slow. Nothing
+/// is lost by doing nothing: the daemon's scan at start backfills everything written
+/// meanwhile, and `status` says when no daemon runs.
+fn nudge(paths: &Paths, event: &str, path: Option<PathBuf>) {
     let request = Request::Hook {
         event: event.to_string(),
         path,
     };
-    match control::request(paths, &request, Some(Duration::from_millis(80))) {
-        Ok(Some(_)) => {}
-        Ok(None) if otherwise == NoDaemon::Nothing => {}
-        Ok(None) => {
-            let _ = std::process::Command::new(binary_path())
-                .arg("sync")
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn();
-        }
-        Err(_) => {} // A busy daemon will see the change through its watcher anyway.
-    }
+    // No daemon, or a busy one (it sees the change through its watcher anyway): nothing to do.
+    let _ = control::request(paths, &request, Some(Duration::from_millis(80)));
 }
 
 /// Cursor writes the payload and closes stdin. Reads until the end, or until what was read is a
