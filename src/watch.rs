@@ -81,7 +81,7 @@ impl Watcher {
         std::thread::Builder::new()
             .name("opensyncd-watch".into())
             .spawn(move || debounce_loop(raw_rx, debounce, &handler_roots, &tx))
-            .map_err(|e| notify::Error::io(e))?;
+            .map_err(notify::Error::io)?;
         let mut watcher = Watcher {
             notify,
             roots,
