@@ -8,7 +8,9 @@
 //! `schedstat` (nanoseconds, all threads), bytes read from `io:rchar`, memory from `VmHWM`.
 //!
 //! Usage: `bench --bin BIN --work DIR SCENARIO...` where scenarios are `parse`, `append`,
-//! `latency`, `backfill`, `idle`, `coldstart` (see `bench/run.sh` for the corpora each needs).
+//! `latency`, `backfill`, `rtt`, `faults`, `idle`, `coldstart` (see `bench/run.sh` for the
+//! corpora each needs). `rtt` and `faults` end by checking that the server holds exactly what
+//! `export` says (sessions, their tokens and titles, every message id, its text and parts).
 
 #![allow(dead_code)]
 
@@ -29,7 +31,11 @@ struct Opts {
     work: PathBuf,
     corpus: PathBuf,
     corpus_small: PathBuf,
+    corpus_tiny: PathBuf,
+    fixtures: PathBuf,
     idle_secs: u64,
+    rtt_delays_ms: Vec<u64>,
+    rtt_baseline: bool,
     latency_appends: usize,
     append_samples: usize,
     transports: Vec<String>,
@@ -43,7 +49,11 @@ fn parse_args() -> Opts {
         work: PathBuf::from("/tmp/opensyncd-bench"),
         corpus: PathBuf::new(),
         corpus_small: PathBuf::new(),
+        corpus_tiny: PathBuf::new(),
+        fixtures: PathBuf::new(),
         idle_secs: 600,
+        rtt_delays_ms: vec![50, 150],
+        rtt_baseline: true,
         latency_appends: 1000,
         append_samples: 50,
         // Batch at scale measures the emulation (its batch path is quadratic), not opensyncd.
@@ -57,7 +67,13 @@ fn parse_args() -> Opts {
             "--work" => o.work = val().into(),
             "--corpus" => o.corpus = val().into(),
             "--corpus-small" => o.corpus_small = val().into(),
+            "--corpus-tiny" => o.corpus_tiny = val().into(),
+            "--fixtures" => o.fixtures = val().into(),
             "--idle-secs" => o.idle_secs = val().parse().unwrap(),
+            "--rtt-delays" => {
+                o.rtt_delays_ms = val().split(',').map(|d| d.parse().unwrap()).collect()
+            }
+            "--no-rtt-baseline" => o.rtt_baseline = false,
             "--latency-appends" => o.latency_appends = val().parse().unwrap(),
             "--append-samples" => o.append_samples = val().parse().unwrap(),
             "--transports" => o.transports = val().split(',').map(String::from).collect(),
@@ -83,6 +99,8 @@ fn main() {
             "append" => append(&o),
             "latency" => latency(&o),
             "backfill" => backfill(&o),
+            "rtt" => rtt(&o),
+            "faults" => faults(&o),
             "idle" => idle(&o),
             "coldstart" => coldstart(&o),
             other => panic!("unknown scenario {other}"),
@@ -253,10 +271,17 @@ impl Env {
     fn new(o: &Opts, home: &Path, name: &str) -> Env {
         let state = o.work.join(format!("state-{name}"));
         let _ = std::fs::remove_dir_all(&state);
+        // Experiments: `BENCH_DAEMON_ENV="K=V,K2=V2"` is passed to every opensyncd started.
+        let extra = std::env::var("BENCH_DAEMON_ENV")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Env {
             home: home.to_path_buf(),
             state,
-            extra: Vec::new(),
+            extra,
         }
     }
 
@@ -312,16 +337,129 @@ impl Env {
     /// Distinct message ids `export` predicts (the server keys messages by id globally, so a
     /// line replayed into another session's file is one row).
     fn expected_messages(&self, o: &Opts) -> usize {
+        self.export(o).messages
+    }
+
+    /// What `export` says the server should hold.
+    fn export(&self, o: &Opts) -> Exported {
         let out = self.cmd(o, &["export"]).output().unwrap();
         assert!(out.status.success());
         let mut ids = std::collections::HashSet::new();
+        let mut sessions = std::collections::HashMap::new();
+        let mut longest = 0;
         for l in out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let v: serde_json::Value = serde_json::from_slice(l).unwrap();
-            for m in v["messages"].as_array().into_iter().flatten() {
+            let msgs: Vec<serde_json::Value> =
+                v["messages"].as_array().cloned().unwrap_or_default();
+            longest = longest.max(msgs.len());
+            for m in &msgs {
                 ids.insert(m["externalId"].as_str().unwrap_or_default().to_string());
             }
+            let sid = v["session"]["externalId"].as_str().unwrap().to_string();
+            sessions.insert(sid, (v["session"].clone(), msgs));
         }
-        ids.len()
+        Exported {
+            messages: ids.len(),
+            longest_session: longest,
+            sessions,
+        }
+    }
+}
+
+/// `export`'s prediction: session id → (session payload, its messages).
+struct Exported {
+    messages: usize,
+    /// Messages of the largest session (sent one after the other: the critical path).
+    longest_session: usize,
+    sessions: std::collections::HashMap<String, (serde_json::Value, Vec<serde_json::Value>)>,
+}
+
+/// The differences between what the emulation holds and what `export` predicts (empty when
+/// they agree): session ids, tokens and titles; per session the message ids, each message's
+/// text and number of parts; no row twice.
+fn server_vs_export(emu: &Emulation, want: &Exported) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let dups = emu.duplicate_rows();
+    if !dups.is_empty() {
+        diffs.push(format!("{} duplicate rows, e.g. {}", dups.len(), dups[0]));
+    }
+    let sessions = emu.sessions(emu.default_user());
+    let by_row: std::collections::HashMap<&str, &str> = sessions
+        .iter()
+        .map(|s| (s.id.as_str(), s.external_id.as_str()))
+        .collect();
+    let mut stored: std::collections::HashMap<&str, Vec<support::StoredMessage>> =
+        std::collections::HashMap::new();
+    for m in emu.all_messages() {
+        if let Some(sid) = by_row.get(m.session_id.as_str()) {
+            stored.entry(sid).or_default().push(m);
+        }
+    }
+    if sessions.len() != want.sessions.len() {
+        diffs.push(format!(
+            "{} sessions on the server, export has {}",
+            sessions.len(),
+            want.sessions.len()
+        ));
+    }
+    for s in &sessions {
+        let Some((payload, messages)) = want.sessions.get(&s.external_id) else {
+            diffs.push(format!("session {} is not in export", s.external_id));
+            continue;
+        };
+        let tokens = |k: &str| payload[k].as_u64().unwrap_or(0);
+        if (s.prompt_tokens, s.completion_tokens)
+            != (tokens("promptTokens"), tokens("completionTokens"))
+            || s.title.as_deref() != payload["title"].as_str()
+        {
+            diffs.push(format!("session {}: tokens or title differ", s.external_id));
+        }
+        let have = stored.remove(s.external_id.as_str()).unwrap_or_default();
+        let want_by_id: std::collections::HashMap<&str, &serde_json::Value> = messages
+            .iter()
+            .map(|m| (m["externalId"].as_str().unwrap_or_default(), m))
+            .collect();
+        if have.len() != want_by_id.len() {
+            diffs.push(format!(
+                "session {}: {} messages, export has {}",
+                s.external_id,
+                have.len(),
+                want_by_id.len()
+            ));
+        }
+        for m in &have {
+            match want_by_id.get(m.external_id.as_str()) {
+                None => diffs.push(format!("message {} is not in export", m.external_id)),
+                Some(w) => {
+                    if m.text_content.as_deref() != w["textContent"].as_str()
+                        || m.parts.len() != w["parts"].as_array().map_or(0, Vec::len)
+                    {
+                        diffs.push(format!("message {}: text or parts differ", m.external_id));
+                    }
+                }
+            }
+        }
+    }
+    diffs
+}
+
+/// Waits (up to `within`) until the server equals `export`; the differences left otherwise.
+fn wait_equal_to_export(emu: &Emulation, want: &Exported, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let diffs = server_vs_export(emu, want);
+        if diffs.is_empty() || Instant::now() >= deadline {
+            return diffs;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The check's verdict for a table cell.
+fn verdict(diffs: &[String]) -> String {
+    match diffs.first() {
+        None => "yes".into(),
+        Some(first) => format!("**no** ({} differences, e.g. {first})", diffs.len()),
     }
 }
 
@@ -591,8 +729,19 @@ fn backfill(o: &Opts) {
             let daemon = env.spawn(o, &format!("backfill-{transport}.log"));
             let pid = daemon.id();
             let mut peak = 0;
+            let trace = std::env::var_os("BENCH_TRACE_RATE").is_some();
+            let mut last = Instant::now();
             let done = emu.wait_for(Duration::from_secs(3600), |e| {
                 peak = peak.max(proc_field(pid, "status", "VmHWM"));
+                if trace && last.elapsed() >= Duration::from_secs(2) {
+                    last = Instant::now();
+                    eprintln!(
+                        "{:5.1} s: {} messages, RSS {} MiB",
+                        t0.elapsed().as_secs_f64(),
+                        e.message_count(),
+                        proc_field(pid, "status", "VmRSS") / 1024
+                    );
+                }
                 e.message_count() >= want
             });
             let wall = t0.elapsed().as_secs_f64();
@@ -612,33 +761,337 @@ fn backfill(o: &Opts) {
     println!();
 }
 
-/// Scenario 5: Idle cost with the corpus synced and watched.
+/// One backfill against the emulation with a per-request delay: wall time to every message
+/// and to a server equal to `export`, requests, and how busy the pool was.
+struct RttRun {
+    want: Exported,
+    wall_messages: f64,
+    wall_equal: f64,
+    requests: u64,
+    daemon_cpu: f64,
+    peak_rss_mib: f64,
+    diffs: Vec<String>,
+}
+
+fn rtt_run(o: &Opts, corpus: &Path, delay: Duration, extra: &[(&str, &str)], name: &str) -> RttRun {
+    let emu = Emulation::with_key(KEY);
+    emu.set_recording(std::env::var_os("BENCH_TRACE_RATE").is_some());
+    emu.set_latency(delay);
+    let mut env = Env::new(o, corpus, name);
+    for (k, v) in extra {
+        env.extra.push((k.to_string(), v.to_string()));
+    }
+    env.login(o, &emu);
+    let want = env.export(o);
+    let t0 = Instant::now();
+    let daemon = env.spawn(o, &format!("{name}.log"));
+    let pid = daemon.id();
+    let mut peak = 0;
+    let trace = std::env::var_os("BENCH_TRACE_RATE").is_some();
+    let mut last = (Instant::now(), 0u64);
+    let done = emu.wait_for(Duration::from_secs(7200), |e| {
+        peak = peak.max(proc_field(pid, "status", "VmHWM"));
+        if trace && last.0.elapsed() >= Duration::from_secs(1) {
+            let n = e.request_count();
+            eprintln!(
+                "{:5.1} s: {} requests/s",
+                t0.elapsed().as_secs_f64(),
+                n - last.1
+            );
+            last = (Instant::now(), n);
+        }
+        e.message_count() >= want.messages
+    });
+    assert!(done, "{name}: not every message arrived");
+    if trace {
+        let reqs = emu.requests();
+        let mut first: std::collections::HashMap<String, (usize, usize, usize)> =
+            Default::default();
+        for (i, r) in reqs.iter().enumerate() {
+            let sid = r
+                .body
+                .as_ref()
+                .and_then(|b| {
+                    b["sessionExternalId"]
+                        .as_str()
+                        .or(b["externalId"].as_str())
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            let e = first.entry(sid).or_insert((i, i, 0));
+            e.1 = i;
+            e.2 += 1;
+        }
+        let mut v: Vec<_> = first.into_iter().filter(|(_, x)| x.2 > 60).collect();
+        v.sort_by_key(|(_, x)| x.0);
+        for (sid, (a, b, n)) in v {
+            eprintln!("session {sid}: requests #{a}..#{b} ({n})");
+        }
+    }
+    let wall_messages = t0.elapsed().as_secs_f64();
+    // Session totals may wait for the server's 10 s window (deferred writes).
+    let diffs = wait_equal_to_export(&emu, &want, Duration::from_secs(120));
+    let wall_equal = t0.elapsed().as_secs_f64();
+    let daemon_cpu = cpu_ns(pid) as f64 / 1e9;
+    peak = peak.max(proc_field(pid, "status", "VmHWM"));
+    let requests = emu.request_count();
+    stop(daemon);
+    RttRun {
+        want,
+        wall_messages,
+        wall_equal,
+        requests,
+        daemon_cpu,
+        peak_rss_mib: peak as f64 / 1024.0,
+        diffs,
+    }
+}
+
+/// Scenario 8: backfill over a network: every request delayed by 50 ms and 150 ms (the
+/// emulation sleeps before answering), default settings, the 16 MB and the 257 MiB corpora;
+/// plus the old default width (4 requests at a time) on the 16 MB corpus at 50 ms, as the
+/// in-run baseline. "Pool busy" is requests × delay / (wall × 16): how much of the time the
+/// 16 slots had a request on the wire. The longest session's messages go one after the other,
+/// so `messages × delay` of that session is a floor under the wall time.
+fn rtt(o: &Opts) {
+    println!("## 8. Backfill over a network (per-request delay), default settings\n");
+    println!(
+        "| corpus | delay | concurrency | messages | requests | wall s (all messages) | msgs/s | pool busy | longest session: messages, floor s | wall s (= export) | server = export | daemon CPU s | peak RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let corpora: Vec<&PathBuf> = [&o.corpus_tiny, &o.corpus_small]
+        .into_iter()
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    let mut tiny_50 = (None, None);
+    for corpus in corpora {
+        let (_, bytes) = corpus_size(corpus);
+        for &delay_ms in &o.rtt_delays_ms {
+            let delay = Duration::from_millis(delay_ms);
+            let mut widths: Vec<(&str, Vec<(&str, &str)>)> = vec![("16 (default)", vec![])];
+            if o.rtt_baseline && corpus == &o.corpus_tiny && delay_ms == 50 {
+                widths.push(("4 (old default)", vec![("OPENSYNCD_CONCURRENCY", "4")]));
+            }
+            for (width, extra) in widths {
+                let name = format!("rtt-{delay_ms}-{}", width.split(' ').next().unwrap());
+                let r = rtt_run(o, corpus, delay, &extra, &name);
+                let rate = r.want.messages as f64 / r.wall_messages;
+                let slots = if width.starts_with('4') { 4.0 } else { 16.0 };
+                let busy = r.requests as f64 * delay.as_secs_f64() / (r.wall_messages * slots);
+                println!(
+                    "| {:.0} MiB | {delay_ms} ms | {width} | {} | {} | {:.1} | {rate:.0} | {:.0}% | {}, {:.1} | {:.1} | {} | {:.1} | {:.1} |",
+                    mb(bytes),
+                    r.want.messages,
+                    r.requests,
+                    r.wall_messages,
+                    busy * 100.0,
+                    r.want.longest_session,
+                    r.want.longest_session as f64 * delay.as_secs_f64(),
+                    r.wall_equal,
+                    verdict(&r.diffs),
+                    r.daemon_cpu,
+                    r.peak_rss_mib
+                );
+                std::io::stdout().flush().unwrap();
+                if corpus == &o.corpus_tiny && delay_ms == 50 {
+                    match width.starts_with('4') {
+                        false => tiny_50.0 = Some(rate),
+                        true => tiny_50.1 = Some(rate),
+                    }
+                }
+            }
+        }
+    }
+    if let (Some(default), Some(old)) = tiny_50 {
+        println!(
+            "\nSmallest corpus at 50 ms: default / old width (4) = {:.2}x",
+            default / old
+        );
+    }
+    println!();
+}
+
+/// A copy of the real fixtures' Claude Code and Codex trees (about 720 messages), which the
+/// `faults` scenario can add sessions to.
+fn fixtures_home(o: &Opts) -> (PathBuf, Vec<(String, String)>) {
+    assert!(
+        o.fixtures.join("claude").is_dir(),
+        "--fixtures must name the real fixtures (../shared/fixtures/real)"
+    );
+    let home = o.work.join("faults-home");
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    for tool in ["claude", "codex"] {
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(o.fixtures.join(tool))
+            .arg(home.join(tool))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let env = vec![
+        (
+            "CLAUDE_CONFIG_DIR".to_string(),
+            home.join("claude").display().to_string(),
+        ),
+        (
+            "CODEX_HOME".to_string(),
+            home.join("codex").display().to_string(),
+        ),
+    ];
+    (home, env)
+}
+
+/// Scenario 9: convergence under heavy faults — 30% 5xx, 10% 429 (`Retry-After: 1`), 5% of
+/// connections dropped before the write and 5% after it — on the real fixtures (Claude Code
+/// and Codex), against a fault-free run of the same files in the same run; then a 60 s outage
+/// during which 40 new sessions are written, and the return once it ends.
+fn faults(o: &Opts) {
+    let (home, extra) = fixtures_home(o);
+    let run = |name: &str, faults: Option<support::Faults>| {
+        let emu = Emulation::with_key(KEY);
+        if let Some(f) = faults {
+            emu.set_faults(f);
+        }
+        let mut env = Env::new(o, &home, name);
+        env.extra = extra.clone();
+        env.login(o, &emu);
+        let want = env.export(o);
+        let t0 = Instant::now();
+        let daemon = env.spawn(o, &format!("{name}.log"));
+        let diffs = wait_equal_to_export(&emu, &want, Duration::from_secs(600));
+        let wall = t0.elapsed().as_secs_f64();
+        (emu, env, daemon, want, wall, diffs)
+    };
+    let (clean_emu, _, clean_daemon, want, clean_wall, clean_diffs) = run("faults-none", None);
+    let clean_requests = clean_emu.request_count();
+    stop(clean_daemon);
+    drop(clean_emu);
+    let mix = support::Faults {
+        error_rate: 0.3,
+        rate_429: 0.1,
+        retry_after_secs: 1,
+        drop_before_rate: 0.05,
+        drop_after_rate: 0.05,
+        seed: 14,
+    };
+    let (emu, env, daemon, _, wall, diffs) = run("faults-mix", Some(mix));
+    let requests = emu.request_count();
+    let log = std::fs::read_to_string(o.work.join("faults-mix.log")).unwrap_or_default();
+    let longest_wait_ms = log
+        .lines()
+        .filter_map(|l| l.split("retry_in_ms=").nth(1))
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    println!(
+        "## 9. Convergence under faults (real fixtures: Claude Code + Codex, {} messages in {} sessions)\n",
+        want.messages,
+        want.sessions.len()
+    );
+    println!(
+        "| run | server = export after s | requests | requests vs fault-free | longest single wait | server = export |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| fault-free | {clean_wall:.1} | {clean_requests} | 1.00x | – | {} |",
+        verdict(&clean_diffs)
+    );
+    println!(
+        "| 30% 5xx + 10% 429 + 5% drop before + 5% drop after | {wall:.1} | {requests} | {:.2}x | {:.1} s | {} |\n",
+        requests as f64 / clean_requests as f64,
+        longest_wait_ms as f64 / 1000.0,
+        verdict(&diffs)
+    );
+    std::io::stdout().flush().unwrap();
+
+    // An outage with many sessions waiting: the pool probes, it does not hammer.
+    emu.set_faults(support::Faults::default());
+    let project = home.join("claude/projects/-home-dev-outage");
+    std::fs::create_dir_all(&project).unwrap();
+    let before = emu.request_count();
+    emu.start_outage();
+    for i in 0..40u64 {
+        let sid = format!("0a7a0000-0000-4000-8000-{i:012}");
+        let mut text = String::new();
+        for n in 0..5u64 {
+            text.push_str(&claude_line(
+                &sid,
+                &format!("0a7a{i:04}-0000-4000-a000-{n:012}"),
+                600,
+            ));
+        }
+        std::fs::write(project.join(format!("{sid}.jsonl")), text).unwrap();
+    }
+    let outage = Duration::from_secs(60);
+    std::thread::sleep(outage);
+    let during = emu.request_count() - before;
+    emu.end_outage();
+    let t_end = Instant::now();
+    let want_after = env.export(o);
+    let after_diffs = wait_equal_to_export(&emu, &want_after, Duration::from_secs(300));
+    let back = t_end.elapsed().as_secs_f64();
+    stop(daemon);
+    println!(
+        "| outage | sessions waiting | requests during the outage | after it ends: server = export within | server = export |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {} s, every connection dropped | 40 | {during} | {back:.1} s | {} |\n",
+        outage.as_secs(),
+        verdict(&after_diffs)
+    );
+}
+
+/// Scenario 5: Idle cost with each corpus synced and watched: both corpora side by side (two
+/// daemons, two emulations, in parallel: an idle daemon's CPU is its own whatever runs beside
+/// it), so that "flat in file count" is read off one run.
 fn idle(o: &Opts) {
-    let corpus = &o.corpus;
+    let corpora: Vec<PathBuf> = [&o.corpus_small, &o.corpus]
+        .into_iter()
+        .filter(|p| !p.as_os_str().is_empty())
+        .cloned()
+        .collect();
+    let rows: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = corpora
+            .iter()
+            .enumerate()
+            .map(|(i, corpus)| scope.spawn(move || idle_one(o, corpus, &format!("idle-{i}"))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    println!(
+        "## 5. Idle (synced, every directory watched, {} s)\n",
+        o.idle_secs
+    );
+    println!(
+        "| files | CPU s | CPU s per 10 min | wakeups (context switches) per s | requests | RSS MiB | goal |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+    println!();
+}
+
+/// Backfills `corpus`, lets it settle, then measures `idle_secs` of nothing happening. The
+/// large corpus's synced state is left for `coldstart`.
+fn idle_one(o: &Opts, corpus: &Path, name: &str) -> String {
     let (files, _) = corpus_size(corpus);
     let emu = Emulation::with_key(KEY);
     emu.set_recording(false);
-    // Reuse the ledger `backfill` left (the same corpus, fully synced) instead of syncing
-    // it again; otherwise sync it now.
-    let synced = o.work.join("state-backfill-per-record");
-    let reuse = o.corpus_small.as_os_str().is_empty() && synced.join("ledger").is_dir();
-    let env = if reuse {
-        Env {
-            home: corpus.clone(),
-            state: synced,
-            extra: Vec::new(),
-        }
-    } else {
-        Env::new(o, corpus, "idle")
-    };
+    let env = Env::new(o, corpus, name);
     env.login(o, &emu);
-    let daemon = env.spawn(o, "idle.log");
-    if !reuse {
-        let want = env.expected_messages(o);
-        assert!(wait_messages(&emu, want, Duration::from_secs(3600)));
-    }
-    // Let the settle re-sends (10 s window) and any trailing work finish. (Not "no CPU for
-    // N s": the housekeeping tick wakes the daemon every 2 s.)
+    let want = env.expected_messages(o);
+    let daemon = env.spawn(o, &format!("{name}.log"));
+    assert!(wait_messages(&emu, want, Duration::from_secs(3600)));
+    // Let the settle re-sends (10 s window) and any trailing work finish.
     std::thread::sleep(Duration::from_secs(15));
     wait_quiescent(daemon.id(), Duration::from_millis(1000));
     let pid = daemon.id();
@@ -647,25 +1100,19 @@ fn idle(o: &Opts) {
     let (c1, w1, r1) = (cpu_ns(pid), wakeups(pid), emu.request_count());
     let rss = proc_field(pid, "status", "VmRSS");
     stop(daemon);
-    println!(
-        "## 5. Idle ({files} files watched and synced, {} s)\n",
-        o.idle_secs
-    );
-    println!(
-        "| CPU s | CPU s per 10 min | wakeups (context switches) per s | requests | RSS MiB | goal |"
-    );
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| {:.3} | {:.3} | {:.1} | {} | {:.1} | < 1 s CPU / 10 min, RSS < 32 MiB |\n",
+    if corpus == o.corpus {
+        // Leave the synced state for `coldstart`.
+        let _ = std::fs::remove_dir_all(o.work.join("state-coldstart"));
+        std::fs::rename(&env.state, o.work.join("state-coldstart")).unwrap();
+    }
+    format!(
+        "| {files} | {:.3} | {:.3} | {:.2} | {} | {:.1} | < 1 s CPU / 10 min, RSS < 32 MiB |",
         (c1 - c0) as f64 / 1e9,
         (c1 - c0) as f64 / 1e9 * 600.0 / o.idle_secs as f64,
         (w1 - w0) as f64 / o.idle_secs as f64,
         r1 - r0,
         rss as f64 / 1024.0
-    );
-    // Leave the synced state for `coldstart`.
-    let _ = std::fs::remove_dir_all(o.work.join("state-coldstart"));
-    std::fs::rename(&env.state, o.work.join("state-coldstart")).unwrap();
+    )
 }
 
 /// Scenario 7: Cold start with a large ledger: time to READY=1 (sd_notify) and to the first idle.

@@ -48,11 +48,13 @@ pub struct Config {
     pub url: Option<String>,
     /// `per-record` or `batch`.
     pub transport: Transport,
-    /// Sessions pushed at once (messages within one session are always serial).
+    /// Requests in flight at most (adapted down on overload); messages within one session are
+    /// always serial, so this is also how many sessions are pushed at once.
     pub concurrency: usize,
     /// Debounce for file events, in milliseconds.
     pub debounce_ms: u64,
-    /// Seconds between full rescans (events are hints; the scan is the truth).
+    /// Seconds between safety-net full rescans while file watching is healthy (events are
+    /// hints; the scan is the truth); at most 120 s while watching is degraded.
     pub rescan_interval_secs: u64,
     /// Send thinking / reasoning text.
     pub sync_thinking: bool,
@@ -117,9 +119,9 @@ impl Default for Config {
         Config {
             url: None,
             transport: Transport::PerRecord,
-            concurrency: 4,
+            concurrency: 16,
             debounce_ms: 500,
-            rescan_interval_secs: 120,
+            rescan_interval_secs: 3600,
             sync_thinking: false,
             sync_tool_calls: true,
             sync_subagents: true,
@@ -217,7 +219,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ),
     (
         "concurrency",
-        "sessions pushed at once, 1-64 (one session is always serial)",
+        "requests in flight at most, 1-64, fewer while the server signals overload (one session is always serial)",
     ),
     (
         "debounce_ms",
@@ -225,7 +227,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ),
     (
         "rescan_interval_secs",
-        "full rescan period, 5-86400 (events are hints; the scan is the truth)",
+        "safety-net full rescan period while file watching is healthy, 5-86400; at most 120 while it is degraded (events are hints; the scan is the truth)",
     ),
     ("sync_thinking", "send thinking / reasoning text"),
     ("sync_tool_calls", "send tool calls and tool results"),
@@ -1544,7 +1546,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(loaded.config.debounce_ms, 250);
-        assert_eq!(loaded.config.concurrency, 4);
+        assert_eq!(loaded.config.concurrency, 16);
         assert_eq!(
             loaded.warnings,
             [

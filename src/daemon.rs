@@ -7,7 +7,7 @@
 //! messages — watcher hints, control requests, signals, worker completions and tickers — so no
 //! state is shared between tasks except the engine (ledger + client) itself.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::backlog::Backlog;
 use crate::config::{self, Config, Paths};
 use crate::control::{self, ControlMsg, Replier, Reply, Request};
 use crate::credentials;
@@ -27,7 +28,7 @@ use crate::lock;
 use crate::pause::{self, Hold, HoldKind};
 use crate::pending;
 use crate::progress::{Backfill, Meter, SyncProgress, Tick};
-use crate::selection::{Selection, SyncSummary, scan_units};
+use crate::selection::{Selection, SyncSummary, for_each_unit_to_process, scan_units};
 use crate::sources::{self, Roots, Unit};
 use crate::status::{self, Status};
 use crate::watch::{Hint, Watcher};
@@ -39,11 +40,23 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const PAUSE_PROBE: Duration = Duration::from_secs(300);
 /// How long an errored unit waits before it is tried again.
 pub const UNIT_RETRY: Duration = Duration::from_secs(30);
+/// The safety-net scan period while file watching is degraded (the watch limit was hit, so
+/// events are missing for part of the tree), whatever `rescan_interval_secs` says.
+pub const DEGRADED_RESCAN: Duration = Duration::from_secs(120);
+/// After a unit commits, deferred writes are looked at within this long (not after every
+/// unit: during a backfill thousands finish per minute, and the deferred tree is read whole).
+const DEFERRED_CHECK: Duration = Duration::from_secs(1);
+/// Units processed at once for each request the pool may have in flight: a unit spends part
+/// of its time reading, committing or waiting to retry, when it holds no request slot.
+const UNITS_PER_REQUEST_SLOT: usize = 2;
 /// A `sync` waiting on the daemon is answered (and told why) once requests have been failing
 /// this long: the daemon keeps retrying, the command does not wait for ever.
 pub const SYNC_GIVE_UP: Duration = Duration::from_secs(60);
 /// How long `pause` and `logout` wait for the requests already on the wire.
 pub const HOLD_DRAIN: Duration = Duration::from_secs(30);
+/// How often progress is looked at (the backfill log, `sync` progress lines, the rate meter)
+/// while there is work or a `sync` waiting; never while idle.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// How `run` ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -136,8 +149,7 @@ struct Daemon {
     engine: Arc<Engine>,
     stop_tx: watch::Sender<bool>,
     started: Instant,
-    queue: VecDeque<Unit>,
-    queued: HashSet<Unit>,
+    backlog: Backlog,
     in_flight: HashSet<Unit>,
     redo: HashSet<Unit>,
     retry_later: Vec<(Instant, Unit)>,
@@ -153,10 +165,26 @@ struct Daemon {
     hold: Option<Hold>,
     waiters: Vec<SyncWaiter>,
     watch_warning: Option<String>,
+    timers: Timers,
     /// Bytes acknowledged over time: the rate behind `status`'s ETA and the progress lines.
     meter: Meter,
     /// The periodic backfill log.
     backfill: Backfill,
+}
+
+/// When the loop must wake up by itself. Everything else it does is a reaction to a message;
+/// with nothing queued, paused or deferred, the only timer left is the safety-net scan (an
+/// hour by default) and, under systemd with a watchdog, its keep-alive.
+struct Timers {
+    next_rescan: Instant,
+    /// When to look at the deferred writes again (`None`: nothing deferred).
+    deferred_check: Option<Instant>,
+    /// A flush of deferred writes is running (its task reports its end).
+    deferred_running: bool,
+    last_probe: Instant,
+    watchdog: Option<(Duration, Instant)>,
+    /// When to look at progress next (`None`: nothing to report, so no timer).
+    progress: Option<Instant>,
 }
 
 struct SyncWaiter {
@@ -204,17 +232,27 @@ impl Daemon {
             crate::clock::Clock::from_env(),
         )?);
         let roots = cfg.roots(&config::process_env);
+        let now = Instant::now();
+        let timers = Timers {
+            next_rescan: now + Duration::from_secs(cfg.rescan_interval_secs),
+            // Whatever a previous run deferred is looked at once at start.
+            deferred_check: Some(now),
+            deferred_running: false,
+            last_probe: now,
+            watchdog: sd_notify::watchdog_enabled().map(|every| (every / 2, now + every / 2)),
+            progress: None,
+        };
         let hold = load_hold(&paths);
         Ok(Daemon {
+            backlog: Backlog::new(&paths.state_dir),
+            timers,
             paths,
             cfg,
             roots,
             engine,
             stop_tx,
-            started: Instant::now(),
+            started: now,
             reconcile,
-            queue: VecDeque::new(),
-            queued: HashSet::new(),
             in_flight: HashSet::new(),
             redo: HashSet::new(),
             retry_later: Vec::new(),
@@ -232,27 +270,139 @@ impl Daemon {
     fn enqueue(&mut self, unit: Unit) {
         if self.in_flight.contains(&unit) {
             self.redo.insert(unit);
-        } else if self.queued.insert(unit.clone()) {
-            self.queue.push_back(unit);
+        } else {
+            self.backlog.push(unit);
         }
     }
 
+    /// Scans every enabled source and streams what needs work into the backlog (replacing
+    /// what an earlier scan left there), then schedules the next safety-net scan.
     fn full_scan(&mut self, reason: &str) {
         let sources = self.cfg.enabled_sources();
-        match scan_units(
+        let in_flight = &self.in_flight;
+        let redo = &mut self.redo;
+        let mut sink = self.backlog.scan_sink();
+        let scanned = for_each_unit_to_process(
             &self.engine.ledger,
             &self.roots,
             &sources,
             &Selection::default(),
-        ) {
-            Ok(units) => {
-                tracing::debug!(reason, units = units.len(), "scan");
-                for u in units {
-                    self.enqueue(u);
+            |found| {
+                if in_flight.contains(&found.unit) {
+                    redo.insert(found.unit);
+                } else {
+                    sink.add(found.size, found.unit);
                 }
-            }
+            },
+        );
+        let queued = sink.finish();
+        match scanned {
+            Ok(()) => tracing::debug!(reason, queued, "scan"),
             Err(err) => tracing::error!(%err, "scan failed"),
         }
+        self.timers.next_rescan = Instant::now() + self.rescan_every();
+    }
+
+    /// The safety-net scan period: long while the watcher is trusted, short while it is not.
+    fn rescan_every(&self) -> Duration {
+        let configured = Duration::from_secs(self.cfg.rescan_interval_secs);
+        match self.watch_warning {
+            Some(_) => configured.min(DEGRADED_RESCAN),
+            None => configured,
+        }
+    }
+
+    /// The earliest moment the loop has something to do by itself, if any.
+    fn next_wake(&self) -> Instant {
+        let t = &self.timers;
+        let mut wake = t.next_rescan;
+        let mut consider = |at: Option<Instant>| {
+            if let Some(at) = at {
+                wake = wake.min(at);
+            }
+        };
+        consider(self.retry_later.iter().map(|(at, _)| *at).min());
+        consider(t.watchdog.map(|(_, at)| at));
+        if self.paused.is_some() {
+            consider(Some(t.last_probe + PAUSE_PROBE));
+        } else if !t.deferred_running {
+            consider(t.deferred_check);
+        }
+        consider(self.ledger_failed.map(|at| at + reexec_delay()));
+        consider(t.progress);
+        consider(self.hold_ends());
+        wake
+    }
+
+    /// When a `pause --for` ends by itself, as an instant of this process's clock.
+    fn hold_ends(&self) -> Option<Instant> {
+        let until = self.hold.as_ref()?.until_ms?;
+        let left = Duration::from_millis((until - now_ms()).max(0) as u64);
+        Some(Instant::now() + left)
+    }
+
+    /// Keeps the progress timer running exactly while there is something to report: units
+    /// queued or in flight, or a `sync` waiting.
+    fn progress_may_have_changed(&mut self) {
+        let busy = !self.backlog.is_empty()
+            || !self.in_flight.is_empty()
+            || !self.waiters.is_empty()
+            || self.backfill.active();
+        match (busy, self.timers.progress) {
+            (true, None) => self.timers.progress = Some(Instant::now() + PROGRESS_EVERY),
+            (false, Some(_)) => self.timers.progress = None,
+            _ => {}
+        }
+    }
+
+    /// Does whatever is due; `Some` when the loop must end.
+    async fn on_timers(&mut self, deferred_done: &mpsc::UnboundedSender<()>) -> Option<RunExit> {
+        let now = Instant::now();
+        if let Some(failed_at) = self.ledger_failed
+            && self.in_flight.is_empty()
+            && failed_at.elapsed() >= reexec_delay()
+        {
+            return Some(RunExit::Reexec);
+        }
+        if let Some((every, at)) = self.timers.watchdog
+            && at <= now
+        {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            self.timers.watchdog = Some((every, now + every));
+        }
+        if self.timers.next_rescan <= now {
+            self.full_scan("periodic");
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retry_later)
+            .into_iter()
+            .partition(|(t, _)| *t <= now);
+        self.retry_later = later;
+        for (_, u) in due {
+            self.enqueue(u);
+        }
+        if self.paused.is_some() && self.timers.last_probe.elapsed() >= PAUSE_PROBE {
+            self.timers.last_probe = Instant::now();
+            self.probe().await;
+        }
+        if self.timers.deferred_check.is_some_and(|at| at <= now) {
+            self.check_deferred(deferred_done);
+        }
+        let hold_ended = self.hold_ends().is_some_and(|at| at <= now);
+        if hold_ended || self.timers.progress.is_some_and(|at| at <= now) {
+            self.timers.progress = None;
+            self.every_tick();
+        }
+        self.answer_waiters();
+        self.progress_may_have_changed();
+        None
+    }
+
+    /// Something may have been deferred (a unit committed, a flush ended): look within
+    /// [`DEFERRED_CHECK`], unless a look is already planned sooner.
+    fn deferred_may_have_changed(&mut self) {
+        let soon = Instant::now() + DEFERRED_CHECK;
+        let t = &mut self.timers;
+        t.deferred_check = Some(t.deferred_check.map_or(soon, |at| at.min(soon)));
     }
 
     async fn run(mut self) -> Result<RunExit> {
@@ -315,20 +465,14 @@ impl Daemon {
             tracing::warn!("{p}; watching, nothing is pushed until then");
         }
 
-        let mut rescan = tokio::time::interval(Duration::from_secs(self.cfg.rescan_interval_secs));
-        rescan.tick().await;
-        let watchdog_every = sd_notify::watchdog_enabled()
-            .map(|d| d / 2)
-            .unwrap_or(Duration::from_secs(3600));
-        let mut watchdog = tokio::time::interval(watchdog_every);
-        let mut housekeeping = tokio::time::interval(Duration::from_secs(2));
-        let mut last_probe = Instant::now();
         let mut workers: JoinSet<(Unit, Result<Outcome, EngineError>)> = JoinSet::new();
-        let mut deferred_task: Option<tokio::task::JoinHandle<()>> = None;
+        let (deferred_done_tx, mut deferred_done_rx) = mpsc::unbounded_channel::<()>();
 
         let mut end = RunExit::Stopped;
         loop {
             self.dispatch(&mut workers);
+            self.progress_may_have_changed();
+            let wake = self.next_wake();
             tokio::select! {
                 sig = signals.next() => match sig {
                     Some(signal_hook::consts::SIGHUP) => self.reload(),
@@ -351,6 +495,10 @@ impl Daemon {
                         self.full_scan(&reason);
                     }
                 },
+                Some(()) = deferred_done_rx.recv() => {
+                    self.timers.deferred_running = false;
+                    self.deferred_may_have_changed();
+                }
                 Some((request, reply)) = ctl_rx.recv() => self.control(request, reply),
                 Some(joined) = workers.join_next_with_id(), if !workers.is_empty() => {
                     match joined {
@@ -369,27 +517,11 @@ impl Daemon {
                         }
                     }
                 }
-                _ = rescan.tick() => self.full_scan("periodic"),
-                _ = watchdog.tick() => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
-                _ = housekeeping.tick() => {
-                    let now = Instant::now();
-                    if let Some(failed_at) = self.ledger_failed
-                        && self.in_flight.is_empty()
-                        && failed_at.elapsed() >= reexec_delay()
-                    {
-                        end = RunExit::Reexec;
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if let Some(exit) = self.on_timers(&deferred_done_tx).await {
+                        end = exit;
                         break;
                     }
-                    let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retry_later).into_iter().partition(|(t, _)| *t <= now);
-                    self.retry_later = later;
-                    for (_, u) in due { self.enqueue(u); }
-                    if self.paused.is_some() && last_probe.elapsed() >= PAUSE_PROBE {
-                        last_probe = Instant::now();
-                        self.probe().await;
-                    }
-                    self.flush_deferred_if_due(&mut deferred_task);
-                    self.every_tick();
-                    self.answer_waiters();
                 }
             }
         }
@@ -425,37 +557,70 @@ impl Daemon {
         Ok(end)
     }
 
-    /// Sends the writes held for the server's dedup windows once they are due (one task at a
-    /// time).
-    fn flush_deferred_if_due(&self, task: &mut Option<tokio::task::JoinHandle<()>>) {
-        let idle = task.as_ref().is_none_or(|t| t.is_finished());
-        let due = self
-            .engine
-            .next_deferred_ms()
-            .ok()
-            .flatten()
-            .is_some_and(|due| due <= self.engine.now());
-        if self.paused.is_none() && self.hold.is_none() && idle && due {
-            let engine = self.engine.clone();
-            *task = Some(tokio::spawn(async move {
-                match engine.flush_deferred().await {
-                    Ok(Outcome::Done | Outcome::Stopped) => {}
-                    Ok(Outcome::Paused(p)) => tracing::debug!(%p, "deferred writes paused"),
-                    Err(err) => tracing::warn!(%err, "deferred writes failed; retrying later"),
-                }
-            }));
+    /// Looks at the writes held for the server's dedup windows: sends those that are due (one
+    /// task at a time, which reports its end on `done`) and plans the next look for when the
+    /// earliest of the others falls due — or none, when nothing is deferred.
+    fn check_deferred(&mut self, done: &mpsc::UnboundedSender<()>) {
+        self.timers.deferred_check = None;
+        if self.paused.is_some() || self.hold.is_some() || self.timers.deferred_running {
+            // Looked at again when pushing resumes or the running flush ends.
+            return;
         }
+        let next = match self.engine.next_deferred_ms() {
+            Ok(next) => next,
+            Err(err) => {
+                tracing::warn!(%err, "reading the deferred writes failed; retrying later");
+                self.timers.deferred_check = Some(Instant::now() + UNIT_RETRY);
+                return;
+            }
+        };
+        let Some(due_ms) = next else {
+            return;
+        };
+        let wait_ms = due_ms - self.engine.now();
+        if wait_ms > 0 {
+            let mut wait = Duration::from_millis(wait_ms as u64);
+            if self.engine.clock.is_driven() {
+                // A test moves this clock forward at will: look again every second.
+                wait = wait.min(Duration::from_secs(1));
+            }
+            self.timers.deferred_check = Some(Instant::now() + wait);
+            return;
+        }
+        self.timers.deferred_running = true;
+        let engine = self.engine.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            // Reports the end however the flush ends (a panic included).
+            struct Done(mpsc::UnboundedSender<()>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    let _ = self.0.send(());
+                }
+            }
+            let _done = Done(done);
+            match engine.flush_deferred().await {
+                Ok(Outcome::Done | Outcome::Stopped | Outcome::Waiting { .. }) => {}
+                Ok(Outcome::Paused(p)) => tracing::debug!(%p, "deferred writes paused"),
+                Err(err) => tracing::warn!(%err, "deferred writes failed; retrying later"),
+            }
+        });
     }
 
     fn dispatch(&mut self, workers: &mut JoinSet<(Unit, Result<Outcome, EngineError>)>) {
         if self.paused.is_some() || self.hold.is_some() || self.ledger_failed.is_some() {
             return;
         }
-        while self.in_flight.len() < self.cfg.concurrency {
-            let Some(unit) = self.queue.pop_front() else {
+        let max_units = self.cfg.concurrency * UNITS_PER_REQUEST_SLOT;
+        while self.in_flight.len() < max_units {
+            let Some(unit) = self.backlog.pop() else {
                 break;
             };
-            self.queued.remove(&unit);
+            if self.in_flight.contains(&unit) {
+                // Found again by a scan while it runs: read it once more afterwards.
+                self.redo.insert(unit);
+                continue;
+            }
             self.in_flight.insert(unit.clone());
             let engine = self.engine.clone();
             let task_unit = unit.clone();
@@ -479,11 +644,21 @@ impl Daemon {
         let mut failed = false;
         match result {
             Ok(Outcome::Done) => {
+                self.deferred_may_have_changed();
                 if self.paused.take().is_some() {
                     tracing::info!("pushing resumed");
                 }
             }
             Ok(Outcome::Stopped) => {}
+            Ok(Outcome::Waiting { until_ms }) => {
+                // No later event may come for a lone subagent file: look again when its wait
+                // ends (a test's driven clock: every second).
+                let mut wait = Duration::from_millis((until_ms - self.engine.now()).max(0) as u64);
+                if self.engine.clock.is_driven() {
+                    wait = wait.min(Duration::from_secs(1));
+                }
+                self.retry_later.push((Instant::now() + wait, unit.clone()));
+            }
             // Stopped by the user's hold (its requests refused by the client's gate), not by
             // the server: the unit waits for the hold to be lifted.
             Ok(Outcome::Paused(pause))
@@ -599,6 +774,7 @@ impl Daemon {
                 self.engine.set_client(client);
                 if logged_in {
                     self.paused = None;
+                    self.deferred_may_have_changed();
                     self.full_scan("reload");
                 } else {
                     self.paused = Some(Pause::Auth("not logged in".into()));
@@ -609,6 +785,7 @@ impl Daemon {
         // `login` lifts a logout's hold; the new client must obey the one in force.
         self.hold = load_hold(&self.paths);
         self.apply_hold();
+        self.answer_waiters();
     }
 
     async fn probe(&mut self) {
@@ -619,6 +796,7 @@ impl Daemon {
             Ok(()) => {
                 tracing::info!("the server accepts the key again; resuming");
                 self.paused = None;
+                self.deferred_may_have_changed();
                 self.full_scan("resume");
             }
             Err(err) => tracing::debug!(%err, "still paused"),
@@ -770,7 +948,7 @@ impl Daemon {
         self.meter.record(at, counters.bytes_committed);
         let tick = Tick {
             now: at,
-            units_left: self.queue.len() + self.in_flight.len(),
+            units_left: self.backlog.len() + self.in_flight.len(),
             bytes: counters.bytes_committed,
             messages: counters.messages_sent,
             rate: self.meter.rate(),
@@ -812,6 +990,7 @@ impl Daemon {
             (None, true) => {
                 client.release();
                 tracing::info!("resumed: pushing again");
+                self.deferred_may_have_changed();
                 self.full_scan("resume");
             }
             _ => {}

@@ -296,7 +296,7 @@ impl Engine {
             self.count(|c| c.requests += 1);
             op()
         };
-        let end = crate::push::retry(counted, &mut backoff, &mut stopping, |err, delay| {
+        let end = crate::push::retry_paced(counted, &mut backoff, &self.flow, &mut stopping, |err, delay| {
             let message = err.to_string();
             let now = self.now();
             self.count(|c| {

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::flow::{Flow, FlowOptions};
 use crate::fold::{self, Mode};
 use crate::keyed_locks::KeyedLocks;
 use crate::ledger::{Commit, FileRecord, Ledger, LedgerError, LedgerStore};
@@ -54,6 +55,12 @@ pub enum Outcome {
     Paused(Pause),
     /// Shutdown was requested; nothing past the last commit was committed.
     Stopped,
+    /// A follower file waits for its leader (see [`LoneFollower::Wait`]); nothing was read.
+    /// Look at it again at `until_ms` (epoch ms), when it is read as it is if still alone.
+    Waiting {
+        /// When the wait ends.
+        until_ms: i64,
+    },
 }
 
 /// A failure that stops work on a unit (reported, retried on the next pass).
@@ -157,7 +164,19 @@ pub struct Engine {
     pub(crate) start_ms: i64,
     /// The sessions `/sync/sessions/list` named, once asked (the batch transport only).
     pub(crate) server_sessions: Mutex<Option<HashSet<String>>>,
+    /// The pool every request goes through: adaptive concurrency and the retry budget.
+    pub flow: Flow,
 }
+
+/// Requests in flight at most when the configuration does not say (a Convex deployment on
+/// the small plans runs 16 mutations at once).
+pub const DEFAULT_REQUESTS_IN_FLIGHT: usize = 16;
+
+/// Bytes of complete lines read from a unit at a time. A read's records, plans and payloads
+/// take several times its bytes until the server acknowledged them, and up to two units per
+/// request slot are in flight, so this bounds the backfill's memory; 1 MiB is still a few
+/// hundred messages per ledger commit.
+pub const DEFAULT_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// The wall clock in epoch ms (the system's).
 pub fn now_ms() -> i64 {
@@ -181,7 +200,7 @@ impl Engine {
             shaping: std::sync::RwLock::new(Arc::new(shaping)),
             warned_unpriced: Mutex::new(HashSet::new()),
             client: std::sync::RwLock::new(client),
-            chunk_bytes: 4 * 1024 * 1024,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
             batch: false,
             max_line_bytes,
             counters: Mutex::new(Counters::default()),
@@ -191,6 +210,7 @@ impl Engine {
             start_ms: clock.now_ms(),
             clock,
             server_sessions: Mutex::new(None),
+            flow: Flow::new(FlowOptions::with_max(DEFAULT_REQUESTS_IN_FLIGHT)),
         }
     }
 
@@ -291,10 +311,20 @@ impl Engine {
                 // create the session with the subagent's facts. It is read on a later pass;
                 // a file that stays alone for ORPHAN_WAIT is read as it is.
                 tracing::debug!(file = %unit.describe(), "waiting for the session's main transcript");
-                return Ok(Outcome::Done);
+                return Ok(Outcome::Waiting {
+                    until_ms: self.orphan_wait_ends(unit),
+                });
             }
         }
         self.process_one(unit).await
+    }
+
+    /// When a new follower's wait for its leader ends: [`ORPHAN_WAIT`] after it was written.
+    fn orphan_wait_ends(&self, unit: &Unit) -> i64 {
+        let modified = std::fs::metadata(&unit.path)
+            .map(|m| tail::mtime_ms(&m))
+            .unwrap_or(0);
+        modified + ORPHAN_WAIT.as_millis() as i64
     }
 
     /// A unit never read, modified less than [`ORPHAN_WAIT`] ago.
@@ -551,7 +581,13 @@ impl Engine {
             file.unit = Some(unit.clone());
             commit.files.push((unit_key, file));
         }
-        if let Err(outcome) = self.deliver(&client, works, &mut commit).await {
+        // The requests of a long read go first when the pool is full: its messages are sent one
+        // after the other, so it is what the whole backfill waits for at the end.
+        let requests: usize = works.iter().map(|w| w.messages.len() + 2).sum();
+        let delivered =
+            crate::flow::with_priority(requests as u64, self.deliver(&client, works, &mut commit))
+                .await;
+        if let Err(outcome) = delivered {
             return Ok(outcome);
         }
         self.ledger.commit(&commit)?;

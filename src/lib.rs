@@ -6,6 +6,7 @@
 pub mod answer_text;
 pub mod assets;
 pub mod audit;
+pub mod backlog;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod engine;
 pub mod exclude;
+pub mod flow;
 pub mod fold;
 pub mod health;
 pub mod json_edit;

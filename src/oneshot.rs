@@ -161,7 +161,8 @@ pub fn sync(
                     let Some(joined) = joined else { break };
                     let (unit, result) = joined.context("a sync task failed")?;
                     match result {
-                        Ok(Outcome::Done) => summary.units += 1,
+                        // (`Waiting` does not happen here: a sync reads lone followers.)
+                        Ok(Outcome::Done | Outcome::Waiting { .. }) => summary.units += 1,
                         // Stopped by the bound below: not finished.
                         Ok(Outcome::Stopped) => {}
                         Ok(Outcome::Paused(p)) => summary.paused = Some(p.to_string()),

@@ -131,6 +131,11 @@ pub struct Tick {
 }
 
 impl Backfill {
+    /// Whether a backfill is under way (its last line, "caught up", is still to come).
+    pub fn active(&self) -> bool {
+        self.period.is_some()
+    }
+
     /// A unit finished.
     pub fn unit_done(&mut self) {
         if let Some(p) = &mut self.period {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::credentials::ApiKey;
+use crate::flow::{Ended, Flow};
 use crate::model::{MessagePayload, Part, SessionPayload};
 
 /// What the caller should do about a failed request.
@@ -147,6 +148,21 @@ impl PushError {
     pub fn is_read_limit(&self) -> bool {
         matches!(self, PushError::Status { message, .. }
             if READ_LIMIT_MARKERS.iter().any(|m| message.contains(m)))
+    }
+
+    /// Whether this failure says the server is overloaded (429, 503, a request that timed
+    /// out, or any answer carrying `Retry-After`): the whole pool should slow down, not just
+    /// this request.
+    pub fn is_overload(&self) -> bool {
+        match self {
+            PushError::Network { timeout, .. } => *timeout,
+            PushError::Status {
+                status,
+                retry_after,
+                ..
+            } => matches!(status, 429 | 503) || retry_after.is_some(),
+            _ => false,
+        }
     }
 
     /// A 401 the server says is transient (its key lookup failed): retry a few times only.
@@ -727,6 +743,11 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 
 /// Full-jitter exponential backoff: `random(0, min(cap, base * 2^attempt))`, never less than
 /// the server's `Retry-After` (itself capped at `max_retry_after`).
+///
+/// The defaults (100 ms doubling to 8 s) keep one request's retries short: a session's
+/// messages are sent in order, so every second one message waits is a second its whole session
+/// waits. What protects a struggling server is the pool-wide [`Flow`](crate::flow::Flow) (fewer
+/// requests in flight on overload, one probe at a time when it is down), not long sleeps.
 #[derive(Debug)]
 pub struct Backoff {
     /// First step.
@@ -739,12 +760,19 @@ pub struct Backoff {
     rng: rand::rngs::StdRng,
 }
 
+/// First backoff step of a request.
+pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Longest backoff of a request between two attempts (seconds, not minutes).
+pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(8);
+/// Longest `Retry-After` honoured: a server asking for more is asked again then.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
 impl Default for Backoff {
     fn default() -> Self {
         use rand::SeedableRng;
         Backoff::new(
-            Duration::from_secs(1),
-            Duration::from_secs(300),
+            DEFAULT_BACKOFF_BASE,
+            DEFAULT_BACKOFF_CAP,
             rand::rngs::StdRng::from_rng(&mut rand::rng()),
         )
     }
@@ -756,7 +784,7 @@ impl Backoff {
         Backoff {
             base,
             cap,
-            max_retry_after: Duration::from_secs(900),
+            max_retry_after: MAX_RETRY_AFTER,
             attempt: 0,
             rng,
         }
@@ -802,9 +830,27 @@ pub enum RetryEnd {
 /// Sends `op` until it succeeds, fails for a reason other than a transient one, or `stopping`
 /// turns true. Transient failures wait `backoff.next_delay(Retry-After)` on the tokio clock
 /// (so tests can run it under a paused clock); `on_retry` sees each failure and its delay.
+/// One request at a time, no pool: [`retry_paced`] is the version that shares a [`Flow`].
 pub async fn retry<F, Fut>(
     op: F,
     backoff: &mut Backoff,
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+    on_retry: impl FnMut(&PushError, Duration),
+) -> RetryEnd
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), PushError>>,
+{
+    retry_paced(op, backoff, &Flow::unlimited(), stopping, on_retry).await
+}
+
+/// [`retry`] through a shared [`Flow`]: each attempt holds a permit only while it is on the
+/// wire (a request waiting to be retried holds no slot), and tells the flow how it ended, so
+/// that overload shrinks the whole pool and an outage is probed by one request at a time.
+pub async fn retry_paced<F, Fut>(
+    op: F,
+    backoff: &mut Backoff,
+    flow: &Flow,
     stopping: &mut tokio::sync::watch::Receiver<bool>,
     mut on_retry: impl FnMut(&PushError, Duration),
 ) -> RetryEnd
@@ -816,16 +862,29 @@ where
         if *stopping.borrow() {
             return RetryEnd::Stopped;
         }
+        let permit = tokio::select! {
+            permit = flow.acquire() => permit,
+            _ = stopping.wait_for(|s| *s) => return RetryEnd::Stopped,
+        };
         let err = tokio::select! {
             result = op() => match result {
-                Ok(()) => return RetryEnd::Acked,
+                Ok(()) => {
+                    permit.end(Ended::Success);
+                    return RetryEnd::Acked;
+                }
                 Err(err) => err,
             },
             _ = stopping.wait_for(|s| *s) => return RetryEnd::Stopped,
         };
         if err.class() != ErrorClass::Retry {
+            permit.end(Ended::Neutral);
             return RetryEnd::Failed(err);
         }
+        permit.end(if err.is_overload() {
+            Ended::Overloaded
+        } else {
+            Ended::Failed
+        });
         let delay = backoff.next_delay(err.retry_after());
         on_retry(&err, delay);
         tokio::select! {
@@ -947,6 +1006,53 @@ mod tests {
             b.next_delay(Some(Duration::from_secs(100_000)))
                 .max(Duration::from_secs(900)),
             Duration::from_secs(900)
+        );
+    }
+
+    #[test]
+    fn default_backoff_waits_seconds_not_minutes_and_retry_after_is_honoured_up_to_two_minutes() {
+        let mut b = Backoff::default();
+        for attempt in 0..60 {
+            let d = b.next_delay(None);
+            // 100 ms × 2^attempt, capped at 8 s.
+            let ceiling =
+                Duration::from_millis(100u64 << attempt.min(20)).min(Duration::from_secs(8));
+            assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
+        }
+        assert!(b.next_delay(Some(Duration::from_secs(1))) >= Duration::from_secs(1));
+        let long = b.next_delay(Some(Duration::from_secs(3600)));
+        assert!(
+            long >= Duration::from_secs(8) && long <= Duration::from_secs(120),
+            "{long:?}"
+        );
+    }
+
+    #[test]
+    fn overload_is_told_apart_from_other_transient_failures() {
+        let status = |status: u16, retry_after: Option<u64>| PushError::Status {
+            route: "POST /sync/message".into(),
+            status,
+            message: String::new(),
+            json: true,
+            retry_after: retry_after.map(Duration::from_secs),
+        };
+        let network = |timeout| PushError::Network {
+            route: "POST /sync/message".into(),
+            detail: "x".into(),
+            timeout,
+        };
+        assert!(status(429, None).is_overload());
+        assert!(status(503, None).is_overload());
+        assert!(status(500, Some(2)).is_overload());
+        assert!(network(true).is_overload());
+        assert!(
+            !status(500, None).is_overload(),
+            "an OCC conflict is not overload"
+        );
+        assert!(!status(502, None).is_overload());
+        assert!(
+            !network(false).is_overload(),
+            "a dropped connection is not overload"
         );
     }
 

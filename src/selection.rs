@@ -61,58 +61,9 @@ pub fn scan_units(
     selection: &Selection,
 ) -> Result<Vec<Unit>, EngineError> {
     let mut units: Vec<(i64, Unit)> = Vec::new();
-    let mut on_disk: HashSet<String> = HashSet::new();
-    let wanted = |source: &SourceId| {
-        sources.contains(source)
-            && (selection.sources.is_empty() || selection.sources.contains(source))
-    };
-    for source in sources {
-        if !wanted(source) {
-            continue;
-        }
-        for unit in sources::scan(*source, roots) {
-            on_disk.insert(unit.ledger_key());
-            let record = ledger.file(&unit.ledger_key())?;
-            if selection.new_only && record.is_some() {
-                continue;
-            }
-            let mtime = match (unit.access, &unit.part) {
-                (Access::Lines, _) => {
-                    let Ok(meta) = std::fs::metadata(&unit.path) else {
-                        continue;
-                    };
-                    let mtime = mtime_ms(&meta);
-                    if let Some(rec) = &record
-                        && !selection.force
-                        && meta.len() == rec.checkpoint.offset
-                        && mtime == rec.mtime_ms
-                    {
-                        continue; // nothing new
-                    }
-                    mtime
-                }
-                // A multi-file snapshot unit has no single mtime: the last commit's.
-                (Access::Snapshot, Some(_)) => record.as_ref().map_or(0, |r| r.mtime_ms),
-                (Access::Snapshot, None) => std::fs::metadata(&unit.path)
-                    .map(|m| mtime_ms(&m))
-                    .unwrap_or(0),
-            };
-            units.push((mtime, unit));
-        }
-    }
-    // Units the ledger knows that are gone (deleted while nobody watched): processing them
-    // retracts what they contributed.
-    if !selection.new_only {
-        for item in ledger.files() {
-            let (key, record) = item?;
-            if let Some(unit) = record.unit
-                && wanted(&unit.source)
-                && !on_disk.contains(&key)
-            {
-                units.push((0, unit));
-            }
-        }
-    }
+    for_each_unit_to_process(ledger, roots, sources, selection, |found| {
+        units.push((found.mtime_ms, found.unit));
+    })?;
     if let Some(limit) = selection.limit {
         units.sort_by_key(|(mtime, _)| std::cmp::Reverse(*mtime));
         units.truncate(limit);
@@ -128,4 +79,99 @@ pub fn scan_units(
         ledger.reset_acks(&sessions)?;
     }
     Ok(units.into_iter().map(|(_, u)| u).collect())
+}
+
+/// A unit a scan found work in.
+#[derive(Debug)]
+pub struct Found {
+    /// The unit.
+    pub unit: Unit,
+    /// Its file's modification time (0 when unknown or gone).
+    pub mtime_ms: i64,
+    /// Its file's size (0 for multi-file units and gone ones): larger units are started first.
+    pub size: u64,
+}
+
+/// Scans the enabled sources and hands each unit that may hold unacknowledged data to `each`,
+/// as it is found, instead of collecting them (the daemon streams a scan of a whole home into
+/// its backlog). Ignores `limit` and `force`, which need the whole list ([`scan_units`]).
+/// What is kept in memory meanwhile: one source's list of units and a 64-bit hash of every
+/// unit key on disk (for the "gone from disk" test).
+pub fn for_each_unit_to_process(
+    ledger: &Ledger,
+    roots: &Roots,
+    sources: &[SourceId],
+    selection: &Selection,
+    mut each: impl FnMut(Found),
+) -> Result<(), EngineError> {
+    let mut on_disk: HashSet<u64> = HashSet::new();
+    let wanted = |source: &SourceId| {
+        sources.contains(source)
+            && (selection.sources.is_empty() || selection.sources.contains(source))
+    };
+    for source in sources {
+        if !wanted(source) {
+            continue;
+        }
+        for unit in sources::scan(*source, roots) {
+            let key = unit.ledger_key();
+            on_disk.insert(key_hash(&key));
+            let record = ledger.file(&key)?;
+            if selection.new_only && record.is_some() {
+                continue;
+            }
+            let (mtime_ms, size) = match (unit.access, &unit.part) {
+                (Access::Lines, _) => {
+                    let Ok(meta) = std::fs::metadata(&unit.path) else {
+                        continue;
+                    };
+                    let mtime = mtime_ms(&meta);
+                    if let Some(rec) = &record
+                        && !selection.force
+                        && meta.len() == rec.checkpoint.offset
+                        && mtime == rec.mtime_ms
+                    {
+                        continue; // nothing new
+                    }
+                    (mtime, meta.len())
+                }
+                // A multi-file snapshot unit has no single mtime: the last commit's.
+                (Access::Snapshot, Some(_)) => (record.as_ref().map_or(0, |r| r.mtime_ms), 0),
+                (Access::Snapshot, None) => std::fs::metadata(&unit.path)
+                    .map(|m| (mtime_ms(&m), m.len()))
+                    .unwrap_or((0, 0)),
+            };
+            each(Found {
+                unit,
+                mtime_ms,
+                size,
+            });
+        }
+    }
+    // Units the ledger knows that are gone (deleted while nobody watched): processing them
+    // retracts what they contributed.
+    if !selection.new_only {
+        for item in ledger.files() {
+            let (key, record) = item?;
+            if let Some(unit) = record.unit
+                && wanted(&unit.source)
+                && !on_disk.contains(&key_hash(&key))
+            {
+                each(Found {
+                    unit,
+                    mtime_ms: 0,
+                    size: 0,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A unit key's 64-bit hash: the set of keys on disk is kept as hashes so that a scan of a
+/// home with a hundred thousand files does not hold a hundred thousand strings. Two keys with
+/// the same hash (about one chance in 10^10 for 10^5 files) would only delay noticing that
+/// one of them is gone until a later scan.
+fn key_hash(key: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes())
 }

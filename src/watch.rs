@@ -1,21 +1,26 @@
-//! File watching: notify (debounced by notify-debouncer-full) on every source directory, turned
-//! into hints for the scheduler. Events only say "look here"; the scan is the truth
-//! (DESIGN invariant 7), so anything the watcher cannot promise — an overflow, an error, a new
-//! directory whose files may predate its watch, a root that did not exist yet — becomes a
-//! request for a full scan.
+//! File watching: notify on every source directory, debounced here and turned into hints for
+//! the scheduler. Events only say "look here"; the scan is the truth (DESIGN invariant 7), so
+//! anything the watcher cannot promise — an overflow, an error, a new directory whose files may
+//! predate its watch, a root that did not exist yet — becomes a request for a full scan.
+//!
+//! The debouncing is ours rather than notify-debouncer-full's because that one wakes up every
+//! quarter of the debounce period forever; this one blocks until an event arrives and only
+//! keeps a timer while events are pending, so a watcher over an idle tree costs nothing. A
+//! path's hint goes out `debounce` after the first event of its burst (a file written
+//! continuously is still read every `debounce`).
 //!
 //! Roots that do not exist yet are covered by a non-recursive watch on their nearest existing
 //! ancestor: when the tool is installed later and creates its directory, we see it and watch it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
 
 use notify::{
-    RecursiveMode,
+    RecursiveMode, Watcher as _,
     event::{AccessKind, AccessMode, EventKind},
 };
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
 
 /// What the watcher tells the scheduler.
@@ -33,7 +38,7 @@ pub enum WatchError {
     /// The inotify watch limit was reached.
     #[error(
         "the inotify watch limit was reached ({current}); opensyncd falls back to scanning every \
-         rescan_interval_secs. To watch everything, raise it: \
+         2 minutes. To watch everything, raise it: \
          `sudo sysctl fs.inotify.max_user_watches=524288` (persist it in /etc/sysctl.d/)"
     )]
     Limit {
@@ -47,7 +52,7 @@ pub enum WatchError {
 
 /// The running watcher. Dropping it stops watching.
 pub struct Watcher {
-    debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    notify: notify::RecommendedWatcher,
     roots: Vec<PathBuf>,
     /// Paths currently watched, with their mode (true = recursive).
     watched: BTreeSet<(PathBuf, bool)>,
@@ -62,18 +67,23 @@ impl Watcher {
         debounce: Duration,
         tx: mpsc::UnboundedSender<Hint>,
     ) -> Result<Watcher, WatchError> {
+        let (raw_tx, raw_rx) = std_mpsc::channel::<notify::Result<notify::Event>>();
+        let notify = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+            // Dropped here, on notify's thread, so that opensyncd's own reads never wake the
+            // debouncer.
+            if result.as_ref().is_ok_and(is_read_only) {
+                return;
+            }
+            let _ = raw_tx.send(result);
+        })?;
+        let debounce = debounce.max(Duration::from_millis(10));
         let handler_roots = roots.clone();
-        let debouncer = new_debouncer(
-            debounce.max(Duration::from_millis(10)),
-            None,
-            move |result: DebounceEventResult| {
-                for hint in hints_from(result, &handler_roots) {
-                    let _ = tx.send(hint);
-                }
-            },
-        )?;
+        std::thread::Builder::new()
+            .name("opensyncd-watch".into())
+            .spawn(move || debounce_loop(raw_rx, debounce, &handler_roots, &tx))
+            .map_err(notify::Error::io)?;
         let mut watcher = Watcher {
-            debouncer,
+            notify,
             roots,
             watched: BTreeSet::new(),
             degraded: None,
@@ -101,7 +111,7 @@ impl Watcher {
             .cloned()
             .collect::<Vec<_>>()
         {
-            let _ = self.debouncer.unwatch(&stale.0);
+            let _ = self.notify.unwatch(&stale.0);
             self.watched.remove(&stale);
         }
         for (path, recursive) in wanted {
@@ -113,7 +123,7 @@ impl Watcher {
             } else {
                 RecursiveMode::NonRecursive
             };
-            match self.debouncer.watch(&path, mode) {
+            match self.notify.watch(&path, mode) {
                 Ok(()) => {
                     tracing::debug!(path = %path.display(), recursive, "watching");
                     self.watched.insert((path, recursive));
@@ -156,62 +166,132 @@ fn inotify_limit() -> String {
         .unwrap_or_else(|_| "limit unknown".into())
 }
 
-/// Turns one debouncer delivery into hints.
-fn hints_from(result: DebounceEventResult, roots: &[PathBuf]) -> Vec<Hint> {
-    let events = match result {
-        Ok(events) => events,
-        Err(errors) => {
-            let text = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return vec![Hint::Rescan(format!("watcher error: {text}"))];
-        }
-    };
-    let mut changed = BTreeSet::new();
-    let mut rescan = None;
-    for event in events {
+/// Reads (open / close-without-write) change nothing. They must be dropped: opensyncd's own
+/// reads produce them, and treating them as changes made every read schedule another read of
+/// the same file (a self-sustaining loop that made a 1 GiB backfill quadratic and kept an idle
+/// daemon busy). (Closing a file that was written is a write, though notify files it under
+/// access.)
+fn is_read_only(event: &notify::Event) -> bool {
+    let closed_after_write = matches!(
+        event.kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+    );
+    matches!(event.kind, EventKind::Access(_)) && !closed_after_write
+}
+
+/// Events waiting for their debounce period to end.
+#[derive(Default)]
+struct Pending {
+    /// Changed paths, with the time of the first event of their burst.
+    changed: HashMap<PathBuf, Instant>,
+    /// A full scan is needed: why, and since when.
+    rescan: Option<(String, Instant)>,
+}
+
+impl Pending {
+    fn add(&mut self, event: notify::Event, roots: &[PathBuf], now: Instant) {
         if event.need_rescan() {
-            rescan = Some("the watcher lost events (overflow)".to_string());
-            continue;
-        }
-        // Reads (open / close-without-write) change nothing. They must be dropped: opensyncd's
-        // own reads produce them, and treating them as changes made every read schedule
-        // another read of the same file (a self-sustaining loop that made a 1 GiB backfill
-        // quadratic and kept an idle daemon busy).
-        // (Closing a file that was written is a write, though notify files it under access.)
-        let closed_after_write = matches!(
-            event.kind,
-            EventKind::Access(AccessKind::Close(AccessMode::Write))
-        );
-        if matches!(event.kind, EventKind::Access(_)) && !closed_after_write {
-            continue;
+            self.rescan_because("the watcher lost events (overflow)".into(), now);
+            return;
         }
         let is_create = matches!(event.kind, EventKind::Create(_));
-        for path in &event.paths {
+        for path in event.paths {
             // A new directory: files created in it before its watch existed are invisible to
             // notify, and a root appearing needs a recursive watch — both mean "scan".
             if is_create && path.is_dir() {
-                rescan = Some(format!("new directory {}", path.display()));
-            } else if roots.iter().any(|r| r == path || r.starts_with(path)) {
-                rescan = Some(format!(
-                    "source directory {} appeared or changed",
-                    path.display()
-                ));
+                self.rescan_because(format!("new directory {}", path.display()), now);
+            } else if roots.iter().any(|r| *r == path || r.starts_with(&path)) {
+                self.rescan_because(
+                    format!("source directory {} appeared or changed", path.display()),
+                    now,
+                );
             } else {
-                changed.insert(path.clone());
+                self.changed.entry(path).or_insert(now);
             }
         }
     }
-    let mut hints = Vec::new();
-    if !changed.is_empty() {
-        hints.push(Hint::Changed(changed.into_iter().collect()));
+
+    fn rescan_because(&mut self, reason: String, now: Instant) {
+        match &mut self.rescan {
+            Some((why, _)) => *why = reason,
+            None => self.rescan = Some((reason, now)),
+        }
     }
-    if let Some(reason) = rescan {
-        hints.push(Hint::Rescan(reason));
+
+    /// When the earliest pending hint is due.
+    fn next_due(&self, debounce: Duration) -> Option<Instant> {
+        let first_change = self.changed.values().min().copied();
+        let first_rescan = self.rescan.as_ref().map(|(_, at)| *at);
+        [first_change, first_rescan]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at + debounce)
     }
-    hints
+
+    /// The hints whose debounce period has ended.
+    fn take_due(&mut self, debounce: Duration, now: Instant) -> Vec<Hint> {
+        let mut due: Vec<PathBuf> = Vec::new();
+        self.changed.retain(|path, first| {
+            let ready = *first + debounce <= now;
+            if ready {
+                due.push(path.clone());
+            }
+            !ready
+        });
+        let mut hints = Vec::new();
+        if !due.is_empty() {
+            due.sort();
+            hints.push(Hint::Changed(due));
+        }
+        if self
+            .rescan
+            .as_ref()
+            .is_some_and(|(_, at)| *at + debounce <= now)
+            && let Some((reason, _)) = self.rescan.take()
+        {
+            hints.push(Hint::Rescan(reason));
+        }
+        hints
+    }
+}
+
+/// The debouncer's thread: waits for events (blocked, no timer, while nothing is pending),
+/// hands out each path `debounce` after its first event, and ends when the watcher is dropped
+/// or nobody listens any more.
+fn debounce_loop(
+    raw: std_mpsc::Receiver<notify::Result<notify::Event>>,
+    debounce: Duration,
+    roots: &[PathBuf],
+    tx: &mpsc::UnboundedSender<Hint>,
+) {
+    let mut pending = Pending::default();
+    loop {
+        let received = match pending.next_due(debounce) {
+            None => raw
+                .recv()
+                .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
+            Some(due) => raw.recv_timeout(due.saturating_duration_since(Instant::now())),
+        };
+        match received {
+            Ok(Ok(event)) => pending.add(event, roots, Instant::now()),
+            Ok(Err(error)) => {
+                if tx
+                    .send(Hint::Rescan(format!("watcher error: {error}")))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        for hint in pending.take_due(debounce, Instant::now()) {
+            if tx.send(hint).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::clock::Clock;
 use crate::config::{self, Config, Paths};
 use crate::credentials::{self, ApiKey};
 use crate::engine::Engine;
+use crate::flow::{Flow, FlowOptions};
 use crate::ledger::Ledger;
 use crate::plan::Shaping;
 use crate::push::{Client, ClientOptions};
@@ -50,6 +51,7 @@ pub fn build_engine(
         clock,
     );
     engine.batch = cfg.transport == config::Transport::Batch;
+    engine.flow = Flow::new(FlowOptions::with_max(cfg.concurrency));
     Ok(engine)
 }
 

@@ -536,10 +536,11 @@ fn the_daemon_says_what_it_watches_and_logs_backfill_progress_not_files() {
     assert!(log.contains("claude-code: not found (looked in"), "{log}");
     drop(daemon);
 
-    // 8 sessions of 3 to 6 turns: at least 8 × (1 + 6) = 56 requests; at 500 ms each, 4 at a
-    // time, the backfill lasts at least 7 s — more than the 5 s between progress lines plus
+    // 8 sessions of 3 to 6 turns: at least 8 × (1 + 6) = 56 requests; at 500 ms each, 2 at a
+    // time, the backfill lasts at least 14 s — more than the 5 s between progress lines plus
     // the 2 s tick.
     let (home, files) = populated_home(8, 0);
+    home.ok(&["set", "concurrency", "2"]);
     emu.set_latency(Duration::from_millis(500));
     let daemon = start(&home, &emu);
     // Meanwhile `status` says it is syncing, with what is left.

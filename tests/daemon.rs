@@ -274,6 +274,39 @@ fn backfill_sends_exactly_what_export_predicts() {
     wait_converged(&home, &emu, Duration::from_secs(60));
 }
 
+/// More files than the daemon's backlog keeps in memory (512): the rest of the scan goes
+/// through its scratch file and is read back in batches; nothing is lost or sent twice, and
+/// the scratch file leaves no trace in the state directory.
+#[test]
+fn a_backfill_larger_than_the_in_memory_backlog_converges() {
+    let emu = Emulation::with_key(KEY);
+    let home = TestHome::new();
+    let project = home.claude_projects().join("-home-dev-many");
+    std::fs::create_dir_all(&project).unwrap();
+    for i in 0..700u32 {
+        let sid = format!("3a4e0000-0000-4000-8000-{i:012}");
+        std::fs::write(
+            project.join(format!("{sid}.jsonl")),
+            Transcripts::claude_session(&sid, 1 + i % 2),
+        )
+        .unwrap();
+    }
+    let _d = start(&home, &emu);
+    wait_converged(&home, &emu, Duration::from_secs(300));
+    let mut leftovers = Vec::new();
+    let mut dirs = vec![home.opensyncd_home()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            if entry.path().is_dir() {
+                dirs.push(entry.path());
+            } else if entry.file_name().to_string_lossy().contains("scan-backlog") {
+                leftovers.push(entry.path());
+            }
+        }
+    }
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[test]
 fn one_shot_sync_backfills_and_a_second_sync_sends_nothing() {
     let emu = Emulation::with_key(KEY);
