@@ -746,7 +746,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 ///
 /// The defaults (100 ms doubling to 8 s) keep one request's retries short: a session's
 /// messages are sent in order, so every second one message waits is a second its whole session
-/// waits. What protects a struggling server is the pool-wide [`Flow`](crate::flow::Flow) (fewer
+/// waits. What protects a struggling server is the pool-wide [`Flow`] (fewer
 /// requests in flight on overload, one probe at a time when it is down), not long sleeps.
 #[derive(Debug)]
 pub struct Backoff {
