@@ -65,6 +65,54 @@ fn garbage_in_the_ledger_is_set_aside_and_the_resync_duplicates_nothing() {
 }
 
 /// Mounts a tmpfs of `size` at `dir`; false when this machine does not allow it.
+/// The case from the field: 4 KiB of random bytes over `ledger/db` used to open as an empty
+/// ledger, silently, and everything was re-sent blind. Now the damage is found at open, the
+/// directory is set aside, the log and `status` say so, the daemon asks the server what it
+/// holds, and the re-send is record by record (no `/sync/batch`), duplicating nothing.
+#[test]
+fn random_bytes_over_the_ledger_db_are_detected_said_and_reconciled() {
+    let emu = Emulation::with_key(KEY);
+    let (home, _) = populated_home(3, 2);
+    home.ok(&["set", "transport", "batch"]);
+    {
+        let _d = start(&home, &emu);
+        wait_converged(&home, &emu, Duration::from_secs(60));
+    }
+    let db = home.opensyncd_home().join("state/ledger/db");
+    assert!(db.is_file(), "{} is missing", db.display());
+    // xorshift64: random-looking bytes, the same on every run.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&db, noise).unwrap();
+    let first_new_request = emu.requests().len();
+    let d = start(&home, &emu);
+    wait_converged(&home, &emu, Duration::from_secs(60));
+    assert!(
+        d.log_text().contains("started with a fresh ledger"),
+        "{}",
+        d.log_text()
+    );
+    let status = home.status(&[]);
+    assert!(status.contains("the ledger was started over"), "{status}");
+    let after: Vec<_> = emu.requests().into_iter().skip(first_new_request).collect();
+    assert!(
+        after.iter().any(|r| r.path == "/sync/sessions/list"),
+        "the daemon asks the server what it holds"
+    );
+    assert!(
+        !after.iter().any(|r| r.path == "/sync/batch"),
+        "what the server may hold is never re-sent through batch"
+    );
+    assert!(emu.duplicate_rows().is_empty());
+}
+
 fn mount_tmpfs(dir: &Path, size: &str) -> bool {
     std::fs::create_dir_all(dir).unwrap();
     Command::new("mount")
