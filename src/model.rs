@@ -381,6 +381,20 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 /// A fast, stable 128-bit content hash (xxh3) used for identity checks and the ledger's
 /// "last acknowledged payload" comparisons. Not cryptographic; collisions are not a concern
 /// for change detection.
@@ -403,6 +417,15 @@ pub fn project_name(path: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        // 2026-12-06 is 20_793 days after the epoch (56 years: 14 leap days; 56*365+14 = 20_454,
+        // then Jan..Nov 2026 = 334 days, then 5 more).
+        assert_eq!(civil_from_days(20_454 + 334 + 5), (2026, 12, 6));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
     use super::*;
 
     #[test]

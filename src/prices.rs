@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
 use crate::config::{self, Config, Paths};
+use crate::model::civil_from_days;
 use crate::pricing::{Pricing, Provenance, Rates, Resolution, TableOrigin};
 
 /// LiteLLM's table, as ccusage and LiteLLM itself fetch it.
@@ -191,20 +192,6 @@ fn today_utc() -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// One line describing the table in use: `installed (…/prices.json), LiteLLM 1.110.2, 2026-12-06`.
 pub fn describe(pricing: &Pricing) -> String {
     let info = pricing.info();
@@ -277,15 +264,6 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        // 2026-12-06 is 20_793 days after the epoch (56 years: 14 leap days; 56*365+14 = 20_454,
-        // then Jan..Nov 2026 = 334 days, then 5 more).
-        assert_eq!(civil_from_days(20_454 + 334 + 5), (2026, 12, 6));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 
     #[test]
