@@ -255,9 +255,13 @@ fn cap_content(content: &mut Value, max: usize) {
         Value::String(s) => truncate_text(s, max),
         Value::Null => *content = Value::String(String::new()),
         other => {
-            let text = other.to_string();
-            if text.len() > max {
-                let mut text = text;
+            // Most content is far below the cap: then neither its text nor any string in it
+            // can be over it, and it is left as it is without being encoded.
+            if json_len_bound(other) <= max {
+                return;
+            }
+            if json_len(other) > max {
+                let mut text = other.to_string();
                 truncate_text(&mut text, max);
                 *other = Value::String(text);
             } else {
@@ -266,6 +270,75 @@ fn cap_content(content: &mut Value, max: usize) {
             }
         }
     }
+}
+
+/// Counts the bytes written to it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The length of `value`'s compact JSON text (`serde_json::to_vec(value).len()`), without
+/// building the text.
+fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    let mut counter = ByteCounter(0);
+    // Writing to a counter cannot fail, and our payload types always serialise.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+/// An upper bound of a string's length in JSON: every byte escaped at most as `\u00XX`.
+fn str_len_bound(s: &str) -> usize {
+    s.len().saturating_mul(6).saturating_add(2)
+}
+
+/// An upper bound of [`json_len`] for a `Value`, from the lengths of its strings alone (no
+/// escaping is looked at); exact for no realistic input, cheap for every input.
+fn json_len_bound(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        // The longest `serde_json` number is 24 bytes (`-2.2250738585072014e-308`).
+        Value::Number(_) => 32,
+        Value::String(s) => str_len_bound(s),
+        Value::Array(items) => items.iter().fold(2usize, |n, v| {
+            n.saturating_add(json_len_bound(v)).saturating_add(1)
+        }),
+        Value::Object(map) => map.iter().fold(2usize, |n, (k, v)| {
+            n.saturating_add(str_len_bound(k))
+                .saturating_add(json_len_bound(v))
+                .saturating_add(2)
+        }),
+    }
+}
+
+/// An upper bound of [`json_len`] for a message: its strings at their bound, and 1 KiB for
+/// the keys, punctuation, role and numbers (they take under 300 bytes).
+fn message_len_bound(msg: &MessagePayload) -> usize {
+    let optional = |s: &Option<String>| s.as_deref().map_or(0, str_len_bound);
+    let parts = msg.parts.iter().fold(0usize, |n, p| {
+        n.saturating_add(64)
+            .saturating_add(str_len_bound(&p.kind))
+            .saturating_add(json_len_bound(&p.content))
+    });
+    [
+        1024,
+        str_len_bound(&msg.session_external_id),
+        str_len_bound(&msg.external_id),
+        str_len_bound(&msg.source),
+        optional(&msg.text_content),
+        optional(&msg.model),
+        parts,
+    ]
+    .into_iter()
+    .fold(0usize, usize::saturating_add)
 }
 
 fn cap_strings(value: &mut Value, max: usize) {
@@ -306,15 +379,15 @@ pub fn sanitize_message(msg: &mut MessagePayload, redactor: &Redactor, max_part_
 /// Halves the largest parts until the serialised message fits `budget`.
 fn shrink_to(msg: &mut MessagePayload, budget: usize) {
     for _ in 0..64 {
-        let size = serde_json::to_vec(&*msg).map_or(0, |v| v.len());
-        if size <= budget {
+        // Almost every message is far below the budget: known without encoding it.
+        if message_len_bound(msg) <= budget || json_len(&*msg) <= budget {
             return;
         }
         let Some((i, len)) = msg
             .parts
             .iter()
             .enumerate()
-            .map(|(i, p)| (i, p.content.to_string().len()))
+            .map(|(i, p)| (i, json_len(&p.content)))
             .max_by_key(|(_, len)| *len)
         else {
             if let Some(t) = msg.text_content.as_mut() {

@@ -10,6 +10,7 @@
 pub mod claude;
 pub mod codex;
 pub mod droid;
+pub mod json;
 pub mod opencode;
 pub mod pi;
 
