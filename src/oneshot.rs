@@ -263,8 +263,10 @@ pub fn export_threads() -> usize {
 }
 
 /// `export`, written as JSON lines to `out` (one `{"session":…,"messages":[…]}` per session,
-/// exactly `serde_json`'s encoding of [`Exported`]): each message is shaped and encoded as
-/// soon as it is reached, so no session's shaped payloads are held in memory.
+/// exactly `serde_json`'s encoding of [`Exported`]; messages through the faster
+/// [`write_message_json`](crate::model::write_message_json), which writes the same bytes):
+/// each message is shaped and encoded as soon as it is reached, so no session's shaped
+/// payloads are held in memory.
 ///
 /// The groups are parsed by `threads` workers (`1` parses them in order on one thread). The
 /// output is the same bytes whatever the number: workers take groups in order, and a group's
@@ -278,7 +280,14 @@ pub fn export_json(
     out: &mut dyn std::io::Write,
 ) -> Result<ExportReport> {
     let make = |shaping: &Shaping, state: fold::SessionState, messages: Vec<MessagePayload>| {
-        let mut line = Vec::with_capacity(4096);
+        // Sized once for the whole line (a line that grew by doubling copied itself again
+        // every time): the strings' bytes, plus room for escapes and each message's fields.
+        let estimate = messages.iter().fold(1024usize, |n, m| {
+            let text = m.text_content.as_ref().map_or(0, String::len);
+            let parts = m.parts.iter().map(|p| raw_len(&p.content)).sum::<usize>();
+            n.saturating_add((text + parts) / 8 * 9 + 512)
+        });
+        let mut line = Vec::with_capacity(estimate);
         line.extend_from_slice(b"{\"session\":");
         serde_json::to_writer(&mut line, &shaping.session(&state))?;
         line.extend_from_slice(b",\"messages\":[");
@@ -286,7 +295,7 @@ pub fn export_json(
             if i > 0 {
                 line.push(b',');
             }
-            serde_json::to_writer(&mut line, &shaping.message(message))?;
+            crate::model::write_message_json(&mut line, &shaping.message(message));
         }
         line.extend_from_slice(b"]}\n");
         Ok(line)
@@ -303,6 +312,17 @@ pub fn export_json(
         &make,
         &mut write,
     )
+}
+
+/// About how many bytes `value` takes as JSON, from its strings' lengths (a size hint).
+fn raw_len(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => items.iter().map(raw_len).sum::<usize>() + 2,
+        Value::Object(map) => map.iter().map(|(k, v)| k.len() + 4 + raw_len(v)).sum(),
+        _ => 8,
+    }
 }
 
 /// Turns one session (its state and raw messages, in order) into what is emitted.
@@ -400,8 +420,9 @@ fn export_with<T: Send>(
     };
     let threads = threads.clamp(1, groups.len().max(1));
     if threads == 1 {
+        let mut chunk = tail::Chunk::default();
         for (source, units) in &groups {
-            apply(context.group(*source, units)?)?;
+            apply(context.group(*source, units, &mut chunk)?)?;
         }
     } else {
         run_in_parallel(&groups, threads, &context, &mut apply)?;
@@ -431,6 +452,7 @@ fn run_in_parallel<T: Send>(
             let results = results.clone();
             let (schedule, progressed) = (&schedule, &progressed);
             scope.spawn(move || {
+                let mut chunk = tail::Chunk::default();
                 loop {
                     let index = {
                         let Ok(mut s) = schedule.lock() else { return };
@@ -450,10 +472,8 @@ fn run_in_parallel<T: Send>(
                         s.next - 1
                     };
                     let (source, units) = &groups[index];
-                    if results
-                        .send((index, context.group(*source, units)))
-                        .is_err()
-                    {
+                    let output = context.group(*source, units, &mut chunk);
+                    if results.send((index, output)).is_err() {
                         return; // the writer gave up
                     }
                 }
@@ -535,7 +555,12 @@ impl SessionMessages {
 impl<T> GroupContext<'_, T> {
     /// Reads and folds one group's units and makes its sessions. Memory is bounded by the
     /// group: its fold state lives in a store of its own, dropped at the end.
-    fn group(&self, source: SourceId, units: &[Unit]) -> Result<GroupOutput<T>> {
+    fn group(
+        &self,
+        source: SourceId,
+        units: &[Unit],
+        chunk: &mut tail::Chunk,
+    ) -> Result<GroupOutput<T>> {
         let mut output = GroupOutput {
             sessions: Vec::new(),
             malformed_lines: 0,
@@ -561,7 +586,7 @@ impl<T> GroupContext<'_, T> {
                     entry.absorb(t.messages);
                 }
             };
-            match read_all(unit, self.cfg, &mut fold_records, &mut output) {
+            match read_all(unit, self.cfg, chunk, &mut fold_records, &mut output) {
                 Ok(()) => {}
                 // Deleted since the scan: nothing to export, nothing wrong.
                 Err(e) if is_not_found(&e) => output.vanished.push(unit.describe()),
@@ -614,11 +639,17 @@ fn group_key(unit: &Unit) -> String {
     sources::source(unit.source).group_key(unit)
 }
 
+/// How much of a file `export` reads at a time: small enough that the bytes the kernel just
+/// copied are still in the core's cache when they are checked and parsed (with 8 MiB reads,
+/// the copy and every pass over the bytes after it went to memory).
+const EXPORT_READ_BYTES: usize = 256 * 1024;
+
 /// Reads a whole unit, handing its records to `fold` one read at a time (a snapshot unit may
-/// take several reads).
+/// take several reads). Lines are read into `chunk`'s buffer.
 fn read_all<T>(
     unit: &Unit,
     cfg: &Config,
+    chunk: &mut tail::Chunk,
     fold: &mut dyn FnMut(Vec<Record>),
     output: &mut GroupOutput<T>,
 ) -> Result<()> {
@@ -630,8 +661,13 @@ fn read_all<T>(
             let mut offset = 0;
             let mut records = Vec::new();
             loop {
-                let chunk =
-                    tail::read_lines(&mut file, offset, 8 * 1024 * 1024, cfg.max_line_bytes)?;
+                tail::read_lines_into(
+                    &mut file,
+                    offset,
+                    EXPORT_READ_BYTES,
+                    cfg.max_line_bytes,
+                    chunk,
+                )?;
                 output.skipped_long_lines += chunk.skipped_long_lines;
                 for line in chunk.iter_lines() {
                     if line.iter().all(u8::is_ascii_whitespace) {

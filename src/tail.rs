@@ -76,7 +76,8 @@ fn read_exact_at(file: &mut File, at: u64, len: u64) -> io::Result<Vec<u8>> {
 /// Complete lines read from a file.
 #[derive(Debug, Default)]
 pub struct Chunk {
-    /// The bytes read, newlines included; `lines` index into it.
+    /// The buffer the file was read into (newlines included, and possibly bytes past the last
+    /// line, kept for the next read); `lines` index into it.
     pub buf: Vec<u8>,
     /// Each complete line's byte range in `buf`, without its `\n` (and without a `\r`).
     pub lines: Vec<std::ops::Range<usize>>,
@@ -110,18 +111,43 @@ const BLOCK: usize = 256 * 1024;
 /// The file is read straight into the returned buffer, sized once for what can come (the
 /// budget, or the rest of the file when smaller), so each byte is copied once, by the kernel.
 pub fn read_lines(file: &mut File, from: u64, budget: usize, max_line: usize) -> io::Result<Chunk> {
+    let mut chunk = Chunk::default();
+    read_lines_into(file, from, budget, max_line, &mut chunk)?;
+    Ok(chunk)
+}
+
+/// [`read_lines`] into `chunk`, reusing its buffer (a reader of many files allocates and
+/// faults in its buffer once, not once per read).
+pub fn read_lines_into(
+    file: &mut File,
+    from: u64,
+    budget: usize,
+    max_line: usize,
+    chunk: &mut Chunk,
+) -> io::Result<()> {
     file.seek(SeekFrom::Start(from))?;
-    let mut chunk = Chunk {
-        start: from,
-        end: from,
-        ..Chunk::default()
-    };
     let ahead = file
         .metadata()
         .map_or(0, |m| m.len().saturating_sub(from))
         .min(budget as u64) as usize;
-    // Zeroed by the allocator (fresh pages for large sizes), not by a pass over the bytes.
-    let mut buf = vec![0u8; ahead + BLOCK];
+    let mut buf = std::mem::take(&mut chunk.buf);
+    if buf.len() > 4 * (budget + BLOCK) {
+        // A buffer an over-long line once grew is not kept for every later read.
+        buf = Vec::new();
+    }
+    if buf.is_empty() {
+        // Zeroed by the allocator (fresh pages for large sizes), not by a pass over the bytes.
+        buf = vec![0u8; ahead + BLOCK];
+    } else if buf.len() < ahead + BLOCK {
+        buf.resize(ahead + BLOCK, 0);
+    }
+    *chunk = Chunk {
+        start: from,
+        end: from,
+        lines: std::mem::take(&mut chunk.lines),
+        ..Chunk::default()
+    };
+    chunk.lines.clear();
     // Where the next read goes: the end of what is kept, or the start of a line being skipped.
     let mut filled = 0usize;
     // Start of the current (unfinished) line in `buf`, or `None` while skipping an over-long one.
@@ -177,9 +203,8 @@ pub fn read_lines(file: &mut File, from: u64, budget: usize, max_line: usize) ->
                     if kept >= budget && cursor < end {
                         // Stop early; the remainder of this block is re-read next time.
                         chunk.more = true;
-                        buf.truncate(cursor);
                         chunk.buf = buf;
-                        return Ok(chunk);
+                        return Ok(());
                     }
                 }
                 None => {
@@ -201,10 +226,9 @@ pub fn read_lines(file: &mut File, from: u64, budget: usize, max_line: usize) ->
             filled = end;
         }
     }
-    // Drop the trailing partial line: it is re-read once complete.
-    buf.truncate(line_start.unwrap_or(filled));
+    // A trailing partial line is not among `lines`: it is re-read once complete.
     chunk.buf = buf;
-    Ok(chunk)
+    Ok(())
 }
 
 /// A file's modification time in epoch milliseconds (0 when the platform cannot say).
@@ -256,6 +280,30 @@ mod tests {
         let second = read_lines(&mut f, first.end, 6, 1 << 20).unwrap();
         assert_eq!(lines(&second), ["3333"]);
         assert_eq!(second.end, 15);
+    }
+
+    #[test]
+    fn a_reused_chunk_reads_what_a_fresh_one_reads() {
+        // One chunk carried across files of different sizes (export's workers do this): each
+        // read gives the lines a fresh read gives, whatever an earlier file left in the buffer.
+        let long = format!("{}\n", "y".repeat(300_000));
+        let files: [&[u8]; 4] = [long.as_bytes(), b"a\nbb\r\nccc", b"", b"1111\n2222\n3333\n"];
+        let mut chunk = Chunk::default();
+        for bytes in files {
+            let (_t, mut f) = file_with(bytes);
+            let fresh = read_lines(&mut f, 0, 6, 1 << 20).unwrap();
+            read_lines_into(&mut f, 0, 6, 1 << 20, &mut chunk).unwrap();
+            assert_eq!(lines(&chunk), lines(&fresh));
+            assert_eq!(
+                (chunk.start, chunk.end, chunk.more),
+                (fresh.start, fresh.end, fresh.more)
+            );
+            assert_eq!(chunk.skipped_long_lines, fresh.skipped_long_lines);
+        }
+        let (_t, mut f) = file_with(b"1111\n2222\n3333\n");
+        read_lines_into(&mut f, 5, 6, 1 << 20, &mut chunk).unwrap();
+        assert_eq!(lines(&chunk), ["2222", "3333"]);
+        assert_eq!(chunk.end, 15);
     }
 
     #[test]

@@ -202,6 +202,7 @@ impl ClaudeParser {
         &self,
         sid: &str,
         line: &Line<'_>,
+        at_ms: Option<i64>,
         role: Role,
         text: Option<String>,
         parts: Vec<Part>,
@@ -247,7 +248,7 @@ impl ClaudeParser {
             duration_ms: None,
             source: SourceId::ClaudeCode.as_str().into(),
             parts: all,
-            created_at: timestamp(line),
+            created_at: at_ms,
         }))
     }
 
@@ -334,6 +335,7 @@ impl ClaudeParser {
                                 out.extend(self.message(
                                     sid,
                                     &line,
+                                    facts.at_ms,
                                     Role::Tool,
                                     None,
                                     results,
@@ -389,10 +391,12 @@ impl ClaudeParser {
                     }
                 }
                 let text = Some(text.join("\n")).filter(|t| !t.trim().is_empty());
+                let at_ms = facts.at_ms;
                 out.push(Record::Session(facts));
                 out.extend(self.message(
                     sid,
                     &line,
+                    at_ms,
                     Role::Assistant,
                     text,
                     parts,
@@ -426,7 +430,7 @@ impl ClaudeParser {
             self.state.titled = true;
             facts.title = Some(short_title(&text));
         }
-        out.extend(self.message(sid, line, Role::User, Some(text), vec![], None));
+        out.extend(self.message(sid, line, facts.at_ms, Role::User, Some(text), vec![], None));
     }
 }
 

@@ -674,8 +674,22 @@ fn is_scaffolding(text: &str) -> bool {
 /// claude-code-sync's title rule: the first 80 characters, cut at the last space if it falls
 /// after position 40, plus "...".
 pub fn short_title(text: &str) -> String {
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= 80 {
+    // The words joined by single spaces, built only as far as the cut needs (a first prompt
+    // can be a whole pasted file): past 80 characters the rest makes no difference.
+    let mut one_line = String::new();
+    let mut chars = 0;
+    for word in text.split_whitespace() {
+        if chars > 80 {
+            break;
+        }
+        if !one_line.is_empty() {
+            one_line.push(' ');
+            chars += 1;
+        }
+        one_line.push_str(word);
+        chars += word.chars().count();
+    }
+    if chars <= 80 {
         return one_line;
     }
     let cut: String = one_line.chars().take(80).collect();
@@ -766,5 +780,32 @@ mod tests {
         let long = "word ".repeat(30);
         let t = short_title(&long);
         assert!(t.ends_with("...") && t.len() <= 83, "{t}");
+        // The rule written out on whole texts: words joined by one space; over 80 characters,
+        // the first 80, cut back to the last space when that is past 40, then "...".
+        let rule = |text: &str| {
+            let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            if one_line.chars().count() <= 80 {
+                return one_line;
+            }
+            let cut: String = one_line.chars().take(80).collect();
+            match cut.rfind(' ') {
+                Some(i) if i > 40 => format!("{}...", &cut[..i]),
+                _ => format!("{cut}..."),
+            }
+        };
+        for text in [
+            String::new(),
+            "  \n ".to_string(),
+            "x".repeat(80),
+            "x".repeat(81),
+            format!("{} {}", "a".repeat(79), "b"),
+            format!("{} {}", "a".repeat(40), "b".repeat(45)),
+            format!("{} {}", "a".repeat(41), "b".repeat(45)),
+            "é ".repeat(60),
+            format!("{}\n\t{}", "word ".repeat(16), "x".repeat(5000)),
+            "ü".repeat(200),
+        ] {
+            assert_eq!(short_title(&text), rule(&text), "{text:?}");
+        }
     }
 }
