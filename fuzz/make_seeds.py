@@ -214,6 +214,22 @@ def droid():
 
 
 # ---------------------------------------------------------------- server_response
+def cursor():
+    """Cursor: transcript lines, an empty line, spool lines (the cursor_line input layout), one
+    seed per conversation of tests/fixtures/cursor."""
+    reset("cursor_line")
+    fix = FIX / "cursor"
+    convs = {}
+    for p in sorted((fix / "projects").glob("*/agent-transcripts/**/*.jsonl")):
+        if p.parent.name != "subagents":
+            convs.setdefault(p.stem, [b"", b""])[0] = p.read_bytes()
+    for p in sorted((fix / "spool").glob("*.jsonl")):
+        convs.setdefault(p.stem, [b"", b""])[1] = p.read_bytes()
+    for transcript, spool in convs.values():
+        complete = transcript[: transcript.rfind(b"\n") + 1]
+        put("cursor_line", (complete or b"\n") + b"\n" + spool)
+
+
 def server():
     reset("server_response")
 
@@ -305,6 +321,7 @@ if __name__ == "__main__":
     opencode()
     pi()
     droid()
+    cursor()
     server()
     config()
     total = 0

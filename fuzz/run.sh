@@ -28,7 +28,7 @@ cd "$here"
 cargo fuzz build -s none "$target"
 dict=()
 case "$target" in
-    claude_line|codex_line|opencode_record|pi_line) dict=(-dict="$here/dict/jsonl.dict") ;;
+    claude_line|codex_line|opencode_record|pi_line|cursor_line) dict=(-dict="$here/dict/jsonl.dict") ;;
     droid_line) dict=(-dict="$here/dict/droid.dict") ;;
     server_response) dict=(-dict="$here/dict/server.dict") ;;
     config_value) dict=(-dict="$here/dict/config.dict") ;;

@@ -13,7 +13,7 @@ script keeps only what opensyncd prices with:
     every `*_above_<N>k_tokens` long-context variant of those.
 
 Entries keep LiteLLM's ids and field names unchanged, so the file is a faithful subset of the
-source: opensyncd (src/pricing.rs) reads the same shape from `opensyncd prices update`.
+source: opensyncd (src/pricing/) reads the same shape from `opensyncd prices update`.
 
 Usage (Python 3, standard library only):
 
@@ -41,7 +41,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-# Providers whose models our sources can produce. opensyncd's loader (src/pricing.rs,
+# Providers whose models our sources can produce. opensyncd's loader (src/pricing/litellm.rs,
 # PROVIDER_RANKS) applies the same list to a table installed by `prices update`; a test checks
 # that the bundled file holds no other provider.
 PROVIDERS = {

@@ -84,6 +84,13 @@ pub fn man_page(cmd: clap::Command) -> Vec<u8> {
         "0 on success; 1 when the command failed (the message says why); 2 when the command \
          line is wrong. \\fBopensyncd hook\\fR always exits 0.\n",
     );
+    let _ = writeln!(
+        m,
+        ".PP\n\\fBopensyncd status\\fR exits with the state of syncing: {}.",
+        esc(crate::health::EXIT_CODES_HELP
+            .trim_start_matches("Exit status: ")
+            .trim_end_matches('.'))
+    );
     m.push_str(".SH SEE ALSO\n");
     m.push_str("\\fBsystemctl\\fR(1), \\fBjournalctl\\fR(1), \\fBlaunchctl\\fR(1)\n");
     m.into_bytes()
@@ -355,7 +362,7 @@ fn environment_section(m: &mut String) {
 
 fn files_section(m: &mut String) {
     m.push_str(".SH FILES\n");
-    let files: [(&str, &str); 10] = [
+    let files: [(&str, &str); 12] = [
         (
             "~/.config/opensyncd/config.toml",
             "Settings (macOS: ~/Library/Application Support/opensyncd/config.toml). Mode 0600.",
@@ -375,6 +382,14 @@ fn files_section(m: &mut String) {
         (
             "~/.local/state/opensyncd/control.sock",
             "The daemon's control socket (mode 0600).",
+        ),
+        (
+            "~/.local/state/opensyncd/pause.json",
+            "The hold put by `opensyncd pause` or `logout` (kept across restarts; `resume` or `login` removes it).",
+        ),
+        (
+            "~/.local/state/opensyncd/daemon-waiting",
+            "The pid of a daemon waiting for the lock (`status` names who holds it).",
         ),
         (
             "~/.local/state/opensyncd/opensyncd.log",

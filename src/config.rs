@@ -99,6 +99,9 @@ pub struct Config {
     /// Factory Droid dirs (override `~/.factory`).
     #[serde(deserialize_with = "string_or_list")]
     pub droid_dirs: Vec<String>,
+    /// Cursor dirs (override `~/.cursor`).
+    #[serde(deserialize_with = "string_or_list")]
+    pub cursor_dirs: Vec<String>,
     /// A TOML file of model prices that overrides the bundled table.
     pub pricing_file: Option<String>,
     /// Glob patterns of files, directories and project paths never read or sent.
@@ -139,6 +142,7 @@ impl Default for Config {
             opencode_db: None,
             pi_dirs: Vec::new(),
             droid_dirs: Vec::new(),
+            cursor_dirs: Vec::new(),
             pricing_file: None,
             exclude: Vec::new(),
             prices_url: None,
@@ -194,6 +198,7 @@ pub const SETTABLE_KEYS: &[&str] = &[
     "opencode_db",
     "pi_dirs",
     "droid_dirs",
+    "cursor_dirs",
     "pricing_file",
     "exclude",
     "prices_url",
@@ -208,7 +213,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ),
     (
         "transport",
-        "per-record (/sync/session + /sync/message, keeps timestamps) or batch (/sync/batch for first-time inserts)",
+        "per-record (/sync/session + /sync/message, keeps every timestamp) or batch (/sync/batch for the messages of sessions new to the server; those messages get the sync time as createdAt)",
     ),
     (
         "concurrency",
@@ -275,6 +280,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "droid_dirs",
         "Factory Droid dirs, each with sessions/ (default: ~/.factory)",
+    ),
+    (
+        "cursor_dirs",
+        "Cursor dirs (default: ~/.cursor; the hook spool in the state dir is always read)",
     ),
     (
         "opencode_db",
@@ -1117,6 +1126,7 @@ impl Config {
             SourceId::OpenCode => &self.opencode_dirs,
             SourceId::Pi => &self.pi_dirs,
             SourceId::FactoryDroid => &self.droid_dirs,
+            SourceId::Cursor => &self.cursor_dirs,
         }
     }
 
@@ -1141,6 +1151,11 @@ impl Config {
                 && let Some(db) = &self.opencode_db
             {
                 dirs.push(crate::sources::expand_tilde(db, &home));
+            }
+            if id == SourceId::Cursor {
+                // The hook's spool, in opensyncd's own state dir, whatever `cursor_dirs` says.
+                let state_dir = Paths::from_env(env).state_dir;
+                dirs.push(crate::sources::cursor::spool_dir_in(&state_dir));
             }
             roots.set(id, dirs);
         }

@@ -14,15 +14,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{self, Config, Paths};
-use crate::control::{self, ControlMsg, Reply, Request};
+use crate::control::{self, ControlMsg, Replier, Reply, Request};
 use crate::credentials;
-use crate::engine::{Engine, EngineError, Outcome, Pause, now_ms};
+use crate::engine::{Engine, EngineError, LoneFollower, Outcome, Pause, now_ms};
+use crate::health::SyncState;
 use crate::ledger::Ledger;
 use crate::lock;
+use crate::pause::{self, Hold, HoldKind};
+use crate::pending;
+use crate::progress::{Backfill, Meter, SyncProgress, Tick};
 use crate::selection::{Selection, SyncSummary, scan_units};
 use crate::sources::{self, Roots, Unit};
 use crate::status::{self, Status};
@@ -35,6 +39,11 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const PAUSE_PROBE: Duration = Duration::from_secs(300);
 /// How long an errored unit waits before it is tried again.
 pub const UNIT_RETRY: Duration = Duration::from_secs(30);
+/// A `sync` waiting on the daemon is answered (and told why) once requests have been failing
+/// this long: the daemon keeps retrying, the command does not wait for ever.
+pub const SYNC_GIVE_UP: Duration = Duration::from_secs(60);
+/// How long `pause` and `logout` wait for the requests already on the wire.
+pub const HOLD_DRAIN: Duration = Duration::from_secs(30);
 
 /// How `run` ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -140,15 +149,24 @@ struct Daemon {
     /// The unit each worker task is processing, to release it if the task panics.
     task_units: HashMap<tokio::task::Id, Unit>,
     paused: Option<Pause>,
+    /// The user's hold (`pause`, `logout`), as in the hold file: nothing is pushed while set.
+    hold: Option<Hold>,
     waiters: Vec<SyncWaiter>,
     watch_warning: Option<String>,
+    /// Bytes acknowledged over time: the rate behind `status`'s ETA and the progress lines.
+    meter: Meter,
+    /// The periodic backfill log.
+    backfill: Backfill,
 }
 
 struct SyncWaiter {
     pending: HashSet<Unit>,
     summary: SyncSummary,
     before: crate::engine::Counters,
-    reply: oneshot::Sender<Reply>,
+    /// Units and bytes pending when the sync was asked for (its progress lines' totals).
+    units_total: usize,
+    bytes_total: u64,
+    reply: Replier,
 }
 
 impl Daemon {
@@ -186,6 +204,7 @@ impl Daemon {
             crate::clock::Clock::from_env(),
         )?);
         let roots = cfg.roots(&config::process_env);
+        let hold = load_hold(&paths);
         Ok(Daemon {
             paths,
             cfg,
@@ -200,8 +219,11 @@ impl Daemon {
             redo: HashSet::new(),
             retry_later: Vec::new(),
             paused,
+            hold,
             waiters: Vec::new(),
             watch_warning: None,
+            meter: Meter::new(Duration::from_secs(30)),
+            backfill: Backfill::default(),
             ledger_failed: None,
             task_units: HashMap::new(),
         })
@@ -259,6 +281,8 @@ impl Daemon {
         ])
         .context("installing signal handlers")?;
 
+        // Before any request: a pause or a logout outlives a restart.
+        self.apply_hold();
         if self.reconcile {
             // Before the first unit is pushed: what the server holds decides what may be
             // batched, and nothing is assumed empty.
@@ -269,6 +293,10 @@ impl Daemon {
         if let Err(err) = self.engine.retry_rejected_if_shaping_changed().await {
             tracing::warn!(%err, "could not send the refused records again");
         }
+        if let Err(err) = self.engine.reprice_if_prices_changed() {
+            tracing::warn!(%err, "could not re-price the sessions");
+        }
+        self.log_roots();
         self.full_scan("start");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tracing::info!(
@@ -278,7 +306,12 @@ impl Daemon {
             state = %self.paths.state_dir.display(),
             "opensyncd started"
         );
-        if let Some(p) = &self.paused {
+        if let Some(hold) = &self.hold {
+            tracing::warn!(
+                "paused ({}); watching, nothing is pushed until then",
+                hold.describe(now_ms())
+            );
+        } else if let Some(p) = &self.paused {
             tracing::warn!("{p}; watching, nothing is pushed until then");
         }
 
@@ -355,6 +388,7 @@ impl Daemon {
                         self.probe().await;
                     }
                     self.flush_deferred_if_due(&mut deferred_task);
+                    self.every_tick();
                     self.answer_waiters();
                 }
             }
@@ -401,7 +435,7 @@ impl Daemon {
             .ok()
             .flatten()
             .is_some_and(|due| due <= self.engine.now());
-        if self.paused.is_none() && idle && due {
+        if self.paused.is_none() && self.hold.is_none() && idle && due {
             let engine = self.engine.clone();
             *task = Some(tokio::spawn(async move {
                 match engine.flush_deferred().await {
@@ -414,7 +448,7 @@ impl Daemon {
     }
 
     fn dispatch(&mut self, workers: &mut JoinSet<(Unit, Result<Outcome, EngineError>)>) {
-        if self.paused.is_some() || self.ledger_failed.is_some() {
+        if self.paused.is_some() || self.hold.is_some() || self.ledger_failed.is_some() {
             return;
         }
         while self.in_flight.len() < self.cfg.concurrency {
@@ -425,8 +459,15 @@ impl Daemon {
             self.in_flight.insert(unit.clone());
             let engine = self.engine.clone();
             let task_unit = unit.clone();
+            // A unit an explicit `sync` waits for is read as it is; one found by watching may
+            // wait for its main transcript.
+            let lone = if self.waiters.iter().any(|w| w.pending.contains(&unit)) {
+                LoneFollower::Read
+            } else {
+                LoneFollower::Wait
+            };
             let handle = workers.spawn(async move {
-                let result = engine.process_unit(&task_unit).await;
+                let result = engine.process_unit(&task_unit, lone).await;
                 (task_unit, result)
             });
             self.task_units.insert(handle.id(), unit);
@@ -443,6 +484,14 @@ impl Daemon {
                 }
             }
             Ok(Outcome::Stopped) => {}
+            // Stopped by the user's hold (its requests refused by the client's gate), not by
+            // the server: the unit waits for the hold to be lifted.
+            Ok(Outcome::Paused(pause))
+                if self.hold.is_some()
+                    || matches!(&pause, Pause::Auth(why) if why.contains(crate::push::HELD)) =>
+            {
+                self.enqueue(unit.clone())
+            }
             Ok(Outcome::Paused(pause)) => {
                 if self.paused.is_none() {
                     tracing::error!("{pause}; pushing paused (still watching; nothing is lost)");
@@ -466,6 +515,7 @@ impl Daemon {
         if self.redo.remove(&unit) {
             self.enqueue(unit.clone());
         }
+        self.backfill.unit_done();
         for w in &mut self.waiters {
             if w.pending.remove(&unit) {
                 w.summary.units += 1;
@@ -478,11 +528,31 @@ impl Daemon {
     }
 
     fn answer_waiters(&mut self) {
-        let paused = self.paused.as_ref().map(ToString::to_string);
+        let now = now_ms();
+        let paused = match (&self.hold, &self.paused) {
+            (Some(hold), _) => Some(format!("paused {}", hold.describe(now))),
+            (None, Some(p)) => Some(p.to_string()),
+            (None, None) => None,
+        };
         let counters = self.engine.counters();
+        // The server has been failing for a while: answer (the daemon keeps retrying).
+        let gave_up = counters
+            .failing_since_ms
+            .filter(|since| now - since >= SYNC_GIVE_UP.as_millis() as i64)
+            .map(|since| {
+                format!(
+                    "requests have been failing for {} ({}); the daemon keeps retrying on its own",
+                    pause::human_secs(((now - since) / 1000).max(0) as u64),
+                    counters
+                        .last_error
+                        .as_ref()
+                        .map_or("no answer", |(_, e)| e.as_str())
+                )
+            });
         let mut still = Vec::new();
         for mut w in self.waiters.drain(..) {
-            if w.pending.is_empty() || paused.is_some() {
+            if w.pending.is_empty() || paused.is_some() || gave_up.is_some() {
+                w.summary.gave_up = gave_up.clone().filter(|_| !w.pending.is_empty());
                 w.summary.sessions_sent = counters.sessions_sent - w.before.sessions_sent;
                 w.summary.messages_sent = counters.messages_sent - w.before.messages_sent;
                 w.summary.rejected = counters.rejected - w.before.rejected;
@@ -506,6 +576,23 @@ impl Daemon {
                 tracing::error!(%err, "config reload failed; keeping the previous configuration")
             }
         }
+        // New prices, redaction or caps: shaping is rebuilt; sessions whose cost changed and
+        // records refused before are sent again.
+        match crate::wiring::build_engine_shaping(&self.cfg) {
+            Ok(shaping) => {
+                self.engine.set_shaping(shaping);
+                if let Err(err) = self.engine.reprice_if_prices_changed() {
+                    tracing::warn!(%err, "could not re-price the sessions");
+                }
+                let engine = self.engine.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = engine.retry_rejected_if_shaping_changed().await {
+                        tracing::warn!(%err, "could not send the refused records again");
+                    }
+                });
+            }
+            Err(err) => tracing::error!(%err, "prices or redaction could not be reloaded"),
+        }
         match build_client(&self.cfg, &self.paths) {
             Ok(client) => {
                 let logged_in = client.is_some();
@@ -519,6 +606,9 @@ impl Daemon {
             }
             Err(err) => tracing::error!(%err, "credentials reload failed"),
         }
+        // `login` lifts a logout's hold; the new client must obey the one in force.
+        self.hold = load_hold(&self.paths);
+        self.apply_hold();
     }
 
     async fn probe(&mut self) {
@@ -540,6 +630,7 @@ impl Daemon {
             &self.engine.ledger,
             &self.roots,
             &self.cfg.enabled_sources(),
+            self.cfg.parse_options(),
             now_ms(),
         )
         .unwrap_or_else(|err| Status {
@@ -553,16 +644,181 @@ impl Daemon {
             .ok()
             .flatten()
             .map(|(k, _)| k.masked());
-        status.auth = match &self.paused {
-            None => "ok".into(),
-            Some(p) => format!("paused: {p}"),
-        };
+        let health = self.health(&status);
+        status.auth = health.headline(now_ms());
+        status.health = Some(health);
+        status.hold = self.hold.clone();
         status.watch_warning = self.watch_warning.clone();
         status.counters = Some((&self.engine.counters()).into());
         status
     }
 
-    fn control(&mut self, request: Request, reply: oneshot::Sender<Reply>) {
+    /// The state of syncing, from what this daemon knows: the user's hold, the server's pause,
+    /// the outcome of its last requests, and the work left (`status`'s backlog and its queue).
+    fn health(&self, status: &Status) -> SyncState {
+        let now = now_ms();
+        if let Some(hold) = &self.hold {
+            return match hold.kind {
+                HoldKind::LoggedOut => SyncState::NotLoggedIn {
+                    reason: hold.describe(now),
+                },
+                HoldKind::Paused => SyncState::Paused {
+                    reason: hold.describe(now),
+                    until_ms: hold.until_ms,
+                },
+            };
+        }
+        if self.engine.client().is_none() {
+            return SyncState::NotLoggedIn {
+                reason: "no API key or no server URL: run `opensyncd login`".into(),
+            };
+        }
+        match &self.paused {
+            Some(Pause::Auth(why)) => {
+                return SyncState::NotLoggedIn {
+                    reason: format!("the server refused the API key: {why}; run `opensyncd login`"),
+                };
+            }
+            Some(Pause::WrongUrl(why)) => {
+                return SyncState::WrongUrl {
+                    reason: format!("{why}; check the url with `opensyncd config`"),
+                };
+            }
+            None => {}
+        }
+        let counters = self.engine.counters();
+        if let Some(since_ms) = counters.failing_since_ms {
+            return SyncState::Retrying {
+                since_ms,
+                next_attempt_ms: counters.next_attempt_ms,
+                error: counters
+                    .last_error
+                    .map_or_else(|| "no answer".into(), |(_, e)| e),
+            };
+        }
+        // The backlog `status` shows (the same test as `sync --dry-run`); the queue may hold
+        // units with nothing new (a rescan looks at them), which is not work left.
+        let files: usize = status.sources.iter().map(|s| s.backlog_files).sum();
+        let bytes_left: u64 = status.sources.iter().map(|s| s.backlog_bytes).sum();
+        if files > 0 {
+            SyncState::Syncing {
+                files,
+                bytes_left,
+                eta_secs: self.meter.eta_secs(bytes_left),
+            }
+        } else {
+            SyncState::Ok
+        }
+    }
+
+    /// Says at start which directories are watched for each source, or that none of the
+    /// tools was found (so an empty dashboard is explained by the first lines of the log).
+    fn log_roots(&self) {
+        let inventory = sources::inventory(&self.roots, &self.cfg.enabled_sources());
+        let mut found = 0;
+        for (source, (dirs, units)) in &inventory {
+            if dirs.is_empty() {
+                tracing::info!(
+                    "{source}: not found (looked in {})",
+                    self.roots
+                        .watch_dirs(*source)
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            } else {
+                found += 1;
+                tracing::info!(
+                    "{source}: watching {} ({units} session files)",
+                    dirs.iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        if found == 0 {
+            tracing::warn!(
+                "found none of the tools ({}): nothing to sync until one of them writes a session \
+                 (see `opensyncd config` for the directories, `opensyncd set <tool>_dirs` to change them)",
+                inventory
+                    .keys()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+
+    /// Housekeeping of this module's own state, every tick: the hold's end, the rate meter,
+    /// the backfill log and the progress lines of waiting `sync`s.
+    fn every_tick(&mut self) {
+        let now = now_ms();
+        if let Some(hold) = &self.hold
+            && hold.expired(now)
+        {
+            tracing::info!("the pause has ended; pushing resumes");
+            if let Err(err) = pause::clear(&self.paths) {
+                tracing::warn!(%err, "could not remove the pause file");
+            }
+            self.hold = None;
+            self.apply_hold();
+        }
+        let counters = self.engine.counters();
+        let at = Instant::now();
+        self.meter.record(at, counters.bytes_committed);
+        let tick = Tick {
+            now: at,
+            units_left: self.queue.len() + self.in_flight.len(),
+            bytes: counters.bytes_committed,
+            messages: counters.messages_sent,
+            rate: self.meter.rate(),
+        };
+        if let Some(line) = self.backfill.tick(tick) {
+            tracing::info!("{line}");
+        }
+        for w in &self.waiters {
+            if w.reply.wants_progress() {
+                w.reply.progress(self.waiter_progress(w, &counters));
+            }
+        }
+    }
+
+    fn waiter_progress(&self, w: &SyncWaiter, counters: &crate::engine::Counters) -> SyncProgress {
+        SyncProgress {
+            units_done: w.summary.units,
+            units_total: w.units_total,
+            bytes_done: counters
+                .bytes_committed
+                .saturating_sub(w.before.bytes_committed)
+                .min(w.bytes_total),
+            bytes_total: w.bytes_total,
+            messages_sent: counters
+                .messages_sent
+                .saturating_sub(w.before.messages_sent),
+            rate: self.meter.rate(),
+        }
+    }
+
+    /// Makes the client obey the hold: with one, no request leaves (those on the wire end);
+    /// without, requests flow again and the units held back are looked at.
+    fn apply_hold(&mut self) {
+        let Some(client) = self.engine.client() else {
+            return;
+        };
+        match (&self.hold, client.is_held()) {
+            (Some(_), false) => client.hold(),
+            (None, true) => {
+                client.release();
+                tracing::info!("resumed: pushing again");
+                self.full_scan("resume");
+            }
+            _ => {}
+        }
+    }
+
+    fn control(&mut self, request: Request, reply: Replier) {
         match request {
             Request::Status => {
                 let _ = reply.send(Reply::Status {
@@ -584,7 +840,70 @@ impl Daemon {
                 }
                 let _ = reply.send(Reply::Ok);
             }
-            Request::Sync { selection } => {
+            Request::Hold => {
+                self.hold = load_hold(&self.paths);
+                match &self.hold {
+                    Some(hold) => tracing::info!("paused ({})", hold.describe(now_ms())),
+                    None => tracing::info!("resume requested"),
+                }
+                self.reply_when_quiet(reply);
+            }
+            Request::Logout => {
+                self.hold = load_hold(&self.paths);
+                tracing::info!("logged out: the key is forgotten and nothing more is sent");
+                self.reply_when_quiet(reply);
+                // The key is gone from memory too; `login` builds a new client.
+                self.engine.set_client(None);
+            }
+            Request::Stop => {
+                tracing::info!("asked to stop over the control socket");
+                let _ = reply.send(Reply::Ok);
+                // The same path as SIGTERM: drain, flush, exit.
+                if let Err(err) = signal_hook::low_level::raise(signal_hook::consts::SIGTERM) {
+                    tracing::error!(%err, "could not stop");
+                }
+            }
+            Request::DryRun { selection } => {
+                let engine = self.engine.clone();
+                let roots = self.roots.clone();
+                let sources = self.cfg.enabled_sources();
+                let parse = self.cfg.parse_options();
+                let max_line = self.cfg.max_line_bytes;
+                // Reading the pending data can take a while: off the loop.
+                tokio::task::spawn_blocking(move || {
+                    let answer = crate::oneshot::dry_run_with(
+                        &engine.ledger,
+                        &roots,
+                        &sources,
+                        &selection,
+                        parse,
+                        max_line,
+                    );
+                    let _ = reply.send(match answer {
+                        Ok(report) => Reply::DryRun { report },
+                        Err(err) => Reply::Error {
+                            message: format!("{err:#}"),
+                        },
+                    });
+                });
+            }
+            Request::Sync {
+                selection,
+                progress: _,
+            } => {
+                if self.hold.is_some() {
+                    // Answered at once by `answer_waiters`: nothing is sent while held.
+                    self.waiters.push(SyncWaiter {
+                        pending: HashSet::new(),
+                        summary: SyncSummary::default(),
+                        before: self.engine.counters(),
+                        units_total: 0,
+                        bytes_total: 0,
+                        reply,
+                    });
+                    self.answer_waiters();
+                    return;
+                }
                 if selection.retry_rejected {
                     let engine = self.engine.clone();
                     tokio::spawn(async move {
@@ -599,27 +918,72 @@ impl Daemon {
                     });
                 }
                 let sources = self.cfg.enabled_sources();
-                match scan_units(&self.engine.ledger, &self.roots, &sources, &selection) {
+                let found = scan_units(&self.engine.ledger, &self.roots, &sources, &selection)
+                    .map_err(|e| e.to_string())
+                    .and_then(|units| {
+                        pending::filter(&self.engine.ledger, units, self.cfg.parse_options())
+                            .map_err(|e| e.to_string())
+                    });
+                match found {
                     Ok(units) => {
-                        let pending: HashSet<Unit> = units.iter().cloned().collect();
-                        for u in units {
-                            self.enqueue(u);
+                        let bytes_total = units.iter().map(|p| p.bytes).sum();
+                        let pending: HashSet<Unit> = units.iter().map(|p| p.unit.clone()).collect();
+                        for p in units {
+                            self.enqueue(p.unit);
                         }
-                        self.waiters.push(SyncWaiter {
+                        let waiter = SyncWaiter {
+                            units_total: pending.len(),
                             pending,
                             summary: SyncSummary::default(),
                             before: self.engine.counters(),
+                            bytes_total,
                             reply,
-                        });
+                        };
+                        if waiter.reply.wants_progress() {
+                            let counters = self.engine.counters();
+                            waiter
+                                .reply
+                                .progress(self.waiter_progress(&waiter, &counters));
+                        }
+                        self.waiters.push(waiter);
                         self.answer_waiters();
                     }
-                    Err(err) => {
-                        let _ = reply.send(Reply::Error {
-                            message: err.to_string(),
-                        });
+                    Err(message) => {
+                        let _ = reply.send(Reply::Error { message });
                     }
                 }
             }
+        }
+    }
+
+    /// Applies the hold to the client and answers once no request is on the wire any more,
+    /// so that when `pause` or `logout` returns, nothing more leaves.
+    fn reply_when_quiet(&mut self, reply: Replier) {
+        self.apply_hold();
+        // `sync`s waiting on the daemon are told it is paused.
+        self.answer_waiters();
+        let client = self.engine.client().filter(|_| self.hold.is_some());
+        tokio::spawn(async move {
+            if let Some(client) = client {
+                client.quiet(HOLD_DRAIN).await;
+            }
+            let _ = reply.send(Reply::Ok);
+        });
+    }
+}
+
+/// The hold in force, as the hold file says (an unreadable file is logged and obeyed as a
+/// pause: when in doubt, send nothing).
+fn load_hold(paths: &Paths) -> Option<Hold> {
+    match pause::load(paths, now_ms()) {
+        Ok(hold) => hold,
+        Err(err) => {
+            tracing::error!(%err, "cannot read the pause file; pausing until it can be read");
+            Some(Hold {
+                kind: HoldKind::Paused,
+                since_ms: now_ms(),
+                until_ms: None,
+            })
         }
     }
 }

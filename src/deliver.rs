@@ -90,7 +90,7 @@ impl Engine {
                 .await?
             {
                 if maybe_skipped {
-                    self.defer_session(&work.key, self.now(), commit);
+                    self.defer_session(&work.key, self.now(), true, commit);
                 }
                 work.record.acked = Some(create);
                 work.record.last_write_ms = self.now();
@@ -140,34 +140,58 @@ impl Engine {
         }
         if let Some(update) = work.update.take() {
             let last = self.last_write(&work.record);
-            if self.now() - last < SESSION_WINDOW_MS
-                && session_write_may_be_skipped(work.record.acked.as_ref(), &update)
-            {
-                self.defer_session(&work.key, last, commit);
+            let in_window = self.now() - last < SESSION_WINDOW_MS;
+            if in_window && session_write_may_be_skipped(work.record.acked.as_ref(), &update) {
+                self.defer_session(&work.key, last, false, commit);
             } else if self
                 .send_session(client, &update, &work.key, commit)
                 .await?
             {
-                work.record.acked = Some(update);
+                work.record.acked =
+                    Some(plan::held_after_write(work.record.acked.as_ref(), &update));
                 work.record.last_write_ms = self.now();
-                commit
-                    .deferred
-                    .push((deferred_session_key(&work.key), None));
+                // This write carries the latest state, so a write held back for the window is
+                // no longer needed — unless it is a confirmation: one queued because what the
+                // server holds is not known for sure (a create over a row the server may have
+                // had: after a crash, `--force` or a lost ledger). Then "this write changes
+                // something" may be wrong inside the window, and the confirmation stays.
+                let pending_confirmation = in_window
+                    && self
+                        .ledger
+                        .deferred_entry(&deferred_session_key(&work.key))
+                        .ok()
+                        .flatten()
+                        .is_some_and(|d| d.confirm);
+                if !pending_confirmation {
+                    commit
+                        .deferred
+                        .push((deferred_session_key(&work.key), None));
+                }
             }
         }
         commit.sessions.push((work.key, work.record));
         Ok(())
     }
 
-    /// Keeps a session write for after the window that started at `last_write`.
-    fn defer_session(&self, key: &str, last_write: i64, commit: &mut Commit) {
+    /// Keeps a session write for after the window that started at `last_write`. `confirm`: it
+    /// is sent whatever writes come meanwhile, because what the server holds is uncertain (a
+    /// queued confirmation stays one).
+    fn defer_session(&self, key: &str, last_write: i64, confirm: bool, commit: &mut Commit) {
+        let deferred_key = deferred_session_key(key);
+        let confirm = confirm
+            || self
+                .ledger
+                .deferred_entry(&deferred_key)
+                .ok()
+                .flatten()
+                .is_some_and(|d| d.confirm);
         commit.deferred.push((
-            deferred_session_key(key),
+            deferred_key,
             Some(Deferred {
                 due_ms: last_write + SESSION_WINDOW_MS + WINDOW_MARGIN_MS,
                 session: key.to_string(),
                 message: None,
-                confirm: true,
+                confirm,
             }),
         ));
     }
@@ -278,6 +302,8 @@ impl Engine {
             self.count(|c| {
                 c.retries += 1;
                 c.last_error = Some((now, message.clone()));
+                c.failing_since_ms.get_or_insert(now);
+                c.next_attempt_ms = Some(now + delay.as_millis() as i64);
             });
             tracing::warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "request failed; retrying");
         })
@@ -285,7 +311,11 @@ impl Engine {
         match end {
             RetryEnd::Acked => {
                 let now = self.now();
-                self.count(|c| c.last_success_ms = Some(now));
+                self.count(|c| {
+                    c.last_success_ms = Some(now);
+                    c.failing_since_ms = None;
+                    c.next_attempt_ms = None;
+                });
                 Ok(Sent::Acked)
             }
             RetryEnd::Stopped => Err(Outcome::Stopped),
@@ -391,7 +421,7 @@ impl Engine {
         let Some(known) = self.server_sessions(client).await else {
             return Ok(());
         };
-        let budget = self.shaping.max_body_bytes / 2;
+        let budget = self.shaping().max_body_bytes / 2;
         for i in candidates {
             let work = &mut works[i];
             if known.contains(&work.record.state.session_id) {
@@ -578,26 +608,69 @@ impl Engine {
         };
         let last = self.last_write(&rec);
         if self.now() - last < SESSION_WINDOW_MS {
-            self.defer_session(&entry.session, last, commit);
+            self.defer_session(&entry.session, last, entry.confirm, commit);
             return Ok(());
         }
-        let payload = self.shaping.session(&rec.state);
+        let payload = self.shaping().session(&rec.state);
         commit.deferred.push((key.to_string(), None));
         if self
             .send_session(client, &payload, &entry.session, commit)
             .await?
         {
-            rec.acked = Some(payload);
+            rec.acked = Some(plan::held_after_write(rec.acked.as_ref(), &payload));
             rec.last_write_ms = self.now();
             commit.sessions.push((entry.session.clone(), rec));
         }
         Ok(())
     }
 
+    /// When the price table changed since the sessions were last sent (a `prices update`, a new
+    /// bundled table, an edited `pricing_file`): every session whose cost is now different is
+    /// sent again, once, as a session update through the deferred queue (so the server's 10 s
+    /// window is respected). Returns how many were queued.
+    pub fn reprice_if_prices_changed(&self) -> Result<usize, EngineError> {
+        let shaping = self.shaping();
+        let fingerprint = shaping.pricing.fingerprint();
+        let before = self.ledger.meta_string("prices")?;
+        if before.as_deref() == Some(fingerprint.as_str()) {
+            return Ok(0);
+        }
+        let mut queued = 0;
+        if before.is_some() {
+            let mut commit = Commit::default();
+            for item in self.ledger.sessions() {
+                let (key, rec) = item?;
+                let Some(acked) = &rec.acked else {
+                    continue;
+                };
+                if shaping.session(&rec.state).cost != acked.cost {
+                    commit.deferred.push((
+                        deferred_session_key(&key),
+                        Some(Deferred {
+                            due_ms: self.now(),
+                            session: key,
+                            message: None,
+                            confirm: false,
+                        }),
+                    ));
+                    queued += 1;
+                }
+            }
+            self.ledger.commit(&commit)?;
+            tracing::info!(
+                sessions = queued,
+                "the price table changed: sessions whose cost changed are sent again"
+            );
+        }
+        self.ledger.set_meta_string("prices", &fingerprint)?;
+        self.ledger.flush()?;
+        Ok(queued)
+    }
+
     /// Retries the refused records when the settings that shape payloads (redaction, caps)
     /// changed since they were refused: what the server refused may be acceptable now.
     pub async fn retry_rejected_if_shaping_changed(&self) -> Result<Outcome, EngineError> {
-        let fingerprint = self.shaping.fingerprint();
+        let fingerprint = self.shaping().fingerprint();
         let before = self.ledger.meta_string("shaping")?;
         if before.as_deref() == Some(fingerprint.as_str()) {
             return Ok(Outcome::Done);
@@ -634,7 +707,7 @@ impl Engine {
                     };
                     let session = crate::fold::session_key(source, &raw.session_external_id);
                     let _guard = self.session_locks.lock(&session).await;
-                    let payload = self.shaping.message(raw.clone());
+                    let payload = self.shaping().message(raw.clone());
                     let prev = self.ledger.message(&payload.external_id)?;
                     let planned = PlannedMessage {
                         hash: json_hash(&payload),
@@ -657,13 +730,13 @@ impl Engine {
                         self.ledger.commit(&commit)?;
                         continue;
                     };
-                    let payload = self.shaping.session(&rec.state);
+                    let payload = self.shaping().session(&rec.state);
                     match self
                         .send_session(&client, &payload, &q.key, &mut commit)
                         .await
                     {
                         Ok(true) => {
-                            rec.acked = Some(payload);
+                            rec.acked = Some(plan::held_after_write(rec.acked.as_ref(), &payload));
                             rec.last_write_ms = self.now();
                             commit.sessions.push((q.key.clone(), rec));
                             true

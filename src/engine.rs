@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -110,8 +110,17 @@ pub struct Counters {
     pub skipped_long_lines: u64,
     /// Epoch ms of the last acknowledged request.
     pub last_success_ms: Option<i64>,
+    /// Models without a price met this run, with the tokens their cost leaves out.
+    pub unpriced: std::collections::BTreeMap<String, crate::model::Tokens>,
     /// The last error, with its time.
     pub last_error: Option<(i64, String)>,
+    /// Bytes of line units read and acknowledged (progress, rate and ETA).
+    pub bytes_committed: u64,
+    /// Since when requests have been failing in a row with transient errors (server down,
+    /// unreachable, 5xx); cleared by the next acknowledged request.
+    pub failing_since_ms: Option<i64>,
+    /// When the next attempt of a failing request is due.
+    pub next_attempt_ms: Option<i64>,
 }
 
 /// Everything the engine needs, shared by the workers.
@@ -120,8 +129,10 @@ pub struct Engine {
     pub ledger: Ledger,
     /// Parser options.
     pub parse: ParseOptions,
-    /// Payload shaping (pricing, redaction, caps).
-    pub shaping: Shaping,
+    /// Payload shaping (pricing, redaction, caps); replaced on reload.
+    shaping: std::sync::RwLock<Arc<Shaping>>,
+    /// Models already reported as having no price (the log says so once per model).
+    warned_unpriced: Mutex<HashSet<String>>,
     /// The client; `None` = not logged in (nothing is pushed or committed). Swapped on reload.
     client: std::sync::RwLock<Option<Client>>,
     /// Read budget per chunk (bytes of complete lines).
@@ -167,7 +178,8 @@ impl Engine {
         Engine {
             ledger,
             parse,
-            shaping,
+            shaping: std::sync::RwLock::new(Arc::new(shaping)),
+            warned_unpriced: Mutex::new(HashSet::new()),
             client: std::sync::RwLock::new(client),
             chunk_bytes: 4 * 1024 * 1024,
             batch: false,
@@ -185,6 +197,40 @@ impl Engine {
     /// Now, by the engine's clock.
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// The shaping in use (prices, redaction, caps).
+    pub fn shaping(&self) -> Arc<Shaping> {
+        self.shaping
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the shaping (new prices, redaction or caps, on reload).
+    pub fn set_shaping(&self, shaping: Shaping) {
+        *self.shaping.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(shaping);
+    }
+
+    /// Says once per model, in the log and the counters, that a model has no price.
+    fn note_unpriced(&self, session: &str, unpriced: &[(String, crate::model::Tokens)]) {
+        for (model, tokens) in unpriced {
+            self.count(|c| c.unpriced.entry(model.clone()).or_default().add(tokens));
+            let first = self
+                .warned_unpriced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(model.clone());
+            if first {
+                tracing::warn!(
+                    model = %model,
+                    session = %session,
+                    tokens = tokens.prompt() + tokens.output,
+                    "no price known for this model: its cost is left out of session costs \
+                     (run `opensyncd prices update`, or add it to a pricing_file)"
+                );
+            }
+        }
     }
 
     /// Replaces the client (new credentials or URL).
@@ -218,18 +264,48 @@ impl Engine {
     /// Reads, pushes and commits everything new in `unit`. A unit whose source names a leader
     /// (a Claude Code subagent file's main transcript) is processed after its leader's unread
     /// lines, so a session is created from its main transcript — with its true start time and
-    /// title — whatever order the files were found in.
-    pub async fn process_unit(&self, unit: &Unit) -> Result<Outcome, EngineError> {
+    /// title — whatever order the files were found in; `lone` says what to do when the leader
+    /// does not exist (yet).
+    pub async fn process_unit(
+        &self,
+        unit: &Unit,
+        lone: LoneFollower,
+    ) -> Result<Outcome, EngineError> {
         inject_test_panic();
-        if let Some(leader) = sources::source(unit.source).leader(unit)
-            && self.has_unread(&leader)?
-        {
-            match self.process_one(&leader).await? {
-                Outcome::Done => {}
-                other => return Ok(other),
+        if self.stop_requested() {
+            return Ok(Outcome::Stopped);
+        }
+        let source = sources::source(unit.source);
+        if let Some(leader) = source.leader(unit) {
+            if self.has_unread(&leader)? {
+                match self.process_one(&leader).await? {
+                    Outcome::Done => {}
+                    other => return Ok(other),
+                }
+            } else if lone == LoneFollower::Wait
+                && !source.exists(&leader)
+                && self.is_new_orphan(unit)?
+            {
+                // A subagent file whose main transcript does not exist yet (Claude Code 2.0
+                // writes its warmup agent before the first prompt): wait for it, or it would
+                // create the session with the subagent's facts. It is read on a later pass;
+                // a file that stays alone for ORPHAN_WAIT is read as it is.
+                tracing::debug!(file = %unit.describe(), "waiting for the session's main transcript");
+                return Ok(Outcome::Done);
             }
         }
         self.process_one(unit).await
+    }
+
+    /// A unit never read, modified less than [`ORPHAN_WAIT`] ago.
+    fn is_new_orphan(&self, unit: &Unit) -> Result<bool, EngineError> {
+        if self.ledger.file(&unit.ledger_key())?.is_some() {
+            return Ok(false);
+        }
+        let modified = std::fs::metadata(&unit.path)
+            .map(|m| tail::mtime_ms(&m))
+            .unwrap_or(0);
+        Ok(self.now() - modified < ORPHAN_WAIT.as_millis() as i64)
     }
 
     /// Whether a line unit has bytes the ledger has not acknowledged.
@@ -340,6 +416,7 @@ impl Engine {
         if let Some(err) = first_error {
             tracing::warn!(file = %path.display(), lines = malformed, first = %err, "skipped lines that do not parse");
         }
+        let bytes = chunk.end.saturating_sub(record.checkpoint.offset);
         record.checkpoint = tail::fingerprint(&mut file, chunk.end).map_err(io)?;
         record.state = Some(parser.save_state());
         record.len = len;
@@ -357,6 +434,7 @@ impl Engine {
             mode,
             gone: false,
             more: chunk.more,
+            bytes,
         }))
     }
 
@@ -370,6 +448,7 @@ impl Engine {
             mode: Mode::Reset,
             gone: true,
             more: false,
+            bytes: 0,
         }))
     }
 
@@ -394,6 +473,7 @@ impl Engine {
             mode: Mode::ReplaceSessions,
             gone: false,
             more: snapshot.more,
+            bytes: 0,
         }))
     }
 
@@ -410,6 +490,7 @@ impl Engine {
             mode,
             gone,
             more: _,
+            bytes,
         } = step;
         let fed: BTreeSet<String> = records
             .iter()
@@ -441,9 +522,19 @@ impl Engine {
             &mut store,
             source,
             touched,
-            &self.shaping,
+            &self.shaping(),
             gone,
         )?;
+        for work in &works {
+            let unpriced = work
+                .record
+                .state
+                .totals(&self.shaping().pricing)
+                .unpriced_tokens;
+            if !unpriced.is_empty() {
+                self.note_unpriced(&work.record.state.session_id, &unpriced);
+            }
+        }
         let mut commit = Commit::default();
         store.into_commit(&mut commit)?;
         if mode == Mode::Reset {
@@ -464,9 +555,26 @@ impl Engine {
             return Ok(outcome);
         }
         self.ledger.commit(&commit)?;
+        self.count(|c| c.bytes_committed += bytes);
         Ok(Outcome::Done)
     }
 }
+
+/// What [`Engine::process_unit`] does with a new follower file (a Claude Code subagent) whose
+/// leader (its main transcript) does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoneFollower {
+    /// Leave it for a later pass, up to [`ORPHAN_WAIT`] after it was written: the daemon, which
+    /// comes back, so the session is created from its main transcript when that appears.
+    Wait,
+    /// Read it as it is: an explicit `sync`, which promises that the server holds what
+    /// `export` prints when it returns (there is no later pass to wait for).
+    Read,
+}
+
+/// How long a subagent file whose session has no main transcript waits for one before it is
+/// read on its own.
+pub const ORPHAN_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What reading produced: the records plus the unit record to commit with them.
 struct Step {
@@ -478,4 +586,6 @@ struct Step {
     /// The unit's file is gone: its record is removed on commit.
     gone: bool,
     more: bool,
+    /// Bytes of the file this step covers (line units), counted once committed.
+    bytes: u64,
 }

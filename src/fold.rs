@@ -114,9 +114,10 @@ impl Facts {
 }
 
 /// A session's facts from its units' facts, whatever order the units were read in: primary
-/// units are preferred for every value they give; "first" values (title, project path) are
-/// the earliest stamped, "latest" values (the tool's title, model, provider) the latest; the
-/// time span covers every unit. Ties go to the smaller unit id.
+/// units are preferred for every value they give, the start time included; "first" values
+/// (title, project path) are the earliest stamped, "latest" values (the tool's title, model,
+/// provider) the latest; the end of the span is the latest activity of any unit. Ties go to
+/// the smaller unit id.
 pub fn combine(units: &[(UnitId, Facts)]) -> Facts {
     let primary: Vec<&(UnitId, Facts)> = units.iter().filter(|(_, f)| !f.secondary).collect();
     let secondary: Vec<&(UnitId, Facts)> = units.iter().filter(|(_, f)| f.secondary).collect();
@@ -141,7 +142,13 @@ pub fn combine(units: &[(UnitId, Facts)]) -> Facts {
         project_path: pick(&|f| f.project_path.as_ref(), true),
         model: pick(&|f| f.model.as_ref(), false),
         provider: pick(&|f| f.provider.as_ref(), false),
-        first_at: units.iter().filter_map(|(_, f)| f.first_at).min(),
+        // A session starts with its main transcript: a subagent that ran before it (Claude
+        // Code 2.0's "Warmup" agent starts before the first prompt) does not move its start.
+        first_at: primary
+            .iter()
+            .filter_map(|(_, f)| f.first_at)
+            .min()
+            .or_else(|| secondary.iter().filter_map(|(_, f)| f.first_at).min()),
         last_at: units.iter().filter_map(|(_, f)| f.last_at).max(),
         duration_ms: units.iter().filter_map(|(_, f)| f.duration_ms).max(),
     }
@@ -850,6 +857,11 @@ mod tests {
         assert_eq!(p1.title.as_deref(), Some("main prompt"));
         assert_eq!(p1.created_at, Some(1_000));
         assert_eq!(p1.duration_ms, Some(8_000));
+        // A subagent that ran before the first prompt (a warmup) does not move the start.
+        let warmup = vec![facts("Warmup", 500, true)];
+        fold_unit(&mut one, SourceId::ClaudeCode, 9, &[], Mode::Append, warmup);
+        let p1 = session_state(&mut one, SourceId::ClaudeCode, "s").payload(&Pricing::empty());
+        assert_eq!(p1.created_at, Some(1_000));
         // Only the subagent: its facts stand in.
         let mut three = MemoryStore::default();
         fold_unit(&mut three, SourceId::ClaudeCode, 3, &[], Mode::Append, sub);

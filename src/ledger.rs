@@ -142,7 +142,9 @@ pub struct Deferred {
     /// write, which sends the session's state as it is at that moment.
     pub message: Option<(crate::model::MessagePayload, u128)>,
     /// Send it even if the ledger already records this content as acknowledged: the
-    /// acknowledgement may have been for a write the server skipped.
+    /// acknowledgement may have been for a write the server skipped. For a session write: send
+    /// it even if a later write seems to carry the same state, because what the server holds
+    /// is uncertain until a write outside its window.
     #[serde(default)]
     pub confirm: bool,
 }

@@ -1,6 +1,9 @@
 //! The single-instance lock (`<state>/opensyncd.lock`, an `flock` taken before the ledger is
 //! opened): one-shot commands take it without waiting; the daemon waits for a one-shot holder
 //! but exits when the holder is another daemon (one that answers on the control socket).
+//!
+//! The holder writes its pid and command line into the lock file, and a daemon waiting for
+//! the lock says so in `<state>/daemon-waiting`, so that `status` can name who blocks whom.
 
 use std::fs::File;
 use std::io::Write;
@@ -26,10 +29,76 @@ fn open_lock_file(paths: &Paths) -> Result<File> {
         .with_context(|| format!("opening {}", path.display()))
 }
 
-/// Records the holder's pid in a lock file just taken (for humans reading it).
+/// Records the holder's pid and command line in a lock file just taken (for `status`, and
+/// humans reading it).
 fn stamp_pid(file: &mut File) {
     let _ = file.set_len(0);
-    let _ = writeln!(file, "{}", std::process::id());
+    let command: Vec<String> = std::env::args().collect();
+    let _ = writeln!(file, "{}\n{}", std::process::id(), command.join(" "));
+}
+
+/// Who holds the lock, as its holder wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command line (empty when written by an older version).
+    pub command: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.command.is_empty() {
+            write!(f, "pid {}", self.pid)
+        } else {
+            write!(f, "pid {} (`{}`)", self.pid, self.command)
+        }
+    }
+}
+
+/// Reads the holder recorded in a pid file (the lock file or the waiting marker); `None` when
+/// there is none or it does not parse.
+fn read_holder(path: &std::path::Path) -> Option<Holder> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse().ok()?;
+    Some(Holder {
+        pid,
+        command: lines.next().unwrap_or_default().trim().to_string(),
+    })
+}
+
+/// The process that last took the lock (meaningful while [`take_lock`] fails).
+pub fn holder(paths: &Paths) -> Option<Holder> {
+    read_holder(&paths.lock_file())
+}
+
+/// `<state>/daemon-waiting`: the pid of a daemon waiting for the lock.
+fn waiting_file(paths: &Paths) -> std::path::PathBuf {
+    paths.state_dir.join("daemon-waiting")
+}
+
+/// A daemon waiting for the lock, if one is (its process still exists).
+pub fn waiting_daemon(paths: &Paths) -> Option<Holder> {
+    read_holder(&waiting_file(paths)).filter(|h| {
+        std::path::Path::new(&format!("/proc/{}", h.pid)).exists() || !cfg!(target_os = "linux")
+    })
+}
+
+/// Who blocks whom, for `status`, when the lock is held by a process that does not answer on
+/// the control socket.
+pub fn describe_holder(paths: &Paths) -> String {
+    let holder = holder(paths).map_or("another process".to_string(), |h| format!("{h}"));
+    match waiting_daemon(paths) {
+        Some(daemon) => format!(
+            "{holder} holds {}; the daemon ({daemon}) waits for it to finish",
+            paths.lock_file().display()
+        ),
+        None => format!(
+            "{holder} holds {} (a one-shot command: it releases it when it ends)",
+            paths.lock_file().display()
+        ),
+    }
 }
 
 /// Takes the single-instance lock (non-blocking). `Ok(None)` when another process holds it.
@@ -72,8 +141,12 @@ pub fn wait_for_lock(paths: &Paths) -> Result<Option<File>> {
     });
     tracing::info!(
         lock = %path.display(),
-        "another opensyncd command holds the lock; waiting for it to finish"
+        "{} holds the lock; waiting for it to finish",
+        holder(paths).map_or("another opensyncd command".to_string(), |h| h.to_string())
     );
+    let marker = waiting_file(paths);
+    let _ = std::fs::write(&marker, format!("{}\n", std::process::id()));
+    let _remove_marker = RemoveOnDrop(marker);
     loop {
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(Ok(file)) => return Ok(Some(file)),
@@ -89,5 +162,14 @@ pub fn wait_for_lock(paths: &Paths) -> Result<Option<File>> {
                 }
             }
         }
+    }
+}
+
+/// Removes a file when dropped (the waiting marker, however waiting ends).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }

@@ -5,6 +5,13 @@ fn main() -> std::process::ExitCode {
     let cli = opensyncd::cli::parse();
     match opensyncd::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A state reported with its own exit status (`status`): already printed.
+        Err(err) if err.downcast_ref::<opensyncd::cli::Exit>().is_some() => {
+            let code = err
+                .downcast_ref::<opensyncd::cli::Exit>()
+                .map_or(1, |e| e.0);
+            std::process::ExitCode::from(code)
+        }
         Err(err) => {
             eprintln!("opensyncd: {err:#}");
             std::process::ExitCode::FAILURE

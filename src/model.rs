@@ -24,16 +24,20 @@ pub enum SourceId {
     /// Factory Droid (`~/.factory/sessions`).
     #[serde(rename = "factory-droid")]
     FactoryDroid,
+    /// Cursor (agent transcripts and hook events; the dashboard's `cursor-sync`).
+    #[serde(rename = "cursor-sync")]
+    Cursor,
 }
 
 impl SourceId {
     /// Every source, in display order.
-    pub const ALL: [SourceId; 5] = [
+    pub const ALL: [SourceId; 6] = [
         SourceId::ClaudeCode,
         SourceId::CodexCli,
         SourceId::OpenCode,
         SourceId::Pi,
         SourceId::FactoryDroid,
+        SourceId::Cursor,
     ];
 
     /// The `source` string sent to the server.
@@ -44,6 +48,7 @@ impl SourceId {
             SourceId::OpenCode => "opencode",
             SourceId::Pi => "pi",
             SourceId::FactoryDroid => "factory-droid",
+            SourceId::Cursor => "cursor-sync",
         }
     }
 
@@ -55,6 +60,7 @@ impl SourceId {
             "opencode" | "open-code" => Some(SourceId::OpenCode),
             "pi" => Some(SourceId::Pi),
             "factory-droid" | "droid" | "factory" => Some(SourceId::FactoryDroid),
+            "cursor-sync" | "cursor" => Some(SourceId::Cursor),
             _ => None,
         }
     }

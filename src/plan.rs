@@ -170,7 +170,9 @@ pub fn plan(
             // is created once something gives it its start time, or a message needs it.
             None if !fold::worth_creating(&record.state, !planned.is_empty()) => (None, None),
             None => (Some(payload), None),
-            Some(prev) if *prev != payload => (None, Some(payload)),
+            // Only a write that changes what the server holds is sent: one that drops the
+            // tokens to 0 or leaves a field out changes nothing there.
+            Some(prev) if held_after_write(Some(prev), &payload) != *prev => (None, Some(payload)),
             Some(_) => (None, None),
         };
         out.works.push(SessionWork {
@@ -184,7 +186,75 @@ pub fn plan(
     Ok(out)
 }
 
+/// What the server holds after `sent` is written over `held` (`None`: nothing known, as after
+/// an insert), by its update rules (`spec/opensync-api.md` §3): token totals are written only
+/// when above 0, the other fields only when present, and `createdAt` never changes after
+/// insert. The ledger records this, not `sent`, as what the server holds, so that the next
+/// write's fate (changes something, or may fall in the server's 10 s window) is judged against
+/// what is really there — a session whose tokens went to 0 and came back changes nothing.
+pub fn held_after_write(held: Option<&SessionPayload>, sent: &SessionPayload) -> SessionPayload {
+    let Some(held) = held else {
+        return sent.clone();
+    };
+    let tokens = |new: Option<u64>, old: Option<u64>| new.filter(|t| *t > 0).or(old);
+    let field = |new: &Option<String>, old: &Option<String>| new.clone().or_else(|| old.clone());
+    SessionPayload {
+        external_id: sent.external_id.clone(),
+        title: field(&sent.title, &held.title),
+        project_path: field(&sent.project_path, &held.project_path),
+        project_name: field(&sent.project_name, &held.project_name),
+        model: field(&sent.model, &held.model),
+        provider: field(&sent.provider, &held.provider),
+        source: sent.source.clone(),
+        prompt_tokens: tokens(sent.prompt_tokens, held.prompt_tokens),
+        completion_tokens: tokens(sent.completion_tokens, held.completion_tokens),
+        cost: sent.cost.or(held.cost),
+        duration_ms: sent.duration_ms.or(held.duration_ms),
+        created_at: held.created_at.or(sent.created_at),
+    }
+}
+
 /// The quarantine tree key for a record.
 pub fn quarantine_key(kind: &str, id: &str) -> String {
     format!("{kind}\0{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(prompt: Option<u64>, title: Option<&str>, duration: Option<u64>) -> SessionPayload {
+        SessionPayload {
+            external_id: "s".into(),
+            source: "opencode".into(),
+            title: title.map(str::to_string),
+            prompt_tokens: prompt,
+            completion_tokens: prompt.map(|p| p / 10),
+            duration_ms: duration,
+            created_at: Some(1_000),
+            ..SessionPayload::default()
+        }
+    }
+
+    /// The server's update rules, written out from spec §3: 0 or absent tokens keep the old
+    /// values, absent fields keep theirs, present ones overwrite, createdAt stays.
+    #[test]
+    fn the_server_keeps_what_a_write_leaves_out_or_zeroes() {
+        let held = payload(Some(500), Some("first"), Some(10));
+        let mut sent = payload(Some(0), None, Some(20));
+        sent.created_at = Some(9_999);
+        let after = held_after_write(Some(&held), &sent);
+        assert_eq!(after.prompt_tokens, Some(500));
+        assert_eq!(after.completion_tokens, Some(50));
+        assert_eq!(after.title.as_deref(), Some("first"));
+        assert_eq!(after.duration_ms, Some(20));
+        assert_eq!(after.created_at, Some(1_000));
+        let sent = payload(Some(700), Some("second"), None);
+        let after = held_after_write(Some(&held), &sent);
+        assert_eq!(after.prompt_tokens, Some(700));
+        assert_eq!(after.title.as_deref(), Some("second"));
+        assert_eq!(after.duration_ms, Some(10));
+        // Nothing known: the write is what is held.
+        assert_eq!(held_after_write(None, &sent), sent);
+    }
 }

@@ -76,7 +76,17 @@ pub enum PushError {
     /// The client could not be built.
     #[error("building the HTTP client: {0}")]
     Setup(String),
+    /// Not sent: pushing is on hold on this machine (`opensyncd pause`, `logout`).
+    #[error("{route}: not sent: {HELD} (paused or logged out)")]
+    Held {
+        /// The route.
+        route: String,
+    },
 }
+
+/// What a request refused by a closed [`Gate`] says (how the daemon tells its own hold from a
+/// server's refusal).
+pub const HELD: &str = "pushing is on hold on this machine";
 
 /// 401 messages that mean the key itself is wrong (stop until the user logs in again).
 const AUTH_FATAL: &[&str] = &[
@@ -112,6 +122,8 @@ impl PushError {
             PushError::BadResponse { .. } => ErrorClass::WrongUrl,
             PushError::TooLarge { .. } => ErrorClass::Split,
             PushError::Setup(_) => ErrorClass::WrongUrl,
+            // Stop this unit's pushing: the daemon resumes it when the hold is lifted.
+            PushError::Held { .. } => ErrorClass::AuthPaused,
             PushError::Status {
                 status,
                 message,
@@ -202,6 +214,61 @@ pub struct Client {
     base: String,
     auth: String,
     max_body: usize,
+    /// Shared by every clone: closing it stops all of them at once.
+    gate: std::sync::Arc<Gate>,
+}
+
+/// What lets the daemon stop every request of a client at once (`pause`, `logout`) and know
+/// when the last one already on the wire has ended: after that, nothing more is sent with this
+/// client's key until the gate opens again.
+#[derive(Debug, Default)]
+pub struct Gate {
+    closed: std::sync::atomic::AtomicBool,
+    on_wire: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// A request on the wire (counted until dropped).
+struct OnWire<'a>(&'a Gate);
+
+impl Drop for OnWire<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.0.on_wire.fetch_sub(1, SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Gate {
+    /// Counts a request as on the wire, unless the gate is closed. Counting before looking
+    /// at `closed` means a request either sees the gate closed or is waited for by
+    /// [`Gate::wait_idle`]; none slips between the two.
+    fn enter(&self) -> Option<OnWire<'_>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.on_wire.fetch_add(1, SeqCst);
+        let guard = OnWire(self);
+        (!self.closed.load(SeqCst)).then_some(guard)
+    }
+
+    /// Whether requests are refused.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until no request is on the wire.
+    async fn wait_idle(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.on_wire.load(SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -239,7 +306,34 @@ impl Client {
             base: opts.url.trim_end_matches('/').to_string(),
             auth: format!("Bearer {}", opts.api_key.expose()),
             max_body: 4 * 1024 * 1024,
+            gate: std::sync::Arc::default(),
         })
+    }
+
+    /// Stops every request of this client and its clones: each one not yet sent fails with
+    /// [`PushError::Held`] from now on. [`Client::quiet`] waits for those already on the wire.
+    pub fn hold(&self) {
+        self.gate
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Returns once no request of this client is on the wire (or `within` passed): after
+    /// [`Client::hold`], nothing more is sent with this key once it returns.
+    pub async fn quiet(&self, within: Duration) {
+        let _ = tokio::time::timeout(within, self.gate.wait_idle()).await;
+    }
+
+    /// Lets requests through again after [`Client::hold`].
+    pub fn release(&self) {
+        self.gate
+            .closed
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`Client::hold`] is in force.
+    pub fn is_held(&self) -> bool {
+        self.gate.is_closed()
     }
 
     /// Sets the request body cap.
@@ -255,6 +349,9 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Vec<u8>), PushError> {
         let route = format!("{method} {path}");
+        let Some(_on_wire) = self.gate.enter() else {
+            return Err(PushError::Held { route });
+        };
         if let Some(b) = &body
             && b.len() > self.max_body
         {
@@ -742,6 +839,46 @@ where
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn a_held_gate_refuses_new_requests_and_is_quiet_once_those_on_the_wire_end() {
+        use futures_util::FutureExt;
+        let gate = Gate::default();
+        let on_wire = gate.enter().expect("an open gate lets a request through");
+        gate.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            gate.enter().is_none(),
+            "a closed gate refuses the next request"
+        );
+        assert!(
+            gate.wait_idle().now_or_never().is_none(),
+            "not quiet while a request is on the wire"
+        );
+        drop(on_wire);
+        assert!(gate.wait_idle().now_or_never().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_held_client_sends_nothing_and_says_why_until_released() {
+        // Nothing listens on port 1: a request that left would fail with a network error.
+        let client = Client::new(ClientOptions {
+            url: "http://127.0.0.1:1".into(),
+            api_key: ApiKey::parse("osk_gateTestKey0123456789abcdef").unwrap(),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        let clone = client.clone();
+        client.hold();
+        client.quiet(Duration::from_secs(1)).await;
+        let err = clone.health().await.unwrap_err();
+        assert!(matches!(err, PushError::Held { .. }), "{err}");
+        assert_eq!(err.class(), ErrorClass::AuthPaused);
+        assert!(err.to_string().contains(HELD), "{err}");
+        client.release();
+        let err = clone.health().await.unwrap_err();
+        assert!(matches!(err, PushError::Network { .. }), "{err}");
+    }
 
     #[test]
     fn statuses_and_bodies_map_to_the_right_class() {

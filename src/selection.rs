@@ -33,6 +33,10 @@ pub struct Selection {
 pub struct SyncSummary {
     /// Units processed.
     pub units: usize,
+    /// Models without a price met (their cost is left out), with the sessions and tokens
+    /// affected.
+    #[serde(default)]
+    pub unpriced: std::collections::BTreeMap<String, (usize, crate::model::Tokens)>,
     /// Units that failed (reason in the log).
     pub failed: usize,
     /// Sessions written.
@@ -41,8 +45,12 @@ pub struct SyncSummary {
     pub messages_sent: u64,
     /// Records rejected.
     pub rejected: u64,
-    /// Set when pushing paused (credentials, URL).
+    /// Set when pushing paused (credentials, URL, `opensyncd pause`).
     pub paused: Option<String>,
+    /// Set when the sync stopped before the end: its `--timeout` ran out, or the server kept
+    /// failing (what was acknowledged is kept; the rest is sent later).
+    #[serde(default)]
+    pub gave_up: Option<String>,
 }
 
 /// Scans the enabled sources and returns the units that may hold unacknowledged data.

@@ -1,16 +1,20 @@
 //! What `status` reports, computed from the ledger, the files on disk and (when a daemon
-//! runs) its live counters: per source, files and sessions known, the backlog not yet
-//! acknowledged, quarantined records, unpriced models, and transcripts at risk of Claude Code's
-//! 30-day cleanup.
+//! runs) its live counters: the state of syncing first (`health`), then per source, files and
+//! sessions known, the backlog not yet acknowledged (`pending`, the definition `sync
+//! --dry-run` shares), quarantined records, unpriced models, and transcripts at risk of Claude
+//! Code's 30-day cleanup.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Counters;
+use crate::health::{SyncState, human_bytes};
 use crate::ledger::{Ledger, LedgerError, Quarantined};
 use crate::model::SourceId;
-use crate::sources::{self, Access, Roots};
+use crate::pause::Hold;
+use crate::pending;
+use crate::sources::{self, Access, ParseOptions, Roots};
 
 /// Claude Code deletes transcripts older than this many days (its default `cleanupPeriodDays`).
 pub const CLAUDE_CLEANUP_DAYS: i64 = 30;
@@ -42,6 +46,16 @@ pub struct SourceStatus {
 /// The whole status.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Status {
+    /// The state of syncing (what `status` leads with, and its exit code).
+    #[serde(default)]
+    pub health: Option<SyncState>,
+    /// The hold put by `opensyncd pause` or `logout`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+    /// Who holds the single-instance lock when it is not a daemon that answers (pid and
+    /// command), and whether a daemon waits for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_holder: Option<String>,
     /// Daemon pid, if one answered.
     pub daemon_pid: Option<u32>,
     /// Daemon uptime in seconds.
@@ -75,6 +89,9 @@ pub struct Status {
     pub ledger_started_over: Option<(String, i64)>,
     /// Model → number of sessions using it without a known price.
     pub unpriced_models: BTreeMap<String, usize>,
+    /// Model → the tokens whose cost is left out for want of a price.
+    #[serde(default)]
+    pub unpriced_tokens: BTreeMap<String, crate::model::Tokens>,
     /// Malformed lines skipped (cumulative, from the ledger).
     pub malformed_lines: u64,
     /// Lines over the size cap skipped (cumulative, from the ledger).
@@ -112,6 +129,15 @@ pub struct CountersView {
     pub last_success_ms: Option<i64>,
     /// The last error and when.
     pub last_error: Option<(i64, String)>,
+    /// Bytes read and acknowledged since the daemon started.
+    #[serde(default)]
+    pub bytes_committed: u64,
+    /// Since when requests have been failing in a row (transient errors).
+    #[serde(default)]
+    pub failing_since_ms: Option<i64>,
+    /// When the next attempt of a failing request is due.
+    #[serde(default)]
+    pub next_attempt_ms: Option<i64>,
 }
 
 impl From<&Counters> for CountersView {
@@ -124,27 +150,34 @@ impl From<&Counters> for CountersView {
             rejected: c.rejected,
             last_success_ms: c.last_success_ms,
             last_error: c.last_error.clone(),
+            bytes_committed: c.bytes_committed,
+            failing_since_ms: c.failing_since_ms,
+            next_attempt_ms: c.next_attempt_ms,
         }
     }
 }
 
-/// Fills the ledger- and disk-derived parts of the status.
+/// Fills the ledger- and disk-derived parts of the status. The backlog is what
+/// [`pending::check`] finds, unit by unit: the same test `sync --dry-run` and `sync` apply.
 pub fn collect(
     ledger: &Ledger,
     roots: &Roots,
     sources_enabled: &[SourceId],
+    parse: ParseOptions,
     now_ms: i64,
 ) -> Result<Status, LedgerError> {
     let mut status = Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         ..Status::default()
     };
-    let mut files: HashMap<String, crate::ledger::FileRecord> = HashMap::new();
+    let mut known: HashMap<String, SourceId> = HashMap::new();
     for item in ledger.files() {
         let (key, rec) = item?;
         status.malformed_lines += rec.malformed_lines;
         status.skipped_long_lines += rec.skipped_long_lines;
-        files.insert(key, rec);
+        if let Some(unit) = rec.unit {
+            known.insert(key, unit.source);
+        }
     }
     let mut per_source: BTreeMap<SourceId, SourceStatus> = BTreeMap::new();
     let mut odd_names: Vec<std::path::PathBuf> = Vec::new();
@@ -157,42 +190,36 @@ pub fn collect(
         let (units, excluded) = sources::scan_counting_excluded(*source, roots);
         s.excluded_files = excluded;
         for unit in units {
+            known.remove(&unit.ledger_key());
             if unit.path.file_name().is_some_and(|n| n.to_str().is_none()) {
                 odd_names.push(unit.path.clone());
             }
             s.files += 1;
-            let rec = files.get(&unit.ledger_key());
-            match unit.access {
-                Access::Lines => {
-                    let Ok(meta) = std::fs::metadata(&unit.path) else {
-                        continue;
-                    };
-                    let offset = rec.map_or(0, |r| r.checkpoint.offset);
-                    let pending = meta.len().saturating_sub(offset);
-                    if pending > 0 || meta.len() < offset {
-                        s.backlog_files += 1;
-                        s.backlog_bytes += pending;
-                        let age_days = meta
-                            .modified()
-                            .ok()
-                            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                            .map(|d| (now_ms - d.as_millis() as i64) / 86_400_000)
-                            .unwrap_or(0);
-                        if *source == SourceId::ClaudeCode
-                            && age_days >= CLAUDE_CLEANUP_DAYS - CLEANUP_WARN_DAYS
-                        {
-                            s.at_risk_files += 1;
-                        }
-                    }
-                }
-                Access::Snapshot => {
-                    if rec.is_none() {
-                        s.backlog_files += 1;
-                    }
+            let Some(pending) = pending::check(ledger, &unit, parse)? else {
+                continue;
+            };
+            s.backlog_files += 1;
+            s.backlog_bytes += pending.bytes;
+            if *source == SourceId::ClaudeCode && unit.access == Access::Lines {
+                let age_days = std::fs::metadata(&unit.path)
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| (now_ms - d.as_millis() as i64) / 86_400_000)
+                    .unwrap_or(0);
+                if age_days >= CLAUDE_CLEANUP_DAYS - CLEANUP_WARN_DAYS {
+                    s.at_risk_files += 1;
                 }
             }
         }
         per_source.insert(*source, s);
+    }
+    // Units the ledger knows that are gone from disk: processing them retracts what they fed
+    // (`sync --dry-run` lists them too).
+    for source in known.into_values() {
+        if let Some(s) = per_source.get_mut(&source) {
+            s.backlog_files += 1;
+        }
     }
     for item in ledger.sessions() {
         let (_, rec) = item?;
@@ -210,6 +237,13 @@ pub fn collect(
             status.excluded_sessions += 1;
         }
         for model in rec.unpriced_models {
+            // A model without a price has all its table-priced tokens unpriced.
+            if let Some(bands) = rec.state.usage.0.get(&model) {
+                let tokens = status.unpriced_tokens.entry(model.clone()).or_default();
+                for bucket in bands.values() {
+                    tokens.add(&bucket.priced);
+                }
+            }
             *status.unpriced_models.entry(model).or_default() += 1;
         }
     }
@@ -259,13 +293,30 @@ pub fn collect(
     }
     if !status.unpriced_models.is_empty() {
         status.warnings.push(format!(
-            "no price known for {} model(s) ({}); their cost is reported as 0 — add them to a \
-             pricing_file",
+            "no price known for {} model(s): {}; those tokens are counted but not costed, so \
+             those sessions' cost is the priced part only (run `opensyncd prices update`, or add \
+             the models to a pricing_file)",
             status.unpriced_models.len(),
             status
                 .unpriced_models
-                .keys()
-                .cloned()
+                .iter()
+                .map(|(model, sessions)| {
+                    let t = status
+                        .unpriced_tokens
+                        .get(model)
+                        .copied()
+                        .unwrap_or_default();
+                    format!(
+                        "{} ({sessions} session(s), {} prompt + {} completion tokens)",
+                        if model.is_empty() {
+                            "(model not recorded)"
+                        } else {
+                            model
+                        },
+                        t.prompt(),
+                        t.output
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -273,10 +324,30 @@ pub fn collect(
     Ok(status)
 }
 
+/// Says in `status` what the batch transport costs: the messages it inserts get the sync time as
+/// their `createdAt` on the dashboard (the batch route cannot carry one).
+pub fn note_transport(status: &mut Status, transport: crate::config::Transport) {
+    if transport == crate::config::Transport::Batch {
+        status.warnings.push(
+            "transport = batch: messages of sessions new to the server go by /sync/batch and get \
+             the sync time as their createdAt on the dashboard (their order is kept); set \
+             transport = per-record to keep every message's own time"
+                .into(),
+        );
+    }
+}
+
 /// Renders the status for humans.
 pub fn render(status: &Status) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<16} {v}\n"));
+    let now = crate::engine::now_ms();
+    if let Some(state) = &status.health {
+        line("state", state.headline(now));
+    }
+    if let Some(holder) = &status.lock_holder {
+        line("lock", holder.clone());
+    }
     line(
         "daemon",
         match (status.daemon_pid, status.uptime_secs) {
@@ -297,7 +368,9 @@ pub fn render(status: &Status) -> String {
     if let Some(service) = &status.service {
         line("service", service.summary());
     }
-    line("sync", status.auth.clone());
+    if status.health.is_none() {
+        line("sync", status.auth.clone());
+    }
     if let Some(c) = &status.counters {
         line(
             "last push",
@@ -421,14 +494,5 @@ fn human_duration(secs: u64) -> String {
         s if s < 7200 => format!("{}m", s / 60),
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
-    }
-}
-
-fn human_bytes(b: u64) -> String {
-    match b {
-        b if b < 1024 => format!("{b} B"),
-        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b if b < 1024 * 1024 * 1024 => format!("{:.1} MiB", b as f64 / 1048576.0),
-        b => format!("{:.2} GiB", b as f64 / 1073741824.0),
     }
 }

@@ -55,7 +55,7 @@ fn a_binary_jsonl_gives_one_warning_for_the_file_and_the_rest_is_counted() {
     let daemon = start(&home, &emu);
     wait_converged(&home, &emu, Duration::from_secs(60));
     let status = |home: &TestHome| -> serde_json::Value {
-        serde_json::from_str(&home.ok(&["status", "--json"])).unwrap()
+        serde_json::from_str(&home.status(&["--json"])).unwrap()
     };
     assert!(
         wait_until(Duration::from_secs(30), || status(&home)["malformed_lines"]
@@ -196,7 +196,7 @@ fn a_file_whose_name_is_not_utf8_is_synced_and_named() {
         "named in the log: {}",
         stderr(&out)
     );
-    let status = home.ok(&["status"]);
+    let status = home.status(&[]);
     assert!(
         status.contains("1 file name(s) are not valid UTF-8") && status.contains(odd),
         "{status}"

@@ -16,6 +16,13 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The command worked: success, or for `status` one of its documented states (3 degraded,
+/// 4 paused, 5 not logged in) — 1 is a failure of the command itself.
+fn worked(args: &[&str], out: &std::process::Output) -> bool {
+    let status_state = args.contains(&"status") && matches!(out.status.code(), Some(3..=5));
+    out.status.success() || status_state
+}
+
 #[test]
 fn version_and_help_describe_every_command() {
     let home = TestHome::new();
@@ -79,7 +86,7 @@ fn login_saves_a_verified_key_privately_and_masks_it_everywhere() {
         vec!["--log-level", "trace", "status"],
     ] {
         let out = home.run(&args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(worked(&args, &out), "{args:?}: {}", stderr(&out));
         all_output.push_str(&stdout(&out));
         all_output.push_str(&stderr(&out));
     }
@@ -282,7 +289,7 @@ fn unknown_opensyncd_variables_never_break_a_command() {
         let out = home.run(&args);
         let err = stderr(&out);
         if args != ["verify"] {
-            assert!(out.status.success(), "{args:?}: {err}");
+            assert!(worked(&args, &out), "{args:?}: {err}");
         }
         let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
         assert_eq!(
@@ -456,12 +463,12 @@ fn log_level_debug_is_ours_and_one_shot_commands_stay_quiet() {
         .env_remove("OPENSYNCD_LOG_LEVEL")
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(worked(&["status"], &out));
     assert!(stderr(&out).is_empty(), "status logged: {}", stderr(&out));
 
     // Asked for on the command line: opensyncd's debug lines, no other crate's.
     let out = home.run(&["--log-level", "debug", "--log-format", "json", "status"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(worked(&["status"], &out), "{}", stderr(&out));
     for line in stderr(&out).lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let target = v["target"].as_str().unwrap_or_default();
@@ -886,4 +893,48 @@ fn logs_shows_and_follows_the_log_of_a_daemon_started_by_hand() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(appended, "{}", seen.lock().unwrap());
+}
+
+#[test]
+fn status_documents_its_exit_codes_in_help_the_man_page_and_the_readme() {
+    let home = TestHome::new();
+    let help = home.ok(&["status", "--help"]);
+    let man = home.ok(&["man"]);
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    for (code, meaning) in [
+        ("0", "ok or syncing"),
+        ("3", "degraded"),
+        ("4", "paused"),
+        ("5", "not logged in"),
+    ] {
+        assert!(
+            help.contains(&format!("{code} {meaning}")),
+            "--help: {code}\n{help}"
+        );
+        assert!(man.contains(&format!("{code} {meaning}")), "man: {code}");
+    }
+    for row in [
+        "| `ok` | 0 |",
+        "| `paused (why, until when, how to resume)` | 4 |",
+        "| `not logged in (…)` | 5 |",
+        "| `retrying (server unreachable or failing since …, next attempt in …)` | 3 |",
+    ] {
+        assert!(readme.contains(row), "README lacks {row}");
+    }
+    for cmd in ["pause", "resume"] {
+        assert!(home.ok(&["--help"]).contains(cmd), "--help lacks {cmd}");
+    }
+    assert!(
+        home.ok(&["sync", "--help"])
+            .contains("--timeout <DURATION>")
+    );
+    let out = home.run(&["sync", "--timeout", "a while"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not a duration"),
+        "{}",
+        stderr(&out)
+    );
 }

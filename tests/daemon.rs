@@ -458,8 +458,8 @@ fn a_revoked_key_pauses_without_loss_and_a_new_login_resumes() {
     );
     assert!(
         wait_until(Duration::from_secs(30), || home
-            .ok(&["status"])
-            .contains("paused")),
+            .status(&[])
+            .contains("not logged in (the server refused the API key")),
         "status does not show the pause"
     );
     let new_key = "osk_newKeyAfterRevoke0123456789abcdef";

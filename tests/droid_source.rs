@@ -992,12 +992,12 @@ fn a_live_session_is_created_with_its_first_time_and_a_title_rewrite_resends_no_
     append(&transcript, &format!("{first}\n"));
     let read_it =
         crate::home::wait_until(Duration::from_secs(30), || {
-            let status: Value = serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();
+            let status: Value = serde_json::from_str(&home.status(&["--json"])).unwrap();
             status["sources"].as_array().unwrap().iter().any(|s| {
                 s["source"] == "factory-droid" && s["files"] == 1 && s["backlog_files"] == 0
             })
         });
-    assert!(read_it, "{}", home.ok(&["status"]));
+    assert!(read_it, "{}", home.status(&[]));
     let user = emu.default_user();
     assert!(
         emu.session(user, sid).is_none(),
@@ -1084,12 +1084,12 @@ fn a_settings_save_that_came_before_the_first_message_is_picked_up_by_the_next_s
     std::fs::write(dir.join(format!("{sid}.settings.json")), live_settings(3)).unwrap();
     let read_both =
         crate::home::wait_until(Duration::from_secs(30), || {
-            let status: Value = serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();
+            let status: Value = serde_json::from_str(&home.status(&["--json"])).unwrap();
             status["sources"].as_array().unwrap().iter().any(|s| {
                 s["source"] == "factory-droid" && s["files"] == 2 && s["backlog_files"] == 0
             })
         });
-    assert!(read_both, "{}", home.ok(&["status"]));
+    assert!(read_both, "{}", home.status(&[]));
     assert!(emu.session(emu.default_user(), sid).is_none());
     append(&transcript, &live_line(sid, 0, "user", "the only prompt"));
     wait_converged(&home, &emu, Duration::from_secs(60));

@@ -81,7 +81,7 @@ fn export_and_status_leave_out_excluded_files_and_projects() {
         "{err}"
     );
 
-    let status: serde_json::Value = serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();
+    let status: serde_json::Value = serde_json::from_str(&home.status(&["--json"])).unwrap();
     let claude = status["sources"]
         .as_array()
         .unwrap()
@@ -90,7 +90,7 @@ fn export_and_status_leave_out_excluded_files_and_projects() {
         .unwrap();
     assert_eq!(claude["excluded_files"], 2);
     assert_eq!(claude["files"], 1);
-    let text = home.ok(&["status"]);
+    let text = home.status(&[]);
     assert!(
         text.contains("2 files never read") && text.contains("~/.claude/projects/-home-dev-secret"),
         "{text}"
@@ -149,7 +149,7 @@ fn the_daemon_never_reads_excluded_files_at_scan_or_at_event_time() {
         "an excluded file was touched: {}",
         daemon.log_text()
     );
-    let status: serde_json::Value = serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();
+    let status: serde_json::Value = serde_json::from_str(&home.status(&["--json"])).unwrap();
     assert_eq!(status["sources"][0]["source"], "claude-code");
     assert_eq!(status["sources"][0]["excluded_files"], 2, "{status}");
 

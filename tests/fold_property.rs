@@ -17,7 +17,7 @@ use serde_json::json;
 
 use opensyncd::config::Config;
 use opensyncd::credentials::ApiKey;
-use opensyncd::engine::{Engine, Outcome};
+use opensyncd::engine::{Engine, LoneFollower, Outcome};
 use opensyncd::fold::{self, SessionState};
 use opensyncd::ledger::{Ledger, LedgerStore};
 use opensyncd::model::SourceId;
@@ -352,6 +352,9 @@ impl World {
 struct Daemon {
     engine: Engine,
     stop: tokio::sync::watch::Sender<bool>,
+    /// The engine's clock offset: each pass comes long enough after the last that a subagent
+    /// file waiting for its main transcript (`engine::ORPHAN_WAIT`) is read.
+    clock: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Daemon {
@@ -365,20 +368,28 @@ impl Daemon {
         })
         .unwrap();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let clock = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
         let engine = wiring::build_engine(
             &world.config(),
             ledger,
             Some(client),
             stop_rx,
-            opensyncd::clock::Clock::default(),
+            opensyncd::clock::Clock::shared(clock.clone()),
         )
         .unwrap();
-        Daemon { engine, stop }
+        Daemon {
+            engine,
+            stop,
+            clock,
+        }
     }
 
     /// One pass over everything the scan selects; with `abort`, the pass is stopped before
     /// anything is sent (nothing may be committed).
     fn pass(&self, world: &World, rt: &tokio::runtime::Runtime, abort: bool) {
+        let wait = opensyncd::engine::ORPHAN_WAIT.as_millis() as i64 + 1_000;
+        self.clock
+            .fetch_add(wait, std::sync::atomic::Ordering::Relaxed);
         let cfg = world.config();
         let roots = cfg.roots(&|_| None);
         let units = scan_units(
@@ -390,7 +401,9 @@ impl Daemon {
         .unwrap();
         self.stop.send_replace(abort);
         for unit in units {
-            let outcome = rt.block_on(self.engine.process_unit(&unit)).unwrap();
+            let outcome = rt
+                .block_on(self.engine.process_unit(&unit, LoneFollower::Wait))
+                .unwrap();
             let want = if abort {
                 Outcome::Stopped
             } else {

@@ -95,6 +95,23 @@ impl TestHome {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs `opensyncd status ARGS` and returns stdout. `status` exits with its state
+    /// (0 ok, 3 degraded, 4 paused, 5 not logged in): any of those is a status shown; 1 or
+    /// anything else is a failure.
+    pub fn status(&self, args: &[&str]) -> String {
+        let mut all = vec!["status"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(
+            matches!(out.status.code(), Some(0 | 3 | 4 | 5)),
+            "opensyncd {all:?} failed: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Logs in non-interactively.
     pub fn login(&self, url: &str, key: &str) {
         let mut cmd = self.cmd(&["login", "--url", url, "--key-stdin"]);

@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -508,4 +509,98 @@ fn the_update_script_keeps_what_the_loader_reads() {
     assert_eq!(provenance["litellm_commit"], "0123abc");
     assert_eq!(provenance["date"], "2026-01-02");
     assert_eq!(provenance["sha256"].as_str().map(str::len), Some(64));
+}
+
+/// An unpriced model is named, with its tokens, in the `sync` summary, in `status` (read from
+/// the ledger), and once in the daemon's log.
+#[test]
+fn an_unpriced_model_is_named_in_sync_status_and_the_daemon_log() {
+    let emu = crate::support::Emulation::with_key(crate::daemon::KEY);
+    emu.disable_windows();
+    let home = TestHome::new();
+    claude_session(
+        &home,
+        "6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d",
+        &[
+            ("claude-sonnet-4-5-20250929", 2_000, 40_000, 8_000, 0, 1_000),
+            ("claude-nonesuch-1", 500, 7_000, 0, 0, 300),
+        ],
+    );
+    home.login(&emu.url(), crate::daemon::KEY);
+    let out = home.run(&["sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let named = "claude-nonesuch-1 (1 session(s), 7500 prompt + 300 completion tokens)";
+    assert!(stderr(&out).contains(named), "sync: {}", stderr(&out));
+    let status = home.status(&[]);
+    assert!(status.contains(named), "status: {status}");
+    // The daemon logs it once, however often the session is read.
+    let dir = home.claude_projects().join("-home-dev-pricing");
+    std::fs::remove_dir_all(home.opensyncd_home().join("state/ledger")).expect("ledger");
+    let mut daemon = home.spawn_daemon(&[]);
+    assert!(crate::home::wait_until(Duration::from_secs(30), || {
+        daemon.log_text().contains("no price known for this model")
+    }));
+    let more = r#"{"parentUuid":"a-1","isSidechain":false,"type":"assistant","sessionId":"6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d","cwd":"/home/dev/pricing","message":{"model":"claude-nonesuch-1","id":"msg_9","role":"assistant","content":[{"type":"text","text":"more"}],"usage":{"input_tokens":1,"output_tokens":1}},"requestId":"req_9","uuid":"a-9","timestamp":"2026-02-03T09:00:09.000Z"}"#;
+    crate::daemon::append(
+        &dir.join("6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d.jsonl"),
+        &format!("{more}\n"),
+    );
+    assert!(emu.wait_for(Duration::from_secs(30), |e| e.has_message("a-9")));
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_exit(Duration::from_secs(20));
+    assert_eq!(
+        daemon
+            .log_text()
+            .matches("no price known for this model")
+            .count(),
+        1,
+        "{}",
+        daemon.log_text()
+    );
+}
+
+/// A new price table re-prices: a session whose cost changes is sent again (once, after the
+/// server's 10 s window — the clock is driven here), with the new cost.
+#[test]
+fn a_new_price_table_re_sends_the_sessions_whose_cost_changed() {
+    let emu = crate::support::Emulation::with_key(crate::daemon::KEY);
+    let home = TestHome::new();
+    let clock = emu.clock_file(&home.home);
+    let home = home.with_env("OPENSYNCD_TEST_CLOCK_FILE", &clock);
+    let sid = "7b6c5d4e-3f2a-4b1c-8d9e-0f1a2b3c4d5e";
+    claude_session(
+        &home,
+        sid,
+        &[("claude-test-9", 1_000, 50_000, 10_000, 20_000, 2_000)],
+    );
+    home.login(&emu.url(), crate::daemon::KEY);
+    home.ok(&["sync"]);
+    // The bundled table does not know claude-test-9: no cost yet.
+    assert_eq!(
+        emu.session(emu.default_user(), sid).expect("session").cost,
+        0.0
+    );
+    let server = StaticServer::start(vec![("/prices.json", 200, published_table())]);
+    let out = home.run(&["prices", "update", "--url", &server.url("/prices.json")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    emu.advance_clock(Duration::from_secs(11));
+    let before = emu.request_count();
+    home.ok(&["sync"]);
+    // Priced now (see prices_update_installs_a_good_table…): $0.133, sent in one request.
+    close(
+        emu.session(emu.default_user(), sid).expect("session").cost,
+        0.133,
+    );
+    let sessions_sent = emu
+        .requests()
+        .iter()
+        .skip(before as usize)
+        .filter(|r| r.path == "/sync/session")
+        .count();
+    assert_eq!(sessions_sent, 1);
+    // Nothing changes again: no further request.
+    emu.advance_clock(Duration::from_secs(11));
+    let before = emu.request_count();
+    home.ok(&["sync"]);
+    assert_eq!(emu.request_count(), before);
 }

@@ -275,6 +275,7 @@ fn home_on(root: &Path) -> TestHome {
         .with_env("CODEX_HOME", root.join("codex"))
         .with_env("PI_CODING_AGENT_DIR", root.join("pi/.pi/agent"))
         .with_env("OPENSYNCD_DROID_DIRS", root.join("droid/.factory"))
+        .with_env("OPENSYNCD_CURSOR_DIRS", root.join("cursor/.cursor"))
 }
 
 /// pi: per session file (header line `{"type":"session","id"}`), the sum of every assistant
@@ -482,6 +483,101 @@ fn pi_branched_real_session_bills_its_copies_to_a_present_parent() {
     );
 }
 
+/// Cursor agent transcripts (no hooks were spooled for them): one message per line with text
+/// (lines that are exactly `[REDACTED]` dropped) or tool calls; ids `<conversation>:<line>`;
+/// times from the file's birth time and the line index; no tokens.
+fn expected_cursor(root: &Path) -> BTreeMap<String, Expect> {
+    let mut out = BTreeMap::new();
+    for file in jsonl_files(&root.join("cursor")) {
+        let cid = file.file_stem().unwrap().to_str().unwrap().to_string();
+        let mut messages = 0;
+        for v in lines(&file) {
+            let blocks = v["message"]["content"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let text = blocks
+                .iter()
+                .filter(|b| b["type"] == "text")
+                .flat_map(|b| b["text"].as_str().unwrap().lines())
+                .any(|l| !l.trim().is_empty() && l.trim() != "[REDACTED]");
+            let tools = blocks.iter().any(|b| b["type"] == "tool_use");
+            if matches!(v["role"].as_str(), Some("user" | "assistant")) && (text || tools) {
+                messages += 1;
+            }
+        }
+        out.insert(
+            cid,
+            Expect {
+                prompt: 0,
+                completion: 0,
+                messages,
+            },
+        );
+    }
+    out
+}
+
+#[test]
+#[ignore = "real-fixture tier: set OPENSYNCD_REAL_FIXTURES=<dir> and pass --include-ignored (.ci/run does)"]
+fn cursor_messages_match_an_independent_reading() {
+    let Some(root) = dir() else { return };
+    let want = expected_cursor(&root);
+    assert_eq!(want.len(), 1, "one real Cursor transcript");
+    check("cursor-sync", want, &root);
+    // Ids, times, prompts and tool calls, line by line.
+    let home = home_on(&root);
+    let out = home.ok(&["export", "--source", "cursor-sync"]);
+    let v: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let file = &jsonl_files(&root.join("cursor"))[0];
+    let cid = file.file_stem().unwrap().to_str().unwrap();
+    let birth = std::fs::metadata(file)
+        .unwrap()
+        .created()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let raw = lines(file);
+    let messages = v["messages"].as_array().unwrap();
+    for m in messages {
+        let id = m["externalId"].as_str().unwrap();
+        let index: usize = id
+            .strip_prefix(&format!("{cid}:"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(m["createdAt"].as_i64(), Some(birth + index as i64), "{id}");
+        assert_eq!(m["role"], raw[index]["role"], "{id}");
+        let calls = m["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["type"] == "tool-call")
+            .count();
+        let uses = raw[index]["message"]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["type"] == "tool_use")
+            .count();
+        assert_eq!(calls, uses, "{id}: tool calls");
+        assert!(
+            !m["textContent"]
+                .as_str()
+                .unwrap_or("")
+                .contains("<user_query>")
+        );
+    }
+    assert_eq!(
+        messages[0]["textContent"],
+        "Generate a file with all the HBO shows from the 90's in it"
+    );
+    assert_eq!(v["session"]["title"], messages[0]["textContent"]);
+    assert_eq!(v["session"]["createdAt"].as_i64(), Some(birth));
+    assert!(v["session"].get("promptTokens").is_none() && v["session"].get("cost").is_none());
+}
+
 #[test]
 #[ignore = "real-fixture tier: set OPENSYNCD_REAL_FIXTURES=<dir> and pass --include-ignored (.ci/run does)"]
 fn droid_totals_and_counts_match_an_independent_reading() {
@@ -520,9 +616,28 @@ fn every_real_payload_is_accepted_by_the_server() {
     home.login(&emu.url(), KEY);
     let out = home.ok(&["sync"]);
     assert!(out.contains(", 0 rejected"), "{out}");
-    let status: Value = serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();
+    let status: Value = serde_json::from_str(&home.status(&["--json"])).unwrap();
     assert_eq!(status["quarantined"], 0, "{status}");
     assert_server_matches_export(&home, &emu);
+    // After a full sync, `status`, `sync --dry-run` and `sync` agree that no file is pending;
+    // the updates held back for the server's dedup windows are counted alike by both, and the
+    // next sync sends them. After that, a sync sends nothing.
+    for s in status["sources"].as_array().unwrap() {
+        assert_eq!(s["backlog_files"], 0, "{s}");
+    }
+    let dry: Value = serde_json::from_str(&home.ok(&["sync", "--dry-run", "--json"])).unwrap();
+    assert_eq!(dry["files"], serde_json::json!([]), "{dry}");
+    assert_eq!(dry["deferred_writes"], status["deferred_writes"], "{dry}");
+    assert!(home.ok(&["sync"]).contains("Synced 0 file(s)"));
+    let status: Value = serde_json::from_str(&home.status(&["--json"])).unwrap();
+    assert_eq!(status["deferred_writes"], 0, "{status}");
+    let requests = emu.request_count();
+    assert!(home.ok(&["sync"]).contains("Synced 0 file(s)"));
+    assert_eq!(
+        emu.request_count(),
+        requests,
+        "a sync after everything was sent sent something"
+    );
     let rejected: Vec<_> = emu
         .requests()
         .into_iter()

@@ -125,7 +125,7 @@ fn a_full_disk_under_the_state_dir_pauses_progress_and_recovers_without_loss() {
     let socket = home.opensyncd_home().join("state/control.sock");
     let caught_up = wait_until(Duration::from_secs(120), || {
         crate::home::daemon_answers(&socket) && {
-            let status: Value = serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();
+            let status: Value = serde_json::from_str(&home.status(&["--json"])).unwrap();
             status["sources"]
                 .as_array()
                 .unwrap()
@@ -139,7 +139,7 @@ fn a_full_disk_under_the_state_dir_pauses_progress_and_recovers_without_loss() {
     let before = emu.request_count();
     let _d = home.spawn_daemon(&[("OPENSYNCD_DEBOUNCE_MS", "100")]);
     wait_converged(&home, &emu, Duration::from_secs(60));
-    let status: Value = serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();
+    let status: Value = serde_json::from_str(&home.status(&["--json"])).unwrap();
     assert!(status["warnings"].is_array());
     let resent = emu.request_count() - before;
     assert!(

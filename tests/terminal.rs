@@ -169,3 +169,42 @@ fn colour_follows_no_color_and_the_color_flag() {
     assert!(!run(&["--color", "never", "export"], &[]));
     assert!(run(&["--color", "always", "export"], &[("NO_COLOR", "1")]));
 }
+
+/// indicatif's `{bytes}`: binary units, two decimals (`12.34 KiB`).
+fn indicatif_bytes(n: u64) -> String {
+    match n {
+        n if n < 1024 => format!("{n} B"),
+        n if n < 1024 * 1024 => format!("{:.2} KiB", n as f64 / 1024.0),
+        n => format!("{:.2} MiB", n as f64 / 1048576.0),
+    }
+}
+
+#[test]
+fn sync_on_a_terminal_draws_a_byte_bar_with_rate_and_eta() {
+    let emu = Emulation::with_key(KEY);
+    let home = TestHome::new();
+    home.login(&emu.url(), KEY);
+    let project = home.claude_projects().join("-home-dev-project");
+    std::fs::create_dir_all(&project).unwrap();
+    let mut total = 0u64;
+    for i in 0..6u32 {
+        let sid = format!("7e4a0000-0000-4000-8000-{i:012}");
+        let text = crate::daemon::Transcripts::claude_session(&sid, 6);
+        total += text.len() as u64;
+        std::fs::write(project.join(format!("{sid}.jsonl")), text).unwrap();
+    }
+    // 6 sessions × (1 create + 12 messages) requests at 100 ms each, 4 at a time: the sync
+    // lasts at least 2 s, long enough for the bar to be drawn with a rate.
+    emu.set_latency(Duration::from_millis(100));
+    let (status, text) = Terminal::spawn(&home, &["sync"], &[]).finish();
+    assert!(status.success(), "{text}");
+    // The total is what the files hold (sizes summed here, formatted as indicatif does).
+    let total = indicatif_bytes(total);
+    assert!(
+        text.contains(&format!("/{total} ")),
+        "no byte total {total}:\n{text}"
+    );
+    assert!(text.contains("B/s, ETA "), "no rate and ETA:\n{text}");
+    assert!(text.contains("/6 files)"), "{text}");
+    assert!(text.contains("Synced 6 file(s)"), "{text}");
+}

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use opensyncd::clock::Clock;
 use opensyncd::config::Config;
 use opensyncd::credentials::ApiKey;
-use opensyncd::engine::{Engine, Outcome};
+use opensyncd::engine::{Engine, LoneFollower, Outcome};
 use opensyncd::ledger::Ledger;
 use opensyncd::oneshot;
 use opensyncd::push::{Client, ClientOptions};
@@ -470,7 +470,11 @@ impl Daemon {
         )
         .unwrap();
         for unit in units {
-            let outcome = self.engine.process_unit(&unit).await.unwrap();
+            let outcome = self
+                .engine
+                .process_unit(&unit, LoneFollower::Wait)
+                .await
+                .unwrap();
             assert_eq!(outcome, Outcome::Done, "{}", unit.describe());
         }
         assert_eq!(self.engine.flush_deferred().await.unwrap(), Outcome::Done);
@@ -776,6 +780,41 @@ fn an_opencode_revert_retracts_its_tokens() {
     .unwrap();
 }
 
+/// Undoing the only turn leaves the session with 0 tokens, which the server never writes (it
+/// keeps the old totals); the next turn brings the tokens back to what the server holds, so
+/// that write changes only cost and duration and falls in the server's 10 s window — it must
+/// still arrive, not be counted as applied.
+#[test]
+fn a_turn_after_undoing_everything_reaches_the_server() {
+    run(vec![
+        Op::OcNew { db: false },
+        Op::Pass,
+        Op::Advance { ms: 2_000 },
+        Op::OcRevert { db: false },
+        Op::Pass,
+        Op::Advance { ms: 3_000 },
+        Op::OcNew { db: false },
+        Op::Pass,
+    ])
+    .unwrap();
+}
+
+/// The same after `--force`: the re-created session's state on the server is not known for
+/// sure, so the next turn's write inside the window is confirmed after it.
+#[test]
+fn a_turn_after_undoing_everything_and_forcing_reaches_the_server() {
+    run(vec![
+        Op::OcNew { db: false },
+        Op::Pass,
+        Op::Advance { ms: 1_000 },
+        Op::OcRevert { db: false },
+        Op::Force,
+        Op::Advance { ms: 2_000 },
+        Op::OcNew { db: false },
+    ])
+    .unwrap();
+}
+
 /// A session re-created after a lost ledger inside the 10 s window still ends right.
 #[test]
 fn a_lost_ledger_inside_the_session_window_converges() {
@@ -787,4 +826,33 @@ fn a_lost_ledger_inside_the_session_window_converges() {
         Op::Pass,
     ])
     .unwrap();
+}
+
+/// Claude Code 2.0 writes its warmup subagent before the first prompt, so the daemon sees a
+/// subagent file whose session has no main transcript yet: it waits for it, and the session is
+/// created from the main transcript (its start, its title), as `export` prints it.
+#[test]
+fn a_subagent_written_before_its_main_transcript_waits_for_it() {
+    let emu = Emulation::with_key(KEY);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut world = World::new(emu.clock());
+    let daemon = Daemon::start(&world, &emu);
+    // The warmup: a subagent line, written while the main transcript does not exist.
+    world.claude_turns = 1; // lets `claude_turn` write a subagent file
+    world.claude_turn(true);
+    world.claude_turns = 0;
+    rt.block_on(daemon.pass(&world, false));
+    assert!(
+        emu.session(emu.default_user(), CLAUDE_SID).is_none(),
+        "the session waits for its main transcript"
+    );
+    emu.advance_clock(Duration::from_secs(8));
+    world.claude_turn(false);
+    quiet(&world, &daemon, &rt);
+    check(&world, &emu).unwrap();
+    let stored = emu.session(emu.default_user(), CLAUDE_SID).unwrap();
+    assert_eq!(stored.title.as_deref(), Some("m question 1"));
 }

@@ -46,8 +46,14 @@ _opensyncd() {
             opensyncd,man)
                 cmd="opensyncd__subcmd__man"
                 ;;
+            opensyncd,pause)
+                cmd="opensyncd__subcmd__pause"
+                ;;
             opensyncd,prices)
                 cmd="opensyncd__subcmd__prices"
+                ;;
+            opensyncd,resume)
+                cmd="opensyncd__subcmd__resume"
                 ;;
             opensyncd,run)
                 cmd="opensyncd__subcmd__run"
@@ -103,8 +109,14 @@ _opensyncd() {
             opensyncd__subcmd__help,man)
                 cmd="opensyncd__subcmd__help__subcmd__man"
                 ;;
+            opensyncd__subcmd__help,pause)
+                cmd="opensyncd__subcmd__help__subcmd__pause"
+                ;;
             opensyncd__subcmd__help,prices)
                 cmd="opensyncd__subcmd__help__subcmd__prices"
+                ;;
+            opensyncd__subcmd__help,resume)
+                cmd="opensyncd__subcmd__help__subcmd__resume"
                 ;;
             opensyncd__subcmd__help,run)
                 cmd="opensyncd__subcmd__help__subcmd__run"
@@ -194,7 +206,7 @@ _opensyncd() {
 
     case "${cmd}" in
         opensyncd)
-            opts="-h -V --foreground --log-level --log-format --color --help --version run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help"
+            opts="-h -V --foreground --log-level --log-format --color --help --version run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -313,7 +325,7 @@ _opensyncd() {
             fi
             case "${prev}" in
                 --source)
-                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode pi factory-droid" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode pi factory-droid cursor-sync" -- "${cur}"))
                     return 0
                     ;;
                 --session)
@@ -340,7 +352,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__help)
-            opts="run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help"
+            opts="run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -493,6 +505,20 @@ _opensyncd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        opensyncd__subcmd__help__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         opensyncd__subcmd__help__subcmd__prices)
             opts="show update"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -524,6 +550,20 @@ _opensyncd() {
         opensyncd__subcmd__help__subcmd__prices__subcmd__update)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__help__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -831,6 +871,36 @@ _opensyncd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        opensyncd__subcmd__pause)
+            opts="-h --for --log-level --log-format --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         opensyncd__subcmd__prices)
             opts="-h --log-level --log-format --color --help show update help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -950,6 +1020,32 @@ _opensyncd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opensyncd__subcmd__resume)
+            opts="-h --log-level --log-format --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --log-level)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1174,7 +1270,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__set)
-            opts="-h --unset --log-level --log-format --color --help url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls sync_subagents redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pi_dirs droid_dirs pricing_file exclude prices_url"
+            opts="-h --unset --log-level --log-format --color --help url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls sync_subagents redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pi_dirs droid_dirs cursor_dirs pricing_file exclude prices_url"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1226,12 +1322,16 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__status)
-            opts="-h --json --rejected --log-level --log-format --color --help"
+            opts="-h --json --rejected --watch --interval --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-level)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1252,7 +1352,7 @@ _opensyncd() {
             return 0
             ;;
         opensyncd__subcmd__sync)
-            opts="-h --all --new --limit --force --retry-rejected --source --dry-run --json --log-level --log-format --color --help"
+            opts="-h --all --new --limit --force --retry-rejected --source --dry-run --timeout --json --log-level --log-format --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1263,7 +1363,11 @@ _opensyncd() {
                     return 0
                     ;;
                 --source)
-                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode pi factory-droid" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "claude-code codex-cli opencode pi factory-droid cursor-sync" -- "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-level)

@@ -35,10 +35,12 @@ complete -c opensyncd -n "__fish_opensyncd_needs_command" -s h -l help -d 'Print
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -s V -l version -d 'Print version'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "run" -d 'Run the daemon in the foreground (what the service runs)'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "login" -d 'Save the server URL and API key (verified against the server first)'
-complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "logout" -d 'Remove the saved API key'
-complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "status" -d 'Show what is synced, what is pending, and any problem'
+complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "logout" -d 'Log out: stop pushing now (in the running daemon too) and forget the API key'
+complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "pause" -d 'Stop pushing (in the running daemon too) until `opensyncd resume`, or for a while'
+complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "resume" -d 'Lift a pause: pushing starts again at once'
+complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "status" -d 'Show what is synced, what is pending, and any problem; the exit status says the state'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "verify" -d 'Check credentials, the connection, the daemon, the service and each source directory'
-complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "sync" -d 'Sync now (through the running daemon if there is one)'
+complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "sync" -d 'Sync now (through the running daemon if there is one), or show what would be sent'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "synctest" -d 'Create a test session with one message on the server and report their ids'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "export" -d 'Print, one JSON object per session, exactly what would be sent'
 complete -c opensyncd -n "__fish_opensyncd_needs_command" -f -a "audit" -d 'Compare what the server holds with `export`, field by field; `--repair` re-sends what differs'
@@ -75,16 +77,33 @@ json\t''"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand logout" -l color -d 'Colour in logs and help: auto (a terminal, and NO_COLOR unset), always or never' -r -f -a "auto\t'When writing to a terminal and `NO_COLOR` is not set'
 always\t'Always'
 never\t'Never'"
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand logout" -l purge -d 'Also delete the ledger (what has been synced) and the config file'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand logout" -l purge -d 'Also stop the daemon and delete the ledger (what has been synced) and the config file'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand logout" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand pause" -l for -d 'How long (90s, 30m, 2h, 1d, 1h30m); without it, until `opensyncd resume`' -r
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand pause" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand pause" -l log-format -d 'Log format (also OPENSYNCD_LOG_FORMAT)' -r -f -a "text\t''
+json\t''"
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand pause" -l color -d 'Colour in logs and help: auto (a terminal, and NO_COLOR unset), always or never' -r -f -a "auto\t'When writing to a terminal and `NO_COLOR` is not set'
+always\t'Always'
+never\t'Never'"
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand pause" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand resume" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand resume" -l log-format -d 'Log format (also OPENSYNCD_LOG_FORMAT)' -r -f -a "text\t''
+json\t''"
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand resume" -l color -d 'Colour in logs and help: auto (a terminal, and NO_COLOR unset), always or never' -r -f -a "auto\t'When writing to a terminal and `NO_COLOR` is not set'
+always\t'Always'
+never\t'Never'"
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand resume" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l interval -d 'Seconds between two refreshes of --watch' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l log-format -d 'Log format (also OPENSYNCD_LOG_FORMAT)' -r -f -a "text\t''
 json\t''"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l color -d 'Colour in logs and help: auto (a terminal, and NO_COLOR unset), always or never' -r -f -a "auto\t'When writing to a terminal and `NO_COLOR` is not set'
 always\t'Always'
 never\t'Never'"
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l json -d 'Machine-readable output'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l json -d 'Machine-readable output (with --watch: one JSON object per line, per refresh)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l rejected -d 'List every record the server refused, with its reason'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -l watch -d 'Redraw every few seconds until interrupted (Ctrl-C)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand verify" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand verify" -l log-format -d 'Log format (also OPENSYNCD_LOG_FORMAT)' -r -f -a "text\t''
@@ -99,7 +118,9 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l source -d '
 codex-cli\t''
 opencode\t''
 pi\t''
-factory-droid\t''"
+factory-droid\t''
+cursor-sync\t''"
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l timeout -d 'Give up after this long (90s, 5m, 1h…); what was acknowledged by then is kept and the exit status is non-zero. Through the daemon: stop waiting (it carries on)' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l log-format -d 'Log format (also OPENSYNCD_LOG_FORMAT)' -r -f -a "text\t''
 json\t''"
@@ -110,7 +131,7 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l all -d 'Eve
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l new -d 'Only sessions that were never synced'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l force -d 'Re-send the selected sessions even if they were synced (safe: ids are stable)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l retry-rejected -d 'Send again the records the server refused before (see `status --rejected`)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l dry-run -d 'Show what would be sent without sending'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l dry-run -d 'Show the files and sessions that would be sent, without sending (asks the running daemon when there is one)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -l json -d 'Machine-readable output (the summary, or the dry run\'s findings)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand synctest" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
@@ -124,7 +145,8 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l source -d
 codex-cli\t''
 opencode\t''
 pi\t''
-factory-droid\t''"
+factory-droid\t''
+cursor-sync\t''"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l session -d 'Only this session id (an id that matches nothing is an error)' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l log-level -d 'Log level: error, warn, info, debug, trace, off (opensyncd\'s own logs; other crates stay at warn), or a full tracing filter such as `info,sled=debug`. Also OPENSYNCD_LOG_LEVEL. One-shot commands log only warnings unless this asks for more' -r
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand export" -l log-format -d 'Log format (also OPENSYNCD_LOG_FORMAT)' -r -f -a "text\t''
@@ -271,29 +293,31 @@ complete -c opensyncd -n "__fish_opensyncd_using_subcommand man" -l color -d 'Co
 always\t'Always'
 never\t'Never'"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "run" -d 'Run the daemon in the foreground (what the service runs)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "login" -d 'Save the server URL and API key (verified against the server first)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "logout" -d 'Remove the saved API key'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "status" -d 'Show what is synced, what is pending, and any problem'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "verify" -d 'Check credentials, the connection, the daemon, the service and each source directory'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "sync" -d 'Sync now (through the running daemon if there is one)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "synctest" -d 'Create a test session with one message on the server and report their ids'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "export" -d 'Print, one JSON object per session, exactly what would be sent'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "audit" -d 'Compare what the server holds with `export`, field by field; `--repair` re-sends what differs'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "config" -d 'Show the resolved configuration and where each value came from (the API key masked)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "set" -d 'Set (or with --unset, remove) a configuration key in config.toml'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "setup" -d 'Add (or remove) the tools\' hooks that nudge the daemon right after each turn'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "hook" -d 'Called by the tools\' hooks: nudges the daemon. Always fast, never fails the tool'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "logs" -d 'Show the daemon\'s log (the journal under systemd, the log file otherwise)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "service" -d 'Install, remove or inspect the background service (systemd user unit / LaunchAgent)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "prices" -d 'Show the model price table in use, or download LiteLLM\'s current one'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "completions" -d 'Print shell completions'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "man" -d 'Print the man page (roff)'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "run" -d 'Run the daemon in the foreground (what the service runs)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "login" -d 'Save the server URL and API key (verified against the server first)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "logout" -d 'Log out: stop pushing now (in the running daemon too) and forget the API key'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "pause" -d 'Stop pushing (in the running daemon too) until `opensyncd resume`, or for a while'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "resume" -d 'Lift a pause: pushing starts again at once'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "status" -d 'Show what is synced, what is pending, and any problem; the exit status says the state'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "verify" -d 'Check credentials, the connection, the daemon, the service and each source directory'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "sync" -d 'Sync now (through the running daemon if there is one), or show what would be sent'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "synctest" -d 'Create a test session with one message on the server and report their ids'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "export" -d 'Print, one JSON object per session, exactly what would be sent'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "audit" -d 'Compare what the server holds with `export`, field by field; `--repair` re-sends what differs'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "config" -d 'Show the resolved configuration and where each value came from (the API key masked)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "set" -d 'Set (or with --unset, remove) a configuration key in config.toml'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "setup" -d 'Add (or remove) the tools\' hooks that nudge the daemon right after each turn'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "hook" -d 'Called by the tools\' hooks: nudges the daemon. Always fast, never fails the tool'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "logs" -d 'Show the daemon\'s log (the journal under systemd, the log file otherwise)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "service" -d 'Install, remove or inspect the background service (systemd user unit / LaunchAgent)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "prices" -d 'Show the model price table in use, or download LiteLLM\'s current one'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "completions" -d 'Print shell completions'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "man" -d 'Print the man page (roff)'
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and not __fish_seen_subcommand_from run login logout pause resume status verify sync synctest export audit config set setup hook logs service prices completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "install" -d 'Write the unit / agent for this binary, enable and start it'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "uninstall" -d 'Stop, disable and remove everything `install` wrote'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "status" -d 'Is the service installed, enabled, running?'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_seen_subcommand_from prices" -f -a "show" -d 'Which table is in use (bundled or installed, LiteLLM version and date); with a model, what it resolves to and its rates'
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand help; and __fish_seen_subcommand_from prices" -f -a "update" -d 'Download LiteLLM\'s current price table, check it, and install it in the state dir (where it wins over the bundled table). A bad download changes nothing'
-complete -c opensyncd -n "__fish_opensyncd_using_subcommand set" -f -a "url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls sync_subagents redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pi_dirs droid_dirs pricing_file exclude prices_url"
+complete -c opensyncd -n "__fish_opensyncd_using_subcommand set" -f -a "url transport concurrency debounce_ms rescan_interval_secs sync_thinking sync_tool_calls sync_subagents redact redact_patterns max_part_bytes max_body_bytes max_line_bytes request_timeout_secs connect_timeout_secs log_level log_format sources claude_dirs codex_dirs opencode_dirs opencode_db pi_dirs droid_dirs cursor_dirs pricing_file exclude prices_url"
 complete -c opensyncd -n "__fish_opensyncd_using_subcommand completions" -f -a "bash elvish fish powershell zsh"

@@ -27,12 +27,7 @@ pub(super) fn cmd_hook_dispatch(paths: &Paths, event: &str, args: &[String]) {
 /// names it.
 pub(super) fn cmd_hook(paths: &Paths, event: &str, payload: Option<&str>) {
     let payload = payload.map(str::to_string).or_else(read_stdin_briefly);
-    nudge(
-        paths,
-        event,
-        payload.as_deref().and_then(transcript_path),
-        NoDaemon::StartSync,
-    );
+    nudge(paths, event, payload.as_deref().and_then(transcript_path));
 }
 
 /// `hook droid <event>`: Factory Droid's `Stop` / `SessionEnd` hooks. Prints nothing and exits
@@ -41,55 +36,30 @@ pub(super) fn cmd_hook(paths: &Paths, event: &str, payload: Option<&str>) {
 pub(super) fn cmd_hook_droid(paths: &Paths, event: Option<&str>) {
     let payload = read_stdin_briefly();
     let event = format!("droid-{}", event.unwrap_or("event"));
-    nudge(
-        paths,
-        &event,
-        payload.as_deref().and_then(transcript_path),
-        NoDaemon::Nothing,
-    );
+    nudge(paths, &event, payload.as_deref().and_then(transcript_path));
 }
 
-/// `hook cursor <event>`: the dispatch point for Cursor's hooks.
-///
-/// Cursor reads the hook's stdout, so this always answers what it expects for the event (see
-/// [`cursor_answer`]), then nudges the daemon with the transcript. The Cursor source's own
-/// handler (which also appends the event to its spool) replaces the body of this function
-/// when it lands; the answer must stay exactly this.
+/// `hook cursor <event>`: Cursor waits for the answer, so this reads the payload, spools the
+/// event (`cursor_hook`), answers exactly what Cursor expects, and nudges a running daemon with
+/// the spool file (never starts one: the daemon reads the spool whenever it runs). Whatever
+/// happens, it answers and exits 0; a problem goes to stderr.
 pub(super) fn cmd_hook_cursor(paths: &Paths, event: Option<&str>) {
-    let payload = read_stdin_briefly();
-    let parsed = payload
-        .as_deref()
-        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok());
-    let event = event
-        .map(str::to_string)
-        .or_else(|| {
-            parsed
-                .as_ref()
-                .and_then(|v| v.get("hook_event_name"))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
+    let stdin = read_stdin_until_closed(Duration::from_secs(2));
+    // Cursor's default root only: the hook must not depend on a readable config file (a
+    // transcript elsewhere is still found through the payload's `transcript_path`).
+    let roots = [config::home_dir(&config::process_env).join(".cursor")];
+    let spool_dir = crate::sources::cursor::spool_dir_in(&paths.state_dir);
+    let outcome = crate::cursor_hook::handle_hook(&spool_dir, &roots, event, &stdin);
     let mut out = std::io::stdout();
-    let _ = out.write_all(cursor_answer(&event).as_bytes());
+    let _ = out.write_all(outcome.answer.as_bytes());
     let _ = out.flush();
-    nudge(
-        paths,
-        &format!("cursor-{event}"),
-        payload.as_deref().and_then(transcript_path),
-        NoDaemon::Nothing,
-    );
-}
-
-/// What Cursor expects on stdout for a hook event: `{"continue":true}` before a prompt is
-/// submitted, `{"permission":"allow"}` before a tool or command runs, `{}` otherwise — never a
-/// `followup_message`, which would make Cursor submit a new prompt after `stop`.
-pub fn cursor_answer(event: &str) -> &'static str {
-    match event {
-        "beforeSubmitPrompt" => "{\"continue\":true}\n",
-        "preToolUse" | "subagentStart" => "{\"permission\":\"allow\"}\n",
-        e if e.starts_with("before") => "{\"permission\":\"allow\"}\n",
-        _ => "{}\n",
+    match outcome.spooled {
+        Ok(spool_file) => nudge(
+            paths,
+            &format!("cursor-{}", event.unwrap_or_default()),
+            Some(spool_file),
+        ),
+        Err(err) => eprintln!("opensyncd: {err}"),
     }
 }
 
@@ -103,35 +73,62 @@ fn transcript_path(payload: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// What a hook does when no daemon answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NoDaemon {
-    /// Start a background `opensyncd sync` (Claude Code and Codex, as before).
-    StartSync,
-    /// Nothing: the daemon backfills when it starts. Cursor fires a hook for every tool call,
-    /// and a process per call would pile up.
-    Nothing,
-}
-
-/// Tells the running daemon to look now; with no daemon, `otherwise` says what to do.
-fn nudge(paths: &Paths, event: &str, path: Option<PathBuf>, otherwise: NoDaemon) {
+/// Tells the running daemon to look now. With no daemon, a hook does nothing at all — it
+/// starts no process. A `sync` started from a hook would take the single-instance lock, and
+/// the service (`opensyncd run`), starting meanwhile, would wait for it; a tool firing a hook
+/// per turn (or per tool call) would pile such processes up while the server is slow. Nothing
+/// is lost by doing nothing: the daemon's scan at start backfills everything written
+/// meanwhile, and `status` says when no daemon runs.
+fn nudge(paths: &Paths, event: &str, path: Option<PathBuf>) {
     let request = Request::Hook {
         event: event.to_string(),
         path,
     };
-    match control::request(paths, &request, Some(Duration::from_millis(80))) {
-        Ok(Some(_)) => {}
-        Ok(None) if otherwise == NoDaemon::Nothing => {}
-        Ok(None) => {
-            let _ = std::process::Command::new(binary_path())
-                .arg("sync")
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn();
-        }
-        Err(_) => {} // A busy daemon will see the change through its watcher anyway.
+    // No daemon, or a busy one (it sees the change through its watcher anyway): nothing to do.
+    let _ = control::request(paths, &request, Some(Duration::from_millis(80)));
+}
+
+/// Cursor writes the payload and closes stdin. Reads until the end, or until what was read is a
+/// whole JSON document (a writer that keeps stdin open), or `limit` passed (a writer that sends
+/// nothing still gets its answer). On a busy machine the payload can take a while to arrive, so
+/// `limit` is generous: it only ever runs out when no payload comes.
+fn read_stdin_until_closed(limit: Duration) -> Vec<u8> {
+    if std::io::stdin().is_terminal() {
+        return Vec::new();
     }
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match stdin.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(chunk[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let mut buf = Vec::new();
+    while buf.len() < 64 * 1024 * 1024 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(bytes) => {
+                buf.extend(bytes);
+                // Only worth parsing when the bytes so far could end a JSON object.
+                let ends_an_object = buf.trim_ascii_end().ends_with(b"}");
+                if ends_an_object && serde_json::from_slice::<serde::de::IgnoredAny>(&buf).is_ok() {
+                    break;
+                }
+            }
+            // Closed (the end of stdin) or out of time.
+            Err(_) => break,
+        }
+    }
+    buf
 }
 
 /// The tools pass the hook payload on stdin; read it without ever blocking the tool.

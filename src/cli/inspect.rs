@@ -1,51 +1,187 @@
-//! `status`, `verify`, `config` and `set`: what opensyncd knows, checks and is set to.
+//! `status` (its states, exit codes and `--watch`), `verify`, `config` and `set`: what
+//! opensyncd knows, checks and is set to.
 
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use serde::Serialize;
 
-use super::SetArgs;
 use super::hooks::service_target;
+use super::{SetArgs, StatusArgs};
 use crate::config::{self, Config, Loaded, Origin, Paths};
 use crate::control::{self, Reply, Request};
 use crate::credentials::{self};
+use crate::health::SyncState;
 use crate::oneshot::{self};
+use crate::pause::HoldKind;
 use crate::wiring::ServerProblem;
 
-pub(super) fn cmd_status(paths: &Paths, cfg: &Config, json: bool, rejected: bool) -> Result<()> {
-    let status = match control::request(paths, &Request::Status, Some(Duration::from_secs(10)))? {
-        Some(Reply::Status { status }) => *status,
-        Some(Reply::Error { message }) => bail!("the daemon answered: {message}"),
-        Some(other) => bail!("unexpected reply from the daemon: {other:?}"),
-        None => offline_status(paths, cfg)?,
-    };
-    let mut status = status;
-    status.service = service_target()
-        .ok()
-        .map(|target| crate::service::status(&target));
-    if rejected {
-        if json {
+pub(super) fn cmd_status(paths: &Paths, cfg: &Config, args: StatusArgs) -> Result<()> {
+    if args.watch {
+        return watch_status(paths, cfg, &args);
+    }
+    let status = gather_status(paths, cfg, &mut ProbeCache::default())?;
+    if args.rejected {
+        if args.json {
             println!("{}", serde_json::to_string_pretty(&status.rejected)?);
         } else {
             print!("{}", crate::status::render_rejected(&status));
         }
         return Ok(());
     }
-    if json {
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         print!("{}", crate::status::render(&status));
     }
-    Ok(())
+    exit_for(&status)
 }
 
-pub(super) fn offline_status(paths: &Paths, cfg: &Config) -> Result<crate::status::Status> {
-    let key = credentials::load(paths, &config::process_env).map_err(|e| anyhow!(e))?;
-    let auth = match (&key, &cfg.url) {
-        (None, _) | (_, None) => "not logged in: run `opensyncd login`".to_string(),
-        _ => "daemon not running: nothing is being synced right now".to_string(),
+/// `status`'s exit code for its state (0 when healthy).
+fn exit_for(status: &crate::status::Status) -> Result<()> {
+    match status.health.as_ref().map_or(1, SyncState::exit_code) {
+        0 => Ok(()),
+        code => Err(super::Exit(code).into()),
+    }
+}
+
+/// `status --watch`: the status again every `--interval` seconds until interrupted. On a
+/// terminal the screen is redrawn; otherwise each refresh is printed after the previous one
+/// (with --json, one object per line).
+fn watch_status(paths: &Paths, cfg: &Config, args: &StatusArgs) -> Result<()> {
+    use std::io::{IsTerminal, Write};
+    let terminal = std::io::stdout().is_terminal();
+    let mut probes = ProbeCache::default();
+    let mut refresh = 0u64;
+    loop {
+        refresh += 1;
+        let status = gather_status(paths, cfg, &mut probes)?;
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&status)?)?;
+        } else {
+            if terminal {
+                // Home and clear: a redraw, not a scroll.
+                write!(out, "\x1b[H\x1b[2J")?;
+            }
+            writeln!(
+                out,
+                "opensyncd status, refresh {refresh} (every {}s; Ctrl-C to stop)\n",
+                args.interval
+            )?;
+            write!(out, "{}", crate::status::render(&status))?;
+            if !terminal {
+                writeln!(out)?;
+            }
+        }
+        out.flush()?;
+        drop(out);
+        std::thread::sleep(Duration::from_secs(args.interval));
+    }
+}
+
+/// The status from the running daemon, or computed here when none answers.
+fn gather_status(
+    paths: &Paths,
+    cfg: &Config,
+    probes: &mut ProbeCache,
+) -> Result<crate::status::Status> {
+    let mut status = match control::request(paths, &Request::Status, Some(Duration::from_secs(10)))?
+    {
+        Some(Reply::Status { status }) => *status,
+        Some(Reply::Error { message }) => bail!("the daemon answered: {message}"),
+        Some(other) => bail!("unexpected reply from the daemon: {other:?}"),
+        None => offline_status(paths, cfg, probes)?,
     };
+    crate::status::note_transport(&mut status, cfg.transport);
+    status.service = service_target()
+        .ok()
+        .map(|target| crate::service::status(&target));
+    Ok(status)
+}
+
+/// The server's answer, kept for a while so that `status --watch` does not ask every refresh.
+#[derive(Default)]
+struct ProbeCache {
+    last: Option<(std::time::Instant, Option<SyncState>)>,
+}
+
+/// How long a probe's answer is reused by `status --watch`.
+const PROBE_REUSE: Duration = Duration::from_secs(30);
+
+impl ProbeCache {
+    fn get(&mut self, cfg: &Config, paths: &Paths) -> Option<SyncState> {
+        if let Some((at, answer)) = &self.last
+            && at.elapsed() < PROBE_REUSE
+        {
+            return answer.clone();
+        }
+        let answer = probe_server(cfg, paths);
+        self.last = Some((std::time::Instant::now(), answer.clone()));
+        answer
+    }
+}
+
+/// With no daemon to report its last request, asks the server: `/health`, then one cheap
+/// authenticated request. `None` when both answer as OpenSync does with a good key.
+fn probe_server(cfg: &Config, paths: &Paths) -> Option<SyncState> {
+    use crate::push::{ErrorClass, PushError};
+    // A status must come back quickly, whatever the configured timeouts.
+    let quick = Config {
+        connect_timeout_secs: cfg.connect_timeout_secs.min(3),
+        request_timeout_secs: cfg.request_timeout_secs.min(5),
+        ..cfg.clone()
+    };
+    let client = match crate::wiring::build_client(&quick, paths) {
+        Ok(Some(client)) => client,
+        Ok(None) => return None,
+        Err(e) => {
+            return Some(SyncState::WrongUrl {
+                reason: format!("{e:#}"),
+            });
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let outcome = rt.block_on(async {
+        client.health().await?;
+        client.check_auth().await
+    });
+    let err = outcome.err()?;
+    let line = err.to_string().replace('\n', " ");
+    Some(match (&err, err.class()) {
+        (
+            PushError::Status {
+                json: false,
+                status,
+                ..
+            },
+            _,
+        ) if *status < 500 => SyncState::WrongUrl {
+            reason: format!("{line}; check the url with `opensyncd config`"),
+        },
+        (_, ErrorClass::AuthPaused) => SyncState::NotLoggedIn {
+            reason: format!("the server refused the API key: {line}; run `opensyncd login`"),
+        },
+        (_, ErrorClass::WrongUrl) => SyncState::WrongUrl {
+            reason: format!("{line}; check the url with `opensyncd config`"),
+        },
+        _ => SyncState::Unreachable { error: line },
+    })
+}
+
+/// The status with no daemon answering: the ledger read here (when the lock is free), the
+/// hold file, the credentials, and the server's answer.
+fn offline_status(
+    paths: &Paths,
+    cfg: &Config,
+    probes: &mut ProbeCache,
+) -> Result<crate::status::Status> {
+    let now = crate::engine::now_ms();
+    let key = credentials::load(paths, &config::process_env).map_err(|e| anyhow!(e))?;
+    let hold = crate::pause::load(paths, now)?;
     let roots = cfg.roots(&config::process_env);
     let mut status = match crate::lock::take_lock(paths)? {
         Some(_lock) => {
@@ -54,22 +190,37 @@ pub(super) fn offline_status(paths: &Paths, cfg: &Config) -> Result<crate::statu
                 &ledger,
                 &roots,
                 &cfg.enabled_sources(),
-                crate::engine::now_ms(),
+                cfg.parse_options(),
+                now,
             )?
         }
         None => crate::status::Status {
-            warnings: vec![format!(
-                "another opensyncd holds {} but does not answer on {}",
-                paths.lock_file().display(),
-                paths.control_socket().display()
-            )],
+            lock_holder: Some(crate::lock::describe_holder(paths)),
             ..Default::default()
         },
+    };
+    let health = match (&hold, &key, &cfg.url) {
+        (Some(h), _, _) if h.kind == HoldKind::LoggedOut => SyncState::NotLoggedIn {
+            reason: h.describe(now),
+        },
+        (_, None, _) => SyncState::NotLoggedIn {
+            reason: "no API key: run `opensyncd login`".into(),
+        },
+        (_, _, None) => SyncState::NotLoggedIn {
+            reason: "no server URL: run `opensyncd login`".into(),
+        },
+        (Some(h), _, _) => SyncState::Paused {
+            reason: h.describe(now),
+            until_ms: h.until_ms,
+        },
+        (None, Some(_), Some(_)) => probes.get(cfg, paths).unwrap_or(SyncState::NotRunning),
     };
     status.version = env!("CARGO_PKG_VERSION").to_string();
     status.url = cfg.url.clone();
     status.api_key = key.map(|(k, _)| k.masked());
-    status.auth = auth;
+    status.auth = health.headline(now);
+    status.health = Some(health);
+    status.hold = hold;
     Ok(status)
 }
 
@@ -275,6 +426,15 @@ pub(super) fn cmd_config(paths: &Paths, loaded: &Loaded, json: bool) -> Result<(
             Some(Origin::Flag { flag }) => flag.clone(),
         };
         line(&mut out, key, format!("{value}   [{origin}]"));
+        if *key == "transport" && cfg.transport == config::Transport::Batch {
+            // The one setting that changes what the dashboard shows; say so where it is set.
+            line(
+                &mut out,
+                "",
+                "  batch: messages of sessions new to the server get the sync time as createdAt"
+                    .into(),
+            );
+        }
     }
     line(&mut out, "state dir", paths.state_dir.display().to_string());
     line(

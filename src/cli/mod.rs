@@ -123,26 +123,55 @@ pub enum Command {
                       printf '%s' \"$OSK_KEY\" | opensyncd login --url https://happy-cat-123.convex.site --key-stdin"
     )]
     Login(LoginArgs),
-    /// Remove the saved API key.
-    #[command(after_help = "Examples:\n  opensyncd logout\n  opensyncd logout --purge")]
+    /// Log out: stop pushing now (in the running daemon too) and forget the API key.
+    #[command(
+        long_about = "Log out: the running daemon stops pushing at once (it answers once the \
+                      requests already on the wire have ended, so nothing more is sent with the \
+                      old key), and the saved API key is removed. It stays paused across \
+                      restarts — even if OPENSYNCD_API_KEY still gives a key — until \
+                      `opensyncd login`. --purge also stops the daemon and deletes the ledger \
+                      and the config file.",
+        after_help = "Examples:\n  opensyncd logout\n  opensyncd logout --purge"
+    )]
     Logout {
-        /// Also delete the ledger (what has been synced) and the config file.
+        /// Also stop the daemon and delete the ledger (what has been synced) and the config
+        /// file.
         #[arg(long)]
         purge: bool,
     },
-    /// Show what is synced, what is pending, and any problem.
+    /// Stop pushing (in the running daemon too) until `opensyncd resume`, or for a while.
     #[command(
-        after_help = "Examples:\n  opensyncd status\n  opensyncd status --json | jq .sources\n  \
-                      opensyncd status --rejected"
+        long_about = "Stop pushing until `opensyncd resume`, or for DURATION. The running daemon \
+                      stops at once (it answers once the requests already on the wire have \
+                      ended) and keeps watching, so nothing is lost: everything written \
+                      meanwhile is sent on resume. The pause survives restarts; `status` shows \
+                      it, and exits 4 while it lasts.",
+        after_help = "Examples:\n  opensyncd pause\n  opensyncd pause --for 2h\n  opensyncd resume"
     )]
-    Status {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-        /// List every record the server refused, with its reason.
-        #[arg(long)]
-        rejected: bool,
+    Pause {
+        /// How long (90s, 30m, 2h, 1d, 1h30m); without it, until `opensyncd resume`.
+        #[arg(long = "for", value_name = "DURATION", value_parser = duration_parser())]
+        duration: Option<String>,
     },
+    /// Lift a pause: pushing starts again at once.
+    #[command(after_help = "Examples:\n  opensyncd resume")]
+    Resume,
+    /// Show what is synced, what is pending, and any problem; the exit status says the state.
+    #[command(
+        long_about = "Show the state of syncing first — ok, syncing (files, bytes left, ETA), \
+                      retrying (since when, next attempt), unreachable, wrong URL, not running, \
+                      paused (why, until when, how to resume), not logged in — then per source \
+                      what is synced and pending. With a daemon running, it reports the outcome \
+                      of the daemon's last requests; with none, it asks the server (/health and \
+                      one authenticated request).",
+        after_help = "Exit status: 0 ok or syncing; 1 the command itself failed; 3 degraded \
+                      (server unreachable or failing, wrong URL, daemon not running); 4 paused; \
+                      5 not logged in (no key, logged out, or the key was refused).\n\n\
+                      Examples:\n  opensyncd status\n  opensyncd status --json | jq .health\n  \
+                      opensyncd status --watch\n  opensyncd status --rejected\n  \
+                      opensyncd status >/dev/null || echo \"needs attention: $?\""
+    )]
+    Status(StatusArgs),
     /// Check credentials, the connection, the daemon, the service and each source directory.
     #[command(after_help = "Examples:\n  opensyncd verify\n  opensyncd verify --json")]
     Verify {
@@ -150,10 +179,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Sync now (through the running daemon if there is one).
+    /// Sync now (through the running daemon if there is one), or show what would be sent.
     #[command(
-        after_help = "Examples:\n  opensyncd sync\n  opensyncd sync --source codex-cli --limit 5\n  \
-                      opensyncd sync --dry-run --json"
+        long_about = "Sync what is pending now: through the running daemon if there is one \
+                      (its progress is shown as it works), else in this process. It is bounded: \
+                      it gives up when the server does not answer (at once when it is down \
+                      before anything is sent, after 60 s of failures otherwise) and after \
+                      --timeout, with a non-zero exit; what the server acknowledged is kept. \
+                      --dry-run lists the files and sessions that would be sent, asking the \
+                      daemon when one runs; it finds what `status` counts as backlog.",
+        after_help = "Examples:\n  opensyncd sync\n  opensyncd sync --timeout 5m\n  \
+                      opensyncd sync --source codex-cli --limit 5\n  \
+                      opensyncd sync --dry-run\n  opensyncd sync --dry-run --json | jq '.files[].path'"
     )]
     Sync(SyncArgs),
     /// Create a test session with one message on the server and report their ids.
@@ -296,6 +333,24 @@ pub struct SetArgs {
     pub value: Option<String>,
 }
 
+/// `opensyncd status`.
+#[derive(Debug, Args, Default, Clone)]
+pub struct StatusArgs {
+    /// Machine-readable output (with --watch: one JSON object per line, per refresh).
+    #[arg(long)]
+    pub json: bool,
+    /// List every record the server refused, with its reason.
+    #[arg(long)]
+    pub rejected: bool,
+    /// Redraw every few seconds until interrupted (Ctrl-C).
+    #[arg(long, conflicts_with = "rejected")]
+    pub watch: bool,
+    /// Seconds between two refreshes of --watch.
+    #[arg(long, value_name = "SECS", default_value_t = 2, requires = "watch",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval: u64,
+}
+
 /// `opensyncd sync`.
 #[derive(Debug, Args, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SyncArgs {
@@ -317,9 +372,15 @@ pub struct SyncArgs {
     /// Only this source; repeatable.
     #[arg(long = "source", value_name = "SOURCE", value_parser = source_name_parser())]
     pub sources: Vec<String>,
-    /// Show what would be sent without sending.
+    /// Show the files and sessions that would be sent, without sending (asks the running
+    /// daemon when there is one).
     #[arg(long)]
     pub dry_run: bool,
+    /// Give up after this long (90s, 5m, 1h…); what was acknowledged by then is kept and the
+    /// exit status is non-zero. Through the daemon: stop waiting (it carries on).
+    #[arg(long, value_name = "DURATION", value_parser = duration_parser(), conflicts_with = "dry_run")]
+    #[serde(default)]
+    pub timeout: Option<String>,
     /// Machine-readable output (the summary, or the dry run's findings).
     #[arg(long)]
     #[serde(default)]
@@ -498,6 +559,12 @@ fn config_key_parser() -> NamedValue {
     }
 }
 
+/// A `DURATION` argument (`90s`, `30m`, `2h`, `1d`, `1h30m`), checked when parsed.
+fn duration_parser() -> impl TypedValueParser<Value = String> {
+    clap::builder::NonEmptyStringValueParser::new()
+        .try_map(|text: String| crate::pause::parse_duration(&text).map(|_| text))
+}
+
 fn source_name_parser() -> NamedValue {
     NamedValue {
         names: || SourceId::ALL.iter().map(|s| s.as_str()).collect(),
@@ -583,6 +650,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Set(args) => cmd_set(&paths, args),
         Command::Logout { purge } => cmd_logout(&paths, purge),
+        Command::Pause { duration } => cmd_pause(&paths, duration.as_deref()),
+        Command::Resume => cmd_resume(&paths),
         Command::Logs(args) => cmd_logs(&paths, args),
         other => {
             let daemon = matches!(other, Command::Run(_));
@@ -600,7 +669,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::Run(_) => cmd_run(paths, cfg),
                 Command::Config { json } => cmd_config(&paths, &loaded, json),
                 Command::Login(args) => cmd_login(&paths, &cfg, args),
-                Command::Status { json, rejected } => cmd_status(&paths, &cfg, json, rejected),
+                Command::Status(args) => cmd_status(&paths, &cfg, args),
                 Command::Verify { json } => cmd_verify(&paths, &cfg, json),
                 Command::Sync(args) => cmd_sync(&paths, &cfg, args),
                 Command::Synctest => cmd_synctest(&paths, &cfg),
@@ -614,6 +683,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 | Command::Hook { .. }
                 | Command::Set(_)
                 | Command::Logs(_)
+                | Command::Pause { .. }
+                | Command::Resume
                 | Command::Logout { .. } => unreachable!("handled above"),
             }
         }
@@ -696,6 +767,19 @@ fn parse_sources(names: &[String]) -> Result<Vec<SourceId>> {
 pub fn load_config(paths: &Paths, overrides: &figment::value::Dict) -> Result<Loaded> {
     Ok(config::load_with_origins(paths, overrides)?)
 }
+
+/// Ends the command with this exit status, after it printed what it had to say (`status`'s
+/// states). `main` exits with the code and prints nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
 
 /// The directory holding the binary, for messages.
 pub fn binary_path() -> PathBuf {

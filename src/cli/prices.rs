@@ -50,7 +50,15 @@ pub(super) fn cmd_prices(paths: &Paths, cfg: &Config, action: PricesAction) -> R
                 done.bytes,
                 done.sha256
             );
-            println!("It is used from the next sync; restart a running daemon to use it now.");
+            // A running daemon switches to it now; sessions whose cost changes are sent again.
+            match crate::control::notify_reload(paths) {
+                Ok(true) => println!(
+                    "The running daemon uses it now; sessions whose cost changed are sent again."
+                ),
+                _ => println!(
+                    "It is used from the next sync (sessions whose cost changed are sent again)."
+                ),
+            }
             Ok(())
         }
         PricesAction::Show { model, json } => {

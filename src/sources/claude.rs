@@ -157,6 +157,10 @@ struct State {
     titled: bool,
     /// Foreign session ids seen in this file → whether their own transcript exists.
     foreign: BTreeMap<String, bool>,
+    /// A subagent file: whether its session's start was looked for among its siblings (done
+    /// once, at its first line).
+    #[serde(default)]
+    orphan_checked: bool,
 }
 
 /// Incremental parser of one transcript.
@@ -164,6 +168,7 @@ pub struct ClaudeParser {
     state: State,
     opts: ParseOptions,
     dir: PathBuf,
+    path: PathBuf,
     /// Subagent files: the marker their messages carry (`[subagent a881341]`).
     marker: Option<String>,
 }
@@ -183,6 +188,7 @@ impl ClaudeParser {
                 kind: kind_of(path),
                 titled: false,
                 foreign: BTreeMap::new(),
+                orphan_checked: false,
             },
         };
         let marker = match state.kind {
@@ -193,6 +199,7 @@ impl ClaudeParser {
             state,
             opts,
             dir,
+            path: path.to_path_buf(),
             marker,
         })
     }
@@ -434,6 +441,57 @@ impl ClaudeParser {
     }
 }
 
+impl ClaudeParser {
+    /// A subagent file whose session has no main transcript (deleted, or never kept): the
+    /// session starts with the earliest of its subagent files, not with whichever of them is
+    /// read first — so the start is the same in any read order. Looked up once per file.
+    fn orphan_start(&mut self, sid: &str, out: &mut Vec<Record>) {
+        if self.state.orphan_checked {
+            return;
+        }
+        self.state.orphan_checked = true;
+        if main_transcript(&self.path).is_none_or(|main| main.exists()) {
+            return;
+        }
+        let flat = matches!(self.state.kind, Kind::FlatSubagent);
+        let siblings = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                is_transcript(p)
+                    && (!flat
+                        || p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("agent-")))
+            });
+        let start = siblings
+            .filter_map(|p| first_line_of_session(&p, sid))
+            .min();
+        if let Some(at) = start {
+            out.push(Record::Session(SessionFacts {
+                session_id: sid.to_string(),
+                at_ms: Some(at),
+                secondary: true,
+                ..SessionFacts::default()
+            }));
+        }
+    }
+}
+
+/// The time of the first timestamped line of `path` that belongs to session `sid`.
+fn first_line_of_session(path: &Path, sid: &str) -> Option<i64> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let chunk = crate::tail::read_lines(&mut file, 0, 64 * 1024, 16 * 1024 * 1024).ok()?;
+    chunk.iter_lines().find_map(|line| {
+        let v: Value = serde_json::from_slice(line).ok()?;
+        (v.get("sessionId")?.as_str()? == sid)
+            .then(|| v.get("timestamp")?.as_str().and_then(parse_timestamp_ms))
+            .flatten()
+    })
+}
+
 impl LineParser for ClaudeParser {
     fn parse_line(&mut self, bytes: &[u8], out: &mut Vec<Record>) -> Result<(), LineError> {
         let line = read_line(bytes)?;
@@ -447,11 +505,13 @@ impl LineParser for ClaudeParser {
             }
             Kind::Subagent(parent) => {
                 let parent = parent.clone();
+                self.orphan_start(&parent, out);
                 self.session_line(&parent, line, out);
             }
             Kind::FlatSubagent => {
                 let line_sid = line.session_id.as_str().unwrap_or_default().to_string();
                 if !line_sid.is_empty() {
+                    self.orphan_start(&line_sid, out);
                     self.session_line(&line_sid, line, out);
                 }
             }

@@ -9,13 +9,15 @@
 //! They are *lenient* the way `Value` lookups are: a field of another type than expected reads
 //! as that type's "nothing" instead of failing the line (`"model": 5` is no model, as
 //! `v.get("model").and_then(Value::as_str)` says), a nested object that is something else reads
-//! as an empty one ([`Shape`]), and a key given twice keeps its last value, as a `Value` map
-//! does. A line still fails when it is not JSON, so malformed lines are counted as before.
+//! as an empty one (the defaults of [`Lenient`]), and a key given twice keeps its last value,
+//! as a `Value` map does. A line still fails when it is not JSON, so malformed lines are
+//! counted as before.
 //!
-//! Use `json_object!` to declare the fields of an object, [`Field`] for
-//! a scalar (string, number, bool), [`List`] for an array, [`TextOrList`] for the "string or
-//! array of blocks" fields, [`Present`] where a key's mere presence matters, and [`Payload`] for content that is sent as JSON (tool inputs and
-//! results), which is kept as a `Value` because it is part of the payload.
+//! Use `json_object!` to declare the fields of an object, [`Field`] for a scalar (string,
+//! number, bool), [`List`] for an array, [`TextOrList`] for the "string or array of blocks"
+//! fields, [`Present`] where a key's mere presence matters, and [`Payload`]
+//! for content that is sent as JSON (tool inputs and results), which is kept as a `Value`
+//! because it is part of the payload.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -9,6 +9,8 @@
 
 pub mod claude;
 pub mod codex;
+pub mod cursor;
+pub mod cursor_spool;
 pub mod droid;
 pub mod json;
 pub mod opencode;
@@ -350,6 +352,7 @@ pub static REGISTRY: &[&dyn Source] = &[
     &opencode::OpenCode,
     &pi::Pi,
     &droid::FactoryDroid,
+    &cursor::Cursor,
 ];
 
 /// The source with this id.

@@ -3,7 +3,7 @@
 //! Besides "no panic", the line targets check the invariant `src/sources/mod.rs` promises:
 //! processing a file in several append steps (save_state → new parser resumed from it) yields
 //! exactly the records and the final state of processing it in one go. Every record set is then
-//! pushed through the same pure pipeline the daemon uses before sending (group → fold →
+//! pushed through the same pure pipeline the daemon uses before sending (fold →
 //! redact/cap → session payload), because parser output is untrusted input for that code too.
 
 #![allow(dead_code)]
