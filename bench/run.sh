@@ -6,9 +6,12 @@
 #
 #   bash bench/run.sh                 # every scenario (about 30 min; idle alone is 10 min)
 #   bash bench/run.sh parse append    # some of them
+#   bash bench/run.sh vs-ccusage      # export vs ccusage on the same Claude files (skipped,
+#                                     # with a message, when ccusage is not installed)
 #
 # Environment: BENCH_WORK (default /tmp/opensyncd-bench), BENCH_IDLE_SECS (600),
-# BENCH_LATENCY_APPENDS (1000), BENCH_SIZE_MB (1024), BENCH_SMALL_MB (256).
+# BENCH_LATENCY_APPENDS (1000), BENCH_SIZE_MB (1024), BENCH_SMALL_MB (256), BENCH_CCUSAGE
+# (ccusage's executable; default: `ccusage` on PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +28,7 @@ small="$work/home-${BENCH_SMALL_MB:-256}m"
 [ -d "$small" ] || python3 "$gen" --out "$small" --size-mb "${BENCH_SMALL_MB:-256}" --seed 2 --quiet
 
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(parse append latency backfill idle coldstart)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(parse append latency backfill idle coldstart vs-ccusage)
 
 exec target/release/examples/bench \
   --bin target/release/opensyncd \
@@ -34,4 +37,5 @@ exec target/release/examples/bench \
   --corpus-small "$small" \
   --idle-secs "${BENCH_IDLE_SECS:-600}" \
   --latency-appends "${BENCH_LATENCY_APPENDS:-1000}" \
+  --ccusage "${BENCH_CCUSAGE:-}" \
   "${scenarios[@]}"
