@@ -999,3 +999,73 @@ mod tests {
         assert_eq!(why, "gave up after 10s (--timeout)");
     }
 }
+
+#[cfg(test)]
+mod export_tests {
+    use super::*;
+
+    /// `export` on the repository's own fixtures (five sources, every kind of unit).
+    fn fixture_config() -> Config {
+        let dir = |name: &str| {
+            vec![format!(
+                "{}/tests/fixtures/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            )]
+        };
+        Config {
+            claude_dirs: dir("claude"),
+            codex_dirs: dir("codex"),
+            opencode_dirs: dir("opencode"),
+            pi_dirs: dir("pi"),
+            droid_dirs: dir("droid"),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn export_output_is_the_same_on_any_number_of_threads() {
+        let cfg = fixture_config();
+        let sources = [
+            SourceId::ClaudeCode,
+            SourceId::CodexCli,
+            SourceId::OpenCode,
+            SourceId::Pi,
+            SourceId::FactoryDroid,
+        ];
+        let run = |threads: usize| {
+            let mut out = Vec::new();
+            let report = export_json(&cfg, &sources, None, threads, &mut out).unwrap();
+            (out, report.sessions, report.messages)
+        };
+        let (sequential, sessions, messages) = run(1);
+        // Enough groups that workers finish out of order: every source has sessions.
+        let lines: Vec<serde_json::Value> = sequential
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), sessions);
+        assert!(sessions >= 10, "{sessions} sessions");
+        assert!(messages > sessions, "{messages} messages");
+        for source in [
+            "claude-code",
+            "codex-cli",
+            "opencode",
+            "pi",
+            "factory-droid",
+        ] {
+            assert!(
+                lines.iter().any(|l| l["session"]["source"] == source),
+                "no {source} session in the fixtures' export"
+            );
+        }
+        for threads in [2, 3, 8, 64] {
+            let (parallel, s, m) = run(threads);
+            assert_eq!((s, m), (sessions, messages), "{threads} threads");
+            assert!(
+                parallel == sequential,
+                "{threads} threads wrote other bytes than one thread"
+            );
+        }
+    }
+}
