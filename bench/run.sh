@@ -7,9 +7,12 @@
 #   bash bench/run.sh                 # every scenario (about an hour; idle alone is 10 min,
 #                                     # rtt about 20 min, faults about 3 min)
 #   bash bench/run.sh parse append    # some of them
+#   bash bench/run.sh vs-ccusage      # export vs ccusage on the same Claude files (skipped,
+#                                     # with a message, when ccusage is not installed)
 #
 # Environment: BENCH_WORK (default /tmp/opensyncd-bench), BENCH_IDLE_SECS (600),
-# BENCH_LATENCY_APPENDS (1000), BENCH_SIZE_MB (1024), BENCH_SMALL_MB (256), BENCH_TINY_MB (16).
+# BENCH_LATENCY_APPENDS (1000), BENCH_SIZE_MB (1024), BENCH_SMALL_MB (256), BENCH_TINY_MB (16),
+# BENCH_CCUSAGE (ccusage's executable; default: `ccusage` on PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +32,7 @@ tiny="$work/home-${BENCH_TINY_MB:-16}m"
 [ -d "$tiny" ] || python3 "$gen" --out "$tiny" --size-mb "${BENCH_TINY_MB:-16}" --seed 0 --quiet
 
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(parse append latency backfill rtt faults idle coldstart)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(parse append latency backfill rtt faults idle coldstart vs-ccusage)
 
 exec target/release/examples/bench \
   --bin target/release/opensyncd \
@@ -40,4 +43,5 @@ exec target/release/examples/bench \
   --fixtures "$fixtures" \
   --idle-secs "${BENCH_IDLE_SECS:-600}" \
   --latency-appends "${BENCH_LATENCY_APPENDS:-1000}" \
+  --ccusage "${BENCH_CCUSAGE:-}" \
   "${scenarios[@]}"

@@ -8,9 +8,10 @@
 //! `schedstat` (nanoseconds, all threads), bytes read from `io:rchar`, memory from `VmHWM`.
 //!
 //! Usage: `bench --bin BIN --work DIR SCENARIO...` where scenarios are `parse`, `append`,
-//! `latency`, `backfill`, `rtt`, `faults`, `idle`, `coldstart` (see `bench/run.sh` for the
-//! corpora each needs). `rtt` and `faults` end by checking that the server holds exactly what
-//! `export` says (sessions, their tokens and titles, every message id, its text and parts).
+//! `latency`, `backfill`, `rtt`, `faults`, `idle`, `coldstart`, `vs-ccusage` (see
+//! `bench/run.sh` for the corpora each needs; `vs-ccusage` takes ccusage from `--ccusage`, else
+//! from `PATH`). `rtt` and `faults` end by checking that the server holds exactly what `export`
+//! says (sessions, their tokens and titles, every message id, its text and parts).
 
 #![allow(dead_code)]
 
@@ -39,6 +40,8 @@ struct Opts {
     latency_appends: usize,
     append_samples: usize,
     transports: Vec<String>,
+    /// ccusage's executable (`--ccusage`; empty: looked up on `PATH`).
+    ccusage: String,
     scenarios: Vec<String>,
 }
 
@@ -58,6 +61,7 @@ fn parse_args() -> Opts {
         append_samples: 50,
         // Batch at scale measures the emulation (its batch path is quadratic), not opensyncd.
         transports: vec!["per-record".into()],
+        ccusage: String::new(),
         scenarios: Vec::new(),
     };
     while let Some(a) = args.next() {
@@ -77,6 +81,7 @@ fn parse_args() -> Opts {
             "--latency-appends" => o.latency_appends = val().parse().unwrap(),
             "--append-samples" => o.append_samples = val().parse().unwrap(),
             "--transports" => o.transports = val().split(',').map(String::from).collect(),
+            "--ccusage" => o.ccusage = val(),
             s => o.scenarios.push(s.to_string()),
         }
     }
@@ -103,6 +108,7 @@ fn main() {
             "faults" => faults(&o),
             "idle" => idle(&o),
             "coldstart" => coldstart(&o),
+            "vs-ccusage" => vs_ccusage(&o),
             other => panic!("unknown scenario {other}"),
         }
         std::io::stdout().flush().unwrap();
@@ -1169,4 +1175,116 @@ fn coldstart(o: &Opts) {
         settled.as_secs_f64(),
         rss as f64 / 1024.0
     );
+}
+
+/// The `vs-ccusage` scenario: `export --source claude` against ccusage's
+/// `claude session --json --offline` on the Claude part of the 257 MiB corpus, alternating the
+/// two commands three times in one run (warm page cache) and comparing the medians. ccusage
+/// only totals usage (and loads files on several threads); `export` also builds, redacts and
+/// writes every message, so this is the floor the parser is held to, not a like-for-like task.
+/// Skipped, with a message, when ccusage is neither given (`--ccusage`, `BENCH_CCUSAGE` in
+/// `bench/run.sh`) nor on `PATH`.
+fn vs_ccusage(o: &Opts) {
+    const ROUNDS: usize = 3;
+    let ccusage = if o.ccusage.is_empty() {
+        sh_out("command -v ccusage")
+    } else {
+        o.ccusage.clone()
+    };
+    let runs = !ccusage.is_empty()
+        && sh_out(&format!("'{ccusage}' --version >/dev/null 2>&1 && echo ok")) == "ok";
+    if !runs {
+        println!(
+            "## vs-ccusage: skipped — ccusage not found (set BENCH_CCUSAGE to its executable or \
+             put it on PATH; e.g. `npm install ccusage @ccusage/ccusage-linux-x64` in a scratch \
+             directory, then BENCH_CCUSAGE=<dir>/node_modules/.bin/ccusage)\n"
+        );
+        return;
+    }
+    let claude = o.corpus_small.join(".claude");
+    let (files, bytes) = claude_size(&claude);
+    let env = Env::new(o, &o.corpus_small, "vs-ccusage");
+    // ccusage reads every tool it finds under HOME: an empty HOME leaves it the Claude files.
+    let empty_home = o.work.join("vs-ccusage-home");
+    std::fs::create_dir_all(&empty_home).unwrap();
+    // ccusage 20 (the version measured) names the tool (`ccusage claude session`); older
+    // versions read only Claude and have no such subcommand.
+    let subcommand = if sh_out(&format!(
+        "'{ccusage}' claude --help >/dev/null 2>&1 && echo ok"
+    )) == "ok"
+    {
+        "claude session"
+    } else {
+        "session"
+    };
+    let ccusage_cmd = format!(
+        "env -i HOME='{}' CLAUDE_CONFIG_DIR='{}' PATH=\"$PATH\" '{ccusage}' {subcommand} --json --offline > /dev/null",
+        empty_home.display(),
+        claude.display()
+    );
+    // Its one-line summary on stderr is not part of the table (a failure still fails `timed`).
+    let export_cmd = format!(
+        "{} export --source claude > /dev/null 2>&1",
+        env.shell_prefix(o)
+    );
+    timed(&format!(
+        "find '{}' -type f -exec cat {{}} + > /dev/null",
+        claude.display()
+    )); // warm the cache
+    let (mut export, mut cc) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        export.push(timed(&export_cmd));
+        cc.push(timed(&ccusage_cmd));
+    }
+    let median = |runs: &[Timed], f: fn(&Timed) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
+    };
+    println!(
+        "## vs-ccusage: export vs ccusage on the Claude part of the 257 MiB corpus ({files} files, {:.1} MiB, warm cache, median of {ROUNDS} alternated runs)\n",
+        mb(bytes)
+    );
+    println!("| command | wall s | CPU s | MiB/s (wall) | MiB/s per CPU-second | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|");
+    let mut walls = Vec::new();
+    let mut cpus = Vec::new();
+    for (name, runs) in [
+        ("opensyncd export --source claude".to_string(), &export),
+        (format!("ccusage {subcommand} --json --offline"), &cc),
+    ] {
+        let (wall, cpu) = (median(runs, |t| t.wall), median(runs, |t| t.cpu));
+        let rss = median(runs, |t| t.max_rss_kb as f64) / 1024.0;
+        println!(
+            "| {name} | {wall:.2} | {cpu:.2} | {:.0} | {:.0} | {rss:.1} |",
+            mb(bytes) / wall.max(0.001),
+            mb(bytes) / cpu.max(0.001)
+        );
+        walls.push(wall);
+        cpus.push(cpu);
+    }
+    println!(
+        "\nexport / ccusage, medians: wall {:.2}x, CPU {:.2}x (goal: wall below 1x; \
+         ≥ 400 MB/s = 381 MiB/s per CPU-second)\n",
+        walls[0] / walls[1].max(0.001),
+        cpus[0] / cpus[1].max(0.001)
+    );
+}
+
+/// Files and bytes under a Claude config directory.
+fn claude_size(dir: &Path) -> (usize, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                files += 1;
+                bytes += m.len();
+            }
+        }
+    }
+    (files, bytes)
 }

@@ -558,6 +558,13 @@ pub fn has_units(store: &mut dyn FoldStore, source: SourceId, session_id: &str) 
 /// Groups records by session id, keeping the order in which sessions and records first
 /// appear. Records without a session id are dropped.
 pub fn group_by_session(records: Vec<Record>) -> Vec<(String, Vec<Record>)> {
+    // Almost every read holds the records of one session: then there is nothing to group.
+    if let Some(first) = records.first().map(Record::session_id)
+        && !first.is_empty()
+        && records.iter().all(|r| r.session_id() == first)
+    {
+        return vec![(first.to_string(), records)];
+    }
     let mut order: Vec<String> = Vec::new();
     let mut grouped: HashMap<String, Vec<Record>> = HashMap::new();
     for record in records {
@@ -677,6 +684,56 @@ mod tests {
             secondary,
             ..SessionFacts::default()
         })
+    }
+
+    #[test]
+    fn records_are_grouped_by_session_in_first_seen_order() {
+        let of = |sid: &str, title: &str| {
+            Record::Session(SessionFacts {
+                session_id: sid.into(),
+                title: Some(title.into()),
+                ..SessionFacts::default()
+            })
+        };
+        let shape = |groups: Vec<(String, Vec<Record>)>| -> Vec<(String, Vec<String>)> {
+            groups
+                .into_iter()
+                .map(|(sid, records)| {
+                    let titles = records
+                        .iter()
+                        .map(|r| match r {
+                            Record::Session(f) => f.title.clone().unwrap_or_default(),
+                            _ => String::new(),
+                        })
+                        .collect();
+                    (sid, titles)
+                })
+                .collect()
+        };
+        let own = |sid: &str, titles: &[&str]| {
+            (
+                sid.to_string(),
+                titles.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        // One session (the common read): one group, every record in order.
+        assert_eq!(
+            shape(group_by_session(vec![of("a", "1"), of("a", "2")])),
+            [own("a", &["1", "2"])]
+        );
+        // Mixed: sessions in the order first seen, records without a session dropped.
+        assert_eq!(
+            shape(group_by_session(vec![
+                of("b", "1"),
+                of("", "x"),
+                of("a", "2"),
+                of("b", "3")
+            ])),
+            [own("b", &["1", "3"]), own("a", &["2"])]
+        );
+        // Only records without a session: nothing.
+        assert!(group_by_session(vec![of("", "x"), of("", "y")]).is_empty());
+        assert!(group_by_session(Vec::new()).is_empty());
     }
 
     fn totals(store: &mut MemoryStore) -> (u64, u64) {

@@ -76,7 +76,8 @@ fn read_exact_at(file: &mut File, at: u64, len: u64) -> io::Result<Vec<u8>> {
 /// Complete lines read from a file.
 #[derive(Debug, Default)]
 pub struct Chunk {
-    /// The bytes read; `lines` index into it.
+    /// The buffer the file was read into (newlines included, and possibly bytes past the last
+    /// line, kept for the next read); `lines` index into it.
     pub buf: Vec<u8>,
     /// Each complete line's byte range in `buf`, without its `\n` (and without a `\r`).
     pub lines: Vec<std::ops::Range<usize>>,
@@ -84,7 +85,7 @@ pub struct Chunk {
     pub start: u64,
     /// File offset just past the last complete line consumed (including skipped ones).
     pub end: u64,
-    /// Lines longer than the cap that were skipped (their bytes are not in `buf`).
+    /// Lines longer than the cap that were skipped (their bytes are not in `lines`).
     pub skipped_long_lines: u64,
     /// True when the chunk stopped at the byte budget with more complete data behind it.
     pub more: bool,
@@ -97,47 +98,94 @@ impl Chunk {
     }
 }
 
-/// Reads complete lines starting at `from`, stopping once about `budget` bytes were gathered
-/// (a line is never split: a single line may exceed the budget up to `max_line`). A line
-/// longer than `max_line` is skipped without being buffered and counted in
-/// `skipped_long_lines`. A trailing partial line is left for the next call.
+/// Bytes asked of the file per `read`. A line's length is checked against the cap at the end
+/// of each block, so this also decides which over-long lines are noticed.
+const BLOCK: usize = 256 * 1024;
+
+/// Reads complete lines starting at `from`, stopping once about `budget` bytes of lines were
+/// gathered (a line is never split: a single line may exceed the budget up to `max_line`). A
+/// line still incomplete and longer than `max_line` at the end of a block is skipped without
+/// being buffered and counted in `skipped_long_lines`. A trailing partial line is left for the
+/// next call.
+///
+/// The file is read straight into the returned buffer, sized once for what can come (the
+/// budget, or the rest of the file when smaller), so each byte is copied once, by the kernel.
 pub fn read_lines(file: &mut File, from: u64, budget: usize, max_line: usize) -> io::Result<Chunk> {
+    let mut chunk = Chunk::default();
+    read_lines_into(file, from, budget, max_line, &mut chunk)?;
+    Ok(chunk)
+}
+
+/// [`read_lines`] into `chunk`, reusing its buffer (a reader of many files allocates and
+/// faults in its buffer once, not once per read).
+pub fn read_lines_into(
+    file: &mut File,
+    from: u64,
+    budget: usize,
+    max_line: usize,
+    chunk: &mut Chunk,
+) -> io::Result<()> {
     file.seek(SeekFrom::Start(from))?;
-    let mut chunk = Chunk {
+    let ahead = file
+        .metadata()
+        .map_or(0, |m| m.len().saturating_sub(from))
+        .min(budget as u64) as usize;
+    let mut buf = std::mem::take(&mut chunk.buf);
+    if buf.len() > 4 * (budget + BLOCK) {
+        // A buffer an over-long line once grew is not kept for every later read.
+        buf = Vec::new();
+    }
+    if buf.is_empty() {
+        // Zeroed by the allocator (fresh pages for large sizes), not by a pass over the bytes.
+        buf = vec![0u8; ahead + BLOCK];
+    } else if buf.len() < ahead + BLOCK {
+        buf.resize(ahead + BLOCK, 0);
+    }
+    *chunk = Chunk {
         start: from,
         end: from,
+        lines: std::mem::take(&mut chunk.lines),
         ..Chunk::default()
     };
-    let mut block = vec![0u8; 256 * 1024];
-    // Bytes of the current (unfinished) line, or `None` while skipping an over-long line.
+    chunk.lines.clear();
+    // Where the next read goes: the end of what is kept, or the start of a line being skipped.
+    let mut filled = 0usize;
+    // Start of the current (unfinished) line in `buf`, or `None` while skipping an over-long one.
     let mut line_start = Some(0usize);
+    // Bytes of the complete lines kept (their `\n` excluded): what the budget counts.
+    let mut kept = 0usize;
     let mut skipping_from: u64 = 0;
+    // File offset of the next byte to look at.
     let mut pos = from;
     loop {
-        if chunk.buf.len() >= budget && line_start == Some(chunk.buf.len()) {
+        if kept >= budget && line_start == Some(filled) {
             // Budget reached at a line boundary: more may follow.
             chunk.more = true;
             break;
         }
-        let n = match file.read(&mut block) {
+        if buf.len() < filled + BLOCK {
+            buf.resize(filled + BLOCK, 0);
+        }
+        let n = match file.read(&mut buf[filled..filled + BLOCK]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let mut data = &block[..n];
-        while !data.is_empty() {
-            match memchr::memchr(b'\n', data) {
+        let end = filled + n;
+        let mut cursor = filled;
+        while cursor < end {
+            match memchr::memchr(b'\n', &buf[cursor..end]) {
                 Some(i) => {
-                    let (line_part, rest) = (&data[..i], &data[i + 1..]);
+                    let newline = cursor + i;
                     match line_start {
                         Some(start) => {
-                            chunk.buf.extend_from_slice(line_part);
-                            let mut end = chunk.buf.len();
-                            if end > start && chunk.buf[end - 1] == b'\r' {
-                                end -= 1;
+                            let mut line_end = newline;
+                            if line_end > start && buf[line_end - 1] == b'\r' {
+                                line_end -= 1;
                             }
-                            chunk.lines.push(start..end);
+                            chunk.lines.push(start..line_end);
+                            kept += newline - start;
                         }
                         None => {
                             chunk.skipped_long_lines += 1;
@@ -148,38 +196,39 @@ pub fn read_lines(file: &mut File, from: u64, budget: usize, max_line: usize) ->
                             );
                         }
                     }
-                    pos += i as u64 + 1;
+                    pos += (newline + 1 - cursor) as u64;
                     chunk.end = pos;
-                    line_start = Some(chunk.buf.len());
-                    data = rest;
-                    if chunk.buf.len() >= budget && !data.is_empty() {
+                    cursor = newline + 1;
+                    line_start = Some(cursor);
+                    if kept >= budget && cursor < end {
                         // Stop early; the remainder of this block is re-read next time.
                         chunk.more = true;
-                        return Ok(chunk);
+                        chunk.buf = buf;
+                        return Ok(());
                     }
                 }
                 None => {
-                    if let Some(start) = line_start {
-                        if chunk.buf.len() - start + data.len() > max_line {
-                            // Over the cap: drop what we buffered of it and skip to its end.
-                            chunk.buf.truncate(start);
-                            skipping_from = pos;
-                            line_start = None;
-                        } else {
-                            chunk.buf.extend_from_slice(data);
-                        }
+                    if let Some(start) = line_start
+                        && end - start > max_line
+                    {
+                        // Over the cap: drop what we have of it and skip to its end, reading
+                        // over its bytes.
+                        skipping_from = pos;
+                        line_start = None;
+                        filled = start;
                     }
-                    pos += data.len() as u64;
-                    data = &[];
+                    pos += (end - cursor) as u64;
+                    cursor = end;
                 }
             }
         }
+        if line_start.is_some() {
+            filled = end;
+        }
     }
-    // Drop the trailing partial line: it is re-read once complete.
-    if let Some(start) = line_start {
-        chunk.buf.truncate(start);
-    }
-    Ok(chunk)
+    // A trailing partial line is not among `lines`: it is re-read once complete.
+    chunk.buf = buf;
+    Ok(())
 }
 
 /// A file's modification time in epoch milliseconds (0 when the platform cannot say).
@@ -231,6 +280,30 @@ mod tests {
         let second = read_lines(&mut f, first.end, 6, 1 << 20).unwrap();
         assert_eq!(lines(&second), ["3333"]);
         assert_eq!(second.end, 15);
+    }
+
+    #[test]
+    fn a_reused_chunk_reads_what_a_fresh_one_reads() {
+        // One chunk carried across files of different sizes (export's workers do this): each
+        // read gives the lines a fresh read gives, whatever an earlier file left in the buffer.
+        let long = format!("{}\n", "y".repeat(300_000));
+        let files: [&[u8]; 4] = [long.as_bytes(), b"a\nbb\r\nccc", b"", b"1111\n2222\n3333\n"];
+        let mut chunk = Chunk::default();
+        for bytes in files {
+            let (_t, mut f) = file_with(bytes);
+            let fresh = read_lines(&mut f, 0, 6, 1 << 20).unwrap();
+            read_lines_into(&mut f, 0, 6, 1 << 20, &mut chunk).unwrap();
+            assert_eq!(lines(&chunk), lines(&fresh));
+            assert_eq!(
+                (chunk.start, chunk.end, chunk.more),
+                (fresh.start, fresh.end, fresh.more)
+            );
+            assert_eq!(chunk.skipped_long_lines, fresh.skipped_long_lines);
+        }
+        let (_t, mut f) = file_with(b"1111\n2222\n3333\n");
+        read_lines_into(&mut f, 5, 6, 1 << 20, &mut chunk).unwrap();
+        assert_eq!(lines(&chunk), ["2222", "3333"]);
+        assert_eq!(chunk.end, 15);
     }
 
     #[test]

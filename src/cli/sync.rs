@@ -333,14 +333,10 @@ pub(super) fn cmd_synctest(paths: &Paths, cfg: &Config) -> Result<()> {
 pub(super) fn cmd_export(cfg: &Config, args: ExportArgs) -> Result<()> {
     let sources = parse_sources(&args.sources)?;
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut emit = |e: oneshot::Exported| -> Result<()> {
-        serde_json::to_writer(&mut out, &e)?;
-        out.write_all(b"\n")?;
-        Ok(())
-    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let session = args.session.clone();
-    let report = match oneshot::export(cfg, &sources, session.as_deref(), &mut emit) {
+    let threads = oneshot::export_threads();
+    let report = match oneshot::export_json(cfg, &sources, session.as_deref(), threads, &mut out) {
         Err(e) if is_broken_pipe(&e) => return Ok(()),
         other => other?,
     };

@@ -31,6 +31,7 @@
 //! the same directory (it is synced from there); the check is made once per foreign session id
 //! and remembered in the parser state, so re-reading gives the same answer.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,7 @@ use serde_json::Value;
 
 use crate::model::{MessagePayload, Part, Role, SourceId, Tokens, parse_timestamp_ms};
 use crate::sources::codex::short_title;
+use crate::sources::json::{Field, Payload, TextOrList, json_object};
 use crate::sources::{
     LineError, LineParser, ParseOptions, Record, SessionFacts, Source, Unit, UsageFact, UsageMerge,
 };
@@ -202,16 +204,18 @@ impl ClaudeParser {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn message(
         &self,
         sid: &str,
-        v: &Value,
+        line: &Line<'_>,
+        at_ms: Option<i64>,
         role: Role,
         text: Option<String>,
         parts: Vec<Part>,
         model: Option<String>,
     ) -> Option<Record> {
-        let uuid = v.get("uuid").and_then(Value::as_str)?;
+        let uuid = line.uuid.as_str()?;
         // A subagent's turns are sent with its parent session, marked as the subagent's.
         let (text, parts) = match &self.marker {
             None => (text, parts),
@@ -232,7 +236,7 @@ impl ClaudeParser {
                     .collect(),
             ),
         };
-        let mut all = Vec::new();
+        let mut all = Vec::with_capacity(parts.len() + 1);
         if let Some(t) = &text {
             all.push(Part::text(t.clone()));
         }
@@ -251,7 +255,7 @@ impl ClaudeParser {
             duration_ms: None,
             source: SourceId::ClaudeCode.as_str().into(),
             parts: all,
-            created_at: timestamp(v),
+            created_at: at_ms,
         }))
     }
 
@@ -260,33 +264,29 @@ impl ClaudeParser {
         if line_sid == own || line_sid.is_empty() {
             return false;
         }
-        let dir = self.dir.clone();
-        *self
-            .state
-            .foreign
-            .entry(line_sid.to_string())
-            .or_insert_with(|| dir.join(format!("{line_sid}.jsonl")).is_file())
+        if let Some(known) = self.state.foreign.get(line_sid) {
+            return *known;
+        }
+        let exists = self.dir.join(format!("{line_sid}.jsonl")).is_file();
+        self.state.foreign.insert(line_sid.to_string(), exists);
+        exists
     }
 
-    fn usage(&self, sid: &str, v: &Value, out: &mut Vec<Record>) {
-        let Some(msg) = v.get("message") else { return };
-        let model = msg.get("model").and_then(Value::as_str);
-        if model == Some("<synthetic>")
-            || v.get("isApiErrorMessage").and_then(Value::as_bool) == Some(true)
-        {
+    fn usage(&self, sid: &str, line: &Line<'_>, out: &mut Vec<Record>) {
+        let msg = &line.message;
+        let model = msg.model.as_str();
+        if model == Some("<synthetic>") || line.is_api_error_message.is_true() {
             return;
         }
-        let Some(usage) = msg.get("usage").filter(|u| u.is_object()) else {
+        let usage = &msg.usage;
+        if !usage.is_object {
             return;
-        };
-        let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let key = match (
-            msg.get("id").and_then(Value::as_str),
-            v.get("requestId").and_then(Value::as_str),
-        ) {
+        }
+        let n = |f: &Field<'_>| f.as_u64().unwrap_or(0);
+        let key = match (msg.id.as_str(), line.request_id.as_str()) {
             (Some(id), Some(req)) => format!("{id}:{req}"),
             (Some(id), None) => id.to_string(),
-            _ => match v.get("uuid").and_then(Value::as_str) {
+            _ => match line.uuid.as_str() {
                 Some(u) => u.to_string(),
                 None => return,
             },
@@ -297,67 +297,67 @@ impl ClaudeParser {
             merge: UsageMerge::Max,
             model: model.map(str::to_string),
             tokens: Tokens {
-                input: n("input_tokens"),
-                cache_read: n("cache_read_input_tokens"),
-                cache_write: n("cache_creation_input_tokens"),
+                input: n(&usage.input_tokens),
+                cache_read: n(&usage.cache_read_input_tokens),
+                cache_write: n(&usage.cache_creation_input_tokens),
                 // Claude Code 2.x splits writes by cache lifetime; the 1-hour ones cost more.
-                cache_write_1h: usage
-                    .get("cache_creation")
-                    .and_then(|c| c.get("ephemeral_1h_input_tokens"))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-                    .min(n("cache_creation_input_tokens")),
-                output: n("output_tokens"),
+                cache_write_1h: n(&usage.cache_creation.ephemeral_1h_input_tokens)
+                    .min(n(&usage.cache_creation_input_tokens)),
+                output: n(&usage.output_tokens),
                 reasoning: 0,
             },
             cost: None,
         }));
     }
 
-    fn session_line(&mut self, sid: &str, v: &Value, out: &mut Vec<Record>) {
-        let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
+    fn session_line(&mut self, sid: &str, mut line: Line<'_>, out: &mut Vec<Record>) {
         let mut facts = SessionFacts {
             session_id: sid.to_string(),
-            at_ms: timestamp(v),
+            at_ms: timestamp(&line),
             secondary: self.marker.is_some(),
             ..SessionFacts::default()
         };
-        facts.project_path = v
-            .get("cwd")
-            .and_then(Value::as_str)
+        facts.project_path = line
+            .cwd
+            .as_str()
             .filter(|c| !c.is_empty())
             .map(str::to_string);
-        let message = v.get("message");
-        match kind {
+        let content = std::mem::take(&mut line.message.content);
+        match line.kind.as_str().unwrap_or_default() {
             "user" => {
-                let content = message.and_then(|m| m.get("content"));
-                let meta = v.get("isMeta").and_then(Value::as_bool) == Some(true)
-                    || v.get("isCompactSummary").and_then(Value::as_bool) == Some(true);
+                let meta = line.is_meta.is_true() || line.is_compact_summary.is_true();
                 match content {
-                    Some(Value::String(text)) if !meta => {
-                        self.prompt(sid, v, text, &mut facts, out)
+                    TextOrList::Text(text) if !meta => {
+                        self.prompt(sid, &line, &text, &mut facts, out)
                     }
-                    Some(Value::Array(blocks)) => {
-                        let results: Vec<Part> = blocks
-                            .iter()
-                            .filter(|b| {
-                                b.get("type").and_then(Value::as_str) == Some("tool_result")
-                            })
-                            .map(|b| Part::tool_result(tool_result_content(b)))
-                            .collect();
-                        if !results.is_empty() {
+                    TextOrList::List(blocks) => {
+                        let is_result = |b: &Block<'_>| b.kind.as_str() == Some("tool_result");
+                        if blocks.iter().any(is_result) {
                             if self.opts.sync_tool_calls {
-                                out.extend(self.message(sid, v, Role::Tool, None, results, None));
+                                let results: Vec<Part> = blocks
+                                    .into_iter()
+                                    .filter(is_result)
+                                    .map(|b| Part::tool_result(tool_result_content(b.content)))
+                                    .collect();
+                                out.extend(self.message(
+                                    sid,
+                                    &line,
+                                    facts.at_ms,
+                                    Role::Tool,
+                                    None,
+                                    results,
+                                    None,
+                                ));
                             }
                         } else if !meta {
                             let text = blocks
                                 .iter()
-                                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-                                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                                .filter(|b| b.kind.as_str() == Some("text"))
+                                .filter_map(|b| b.text.as_str())
                                 .collect::<Vec<_>>()
                                 .join("\n");
                             if !text.trim().is_empty() {
-                                self.prompt(sid, v, &text, &mut facts, out);
+                                self.prompt(sid, &line, &text, &mut facts, out);
                             }
                         }
                     }
@@ -365,8 +365,8 @@ impl ClaudeParser {
                 }
             }
             "assistant" => {
-                let raw_model = message.and_then(|m| m.get("model")).and_then(Value::as_str);
-                let api_error = v.get("isApiErrorMessage").and_then(Value::as_bool) == Some(true);
+                let raw_model = line.message.model.as_str();
+                let api_error = line.is_api_error_message.is_true();
                 if raw_model == Some("<synthetic>") && !api_error {
                     // Filler the CLI writes itself ("No response requested."), not a reply.
                     return;
@@ -376,28 +376,21 @@ impl ClaudeParser {
                 if model.is_some() {
                     facts.provider = Some("anthropic".into());
                 }
-                let blocks = message
-                    .and_then(|m| m.get("content"))
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let mut text = Vec::new();
+                let blocks = match content {
+                    TextOrList::List(blocks) => blocks,
+                    _ => Vec::new(),
+                };
+                let mut text: Vec<Cow<'_, str>> = Vec::new();
                 let mut parts = Vec::new();
-                for b in &blocks {
-                    match b.get("type").and_then(Value::as_str).unwrap_or_default() {
-                        "text" => {
-                            text.extend(b.get("text").and_then(Value::as_str).map(str::to_string))
-                        }
+                for b in blocks {
+                    match b.kind.as_str().unwrap_or_default() {
+                        "text" => text.extend(b.text.into_str()),
                         "tool_use" if self.opts.sync_tool_calls => parts.push(Part::tool_call(
-                            b.get("name").and_then(Value::as_str).unwrap_or("tool"),
-                            b.get("input").cloned().unwrap_or(Value::Null),
+                            b.name.as_str().unwrap_or("tool"),
+                            b.input.or_null(),
                         )),
                         "thinking" if self.opts.sync_thinking => {
-                            if let Some(t) = b
-                                .get("thinking")
-                                .and_then(Value::as_str)
-                                .filter(|t| !t.is_empty())
-                            {
+                            if let Some(t) = b.thinking.as_str().filter(|t| !t.is_empty()) {
                                 parts.push(Part::thinking(t));
                             }
                         }
@@ -405,20 +398,22 @@ impl ClaudeParser {
                     }
                 }
                 let text = Some(text.join("\n")).filter(|t| !t.trim().is_empty());
+                let at_ms = facts.at_ms;
                 out.push(Record::Session(facts));
                 out.extend(self.message(
                     sid,
-                    v,
+                    &line,
+                    at_ms,
                     Role::Assistant,
                     text,
                     parts,
                     model.map(str::to_string),
                 ));
-                self.usage(sid, v, out);
+                self.usage(sid, &line, out);
                 return;
             }
             // Bookkeeping: only its time counts, and only for lines of a session.
-            _ if v.get("sessionId").is_none() => return,
+            _ if !line.session_id.is_present() || line.session_id.is_null() => return,
             _ => {}
         }
         out.push(Record::Session(facts));
@@ -427,7 +422,7 @@ impl ClaudeParser {
     fn prompt(
         &mut self,
         sid: &str,
-        v: &Value,
+        line: &Line<'_>,
         raw: &str,
         facts: &mut SessionFacts,
         out: &mut Vec<Record>,
@@ -442,7 +437,7 @@ impl ClaudeParser {
             self.state.titled = true;
             facts.title = Some(short_title(&text));
         }
-        out.extend(self.message(sid, v, Role::User, Some(text), vec![], None));
+        out.extend(self.message(sid, line, facts.at_ms, Role::User, Some(text), vec![], None));
     }
 }
 
@@ -492,34 +487,32 @@ fn first_line_of_session(path: &Path, sid: &str) -> Option<i64> {
     chunk.iter_lines().find_map(|line| {
         let v: Value = serde_json::from_slice(line).ok()?;
         (v.get("sessionId")?.as_str()? == sid)
-            .then(|| timestamp(&v))
+            .then(|| v.get("timestamp")?.as_str().and_then(parse_timestamp_ms))
             .flatten()
     })
 }
 
 impl LineParser for ClaudeParser {
-    fn parse_line(&mut self, line: &[u8], out: &mut Vec<Record>) -> Result<(), LineError> {
-        let v = parse_wanted(line)?;
-        let line_sid = v
-            .get("sessionId")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        match self.state.kind.clone() {
+    fn parse_line(&mut self, bytes: &[u8], out: &mut Vec<Record>) -> Result<(), LineError> {
+        let line = read_line(bytes)?;
+        match &self.state.kind {
             Kind::Session(own) => {
-                if self.is_replay(&own, &line_sid) {
+                let own = own.clone();
+                if self.is_replay(&own, line.session_id.as_str().unwrap_or_default()) {
                     return Ok(());
                 }
-                self.session_line(&own, &v, out);
+                self.session_line(&own, line, out);
             }
             Kind::Subagent(parent) => {
+                let parent = parent.clone();
                 self.orphan_start(&parent, out);
-                self.session_line(&parent, &v, out)
+                self.session_line(&parent, line, out);
             }
             Kind::FlatSubagent => {
+                let line_sid = line.session_id.as_str().unwrap_or_default().to_string();
                 if !line_sid.is_empty() {
                     self.orphan_start(&line_sid, out);
-                    self.session_line(&line_sid, &v, out);
+                    self.session_line(&line_sid, line, out);
                 }
             }
         }
@@ -531,56 +524,109 @@ impl LineParser for ClaudeParser {
     }
 }
 
-/// The top-level fields this parser reads. Everything else on a line — `toolUseResult` (a
-/// second copy of every tool result, often whole files), `snapshot`, progress `data`,
-/// `thinkingMetadata` — is skipped by the JSON reader without being built, which is most of
-/// the bytes of a transcript.
-#[derive(Deserialize)]
-struct Wanted {
-    #[serde(rename = "type")]
-    kind: Option<Value>,
-    timestamp: Option<Value>,
-    #[serde(rename = "sessionId")]
-    session_id: Option<Value>,
-    cwd: Option<Value>,
-    message: Option<Value>,
-    #[serde(rename = "isMeta")]
-    is_meta: Option<Value>,
-    #[serde(rename = "isCompactSummary")]
-    is_compact_summary: Option<Value>,
-    #[serde(rename = "isApiErrorMessage")]
-    is_api_error_message: Option<Value>,
-    uuid: Option<Value>,
-    #[serde(rename = "requestId")]
-    request_id: Option<Value>,
+json_object! {
+    deny_duplicates;
+    /// The top-level fields this parser reads. Everything else on a line — `toolUseResult` (a
+    /// second copy of every tool result, often whole files), `snapshot`, progress `data`,
+    /// `thinkingMetadata` — is skipped by the JSON reader without being built, which is most of
+    /// the bytes of a transcript. A repeated key among these fails the line (as it always has
+    /// here); `null` reads as absent.
+    struct Line<'a> {
+        kind: Field<'a> = "type",
+        timestamp: Field<'a> = "timestamp",
+        session_id: Field<'a> = "sessionId",
+        cwd: Field<'a> = "cwd",
+        message: Message<'a> = "message",
+        is_meta: Field<'a> = "isMeta",
+        is_compact_summary: Field<'a> = "isCompactSummary",
+        is_api_error_message: Field<'a> = "isApiErrorMessage",
+        uuid: Field<'a> = "uuid",
+        request_id: Field<'a> = "requestId",
+    }
 }
 
-/// Parses a line into an object holding only the [`Wanted`] fields.
-fn parse_wanted(line: &[u8]) -> Result<Value, LineError> {
-    // A derived struct would also accept a JSON array (fields by position): refuse it here.
-    if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+json_object! {
+    /// `message`: the API message of a user or assistant line.
+    struct Message<'a> {
+        model: Field<'a> = "model",
+        id: Field<'a> = "id",
+        usage: Usage<'a> = "usage",
+        content: TextOrList<'a, Block<'a>> = "content",
+    }
+}
+
+json_object! {
+    /// `message.usage`.
+    struct Usage<'a> {
+        input_tokens: Field<'a> = "input_tokens",
+        cache_read_input_tokens: Field<'a> = "cache_read_input_tokens",
+        cache_creation_input_tokens: Field<'a> = "cache_creation_input_tokens",
+        output_tokens: Field<'a> = "output_tokens",
+        cache_creation: CacheCreation<'a> = "cache_creation",
+    }
+}
+
+json_object! {
+    /// `message.usage.cache_creation` (Claude Code 2.x).
+    struct CacheCreation<'a> {
+        ephemeral_1h_input_tokens: Field<'a> = "ephemeral_1h_input_tokens",
+    }
+}
+
+json_object! {
+    /// One block of `message.content`: text, tool use or result, thinking.
+    struct Block<'a> {
+        kind: Field<'a> = "type",
+        text: Field<'a> = "text",
+        name: Field<'a> = "name",
+        input: Payload = "input",
+        thinking: Field<'a> = "thinking",
+        content: Payload = "content",
+    }
+}
+
+/// Reads a line as a [`Line`]. The line is checked to be UTF-8 once and the strings read are
+/// not validated again. A line that is not (invalid bytes are rare: a corrupted file) is read
+/// only if every string inside the fields above is valid, as this reader always required.
+fn read_line(bytes: &[u8]) -> Result<Line<'_>, LineError> {
+    // A JSON array would also read (as an empty object): refuse anything but an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(LineError::Malformed("not a JSON object".into()));
     }
-    let w: Wanted =
-        serde_json::from_slice(line).map_err(|e| LineError::Malformed(e.to_string()))?;
-    let mut map = serde_json::Map::new();
-    for (key, value) in [
-        ("type", w.kind),
-        ("timestamp", w.timestamp),
-        ("sessionId", w.session_id),
-        ("cwd", w.cwd),
-        ("message", w.message),
-        ("isMeta", w.is_meta),
-        ("isCompactSummary", w.is_compact_summary),
-        ("isApiErrorMessage", w.is_api_error_message),
-        ("uuid", w.uuid),
-        ("requestId", w.request_id),
-    ] {
-        if let Some(value) = value {
-            map.insert(key.to_string(), value);
+    let malformed = |e: serde_json::Error| LineError::Malformed(e.to_string());
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text).map_err(malformed),
+        Err(_) => {
+            serde_json::from_slice::<ReadFieldsAreValid>(bytes).map_err(malformed)?;
+            serde_json::from_slice(bytes).map_err(malformed)
         }
     }
-    Ok(Value::Object(map))
+}
+
+/// The fields of [`Line`] built as `Value`s, which validates every string inside them: for a
+/// line that is not all UTF-8, whether the bytes at fault are outside what is read.
+#[derive(Deserialize)]
+struct ReadFieldsAreValid {
+    #[serde(rename = "type")]
+    _kind: Option<Value>,
+    #[serde(rename = "timestamp")]
+    _timestamp: Option<Value>,
+    #[serde(rename = "sessionId")]
+    _session_id: Option<Value>,
+    #[serde(rename = "cwd")]
+    _cwd: Option<Value>,
+    #[serde(rename = "message")]
+    _message: Option<Value>,
+    #[serde(rename = "isMeta")]
+    _is_meta: Option<Value>,
+    #[serde(rename = "isCompactSummary")]
+    _is_compact_summary: Option<Value>,
+    #[serde(rename = "isApiErrorMessage")]
+    _is_api_error_message: Option<Value>,
+    #[serde(rename = "uuid")]
+    _uuid: Option<Value>,
+    #[serde(rename = "requestId")]
+    _request_id: Option<Value>,
 }
 
 /// How a subagent file's messages are marked: `[subagent <agent id>]`, or `[compaction]` for
@@ -623,16 +669,13 @@ fn kind_of(path: &Path) -> Kind {
     }
 }
 
-fn timestamp(v: &Value) -> Option<i64> {
-    v.get("timestamp")
-        .and_then(Value::as_str)
-        .and_then(parse_timestamp_ms)
+fn timestamp(line: &Line<'_>) -> Option<i64> {
+    line.timestamp.as_str().and_then(parse_timestamp_ms)
 }
 
 /// Tool results: the block's content as text when it is text, else as JSON.
-fn tool_result_content(block: &Value) -> Value {
-    match block.get("content") {
-        Some(Value::String(s)) => Value::String(s.clone()),
+fn tool_result_content(content: Payload) -> Value {
+    match content.0 {
         Some(Value::Array(items)) => {
             let texts: Vec<&str> = items
                 .iter()
@@ -641,10 +684,10 @@ fn tool_result_content(block: &Value) -> Value {
             if texts.len() == items.len() {
                 Value::String(texts.join("\n"))
             } else {
-                Value::Array(items.clone())
+                Value::Array(items)
             }
         }
-        Some(other) => other.clone(),
+        Some(other) => other,
         None => Value::String(String::new()),
     }
 }

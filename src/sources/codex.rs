@@ -42,6 +42,7 @@ use serde_json::Value;
 use crate::model::{
     MessagePayload, Part, Role, SourceId, Tokens, content_hash, parse_timestamp_ms,
 };
+use crate::sources::json::{Field, List, Payload, Present, TextOrList, json_object, parse_object};
 use crate::sources::{
     LineError, LineParser, ParseOptions, Record, SessionFacts, Snapshot, Source, SourceError, Unit,
     UsageFact, UsageMerge,
@@ -190,13 +191,13 @@ struct RawUsage {
 }
 
 impl RawUsage {
-    fn from(v: &Value) -> Option<RawUsage> {
-        let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
-        v.is_object().then(|| RawUsage {
-            input: n("input_tokens"),
-            cached: n("cached_input_tokens"),
-            output: n("output_tokens"),
-            reasoning: n("reasoning_output_tokens"),
+    fn from(v: &TokenUsage<'_>) -> Option<RawUsage> {
+        let n = |f: &Field<'_>| f.as_u64().unwrap_or(0);
+        v.is_object.then(|| RawUsage {
+            input: n(&v.input_tokens),
+            cached: n(&v.cached_input_tokens),
+            output: n(&v.output_tokens),
+            reasoning: n(&v.reasoning_output_tokens),
         })
     }
 
@@ -297,37 +298,31 @@ impl CodexParser {
         }
     }
 
-    fn header(&mut self, v: &Value, out: &mut Vec<Record>) {
-        if let Some(id) = v.get("id").and_then(Value::as_str) {
+    fn header(&mut self, v: &Item<'_>, out: &mut Vec<Record>) {
+        if let Some(id) = v.id.as_str() {
             self.state.session_id = Some(id.to_string());
         }
-        let at = v
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(parse_timestamp_ms);
+        let at = v.timestamp.as_str().and_then(parse_timestamp_ms);
         self.state.header_ms = at.or(self.state.header_ms);
         let mut facts = self.facts(at);
-        facts.project_path = v.get("cwd").and_then(Value::as_str).map(str::to_string);
-        facts.provider = v
-            .get("model_provider")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        facts.project_path = v.cwd.as_str().map(str::to_string);
+        facts.provider = v.model_provider.as_str().map(str::to_string);
         out.push(Record::Session(facts));
     }
 
     fn response_item(
         &mut self,
-        p: &Value,
+        p: Item<'_>,
         at: Option<i64>,
         with_events: bool,
         out: &mut Vec<Record>,
     ) {
-        let kind = p.get("type").and_then(Value::as_str).unwrap_or_default();
+        let kind = p.kind.as_str().unwrap_or_default();
         let tools = self.opts.sync_tool_calls;
         match kind {
             "message" => {
-                let role = p.get("role").and_then(Value::as_str).unwrap_or_default();
-                let text = content_text(p.get("content"));
+                let role = p.role.as_str().unwrap_or_default();
+                let text = content_text(&p.content);
                 if text.trim().is_empty() {
                     return;
                 }
@@ -356,8 +351,8 @@ impl CodexParser {
                 if tools =>
             {
                 let name = p
-                    .get("name")
-                    .and_then(Value::as_str)
+                    .name
+                    .as_str()
                     .unwrap_or(match kind {
                         "local_shell_call" => "shell",
                         "web_search_call" => "web_search",
@@ -366,14 +361,11 @@ impl CodexParser {
                     .to_string();
                 let args = match kind {
                     "function_call" => {
-                        let raw = p
-                            .get("arguments")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
+                        let raw = p.arguments.as_str().unwrap_or_default();
                         serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
                     }
-                    "custom_tool_call" => p.get("input").cloned().unwrap_or(Value::Null),
-                    _ => p.get("action").cloned().unwrap_or(Value::Null),
+                    "custom_tool_call" => p.input.or_null(),
+                    _ => p.action.or_null(),
                 };
                 out.push(self.message(
                     Role::Assistant,
@@ -383,25 +375,21 @@ impl CodexParser {
                 ));
             }
             "function_call_output" | "custom_tool_call_output" if tools => {
-                let output = match p.get("output") {
-                    Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                let output = match p.output.0 {
+                    Some(Value::String(s)) => match serde_json::from_str::<Value>(&s) {
                         // Shell output is JSON text {output, metadata}: keep the output readable.
-                        Ok(Value::Object(o)) if o.contains_key("output") => o["output"].clone(),
-                        _ => Value::String(s.clone()),
+                        Ok(Value::Object(mut o)) if o.contains_key("output") => {
+                            o.remove("output").unwrap_or(Value::Null)
+                        }
+                        _ => Value::String(s),
                     },
-                    Some(other) => other.clone(),
+                    Some(other) => other,
                     None => Value::Null,
                 };
                 out.push(self.message(Role::Tool, None, vec![Part::tool_result(output)], at));
             }
             "reasoning" if self.opts.sync_thinking && !self.state.reasoning_events => {
-                let text: Vec<String> = p
-                    .get("summary")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|s| s.get("text").and_then(Value::as_str).map(str::to_string))
-                    .collect();
+                let text: Vec<&str> = p.summary.iter().filter_map(|s| s.text.as_str()).collect();
                 if !text.is_empty() {
                     out.push(self.message(
                         Role::Assistant,
@@ -440,52 +428,37 @@ impl CodexParser {
         }
     }
 
-    fn event(&mut self, p: &Value, at: Option<i64>, out: &mut Vec<Record>) {
-        match p.get("type").and_then(Value::as_str).unwrap_or_default() {
+    fn event(&mut self, p: &Item<'_>, at: Option<i64>, out: &mut Vec<Record>) {
+        match p.kind.as_str().unwrap_or_default() {
             "task_started" => self.state.turn_replies.clear(),
             "user_message" => {
                 self.state.turn_replies.clear();
-                let text = p
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let text = p.message.as_str().unwrap_or_default();
                 // 2025-09 recorders also wrote the scaffolding (instructions, environment
                 // context) as user_message events, tagged with a non-"plain" `kind`.
-                let kind = p.get("kind").and_then(Value::as_str).unwrap_or("plain");
+                let kind = p.kind_of_message.as_str().unwrap_or("plain");
                 if text.trim().is_empty() || kind != "plain" {
                     return;
                 }
-                self.title(&text, at, out);
-                out.push(self.message(Role::User, Some(text), vec![], at));
+                self.title(text, at, out);
+                out.push(self.message(Role::User, Some(text.to_string()), vec![], at));
             }
             "agent_message" => {
-                let text = p
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                if !text.trim().is_empty() && !self.is_duplicate_reply(&text, true) {
-                    out.push(self.message(Role::Assistant, Some(text), vec![], at));
+                let text = p.message.as_str().unwrap_or_default();
+                if !text.trim().is_empty() && !self.is_duplicate_reply(text, true) {
+                    out.push(self.message(Role::Assistant, Some(text.to_string()), vec![], at));
                 }
             }
             "agent_reasoning" => {
                 self.state.reasoning_events = true;
                 if self.opts.sync_thinking
-                    && let Some(text) = p
-                        .get("text")
-                        .and_then(Value::as_str)
-                        .filter(|t| !t.trim().is_empty())
+                    && let Some(text) = p.text.as_str().filter(|t| !t.trim().is_empty())
                 {
                     out.push(self.message(Role::Assistant, None, vec![Part::thinking(text)], at));
                 }
             }
             "token_count" => {
-                let Some(total) = p
-                    .get("info")
-                    .and_then(|i| i.get("total_token_usage"))
-                    .and_then(RawUsage::from)
-                else {
+                let Some(total) = RawUsage::from(&p.info.total_token_usage) else {
                     return;
                 };
                 let delta = match self.state.last_total {
@@ -512,36 +485,28 @@ impl CodexParser {
         }
     }
 
-    fn envelope(&mut self, v: &Value, out: &mut Vec<Record>) {
-        let at = v
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(parse_timestamp_ms);
-        let payload = v.get("payload").cloned().unwrap_or(Value::Null);
-        match v.get("type").and_then(Value::as_str).unwrap_or_default() {
+    fn envelope(&mut self, v: Item<'_>, out: &mut Vec<Record>) {
+        let at = v.timestamp.as_str().and_then(parse_timestamp_ms);
+        let payload = v.payload.value.map(|p| *p).unwrap_or_default();
+        match v.kind.as_str().unwrap_or_default() {
             "session_meta" => {
                 let first = self.state.session_id.is_none();
-                if first
-                    || payload.get("id").and_then(Value::as_str) == self.state.session_id.as_deref()
-                {
+                if first || payload.id.as_str() == self.state.session_id.as_deref() {
                     self.header(&payload, out);
                 }
             }
             "turn_context" => {
-                if let Some(m) = payload.get("model").and_then(Value::as_str) {
+                if let Some(m) = payload.model.as_str() {
                     self.state.model = Some(m.to_string());
                     let mut facts = self.facts(at);
                     facts.model = Some(m.to_string());
-                    facts.project_path = payload
-                        .get("cwd")
-                        .and_then(Value::as_str)
-                        .map(str::to_string);
+                    facts.project_path = payload.cwd.as_str().map(str::to_string);
                     out.push(Record::Session(facts));
                 }
             }
             "response_item" => {
                 out.push(Record::Session(self.facts(at)));
-                self.response_item(&payload, at, true, out);
+                self.response_item(payload, at, true, out);
             }
             "event_msg" => {
                 out.push(Record::Session(self.facts(at)));
@@ -552,25 +517,20 @@ impl CodexParser {
     }
 
     fn typescript_doc(&mut self, out: &mut Vec<Record>) -> Result<(), LineError> {
-        let doc: Value = match serde_json::from_str(&self.state.doc) {
+        let text = std::mem::take(&mut self.state.doc);
+        let doc: TypeScriptDoc<'_> = match serde_json::from_str(&text) {
             Ok(v) => v,
-            Err(e) if e.is_eof() => return Ok(()), // not complete yet
-            Err(e) => {
-                self.state.doc.clear();
-                return Err(LineError::Malformed(format!("codex rollout document: {e}")));
+            Err(e) if e.is_eof() => {
+                self.state.doc = text;
+                return Ok(()); // not complete yet
             }
+            Err(e) => return Err(LineError::Malformed(format!("codex rollout document: {e}"))),
         };
-        self.state.doc.clear();
-        if let Some(session) = doc.get("session") {
-            self.header(session, out);
+        if doc.session.present {
+            self.header(&doc.session.value, out);
         }
         let at = self.state.header_ms;
-        for item in doc
-            .get("items")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for item in doc.items.items {
             self.response_item(item, at, false, out);
             self.state.line += 1;
         }
@@ -587,30 +547,30 @@ impl LineParser for CodexParser {
         }
         let index = self.state.line;
         let result = (|| {
-            let v: Value =
-                serde_json::from_slice(line).map_err(|e| LineError::Malformed(e.to_string()))?;
-            if !v.is_object() {
-                return Err(LineError::Malformed("not a JSON object".into()));
-            }
+            // Every string of a line had to be UTF-8 (a `Value` was built of it): checked once
+            // here, then the strings read are not validated again.
+            let text =
+                std::str::from_utf8(line).map_err(|e| LineError::Malformed(e.to_string()))?;
+            let v: Item<'_> = parse_object(text).map_err(LineError::Malformed)?;
             if self.state.vintage == Vintage::Unknown {
-                self.state.vintage = if v.get("type").is_some() && v.get("payload").is_some() {
+                self.state.vintage = if v.kind.is_present() && v.payload.present {
                     Vintage::Envelope
                 } else {
                     Vintage::PreEnvelope
                 };
-                if self.state.vintage == Vintage::PreEnvelope && v.get("type").is_none() {
+                if self.state.vintage == Vintage::PreEnvelope && !v.kind.is_present() {
                     self.header(&v, out);
                     return Ok(());
                 }
             }
             match self.state.vintage {
-                Vintage::Envelope => self.envelope(&v, out),
+                Vintage::Envelope => self.envelope(v, out),
                 _ => {
-                    if v.get("record_type").is_some() {
+                    if v.record_type.is_present() {
                         return Ok(());
                     }
                     let at = self.state.header_ms;
-                    self.response_item(&v, at, false, out);
+                    self.response_item(v, at, false, out);
                 }
             }
             Ok(())
@@ -624,16 +584,77 @@ impl LineParser for CodexParser {
     }
 }
 
+json_object! {
+    /// A rollout line, and the payload of an envelope line (the same fields, nested once):
+    /// the fields any line type is read for. Everything else (`base_instructions`, encrypted
+    /// reasoning, the `exec_command_end` copies of every output, ...) is skipped unbuilt.
+    struct Item<'a> {
+        kind: Field<'a> = "type",
+        // Boxed (an item's payload is an item) and optional (a default item has none).
+        payload: Present<Option<Box<Item<'a>>>> = "payload",
+        timestamp: Field<'a> = "timestamp",
+        record_type: Field<'a> = "record_type",
+        id: Field<'a> = "id",
+        cwd: Field<'a> = "cwd",
+        model_provider: Field<'a> = "model_provider",
+        model: Field<'a> = "model",
+        role: Field<'a> = "role",
+        content: TextOrList<'a, TextBlock<'a>> = "content",
+        name: Field<'a> = "name",
+        arguments: Field<'a> = "arguments",
+        input: Payload = "input",
+        action: Payload = "action",
+        output: Payload = "output",
+        summary: List<TextBlock<'a>> = "summary",
+        message: Field<'a> = "message",
+        kind_of_message: Field<'a> = "kind",
+        text: Field<'a> = "text",
+        info: TokenInfo<'a> = "info",
+    }
+}
+
+json_object! {
+    /// A `{text}` block of a message's content or a reasoning summary.
+    struct TextBlock<'a> {
+        text: Field<'a> = "text",
+    }
+}
+
+json_object! {
+    /// `token_count.info`.
+    struct TokenInfo<'a> {
+        total_token_usage: TokenUsage<'a> = "total_token_usage",
+    }
+}
+
+json_object! {
+    /// `token_count.info.total_token_usage`.
+    struct TokenUsage<'a> {
+        input_tokens: Field<'a> = "input_tokens",
+        cached_input_tokens: Field<'a> = "cached_input_tokens",
+        output_tokens: Field<'a> = "output_tokens",
+        reasoning_output_tokens: Field<'a> = "reasoning_output_tokens",
+    }
+}
+
+json_object! {
+    /// A TypeScript-era rollout document.
+    struct TypeScriptDoc<'a> {
+        session: Present<Item<'a>> = "session",
+        items: List<Item<'a>> = "items",
+    }
+}
+
 /// The text of a `content` array (`input_text`/`output_text` blocks) or string.
-fn content_text(content: Option<&Value>) -> String {
+fn content_text(content: &TextOrList<'_, TextBlock<'_>>) -> String {
     match content {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) => items
+        TextOrList::Text(s) => s.to_string(),
+        TextOrList::List(items) => items
             .iter()
-            .filter_map(|i| i.get("text").and_then(Value::as_str))
+            .filter_map(|i| i.text.as_str())
             .collect::<Vec<_>>()
             .join("\n"),
-        _ => String::new(),
+        TextOrList::Other => String::new(),
     }
 }
 
@@ -653,8 +674,22 @@ fn is_scaffolding(text: &str) -> bool {
 /// claude-code-sync's title rule: the first 80 characters, cut at the last space if it falls
 /// after position 40, plus "...".
 pub fn short_title(text: &str) -> String {
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= 80 {
+    // The words joined by single spaces, built only as far as the cut needs (a first prompt
+    // can be a whole pasted file): past 80 characters the rest makes no difference.
+    let mut one_line = String::new();
+    let mut chars = 0;
+    for word in text.split_whitespace() {
+        if chars > 80 {
+            break;
+        }
+        if !one_line.is_empty() {
+            one_line.push(' ');
+            chars += 1;
+        }
+        one_line.push_str(word);
+        chars += word.chars().count();
+    }
+    if chars <= 80 {
         return one_line;
     }
     let cut: String = one_line.chars().take(80).collect();
@@ -745,5 +780,32 @@ mod tests {
         let long = "word ".repeat(30);
         let t = short_title(&long);
         assert!(t.ends_with("...") && t.len() <= 83, "{t}");
+        // The rule written out on whole texts: words joined by one space; over 80 characters,
+        // the first 80, cut back to the last space when that is past 40, then "...".
+        let rule = |text: &str| {
+            let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            if one_line.chars().count() <= 80 {
+                return one_line;
+            }
+            let cut: String = one_line.chars().take(80).collect();
+            match cut.rfind(' ') {
+                Some(i) if i > 40 => format!("{}...", &cut[..i]),
+                _ => format!("{cut}..."),
+            }
+        };
+        for text in [
+            String::new(),
+            "  \n ".to_string(),
+            "x".repeat(80),
+            "x".repeat(81),
+            format!("{} {}", "a".repeat(79), "b"),
+            format!("{} {}", "a".repeat(40), "b".repeat(45)),
+            format!("{} {}", "a".repeat(41), "b".repeat(45)),
+            "é ".repeat(60),
+            format!("{}\n\t{}", "word ".repeat(16), "x".repeat(5000)),
+            "ü".repeat(200),
+        ] {
+            assert_eq!(short_title(&text), rule(&text), "{text:?}");
+        }
     }
 }

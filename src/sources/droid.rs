@@ -66,6 +66,7 @@
 //! message waits (it is read again on its next save or the next scan); one without a
 //! transcript at all falls back to `providerLockTimestamp`.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,7 @@ use crate::model::{
     MessagePayload, Part, Role, SourceId, Tokens, content_hash, parse_timestamp_ms,
 };
 use crate::sources::codex::short_title;
+use crate::sources::json::{Field, Payload, TextOrList, json_object, parse_object};
 use crate::sources::{
     Access, LineError, LineParser, ParseOptions, Record, SessionFacts, Snapshot, Source,
     SourceError, Unit, UsageFact, UsageMerge,
@@ -298,14 +300,14 @@ impl DroidParser {
         }
     }
 
-    fn session_start(&mut self, v: &Value, out: &mut Vec<Record>) {
+    fn session_start(&mut self, v: &Line<'_>, out: &mut Vec<Record>) {
         let mut facts = self.facts(None);
-        let settled = v.get("isSessionTitleManuallySet").and_then(Value::as_bool) == Some(true)
-            || v.get("sessionTitleAutoStage").is_some_and(|s| !s.is_null());
+        let settled = v.is_session_title_manually_set.is_true()
+            || (v.session_title_auto_stage.is_present() && !v.session_title_auto_stage.is_null());
         if settled {
-            facts.title_override = non_blank(v.get("title")).map(short_title);
+            facts.title_override = v.title.non_blank().map(short_title);
         }
-        facts.project_path = non_blank(v.get("cwd")).map(str::to_string);
+        facts.project_path = v.cwd.non_blank().map(str::to_string);
         if self.state.active {
             out.push(Record::Session(facts));
         } else {
@@ -314,22 +316,24 @@ impl DroidParser {
         }
     }
 
-    fn message_line(&mut self, v: &Value, index: u64, out: &mut Vec<Record>) {
-        let Some(msg) = v.get("message").filter(|m| m.is_object()) else {
+    fn message_line(&mut self, v: Line<'_>, index: u64, out: &mut Vec<Record>) {
+        let msg = v.message;
+        if !msg.is_object {
             return;
-        };
-        let at = timestamp(v);
+        }
+        let at = v.timestamp.as_str().and_then(parse_timestamp_ms);
         self.activate(out);
-        let visibility = msg
-            .get("visibility")
-            .or_else(|| v.get("visibility"))
-            .and_then(Value::as_str);
+        let visibility = if msg.visibility.is_present() {
+            msg.visibility.as_str()
+        } else {
+            v.visibility.as_str()
+        };
         if visibility == Some("llm_only") {
             // Hidden context Droid injects for the model: not part of the conversation.
             out.push(Record::Session(self.facts(at)));
             return;
         }
-        let role = match msg.get("role").and_then(Value::as_str) {
+        let role = match msg.role.as_str() {
             Some("user") => Role::User,
             Some("assistant") => Role::Assistant,
             _ => {
@@ -337,56 +341,56 @@ impl DroidParser {
                 return;
             }
         };
-        let id = match non_blank(v.get("id")) {
+        let id = match v.id.non_blank() {
             Some(id) => id.to_string(),
             None => format!("{}:{index}", self.state.session),
         };
-        let plain: [Value; 1];
-        let blocks: &[Value] = match msg.get("content") {
-            Some(Value::Array(blocks)) => blocks,
-            Some(Value::String(text)) => {
-                plain = [serde_json::json!({"type": "text", "text": text})];
-                &plain
-            }
-            _ => &[],
+        let blocks: Vec<Block<'_>> = match msg.content {
+            TextOrList::List(blocks) => blocks,
+            TextOrList::Text(text) => vec![Block {
+                is_object: true,
+                kind: Field::Str(Cow::Borrowed("text")),
+                text: Field::Str(text),
+                ..Block::default()
+            }],
+            TextOrList::Other => Vec::new(),
         };
 
-        let mut texts: Vec<&str> = Vec::new();
+        let mut texts: Vec<Cow<'_, str>> = Vec::new();
         let mut parts: Vec<Part> = Vec::new();
         let mut tool_calls: Vec<(String, Part)> = Vec::new();
-        for (i, block) in blocks.iter().enumerate() {
-            match block
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-            {
+        for (i, block) in blocks.into_iter().enumerate() {
+            match block.kind.as_str().unwrap_or_default() {
                 "text" => {
-                    if let Some(text) = non_blank(block.get("text"))
-                        && !(role == Role::User && is_injected(text))
+                    if block.text.non_blank().is_some()
+                        && let Some(text) = block.text.into_str()
+                        && !(role == Role::User && is_injected(&text))
                     {
                         texts.push(text);
                     }
                 }
                 "thinking" if self.opts.sync_thinking => {
-                    if let Some(t) = non_blank(block.get("thinking")) {
+                    if let Some(t) = block.thinking.non_blank() {
                         parts.push(Part::thinking(t));
                     }
                 }
                 "tool_use" if self.opts.sync_tool_calls => {
-                    let tool_id =
-                        non_blank(block.get("id")).map_or_else(|| i.to_string(), str::to_string);
-                    let name = non_blank(block.get("name")).unwrap_or("tool");
-                    let args = block.get("input").cloned().unwrap_or(Value::Null);
-                    tool_calls.push((format!("{id}-tool-{tool_id}"), Part::tool_call(name, args)));
+                    let tool_id = block
+                        .id
+                        .non_blank()
+                        .map_or_else(|| i.to_string(), str::to_string);
+                    let name = block.name.non_blank().unwrap_or("tool");
+                    let part = Part::tool_call(name, block.input.or_null());
+                    tool_calls.push((format!("{id}-tool-{tool_id}"), part));
                 }
                 "tool_result" if self.opts.sync_tool_calls => {
-                    parts.push(Part::tool_result(tool_result_content(block)));
+                    parts.push(Part::tool_result(tool_result_content(block.content)));
                 }
                 _ => {}
             }
         }
         if self.opts.sync_thinking
-            && let Some(t) = non_blank(msg.get("chatCompletionReasoningContent"))
+            && let Some(t) = msg.chat_completion_reasoning_content.non_blank()
         {
             parts.insert(0, Part::thinking(t));
         }
@@ -455,19 +459,18 @@ impl LineParser for DroidParser {
         }
         let index = self.state.lines;
         self.state.lines += 1;
-        let v: Value =
-            serde_json::from_slice(line).map_err(|e| LineError::Malformed(e.to_string()))?;
-        if !v.is_object() {
-            return Err(LineError::Malformed("not a JSON object".into()));
-        }
+        // Every string of a line had to be UTF-8 (a `Value` was built of it): checked once
+        // here, then the strings read are not validated again.
+        let text = std::str::from_utf8(line).map_err(|e| LineError::Malformed(e.to_string()))?;
+        let v: Line<'_> = parse_object(text).map_err(LineError::Malformed)?;
         if self.state.session.is_empty() {
             return Ok(()); // a file name without a stem names no session
         }
-        match v.get("type").and_then(Value::as_str) {
+        match v.kind.as_str() {
             Some("session_start") => self.session_start(&v, out),
-            Some("message") => self.message_line(&v, index, out),
+            Some("message") => self.message_line(v, index, out),
             Some("todo_state" | "compaction_state" | "agent_turn_outcome") => {
-                if let Some(at) = timestamp(&v) {
+                if let Some(at) = v.timestamp.as_str().and_then(parse_timestamp_ms) {
                     self.activate(out);
                     out.push(Record::Session(self.facts(Some(at))));
                 }
@@ -583,13 +586,16 @@ fn first_activity(transcript: &Path) -> FirstActivity {
         return FirstActivity::Unknown;
     };
     let found = chunk.iter_lines().find_map(|line| {
-        let v: Value = serde_json::from_slice(line).ok()?;
-        let counted = match v.get("type").and_then(Value::as_str)? {
-            "message" => v.get("message").is_some_and(Value::is_object),
+        let text = std::str::from_utf8(line).ok()?;
+        let v: Line<'_> = serde_json::from_str(text).ok()?;
+        let counted = match v.kind.as_str()? {
+            "message" => v.message.is_object,
             "todo_state" | "compaction_state" | "agent_turn_outcome" => true,
             _ => false,
         };
-        counted.then(|| timestamp(&v)).flatten()
+        counted
+            .then(|| v.timestamp.as_str().and_then(parse_timestamp_ms))
+            .flatten()
     });
     match found {
         Some(ms) => FirstActivity::At(ms),
@@ -655,21 +661,14 @@ fn non_blank(v: Option<&Value>) -> Option<&str> {
     v.and_then(Value::as_str).filter(|s| !s.trim().is_empty())
 }
 
-fn timestamp(v: &Value) -> Option<i64> {
-    v.get("timestamp")
-        .and_then(Value::as_str)
-        .and_then(parse_timestamp_ms)
-}
-
 /// Context Droid adds to a user message for the model (`<system-reminder>…`), not typed text.
 fn is_injected(text: &str) -> bool {
     text.trim_start().starts_with("<system-reminder>")
 }
 
 /// A tool result's content: text as text (blocks of text joined), anything else as JSON.
-fn tool_result_content(block: &Value) -> Value {
-    match block.get("content") {
-        Some(Value::String(s)) => Value::String(s.clone()),
+fn tool_result_content(content: Payload) -> Value {
+    match content.0 {
         Some(Value::Array(items)) => {
             let texts: Vec<&str> = items
                 .iter()
@@ -678,11 +677,50 @@ fn tool_result_content(block: &Value) -> Value {
             if texts.len() == items.len() {
                 Value::String(texts.join("\n"))
             } else {
-                Value::Array(items.clone())
+                Value::Array(items)
             }
         }
         Some(Value::Null) | None => Value::String(String::new()),
-        Some(other) => other.clone(),
+        Some(other) => other,
+    }
+}
+
+json_object! {
+    /// The fields of a transcript line that are read (`session_start` and `message` lines,
+    /// and the time of bookkeeping lines).
+    struct Line<'a> {
+        kind: Field<'a> = "type",
+        id: Field<'a> = "id",
+        timestamp: Field<'a> = "timestamp",
+        message: Message<'a> = "message",
+        visibility: Field<'a> = "visibility",
+        title: Field<'a> = "title",
+        cwd: Field<'a> = "cwd",
+        is_session_title_manually_set: Field<'a> = "isSessionTitleManuallySet",
+        session_title_auto_stage: Field<'a> = "sessionTitleAutoStage",
+    }
+}
+
+json_object! {
+    /// A `message` line's message.
+    struct Message<'a> {
+        role: Field<'a> = "role",
+        visibility: Field<'a> = "visibility",
+        content: TextOrList<'a, Block<'a>> = "content",
+        chat_completion_reasoning_content: Field<'a> = "chatCompletionReasoningContent",
+    }
+}
+
+json_object! {
+    /// A content block: text, thinking, tool use or result.
+    struct Block<'a> {
+        kind: Field<'a> = "type",
+        text: Field<'a> = "text",
+        thinking: Field<'a> = "thinking",
+        id: Field<'a> = "id",
+        name: Field<'a> = "name",
+        input: Payload = "input",
+        content: Payload = "content",
     }
 }
 

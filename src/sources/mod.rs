@@ -12,6 +12,7 @@ pub mod codex;
 pub mod cursor;
 pub mod cursor_spool;
 pub mod droid;
+pub mod json;
 pub mod opencode;
 pub mod pi;
 

@@ -71,6 +71,7 @@
 //! widen the fork's time span: a fork starts at its header. Its title is prefixed
 //! `[Fork::<first 8 of the parent id>] ` as pi-opensync does.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,7 @@ use serde_json::Value;
 
 use crate::model::{MessagePayload, Part, Role, SourceId, Tokens, parse_timestamp_ms};
 use crate::sources::codex::short_title;
+use crate::sources::json::{Field, Payload, TextOrList, json_object, parse_object};
 use crate::sources::{
     LineError, LineParser, ParseOptions, Record, SessionFacts, Source, Unit, UsageFact, UsageMerge,
 };
@@ -194,9 +196,10 @@ fn is_pi_path(path: &Path, roots: &[PathBuf]) -> bool {
 /// Whether the file's first line is a pi session header. A file whose first line is not
 /// complete yet is not (yet) a session.
 fn is_session_file(path: &Path) -> bool {
-    first_line(path)
-        .and_then(|line| parse_object(&line).ok())
-        .is_some_and(|v| header_id(&v).is_some())
+    first_line(path).is_some_and(|line| {
+        let text = String::from_utf8_lossy(&line);
+        parse_entry(&text).is_ok_and(|v| header_id(&v).is_some())
+    })
 }
 
 fn first_line(path: &Path) -> Option<Vec<u8>> {
@@ -220,23 +223,82 @@ fn first_line(path: &Path) -> Option<Vec<u8>> {
 }
 
 /// The session id of a header line, if `v` is one.
-fn header_id(v: &Value) -> Option<&str> {
-    (v.get("type").and_then(Value::as_str) == Some("session"))
-        .then(|| v.get("id").and_then(Value::as_str))
+fn header_id<'v>(v: &'v Entry<'_>) -> Option<&'v str> {
+    (v.kind.as_str() == Some("session"))
+        .then(|| v.id.non_blank())
         .flatten()
-        .filter(|id| !id.trim().is_empty())
 }
 
-/// Parses a line as a JSON object. Invalid UTF-8 is read as pi reads it (Node replaces it with
-/// U+FFFD): pi keeps such a line when it rewrites the file, so skipping it here would shift
-/// every later message's position, and with it the ids.
-fn parse_object(line: &[u8]) -> Result<Value, LineError> {
-    let text = String::from_utf8_lossy(line);
-    let v: Value = serde_json::from_str(&text).map_err(|e| LineError::Malformed(e.to_string()))?;
-    if v.is_object() {
-        Ok(v)
-    } else {
-        Err(LineError::Malformed("not a JSON object".into()))
+/// Parses a line's text as an entry (a JSON object). The caller makes the text: invalid UTF-8
+/// is read as pi reads it (Node replaces it with U+FFFD) — pi keeps such a line when it
+/// rewrites the file, so skipping it here would shift every later message's position, and
+/// with it the ids — and valid UTF-8 (almost every line) is borrowed, checked once.
+fn parse_entry(text: &str) -> Result<Entry<'_>, LineError> {
+    parse_object(text).map_err(LineError::Malformed)
+}
+
+json_object! {
+    /// A line of a session file: the header, or an entry. Only the fields read are built.
+    struct Entry<'a> {
+        kind: Field<'a> = "type",
+        id: Field<'a> = "id",
+        timestamp: Field<'a> = "timestamp",
+        parent_session: Field<'a> = "parentSession",
+        branched_from: Field<'a> = "branchedFrom",
+        cwd: Field<'a> = "cwd",
+        model_id: Field<'a> = "modelId",
+        provider: Field<'a> = "provider",
+        message: Message<'a> = "message",
+        name: Field<'a> = "name",
+    }
+}
+
+json_object! {
+    /// A `message` entry's message (any role).
+    struct Message<'a> {
+        role: Field<'a> = "role",
+        timestamp: Field<'a> = "timestamp",
+        content: TextOrList<'a, Block<'a>> = "content",
+        model: Field<'a> = "model",
+        provider: Field<'a> = "provider",
+        usage: Usage<'a> = "usage",
+        error_message: Field<'a> = "errorMessage",
+        command: Field<'a> = "command",
+        exclude_from_context: Field<'a> = "excludeFromContext",
+        output: Field<'a> = "output",
+        cancelled: Field<'a> = "cancelled",
+        exit_code: Field<'a> = "exitCode",
+    }
+}
+
+json_object! {
+    /// A content block: text, image, tool call, thinking.
+    struct Block<'a> {
+        kind: Field<'a> = "type",
+        text: Field<'a> = "text",
+        mime_type: Field<'a> = "mimeType",
+        name: Field<'a> = "name",
+        arguments: Payload = "arguments",
+        thinking: Field<'a> = "thinking",
+        redacted: Field<'a> = "redacted",
+    }
+}
+
+json_object! {
+    /// An assistant message's `usage`.
+    struct Usage<'a> {
+        input: Field<'a> = "input",
+        output: Field<'a> = "output",
+        cache_read: Field<'a> = "cacheRead",
+        cache_write: Field<'a> = "cacheWrite",
+        cost: Cost<'a> = "cost",
+    }
+}
+
+json_object! {
+    /// `usage.cost`.
+    struct Cost<'a> {
+        total: Field<'a> = "total",
     }
 }
 
@@ -337,21 +399,17 @@ impl PiParser {
         }
     }
 
-    fn first_line(&mut self, v: &Value, out: &mut Vec<Record>) -> Result<(), LineError> {
+    fn first_line(&mut self, v: &Entry<'_>, out: &mut Vec<Record>) -> Result<(), LineError> {
         let Some(id) = header_id(v) else {
             self.state.kind = FileKind::NotSession;
             return Err(LineError::Malformed(
                 "the first line is not a pi session header; the file is ignored".into(),
             ));
         };
-        let at_ms = v
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(parse_timestamp_ms);
-        let parent = ["parentSession", "branchedFrom"]
-            .iter()
-            .filter_map(|k| v.get(*k).and_then(Value::as_str))
-            .find(|p| !p.trim().is_empty())
+        let at_ms = v.timestamp.as_str().and_then(parse_timestamp_ms);
+        let parent = [&v.parent_session, &v.branched_from]
+            .into_iter()
+            .find_map(Field::non_blank)
             .map(str::to_string);
         self.state.kind = FileKind::Session(Header {
             id: id.to_string(),
@@ -360,14 +418,10 @@ impl PiParser {
         });
         let mut facts = self.facts(id);
         facts.at_ms = at_ms;
-        facts.project_path = v
-            .get("cwd")
-            .and_then(Value::as_str)
-            .filter(|c| !c.trim().is_empty())
-            .map(str::to_string);
+        facts.project_path = v.cwd.non_blank().map(str::to_string);
         // v1 headers name the model the session started with.
-        facts.model = str_field(v, "modelId");
-        facts.provider = str_field(v, "provider");
+        facts.model = str_field(&v.model_id);
+        facts.provider = str_field(&v.provider);
         out.push(Record::Session(facts));
         Ok(())
     }
@@ -395,21 +449,17 @@ impl PiParser {
     /// write a branched file's header and entries a second time when the branch had no
     /// assistant message yet: the repeats carry the same entry ids, and all of them come before
     /// the file's first assistant message, so only ids seen until then need remembering.
-    fn is_repeat(&mut self, v: &Value) -> bool {
-        if self.state.seen_assistant || v.get("type").and_then(Value::as_str) == Some("session") {
+    fn is_repeat(&mut self, v: &Entry<'_>) -> bool {
+        let kind = v.kind.as_str();
+        if self.state.seen_assistant || kind == Some("session") {
             return false;
         }
-        if v.get("type").and_then(Value::as_str) == Some("message")
-            && v.get("message")
-                .and_then(|m| m.get("role"))
-                .and_then(Value::as_str)
-                == Some("assistant")
-        {
+        if kind == Some("message") && v.message.role.as_str() == Some("assistant") {
             self.state.seen_assistant = true;
             self.state.early_ids = Vec::new();
             return false;
         }
-        let Some(id) = v.get("id").and_then(Value::as_str) else {
+        let Some(id) = v.id.as_str() else {
             return false; // v1 entries have no ids (and predate the bug)
         };
         if self.state.early_ids.iter().any(|seen| seen == id) {
@@ -419,30 +469,28 @@ impl PiParser {
         false
     }
 
-    fn entry(&mut self, sid: &str, v: &Value, out: &mut Vec<Record>) {
+    fn entry(&mut self, sid: &str, v: &Entry<'_>, out: &mut Vec<Record>) {
         if self.is_repeat(v) {
             return;
         }
-        let entry_ms = v
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(parse_timestamp_ms);
+        let entry_ms = v.timestamp.as_str().and_then(parse_timestamp_ms);
         let copied = self.is_copied(entry_ms);
         let mut facts = self.facts(sid);
         if !copied {
             facts.at_ms = entry_ms;
         }
-        match v.get("type").and_then(Value::as_str).unwrap_or_default() {
+        match v.kind.as_str().unwrap_or_default() {
             "message" => {
-                let Some(msg) = v.get("message").filter(|m| m.is_object()) else {
+                let msg = &v.message;
+                if !msg.is_object {
                     out.push(Record::Session(facts));
                     return;
-                };
-                let created = msg.get("timestamp").and_then(epoch_ms).or(entry_ms);
-                match msg.get("role").and_then(Value::as_str).unwrap_or_default() {
+                }
+                let created = epoch_ms(&msg.timestamp).or(entry_ms);
+                match msg.role.as_str().unwrap_or_default() {
                     "user" => {
                         self.count_conversational();
-                        let text = user_text(msg.get("content"));
+                        let text = user_text(&msg.content);
                         if !self.state.titled && !text.trim().is_empty() && !is_bare_command(&text)
                         {
                             self.state.titled = true;
@@ -456,9 +504,9 @@ impl PiParser {
                     }
                     "assistant" => {
                         self.count_conversational();
-                        let model = str_field(msg, "model");
+                        let model = str_field(&msg.model);
                         facts.model = model.clone();
-                        facts.provider = str_field(msg, "provider");
+                        facts.provider = str_field(&msg.provider);
                         out.push(Record::Session(facts));
                         self.push_time(sid, created, copied, out);
                         let n = self.state.counted;
@@ -472,8 +520,8 @@ impl PiParser {
                             model.clone(),
                             created,
                         ));
-                        if !copied && let Some(usage) = msg.get("usage").filter(|u| u.is_object()) {
-                            out.push(Record::Usage(usage_fact(sid, n, usage, model)));
+                        if !copied && msg.usage.is_object {
+                            out.push(Record::Usage(usage_fact(sid, n, &msg.usage, model)));
                         }
                     }
                     "toolResult" => {
@@ -481,7 +529,7 @@ impl PiParser {
                         let id = self.uncounted_id(sid, "tool");
                         self.push_time(sid, created, copied, out);
                         if self.opts.sync_tool_calls {
-                            let result = blocks_text(msg.get("content"));
+                            let result = blocks_text(&msg.content);
                             out.extend(message(
                                 sid,
                                 id,
@@ -509,17 +557,12 @@ impl PiParser {
                 }
             }
             "model_change" => {
-                facts.model = str_field(v, "modelId");
-                facts.provider = str_field(v, "provider");
+                facts.model = str_field(&v.model_id);
+                facts.provider = str_field(&v.provider);
                 out.push(Record::Session(facts));
             }
             "session_info" => {
-                if let Some(name) = v
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty())
-                {
+                if let Some(name) = v.name.as_str().map(str::trim).filter(|n| !n.is_empty()) {
                     facts.title_override = Some(format!("{}{name}", self.title_prefix()));
                 }
                 out.push(Record::Session(facts));
@@ -555,30 +598,25 @@ impl PiParser {
         }
     }
 
-    fn assistant_content(&self, msg: &Value) -> (String, Vec<Part>) {
+    fn assistant_content(&self, msg: &Message<'_>) -> (String, Vec<Part>) {
         let mut text = Vec::new();
         let mut parts = Vec::new();
-        for block in msg
-            .get("content")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            match block
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-            {
-                "text" => text.extend(block.get("text").and_then(Value::as_str)),
+        let blocks = match &msg.content {
+            TextOrList::List(blocks) => blocks.as_slice(),
+            _ => &[],
+        };
+        for block in blocks {
+            match block.kind.as_str().unwrap_or_default() {
+                "text" => text.extend(block.text.as_str()),
                 "toolCall" if self.opts.sync_tool_calls => parts.push(Part::tool_call(
-                    block.get("name").and_then(Value::as_str).unwrap_or("tool"),
-                    block.get("arguments").cloned().unwrap_or(Value::Null),
+                    block.name.as_str().unwrap_or("tool"),
+                    block.arguments.clone().or_null(),
                 )),
                 "thinking" if self.opts.sync_thinking => {
-                    let redacted = block.get("redacted").and_then(Value::as_bool) == Some(true);
+                    let redacted = block.redacted.is_true();
                     if let Some(t) = block
-                        .get("thinking")
-                        .and_then(Value::as_str)
+                        .thinking
+                        .as_str()
                         .filter(|t| !redacted && !t.trim().is_empty())
                     {
                         parts.push(Part::thinking(t));
@@ -590,17 +628,14 @@ impl PiParser {
         let mut text = text.join("\n");
         if text.trim().is_empty() && parts.is_empty() {
             // A failed or aborted turn with nothing to show says why.
-            text = str_field(msg, "errorMessage").unwrap_or_default();
+            text = str_field(&msg.error_message).unwrap_or_default();
         }
         (text, parts)
     }
 
-    fn bash(&self, msg: &Value) -> (String, Vec<Part>) {
-        let command = msg
-            .get("command")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let bang = if msg.get("excludeFromContext").and_then(Value::as_bool) == Some(true) {
+    fn bash(&self, msg: &Message<'_>) -> (String, Vec<Part>) {
+        let command = msg.command.as_str().unwrap_or_default();
+        let bang = if msg.exclude_from_context.is_true() {
             "!!"
         } else {
             "!"
@@ -610,18 +645,10 @@ impl PiParser {
             return (text, vec![]);
         }
         // What pi shows (and gives the model) for the run: `bashExecutionToText`.
-        let mut output = msg
-            .get("output")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if msg.get("cancelled").and_then(Value::as_bool) == Some(true) {
+        let mut output = msg.output.as_str().unwrap_or_default().to_string();
+        if msg.cancelled.is_true() {
             output.push_str("\n\n(command cancelled)");
-        } else if let Some(code) = msg
-            .get("exitCode")
-            .and_then(Value::as_i64)
-            .filter(|c| *c != 0)
-        {
+        } else if let Some(code) = msg.exit_code.as_i64().filter(|c| *c != 0) {
             output.push_str(&format!("\n\nCommand exited with code {code}"));
         }
         (text, vec![Part::tool_result(Value::String(output))])
@@ -636,7 +663,8 @@ impl LineParser for PiParser {
         if self.state.kind == FileKind::NotSession {
             return Ok(());
         }
-        let v = parse_object(line)?;
+        let text = String::from_utf8_lossy(line);
+        let v = parse_entry(&text)?;
         let sid = match &self.state.kind {
             FileKind::Session(h) => h.id.clone(),
             _ => return self.first_line(&v, out),
@@ -706,12 +734,11 @@ fn message(
     }))
 }
 
-fn usage_fact(sid: &str, n: u64, usage: &Value, model: Option<String>) -> UsageFact {
-    let count = |k: &str| usage.get(k).map_or(0, token_count);
+fn usage_fact(sid: &str, n: u64, usage: &Usage<'_>, model: Option<String>) -> UsageFact {
     let cost = usage
-        .get("cost")
-        .and_then(|c| c.get("total"))
-        .and_then(Value::as_f64)
+        .cost
+        .total
+        .as_f64()
         .filter(|c| c.is_finite() && *c > 0.0);
     UsageFact {
         session_id: sid.to_string(),
@@ -719,11 +746,11 @@ fn usage_fact(sid: &str, n: u64, usage: &Value, model: Option<String>) -> UsageF
         merge: UsageMerge::Max,
         model,
         tokens: Tokens {
-            input: count("input"),
-            cache_read: count("cacheRead"),
-            cache_write: count("cacheWrite"),
+            input: token_count(&usage.input),
+            cache_read: token_count(&usage.cache_read),
+            cache_write: token_count(&usage.cache_write),
             cache_write_1h: 0,
-            output: count("output"),
+            output: token_count(&usage.output),
             // pi's `output` already includes reasoning and does not say how much of it.
             reasoning: 0,
         },
@@ -732,7 +759,7 @@ fn usage_fact(sid: &str, n: u64, usage: &Value, model: Option<String>) -> UsageF
 }
 
 /// A token count: a non-negative integer (a float is truncated; anything else is 0).
-fn token_count(v: &Value) -> u64 {
+fn token_count(v: &Field<'_>) -> u64 {
     v.as_u64().unwrap_or_else(|| {
         v.as_f64()
             .filter(|f| f.is_finite() && *f >= 0.0)
@@ -742,7 +769,7 @@ fn token_count(v: &Value) -> u64 {
 }
 
 /// An epoch-milliseconds number (pi's `message.timestamp`).
-fn epoch_ms(v: &Value) -> Option<i64> {
+fn epoch_ms(v: &Field<'_>) -> Option<i64> {
     v.as_i64().or_else(|| {
         v.as_f64()
             .filter(|f| f.is_finite() && f.abs() < 1e15)
@@ -750,11 +777,8 @@ fn epoch_ms(v: &Value) -> Option<i64> {
     })
 }
 
-fn str_field(v: &Value, key: &str) -> Option<String> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .map(str::to_string)
+fn str_field(v: &Field<'_>) -> Option<String> {
+    v.non_blank().map(str::to_string)
 }
 
 /// A slash command without arguments (`/mode`): early pi versions logged such input as a user
@@ -766,30 +790,27 @@ fn is_bare_command(text: &str) -> bool {
 }
 
 /// A user message's text: a string, or its text blocks joined, images as markers.
-fn user_text(content: Option<&Value>) -> String {
-    match content {
-        Some(Value::String(s)) => s.clone(),
-        other => blocks_text(other),
-    }
+fn user_text(content: &TextOrList<'_, Block<'_>>) -> String {
+    blocks_text(content)
 }
 
 /// Text and image blocks as text (images as `[image: <mime>]`, never their base64 data).
-fn blocks_text(content: Option<&Value>) -> String {
+fn blocks_text(content: &TextOrList<'_, Block<'_>>) -> String {
     match content {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(blocks)) => blocks
+        TextOrList::Text(s) => s.to_string(),
+        TextOrList::List(blocks) => blocks
             .iter()
-            .filter_map(|b| match b.get("type").and_then(Value::as_str) {
-                Some("text") => b.get("text").and_then(Value::as_str).map(str::to_string),
-                Some("image") => Some(format!(
+            .filter_map(|b| match b.kind.as_str() {
+                Some("text") => b.text.as_str().map(Cow::Borrowed),
+                Some("image") => Some(Cow::Owned(format!(
                     "[image: {}]",
-                    b.get("mimeType").and_then(Value::as_str).unwrap_or("image")
-                )),
+                    b.mime_type.as_str().unwrap_or("image")
+                ))),
                 _ => None,
             })
             .collect::<Vec<_>>()
             .join("\n"),
-        _ => String::new(),
+        TextOrList::Other => String::new(),
     }
 }
 
@@ -1050,15 +1071,13 @@ mod tests {
 
     #[test]
     fn odd_numbers_are_read_without_overflow() {
-        assert_eq!(token_count(&serde_json::json!(12)), 12);
-        assert_eq!(token_count(&serde_json::json!(12.9)), 12);
-        assert_eq!(token_count(&serde_json::json!(-3)), 0);
-        assert_eq!(token_count(&serde_json::json!(1e300)), u64::MAX);
-        assert_eq!(token_count(&serde_json::json!("7")), 0);
-        assert_eq!(
-            epoch_ms(&serde_json::json!(1.5e12)),
-            Some(1_500_000_000_000)
-        );
-        assert_eq!(epoch_ms(&serde_json::json!(1e300)), None);
+        let field = |text: &'static str| serde_json::from_str::<Field<'static>>(text).unwrap();
+        assert_eq!(token_count(&field("12")), 12);
+        assert_eq!(token_count(&field("12.9")), 12);
+        assert_eq!(token_count(&field("-3")), 0);
+        assert_eq!(token_count(&field("1e300")), u64::MAX);
+        assert_eq!(token_count(&field("\"7\"")), 0);
+        assert_eq!(epoch_ms(&field("1.5e12")), Some(1_500_000_000_000));
+        assert_eq!(epoch_ms(&field("1e300")), None);
     }
 }
