@@ -393,15 +393,35 @@ impl Engine {
         let meta = file.metadata().map_err(io)?;
         let len = meta.len();
         let mut record = self.ledger.file(&key)?.unwrap_or_default();
-        if tail::check_identity(&mut file, len, &record.checkpoint).map_err(io)?
-            == Identity::Changed
-        {
+        let changed = tail::check_identity(&mut file, len, &record.checkpoint).map_err(io)?
+            == Identity::Changed;
+        if changed {
             tracing::info!(file = %path.display(), "file was truncated or replaced; reading it again from the start");
             record.checkpoint = tail::Checkpoint::default();
             record.state = None;
         }
+        // Truncated to nothing complete (empty, or one partial line): what it contributed
+        // before is retracted now, as `export` no longer sees it; its lines, when they come,
+        // are read from the start.
+        let emptied = |mut record: FileRecord| {
+            record.len = len;
+            record.mtime_ms = tail::mtime_ms(&meta);
+            Some(Step {
+                key: key.clone(),
+                file: record,
+                records: Vec::new(),
+                mode: Mode::Reset,
+                gone: false,
+                more: false,
+                bytes: 0,
+            })
+        };
         if len == record.checkpoint.offset {
-            return Ok(None);
+            return Ok(if changed && !record.sessions.is_empty() {
+                emptied(record)
+            } else {
+                None
+            });
         }
         let mut parser = match sources::line_parser(unit, record.state.as_ref(), self.parse) {
             Ok(p) => p,
@@ -427,7 +447,12 @@ impl Engine {
         )
         .map_err(io)?;
         if chunk.end == record.checkpoint.offset {
-            return Ok(None); // only a partial line so far
+            // Only a partial line so far.
+            return Ok(if mode == Mode::Reset {
+                emptied(record)
+            } else {
+                None
+            });
         }
         let mut records = Vec::new();
         let mut malformed = 0u64;

@@ -197,6 +197,9 @@ struct World {
     /// A file was deleted at some point: what the server holds of its session is then allowed
     /// to keep more than `export` shows (a deletion takes nothing from the dashboard).
     deleted: [bool; 3],
+    /// A file was truncated at some point: the server may then hold an earlier `createdAt`
+    /// than `export` shows (it never changes `createdAt` after insert).
+    truncated: [bool; 3],
 }
 
 impl World {
@@ -216,6 +219,7 @@ impl World {
                 .collect(),
             oc: BTreeMap::new(),
             deleted: [false; 3],
+            truncated: [false; 3],
         };
         std::fs::create_dir_all(world.oc_storage()).unwrap();
         world
@@ -459,7 +463,23 @@ fn check(world: &World, daemon: &Daemon, emu: &Emulation) -> Result<(), TestCase
         let stored = emu
             .session(emu.default_user(), &e.session.external_id)
             .unwrap_or_else(|| panic!("{} not on the server", e.session.external_id));
-        prop_assert_eq!(Some(stored.created_at), e.session.created_at, "createdAt");
+        let truncated = match e.state.source {
+            SourceId::ClaudeCode => world.truncated[0] || world.truncated[1],
+            SourceId::CodexCli => world.truncated[2],
+            _ => false,
+        };
+        if truncated {
+            // The server keeps the start it was first given; a truncation can only have
+            // moved export's later.
+            prop_assert!(
+                e.session.created_at.is_some_and(|c| stored.created_at <= c),
+                "createdAt {} after export's {:?}",
+                stored.created_at,
+                e.session.created_at
+            );
+        } else {
+            prop_assert_eq!(Some(stored.created_at), e.session.created_at, "createdAt");
+        }
         prop_assert_eq!(stored.title.clone(), e.session.title.clone(), "title");
         if let Some(p) = e.session.prompt_tokens {
             prop_assert_eq!(stored.prompt_tokens, p, "promptTokens");
@@ -514,6 +534,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Truncate { file, keep } => {
                 let f = &mut world.files[file];
                 if f.exists && keep < f.lines {
+                    world.truncated[file] = true;
                     f.lines = keep;
                     f.partial = 0;
                     let f = f.clone();
@@ -598,6 +619,28 @@ fn a_subagent_read_first_does_not_create_its_session() {
             lines: 3,
             partial: false,
         },
+        Op::Sync,
+    ])
+    .unwrap();
+}
+
+/// A main transcript truncated to nothing after its subagent was read: what it contributed
+/// (title, start) is retracted, as `export` — which sees only the subagent — has it.
+#[test]
+fn a_main_transcript_truncated_to_nothing_is_retracted() {
+    run(vec![
+        Op::Append {
+            file: 0,
+            lines: 1,
+            partial: false,
+        },
+        Op::Append {
+            file: 1,
+            lines: 1,
+            partial: false,
+        },
+        Op::Sync,
+        Op::Truncate { file: 0, keep: 0 },
         Op::Sync,
     ])
     .unwrap();
