@@ -193,13 +193,15 @@ pub fn sync(
             }
         }
         // Writes held back because the server would have skipped them (its 5 s and 10 s
-        // windows) are sent once their window has passed; each round sends what was due, and
-        // a write can be due again only if the session was written meanwhile.
+        // windows) are sent once their window has passed. Each round waits for the last of
+        // them to be due and sends them all (the sync cannot end before the last one anyway);
+        // a write can be due again only if its session was written meanwhile (a confirmation),
+        // so two rounds are the rule.
         for _ in 0..4 {
             if summary.paused.is_some() || summary.gave_up.is_some() {
                 break;
             }
-            let Some(due) = engine.next_deferred_ms()? else {
+            let Some(due) = last_deferred_ms(&engine)? else {
                 break;
             };
             let wait = Duration::from_millis((due - engine.now()).max(0) as u64);
@@ -233,6 +235,16 @@ pub fn sync(
     }
     summary.unpriced = unpriced_in_ledger(&engine)?;
     Ok(summary)
+}
+
+/// When the last of the deferred writes is due (epoch ms), if any is deferred.
+fn last_deferred_ms(engine: &crate::engine::Engine) -> Result<Option<i64>> {
+    let mut last: Option<i64> = None;
+    for item in engine.ledger.deferred() {
+        let (_, d) = item?;
+        last = Some(last.map_or(d.due_ms, |l| l.max(d.due_ms)));
+    }
+    Ok(last)
 }
 
 /// Why a one-shot sync must stop now, if it must: its `--timeout` ran out, or every request
