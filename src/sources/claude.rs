@@ -182,8 +182,7 @@ impl ClaudeParser {
     ) -> Result<ClaudeParser, LineError> {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let state = match state {
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| LineError::Malformed(format!("claude parser state: {e}")))?,
+            Some(v) => super::resume_state(v, "claude")?,
             None => State {
                 kind: kind_of(path),
                 titled: false,
@@ -337,7 +336,7 @@ impl ClaudeParser {
                                 let results: Vec<Part> = blocks
                                     .into_iter()
                                     .filter(is_result)
-                                    .map(|b| Part::tool_result(tool_result_content(b.content)))
+                                    .map(|b| Part::tool_result(b.content.tool_result()))
                                     .collect();
                                 out.extend(self.message(
                                     sid,
@@ -671,25 +670,6 @@ fn kind_of(path: &Path) -> Kind {
 
 fn timestamp(line: &Line<'_>) -> Option<i64> {
     line.timestamp.as_str().and_then(parse_timestamp_ms)
-}
-
-/// Tool results: the block's content as text when it is text, else as JSON.
-fn tool_result_content(content: Payload) -> Value {
-    match content.0 {
-        Some(Value::Array(items)) => {
-            let texts: Vec<&str> = items
-                .iter()
-                .filter_map(|i| i.get("text").and_then(Value::as_str))
-                .collect();
-            if texts.len() == items.len() {
-                Value::String(texts.join("\n"))
-            } else {
-                Value::Array(items)
-            }
-        }
-        Some(other) => other,
-        None => Value::String(String::new()),
-    }
 }
 
 /// Slash-command markup (`<command-name>/x</command-name><command-args>y</command-args>`)

@@ -236,8 +236,7 @@ impl CodexParser {
         opts: ParseOptions,
     ) -> Result<CodexParser, LineError> {
         let state = match state {
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| LineError::Malformed(format!("codex parser state: {e}")))?,
+            Some(v) => super::resume_state(v, "codex")?,
             None => State {
                 fallback_id: uuid_in_name(path),
                 vintage: if path.extension().is_some_and(|e| e == "json") {

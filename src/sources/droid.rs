@@ -271,8 +271,7 @@ impl DroidParser {
         opts: ParseOptions,
     ) -> Result<DroidParser, LineError> {
         let state = match state {
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| LineError::Malformed(format!("droid parser state: {e}")))?,
+            Some(v) => super::resume_state(v, "droid")?,
             None => State {
                 session: session_id_of(path).unwrap_or_default(),
                 lines: 0,
@@ -384,7 +383,7 @@ impl DroidParser {
                     tool_calls.push((format!("{id}-tool-{tool_id}"), part));
                 }
                 "tool_result" if self.opts.sync_tool_calls => {
-                    parts.push(Part::tool_result(tool_result_content(block.content)));
+                    parts.push(Part::tool_result(block.content.tool_result()));
                 }
                 _ => {}
             }
@@ -664,25 +663,6 @@ fn non_blank(v: Option<&Value>) -> Option<&str> {
 /// Context Droid adds to a user message for the model (`<system-reminder>…`), not typed text.
 fn is_injected(text: &str) -> bool {
     text.trim_start().starts_with("<system-reminder>")
-}
-
-/// A tool result's content: text as text (blocks of text joined), anything else as JSON.
-fn tool_result_content(content: Payload) -> Value {
-    match content.0 {
-        Some(Value::Array(items)) => {
-            let texts: Vec<&str> = items
-                .iter()
-                .filter_map(|i| i.get("text").and_then(Value::as_str))
-                .collect();
-            if texts.len() == items.len() {
-                Value::String(texts.join("\n"))
-            } else {
-                Value::Array(items)
-            }
-        }
-        Some(Value::Null) | None => Value::String(String::new()),
-        Some(other) => other,
-    }
 }
 
 json_object! {

@@ -317,6 +317,28 @@ impl Payload {
     }
 }
 
+impl Payload {
+    /// A tool result's content as sent (Claude Code and Droid write results alike): text
+    /// blocks joined as text, anything else as JSON, nothing (absent or `null`) as empty text.
+    pub fn tool_result(self) -> Value {
+        match self.0 {
+            Some(Value::Array(items)) => {
+                let texts: Vec<&str> = items
+                    .iter()
+                    .filter_map(|i| i.get("text").and_then(Value::as_str))
+                    .collect();
+                if texts.len() == items.len() {
+                    Value::String(texts.join("\n"))
+                } else {
+                    Value::Array(items)
+                }
+            }
+            Some(Value::Null) | None => Value::String(String::new()),
+            Some(other) => other,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Payload {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Value::deserialize(d).map(|v| Payload(Some(v)))

@@ -136,6 +136,16 @@ pub enum LineError {
     Malformed(String),
 }
 
+/// A line parser's saved state, read back to resume where it stopped (`parser` names it in
+/// the error: state from another version that no longer fits makes the caller re-read the
+/// file from its start).
+pub(crate) fn resume_state<T: serde::de::DeserializeOwned>(
+    state: &serde_json::Value,
+    parser: &str,
+) -> Result<T, LineError> {
+    T::deserialize(state).map_err(|e| LineError::Malformed(format!("{parser} parser state: {e}")))
+}
+
 /// A unit could not be read (reported, retried on the next pass).
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

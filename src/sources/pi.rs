@@ -359,8 +359,7 @@ impl PiParser {
         opts: ParseOptions,
     ) -> Result<PiParser, LineError> {
         let state = match state {
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| LineError::Malformed(format!("pi parser state: {e}")))?,
+            Some(v) => super::resume_state(v, "pi")?,
             None => State::default(),
         };
         Ok(PiParser {
