@@ -936,6 +936,27 @@ fn fixtures_home(o: &Opts) -> (PathBuf, Vec<(String, String)>) {
             .unwrap();
         assert!(status.success());
     }
+    // The copy is history being backfilled, so it must look old: a lone subagent file (the
+    // fixtures have some without their main transcript) modified less than ORPHAN_WAIT
+    // (10 min) ago is held back by the daemon waiting for its leader, which would make both
+    // runs measure that wait instead of convergence. `cp -p` is not enough: the fixtures'
+    // own mtimes are their checkout's.
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let mut stack = vec![home.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(an_hour_ago))
+                    .unwrap_or_else(|e| panic!("backdating {}: {e}", path.display()));
+            }
+        }
+    }
     let env = vec![
         (
             "CLAUDE_CONFIG_DIR".to_string(),
