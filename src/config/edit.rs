@@ -8,6 +8,7 @@ use super::error::ConfigError;
 use super::keys::{SETTABLE_KEYS, default_table, parse_text_value};
 use super::load::syntax_error;
 use super::paths::Paths;
+
 /// Validates `value` for `key` (as `set` would store it) and returns the TOML value.
 pub fn parse_setting(key: &str, value: &str) -> Result<toml_edit::Value, ConfigError> {
     if !SETTABLE_KEYS.contains(&key) {

@@ -3,6 +3,7 @@
 //! check of a value against it, and the log levels.
 
 use super::{Config, split_list};
+
 /// Keys `opensyncd set` accepts (every config key).
 pub const SETTABLE_KEYS: &[&str] = &[
     "url",

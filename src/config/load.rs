@@ -11,6 +11,7 @@ use super::keys::{
     is_known_non_config_var, parse_text_value,
 };
 use super::paths::{Paths, opensyncd_env};
+
 /// The resolved configuration, where each value came from, and what was ignored.
 #[derive(Debug, Clone)]
 pub struct Loaded {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::keys::ENV_PREFIX;
+
 /// Where opensyncd keeps its own files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Paths {

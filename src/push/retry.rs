@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::error::{ErrorClass, PushError};
 use crate::flow::{Ended, Flow};
+
 /// Parses `Retry-After`: delta-seconds or an HTTP date.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use crate::model::Part;
+
 /// A session as the read routes (`/api/sessions`, `/api/sessions/get`) return it. Numbers are
 /// Convex float64s, so they are read as `f64` (a fractional value written by another client
 /// must not make the whole answer unreadable).
