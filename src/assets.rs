@@ -275,6 +275,24 @@ fn command_section(m: &mut String, parent: &str, cmd: &clap::Command) {
     }
 }
 
+/// The font a definition list's terms are set in.
+#[derive(Debug, Clone, Copy)]
+enum Font {
+    Bold,
+    Italic,
+}
+
+/// A definition list (`.TP`): each term in `font` on its own line, its description below.
+fn definitions(m: &mut String, font: Font, items: &[(&str, &str)]) {
+    let font = match font {
+        Font::Bold => 'B',
+        Font::Italic => 'I',
+    };
+    for (term, doc) in items {
+        let _ = writeln!(m, ".TP\n\\f{font}{}\\fR\n{}", esc(term), esc(doc));
+    }
+}
+
 fn config_section(m: &mut String) {
     m.push_str(".SH CONFIGURATION\n");
     paragraphs(
@@ -311,9 +329,7 @@ fn environment_section(m: &mut String) {
         "Any configuration key, upper-cased (see CONFIGURATION). An OPENSYNCD_* variable that \
          is neither a key nor one of those below is ignored with a warning.\n",
     );
-    for (name, doc) in config::NON_CONFIG_VARS {
-        let _ = writeln!(m, ".TP\n\\fB{}\\fR\n{}", esc(name), esc(doc));
-    }
+    definitions(m, Font::Bold, config::NON_CONFIG_VARS);
     let others: [(&str, &str); 10] = [
         (
             "CLAUDE_CONFIG_DIR",
@@ -350,9 +366,7 @@ fn environment_section(m: &mut String) {
             "Set by launchd: the daemon then logs only to the LaunchAgent's file.",
         ),
     ];
-    for (name, doc) in others {
-        let _ = writeln!(m, ".TP\n\\fB{}\\fR\n{}", esc(name), esc(doc));
-    }
+    definitions(m, Font::Bold, &others);
     m.push_str(
         ".PP\n`opensyncd service install` keeps OPENSYNCD_HOME, the XDG_* directories and the \
          tools' variables above in the unit (Environment=) or the LaunchAgent \
@@ -412,7 +426,5 @@ fn files_section(m: &mut String) {
             "The version of a hook settings file before setup first changed it (never overwritten).",
         ),
     ];
-    for (path, doc) in files {
-        let _ = writeln!(m, ".TP\n\\fI{}\\fR\n{}", esc(path), esc(doc));
-    }
+    definitions(m, Font::Italic, &files);
 }
