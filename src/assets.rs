@@ -22,18 +22,22 @@ pub fn completions(shell: clap_complete::Shell, mut cmd: clap::Command) -> Vec<u
     out
 }
 
+/// The values an argument takes that its help shows (hidden ones left out).
+fn visible_values(arg: &clap::Arg) -> Vec<String> {
+    arg.get_possible_values()
+        .iter()
+        .filter(|v| !v.is_hide_set())
+        .map(|v| v.get_name().to_string())
+        .collect()
+}
+
 /// clap_complete's fish script completes only options' values; the values of positional
 /// arguments (`set KEY`, `completions SHELL`) are added here in the same form.
 fn fish_positional_values(cmd: &clap::Command) -> String {
     let mut out = String::new();
     for sub in cmd.get_subcommands() {
         for arg in sub.get_arguments().filter(|a| a.is_positional()) {
-            let values: Vec<String> = arg
-                .get_possible_values()
-                .iter()
-                .filter(|v| !v.is_hide_set())
-                .map(|v| v.get_name().to_string())
-                .collect();
+            let values = visible_values(arg);
             if values.is_empty() {
                 continue;
             }
@@ -194,12 +198,7 @@ fn options(m: &mut String, cmd: &clap::Command) {
             help.push('.');
         }
         let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values());
-        let values: Vec<String> = arg
-            .get_possible_values()
-            .iter()
-            .filter(|v| !v.is_hide_set())
-            .map(|v| v.get_name().to_string())
-            .collect();
+        let values = visible_values(arg);
         if !values.is_empty() && values.len() <= 30 {
             let _ = write!(help, " Values: {}.", values.join(", "));
         }
