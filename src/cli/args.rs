@@ -11,6 +11,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config;
 use crate::model::SourceId;
+
 /// opensyncd keeps your AI coding sessions (Claude Code, Codex CLI, OpenCode) in your
 /// OpenSync dashboard, without you ever running a sync command.
 #[derive(Debug, Parser)]

@@ -35,6 +35,7 @@ pub use args::{
     AuditArgs, Cli, ColorWhen, Command, ExportArgs, LoginArgs, LogsArgs, PricesAction, RunArgs,
     ServiceAction, SetArgs, SetupArgs, StatusArgs, SyncArgs, command, parse,
 };
+
 /// Runs the parsed command line. Errors are printed by `main` with their context chain.
 pub fn run(cli: Cli) -> Result<()> {
     let paths = Paths::from_env(&config::process_env);
