@@ -22,18 +22,22 @@ pub fn completions(shell: clap_complete::Shell, mut cmd: clap::Command) -> Vec<u
     out
 }
 
+/// The values an argument takes that its help shows (hidden ones left out).
+fn visible_values(arg: &clap::Arg) -> Vec<String> {
+    arg.get_possible_values()
+        .iter()
+        .filter(|v| !v.is_hide_set())
+        .map(|v| v.get_name().to_string())
+        .collect()
+}
+
 /// clap_complete's fish script completes only options' values; the values of positional
 /// arguments (`set KEY`, `completions SHELL`) are added here in the same form.
 fn fish_positional_values(cmd: &clap::Command) -> String {
     let mut out = String::new();
     for sub in cmd.get_subcommands() {
         for arg in sub.get_arguments().filter(|a| a.is_positional()) {
-            let values: Vec<String> = arg
-                .get_possible_values()
-                .iter()
-                .filter(|v| !v.is_hide_set())
-                .map(|v| v.get_name().to_string())
-                .collect();
+            let values = visible_values(arg);
             if values.is_empty() {
                 continue;
             }
@@ -194,12 +198,7 @@ fn options(m: &mut String, cmd: &clap::Command) {
             help.push('.');
         }
         let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values());
-        let values: Vec<String> = arg
-            .get_possible_values()
-            .iter()
-            .filter(|v| !v.is_hide_set())
-            .map(|v| v.get_name().to_string())
-            .collect();
+        let values = visible_values(arg);
         if !values.is_empty() && values.len() <= 30 {
             let _ = write!(help, " Values: {}.", values.join(", "));
         }
@@ -275,6 +274,24 @@ fn command_section(m: &mut String, parent: &str, cmd: &clap::Command) {
     }
 }
 
+/// The font a definition list's terms are set in.
+#[derive(Debug, Clone, Copy)]
+enum Font {
+    Bold,
+    Italic,
+}
+
+/// A definition list (`.TP`): each term in `font` on its own line, its description below.
+fn definitions(m: &mut String, font: Font, items: &[(&str, &str)]) {
+    let font = match font {
+        Font::Bold => 'B',
+        Font::Italic => 'I',
+    };
+    for (term, doc) in items {
+        let _ = writeln!(m, ".TP\n\\f{font}{}\\fR\n{}", esc(term), esc(doc));
+    }
+}
+
 fn config_section(m: &mut String) {
     m.push_str(".SH CONFIGURATION\n");
     paragraphs(
@@ -311,9 +328,7 @@ fn environment_section(m: &mut String) {
         "Any configuration key, upper-cased (see CONFIGURATION). An OPENSYNCD_* variable that \
          is neither a key nor one of those below is ignored with a warning.\n",
     );
-    for (name, doc) in config::NON_CONFIG_VARS {
-        let _ = writeln!(m, ".TP\n\\fB{}\\fR\n{}", esc(name), esc(doc));
-    }
+    definitions(m, Font::Bold, config::NON_CONFIG_VARS);
     let others: [(&str, &str); 10] = [
         (
             "CLAUDE_CONFIG_DIR",
@@ -350,9 +365,7 @@ fn environment_section(m: &mut String) {
             "Set by launchd: the daemon then logs only to the LaunchAgent's file.",
         ),
     ];
-    for (name, doc) in others {
-        let _ = writeln!(m, ".TP\n\\fB{}\\fR\n{}", esc(name), esc(doc));
-    }
+    definitions(m, Font::Bold, &others);
     m.push_str(
         ".PP\n`opensyncd service install` keeps OPENSYNCD_HOME, the XDG_* directories and the \
          tools' variables above in the unit (Environment=) or the LaunchAgent \
@@ -412,7 +425,5 @@ fn files_section(m: &mut String) {
             "The version of a hook settings file before setup first changed it (never overwritten).",
         ),
     ];
-    for (path, doc) in files {
-        let _ = writeln!(m, ".TP\n\\fI{}\\fR\n{}", esc(path), esc(doc));
-    }
+    definitions(m, Font::Italic, &files);
 }

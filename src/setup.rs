@@ -10,6 +10,11 @@
 //! (`<file>.opensyncd-backup`) is never overwritten, and `--remove` gives back the original
 //! bytes when nothing but our entries changed since (otherwise it takes out exactly the entries
 //! it recognises as its own: a command that runs `opensyncd hook ...`).
+//!
+//! One job, kept whole (about 650 lines of code, 730 with its tests): each tool's add and
+//! remove, the plan that decides between writing, restoring and deleting, and the apply that
+//! keeps the first backup are one reversible edit; apart, the remove would sit away from the add
+//! it must undo exactly.
 
 use std::path::{Path, PathBuf};
 
@@ -162,7 +167,6 @@ fn parse_json_settings(text: &str, file: &str) -> Result<(String, Node)> {
 /// Claude Code / Factory Droid: `{"hooks": {"<Event>": [{"hooks": [{"type": "command",
 /// "command": …, "timeout": 5}]}]}}`.
 fn claude_style_add(text: &str, binary: &str, events: &[&str], prefix: &str) -> Result<String> {
-    let style = Style::of(text);
     let group = |event: &str| {
         Value::object([(
             "hooks",
@@ -176,80 +180,32 @@ fn claude_style_add(text: &str, binary: &str, events: &[&str], prefix: &str) -> 
             ])]),
         )])
     };
-    let (mut text, _) = parse_json_settings(text, "settings.json")?;
-    // One edit per pass, re-parsed after each: spans move when text is inserted.
-    'pass: loop {
-        let root = json_edit::parse(&text)?;
-        let Some((_, hooks)) = root.member("hooks") else {
-            let all = Value::Object(
-                events
-                    .iter()
-                    .map(|e| (e.to_string(), Value::Array(vec![group(e)])))
-                    .collect(),
-            );
-            text = json_edit::insert_member(&text, &root, "hooks", &all, &style);
-            continue;
-        };
-        let hooks = &hooks.value;
-        if !hooks.is_object() {
-            bail!("`hooks` in settings.json is not an object");
-        }
-        for event in events {
-            let wanted = hook_command(binary, prefix, event);
-            let Some((_, groups)) = hooks.member(event) else {
-                text = json_edit::insert_member(
-                    &text,
-                    hooks,
-                    event,
-                    &Value::Array(vec![group(event)]),
-                    &style,
-                );
-                continue 'pass;
-            };
-            let groups = &groups.value;
-            if !groups.is_array() {
-                bail!("`hooks.{event}` in settings.json is not a list");
-            }
-            let ours: Vec<&Node> = groups
-                .elements()
-                .iter()
-                .filter_map(|g| g.member("hooks"))
-                .flat_map(|(_, list)| list.value.elements())
-                .filter_map(|hook| hook.member("command"))
-                .map(|(_, c)| &c.value)
-                .filter(|c| {
-                    c.as_str()
-                        .is_some_and(|s| is_our_command(s, prefix, &[event]))
-                })
-                .collect();
-            if ours.is_empty() {
-                text = json_edit::append_element(&text, groups, &group(event), &style);
-                continue 'pass;
-            }
-            if let Some(stale) = ours.iter().find(|c| c.as_str() != Some(wanted.as_str())) {
-                let quoted = serde_json::Value::String(wanted.clone()).to_string();
-                text = json_edit::splice(&text, stale.span.clone(), &quoted);
-                continue 'pass;
-            }
-        }
-        return Ok(text);
-    }
+    let hooks = HooksFile {
+        name: "settings.json",
+        events,
+        prefix,
+        entry: &group,
+        commands: claude_style_commands,
+    };
+    hooks.add(text, binary)
+}
+
+/// The commands of one event's groups in a Claude-style file (`[{"hooks": [{"command": …}]}]`).
+fn claude_style_commands(groups: &Node) -> Vec<&Node> {
+    groups
+        .elements()
+        .iter()
+        .filter_map(|g| g.member("hooks"))
+        .flat_map(|(_, list)| list.value.elements())
+        .filter_map(|hook| hook.member("command"))
+        .map(|(_, c)| &c.value)
+        .collect()
 }
 
 /// Removes exactly our hooks; groups, events and `hooks` left empty by that go too.
 fn claude_style_remove(text: &str, events: &[&str], prefix: &str) -> Result<String> {
-    if text.trim().is_empty() {
-        return Ok(text.to_string());
-    }
-    let (mut text, _) = parse_json_settings(text, "settings.json")?;
-    loop {
-        let root = json_edit::parse(&text)?;
-        let Some((hooks_index, hooks)) = root.member("hooks") else {
-            return Ok(text);
-        };
-        let hooks = &hooks.value;
-        let mut edit = None;
-        'search: for (event_index, event) in hooks.members().iter().enumerate() {
+    remove_hooks(text, "settings.json", |text, root, hooks_index, hooks| {
+        for (event_index, event) in hooks.members().iter().enumerate() {
             for (group_index, group) in event.value.elements().iter().enumerate() {
                 let Some((_, list)) = group.member("hooks") else {
                     continue;
@@ -264,24 +220,20 @@ fn claude_style_remove(text: &str, events: &[&str], prefix: &str) -> Result<Stri
                         continue;
                     }
                     // The smallest thing that holds only ours goes.
-                    edit = Some(if list.elements().len() > 1 {
-                        json_edit::remove_element(&text, list, hook_index)
+                    return Some(if list.elements().len() > 1 {
+                        json_edit::remove_element(text, list, hook_index)
                     } else if event.value.elements().len() > 1 {
-                        json_edit::remove_element(&text, &event.value, group_index)
+                        json_edit::remove_element(text, &event.value, group_index)
                     } else if hooks.members().len() > 1 {
-                        json_edit::remove_member(&text, hooks, event_index)
+                        json_edit::remove_member(text, hooks, event_index)
                     } else {
-                        json_edit::remove_member(&text, &root, hooks_index)
+                        json_edit::remove_member(text, root, hooks_index)
                     });
-                    break 'search;
                 }
             }
         }
-        match edit {
-            Some(new) => text = new,
-            None => return Ok(text),
-        }
-    }
+        None
+    })
 }
 
 /// Cursor: `{"version": 1, "hooks": {"<event>": [{"command": …}]}}`.
@@ -304,77 +256,28 @@ fn cursor_add(text: &str, binary: &str) -> Result<String> {
             ("hooks".into(), hooks),
         ])));
     }
-    let style = Style::of(text);
-    let (mut text, _) = parse_json_settings(text, "hooks.json")?;
-    'pass: loop {
-        let root = json_edit::parse(&text)?;
-        let Some((_, hooks)) = root.member("hooks") else {
-            let all = Value::Object(
-                CURSOR_EVENTS
-                    .iter()
-                    .map(|e| (e.to_string(), Value::Array(vec![entry(e)])))
-                    .collect(),
-            );
-            text = json_edit::insert_member(&text, &root, "hooks", &all, &style);
-            continue;
-        };
-        let hooks = &hooks.value;
-        if !hooks.is_object() {
-            bail!("`hooks` in hooks.json is not an object");
-        }
-        for event in CURSOR_EVENTS {
-            let wanted = hook_command(binary, "cursor ", event);
-            let Some((_, list)) = hooks.member(event) else {
-                text = json_edit::insert_member(
-                    &text,
-                    hooks,
-                    event,
-                    &Value::Array(vec![entry(event)]),
-                    &style,
-                );
-                continue 'pass;
-            };
-            let list = &list.value;
-            if !list.is_array() {
-                bail!("`hooks.{event}` in hooks.json is not a list");
-            }
-            let ours: Vec<&Node> = list
-                .elements()
-                .iter()
-                .filter_map(|e| e.member("command"))
-                .map(|(_, c)| &c.value)
-                .filter(|c| {
-                    c.as_str()
-                        .is_some_and(|s| is_our_command(s, "cursor ", &[event]))
-                })
-                .collect();
-            if ours.is_empty() {
-                text = json_edit::append_element(&text, list, &entry(event), &style);
-                continue 'pass;
-            }
-            if let Some(stale) = ours.iter().find(|c| c.as_str() != Some(wanted.as_str())) {
-                let quoted = serde_json::Value::String(wanted.clone()).to_string();
-                text = json_edit::splice(&text, stale.span.clone(), &quoted);
-                continue 'pass;
-            }
-        }
-        return Ok(text);
-    }
+    let hooks = HooksFile {
+        name: "hooks.json",
+        events: &CURSOR_EVENTS,
+        prefix: "cursor ",
+        entry: &entry,
+        commands: cursor_commands,
+    };
+    hooks.add(text, binary)
+}
+
+/// The commands of one event's entries in Cursor's file (`[{"command": …}]`).
+fn cursor_commands(list: &Node) -> Vec<&Node> {
+    list.elements()
+        .iter()
+        .filter_map(|e| e.member("command"))
+        .map(|(_, c)| &c.value)
+        .collect()
 }
 
 fn cursor_remove(text: &str) -> Result<String> {
-    if text.trim().is_empty() {
-        return Ok(text.to_string());
-    }
-    let (mut text, _) = parse_json_settings(text, "hooks.json")?;
-    loop {
-        let root = json_edit::parse(&text)?;
-        let Some((hooks_index, hooks)) = root.member("hooks") else {
-            return Ok(text);
-        };
-        let hooks = &hooks.value;
-        let mut edit = None;
-        'search: for (event_index, event) in hooks.members().iter().enumerate() {
+    remove_hooks(text, "hooks.json", |text, root, hooks_index, hooks| {
+        for (event_index, event) in hooks.members().iter().enumerate() {
             for (entry_index, entry) in event.value.elements().iter().enumerate() {
                 let ours = entry
                     .member("command")
@@ -383,17 +286,113 @@ fn cursor_remove(text: &str) -> Result<String> {
                 if !ours {
                     continue;
                 }
-                edit = Some(if event.value.elements().len() > 1 {
-                    json_edit::remove_element(&text, &event.value, entry_index)
+                return Some(if event.value.elements().len() > 1 {
+                    json_edit::remove_element(text, &event.value, entry_index)
                 } else if hooks.members().len() > 1 {
-                    json_edit::remove_member(&text, hooks, event_index)
+                    json_edit::remove_member(text, hooks, event_index)
                 } else {
-                    json_edit::remove_member(&text, &root, hooks_index)
+                    json_edit::remove_member(text, root, hooks_index)
                 });
-                break 'search;
             }
         }
-        match edit {
+        None
+    })
+}
+
+/// A JSON hooks file (Claude Code, Droid, Cursor): `{"hooks": {"<event>": [...]}}`, where
+/// the tools differ only in what an event's list holds.
+struct HooksFile<'a> {
+    /// The file's name, for errors.
+    name: &'a str,
+    /// The events we hook.
+    events: &'a [&'a str],
+    /// What our command says before the event (`droid `, `cursor `).
+    prefix: &'a str,
+    /// What runs our hook for an event, as the list holds it.
+    entry: &'a dyn Fn(&str) -> Value,
+    /// The command values an event's list holds.
+    commands: fn(&Node) -> Vec<&Node>,
+}
+
+impl HooksFile<'_> {
+    /// Adds our hook to every event that lacks it and updates a stale one (another binary
+    /// path), touching nothing else.
+    fn add(&self, text: &str, binary: &str) -> Result<String> {
+        let style = Style::of(text);
+        let (mut text, _) = parse_json_settings(text, self.name)?;
+        // One edit per pass, re-parsed after each: spans move when text is inserted.
+        'pass: loop {
+            let root = json_edit::parse(&text)?;
+            let Some((_, hooks)) = root.member("hooks") else {
+                let all = Value::Object(
+                    self.events
+                        .iter()
+                        .map(|e| (e.to_string(), Value::Array(vec![(self.entry)(e)])))
+                        .collect(),
+                );
+                text = json_edit::insert_member(&text, &root, "hooks", &all, &style);
+                continue;
+            };
+            let hooks = &hooks.value;
+            if !hooks.is_object() {
+                bail!("`hooks` in {} is not an object", self.name);
+            }
+            for event in self.events {
+                let wanted = hook_command(binary, self.prefix, event);
+                let Some((_, list)) = hooks.member(event) else {
+                    text = json_edit::insert_member(
+                        &text,
+                        hooks,
+                        event,
+                        &Value::Array(vec![(self.entry)(event)]),
+                        &style,
+                    );
+                    continue 'pass;
+                };
+                let list = &list.value;
+                if !list.is_array() {
+                    bail!("`hooks.{event}` in {} is not a list", self.name);
+                }
+                let ours: Vec<&Node> = (self.commands)(list)
+                    .into_iter()
+                    .filter(|c| {
+                        c.as_str()
+                            .is_some_and(|s| is_our_command(s, self.prefix, &[event]))
+                    })
+                    .collect();
+                if ours.is_empty() {
+                    text = json_edit::append_element(&text, list, &(self.entry)(event), &style);
+                    continue 'pass;
+                }
+                if let Some(stale) = ours.iter().find(|c| c.as_str() != Some(wanted.as_str())) {
+                    let quoted = serde_json::Value::String(wanted.clone()).to_string();
+                    text = json_edit::splice(&text, stale.span.clone(), &quoted);
+                    continue 'pass;
+                }
+            }
+            return Ok(text);
+        }
+    }
+}
+
+/// Removes our hooks from a JSON hooks file one edit at a time: `next_edit` gets the text, its
+/// root, the index of `hooks` among the root's members and `hooks` itself, and returns the text
+/// with one of ours removed, or `None` when none is left.
+fn remove_hooks(
+    text: &str,
+    file: &str,
+    next_edit: impl Fn(&str, &Node, usize, &Node) -> Option<String>,
+) -> Result<String> {
+    if text.trim().is_empty() {
+        return Ok(text.to_string());
+    }
+    let (mut text, _) = parse_json_settings(text, file)?;
+    loop {
+        let root = json_edit::parse(&text)?;
+        let Some((hooks_index, hooks)) = root.member("hooks") else {
+            return Ok(text);
+        };
+        match next_edit(&text, &root, hooks_index, &hooks.value) {
             Some(new) => text = new,
             None => return Ok(text),
         }

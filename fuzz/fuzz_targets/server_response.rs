@@ -2,7 +2,7 @@
 //!
 //! Input layout: bytes 0-1 the HTTP status (big-endian u16), byte 2 bit 0 "Content-Type
 //! contains json", then the `Retry-After` header value up to the first `\n`, then the body.
-//! The body → (message, json) step mirrors the private code in `Client::send` (push.rs), which
+//! The body → (message, json) step mirrors the private code in `Client::send` (push/mod.rs), which
 //! is not reachable without a live HTTP exchange.
 #![no_main]
 

@@ -16,7 +16,7 @@
 //! - `transcript_bytes`: the size of the conversation's agent transcript when the hook ran (0
 //!   when it did not exist yet; `null` when it could not be measured). This is what lets the
 //!   reader tell, for every transcript line, whether the event was spooled before or after the
-//!   line was written (see `cursor.rs`, "Merging");
+//!   line was written (see `cursor/merge.rs`);
 //! - `payload`: Cursor's stdin payload as given, minus `user_email` and file contents
 //!   (`content`), with any string longer than 256 KiB cut (a marker says so).
 //!

@@ -6,33 +6,43 @@
 //! Shape (after atuin's sync daemon): one loop owns all scheduling state and reacts to
 //! messages — watcher hints, control requests, signals, worker completions and tickers — so no
 //! state is shared between tasks except the engine (ledger + client) itself.
+//!
+//! This file holds the loop, the start and what reacts to messages (dispatching units to
+//! workers, their results, reload, the pause probe); one submodule a job: `timers` when the
+//! loop wakes by itself and what it does then, `requests` the answers to control requests
+//! (and the state `status` reports), `waiters` the `sync` requests waiting for their units,
+//! `reexec` restarting in place after a ledger I/O failure.
+
+mod reexec;
+mod requests;
+mod timers;
+mod waiters;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::backlog::Backlog;
 use crate::config::{self, Config, Paths};
-use crate::control::{self, ControlMsg, Replier, Reply, Request};
-use crate::credentials;
+use crate::control::{self, ControlMsg, Reply};
 use crate::engine::{Engine, EngineError, LoneFollower, Outcome, Pause, now_ms};
-use crate::health::SyncState;
 use crate::ledger::Ledger;
 use crate::lock;
 use crate::pause::{self, Hold, HoldKind};
-use crate::pending;
-use crate::progress::{Backfill, Meter, SyncProgress, Tick};
-use crate::selection::{Selection, SyncSummary, for_each_unit_to_process, scan_units};
+use crate::progress::{Backfill, Meter};
+use crate::selection::{Selection, for_each_unit_to_process};
 use crate::sources::{self, Roots, Unit};
-use crate::status::{self, Status};
 use crate::watch::{Hint, Watcher};
 use crate::wiring::{build_client, build_engine};
+use reexec::{LEDGER_RETRY, reexec};
+use timers::Timers;
+use waiters::SyncWaiter;
 
 /// How long shutdown waits for in-flight work before abandoning it.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,44 +114,6 @@ enum RunExit {
     Reexec,
 }
 
-/// How long to wait between opening attempts of a ledger on a failing disk.
-const LEDGER_RETRY: Duration = Duration::from_secs(30);
-
-/// Re-executions so far (carried in the environment), for the growing delay between them.
-const REEXEC_COUNT_VAR: &str = "OPENSYNCD_REEXEC_COUNT";
-
-/// 10 s, doubling with each re-execution up to about 5 minutes: a disk that stays full must
-/// not turn into a loop that re-sends the backlog every few seconds.
-fn reexec_delay() -> Duration {
-    Duration::from_secs(10 << reexec_count().min(5))
-}
-
-/// How many times this process image was re-executed (0 for a normal start).
-fn reexec_count() -> u32 {
-    std::env::var(REEXEC_COUNT_VAR)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Replaces this process with a fresh copy of itself (same pid, arguments and environment).
-/// sled cannot be reopened in-process while anything still holds the old handle; a new image
-/// drops every handle and file lock (all opened close-on-exec) at once. Only returns on error.
-fn reexec() -> anyhow::Error {
-    use std::os::unix::process::CommandExt;
-    let n = reexec_count();
-    tracing::warn!("restarting opensyncd in place to reopen the ledger");
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => return anyhow!("finding the opensyncd binary to restart: {e}"),
-    };
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(REEXEC_COUNT_VAR, (n + 1).to_string())
-        .exec();
-    anyhow!("restarting opensyncd to reopen its ledger: {err}")
-}
-
 struct Daemon {
     paths: Paths,
     cfg: Config,
@@ -170,31 +142,6 @@ struct Daemon {
     meter: Meter,
     /// The periodic backfill log.
     backfill: Backfill,
-}
-
-/// When the loop must wake up by itself. Everything else it does is a reaction to a message;
-/// with nothing queued, paused or deferred, the only timer left is the safety-net scan (an
-/// hour by default) and, under systemd with a watchdog, its keep-alive.
-struct Timers {
-    next_rescan: Instant,
-    /// When to look at the deferred writes again (`None`: nothing deferred).
-    deferred_check: Option<Instant>,
-    /// A flush of deferred writes is running (its task reports its end).
-    deferred_running: bool,
-    last_probe: Instant,
-    watchdog: Option<(Duration, Instant)>,
-    /// When to look at progress next (`None`: nothing to report, so no timer).
-    progress: Option<Instant>,
-}
-
-struct SyncWaiter {
-    pending: HashSet<Unit>,
-    summary: SyncSummary,
-    before: crate::engine::Counters,
-    /// Units and bytes pending when the sync was asked for (its progress lines' totals).
-    units_total: usize,
-    bytes_total: u64,
-    reply: Replier,
 }
 
 impl Daemon {
@@ -301,108 +248,6 @@ impl Daemon {
             Err(err) => tracing::error!(%err, "scan failed"),
         }
         self.timers.next_rescan = Instant::now() + self.rescan_every();
-    }
-
-    /// The safety-net scan period: long while the watcher is trusted, short while it is not.
-    fn rescan_every(&self) -> Duration {
-        let configured = Duration::from_secs(self.cfg.rescan_interval_secs);
-        match self.watch_warning {
-            Some(_) => configured.min(DEGRADED_RESCAN),
-            None => configured,
-        }
-    }
-
-    /// The earliest moment the loop has something to do by itself, if any.
-    fn next_wake(&self) -> Instant {
-        let t = &self.timers;
-        let mut wake = t.next_rescan;
-        let mut consider = |at: Option<Instant>| {
-            if let Some(at) = at {
-                wake = wake.min(at);
-            }
-        };
-        consider(self.retry_later.iter().map(|(at, _)| *at).min());
-        consider(t.watchdog.map(|(_, at)| at));
-        if self.paused.is_some() {
-            consider(Some(t.last_probe + PAUSE_PROBE));
-        } else if !t.deferred_running {
-            consider(t.deferred_check);
-        }
-        consider(self.ledger_failed.map(|at| at + reexec_delay()));
-        consider(t.progress);
-        consider(self.hold_ends());
-        wake
-    }
-
-    /// When a `pause --for` ends by itself, as an instant of this process's clock.
-    fn hold_ends(&self) -> Option<Instant> {
-        let until = self.hold.as_ref()?.until_ms?;
-        let left = Duration::from_millis((until - now_ms()).max(0) as u64);
-        Some(Instant::now() + left)
-    }
-
-    /// Keeps the progress timer running exactly while there is something to report: units
-    /// queued or in flight, or a `sync` waiting.
-    fn progress_may_have_changed(&mut self) {
-        let busy = !self.backlog.is_empty()
-            || !self.in_flight.is_empty()
-            || !self.waiters.is_empty()
-            || self.backfill.active();
-        match (busy, self.timers.progress) {
-            (true, None) => self.timers.progress = Some(Instant::now() + PROGRESS_EVERY),
-            (false, Some(_)) => self.timers.progress = None,
-            _ => {}
-        }
-    }
-
-    /// Does whatever is due; `Some` when the loop must end.
-    async fn on_timers(&mut self, deferred_done: &mpsc::UnboundedSender<()>) -> Option<RunExit> {
-        let now = Instant::now();
-        if let Some(failed_at) = self.ledger_failed
-            && self.in_flight.is_empty()
-            && failed_at.elapsed() >= reexec_delay()
-        {
-            return Some(RunExit::Reexec);
-        }
-        if let Some((every, at)) = self.timers.watchdog
-            && at <= now
-        {
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-            self.timers.watchdog = Some((every, now + every));
-        }
-        if self.timers.next_rescan <= now {
-            self.full_scan("periodic");
-        }
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retry_later)
-            .into_iter()
-            .partition(|(t, _)| *t <= now);
-        self.retry_later = later;
-        for (_, u) in due {
-            self.enqueue(u);
-        }
-        if self.paused.is_some() && self.timers.last_probe.elapsed() >= PAUSE_PROBE {
-            self.timers.last_probe = Instant::now();
-            self.probe().await;
-        }
-        if self.timers.deferred_check.is_some_and(|at| at <= now) {
-            self.check_deferred(deferred_done);
-        }
-        let hold_ended = self.hold_ends().is_some_and(|at| at <= now);
-        if hold_ended || self.timers.progress.is_some_and(|at| at <= now) {
-            self.timers.progress = None;
-            self.every_tick();
-        }
-        self.answer_waiters();
-        self.progress_may_have_changed();
-        None
-    }
-
-    /// Something may have been deferred (a unit committed, a flush ended): look within
-    /// [`DEFERRED_CHECK`], unless a look is already planned sooner.
-    fn deferred_may_have_changed(&mut self) {
-        let soon = Instant::now() + DEFERRED_CHECK;
-        let t = &mut self.timers;
-        t.deferred_check = Some(t.deferred_check.map_or(soon, |at| at.min(soon)));
     }
 
     async fn run(mut self) -> Result<RunExit> {
@@ -557,56 +402,6 @@ impl Daemon {
         Ok(end)
     }
 
-    /// Looks at the writes held for the server's dedup windows: sends those that are due (one
-    /// task at a time, which reports its end on `done`) and plans the next look for when the
-    /// earliest of the others falls due — or none, when nothing is deferred.
-    fn check_deferred(&mut self, done: &mpsc::UnboundedSender<()>) {
-        self.timers.deferred_check = None;
-        if self.paused.is_some() || self.hold.is_some() || self.timers.deferred_running {
-            // Looked at again when pushing resumes or the running flush ends.
-            return;
-        }
-        let next = match self.engine.next_deferred_ms() {
-            Ok(next) => next,
-            Err(err) => {
-                tracing::warn!(%err, "reading the deferred writes failed; retrying later");
-                self.timers.deferred_check = Some(Instant::now() + UNIT_RETRY);
-                return;
-            }
-        };
-        let Some(due_ms) = next else {
-            return;
-        };
-        let wait_ms = due_ms - self.engine.now();
-        if wait_ms > 0 {
-            let mut wait = Duration::from_millis(wait_ms as u64);
-            if self.engine.clock.is_driven() {
-                // A test moves this clock forward at will: look again every second.
-                wait = wait.min(Duration::from_secs(1));
-            }
-            self.timers.deferred_check = Some(Instant::now() + wait);
-            return;
-        }
-        self.timers.deferred_running = true;
-        let engine = self.engine.clone();
-        let done = done.clone();
-        tokio::spawn(async move {
-            // Reports the end however the flush ends (a panic included).
-            struct Done(mpsc::UnboundedSender<()>);
-            impl Drop for Done {
-                fn drop(&mut self) {
-                    let _ = self.0.send(());
-                }
-            }
-            let _done = Done(done);
-            match engine.flush_deferred().await {
-                Ok(Outcome::Done | Outcome::Stopped | Outcome::Waiting { .. }) => {}
-                Ok(Outcome::Paused(p)) => tracing::debug!(%p, "deferred writes paused"),
-                Err(err) => tracing::warn!(%err, "deferred writes failed; retrying later"),
-            }
-        });
-    }
-
     fn dispatch(&mut self, workers: &mut JoinSet<(Unit, Result<Outcome, EngineError>)>) {
         if self.paused.is_some() || self.hold.is_some() || self.ledger_failed.is_some() {
             return;
@@ -702,44 +497,6 @@ impl Daemon {
         self.answer_waiters();
     }
 
-    fn answer_waiters(&mut self) {
-        let now = now_ms();
-        let paused = match (&self.hold, &self.paused) {
-            (Some(hold), _) => Some(format!("paused {}", hold.describe(now))),
-            (None, Some(p)) => Some(p.to_string()),
-            (None, None) => None,
-        };
-        let counters = self.engine.counters();
-        // The server has been failing for a while: answer (the daemon keeps retrying).
-        let gave_up = counters
-            .failing_since_ms
-            .filter(|since| now - since >= SYNC_GIVE_UP.as_millis() as i64)
-            .map(|since| {
-                format!(
-                    "requests have been failing for {} ({}); the daemon keeps retrying on its own",
-                    pause::human_secs(((now - since) / 1000).max(0) as u64),
-                    counters
-                        .last_error
-                        .as_ref()
-                        .map_or("no answer", |(_, e)| e.as_str())
-                )
-            });
-        let mut still = Vec::new();
-        for mut w in self.waiters.drain(..) {
-            if w.pending.is_empty() || paused.is_some() || gave_up.is_some() {
-                w.summary.gave_up = gave_up.clone().filter(|_| !w.pending.is_empty());
-                w.summary.sessions_sent = counters.sessions_sent - w.before.sessions_sent;
-                w.summary.messages_sent = counters.messages_sent - w.before.messages_sent;
-                w.summary.rejected = counters.rejected - w.before.rejected;
-                w.summary.paused = paused.clone();
-                let _ = w.reply.send(Reply::Synced { summary: w.summary });
-            } else {
-                still.push(w);
-            }
-        }
-        self.waiters = still;
-    }
-
     fn reload(&mut self) {
         tracing::info!("reloading configuration and credentials");
         match config::load(&self.paths, &figment::value::Dict::new()) {
@@ -803,92 +560,6 @@ impl Daemon {
         }
     }
 
-    fn status(&self) -> Status {
-        let mut status = status::collect(
-            &self.engine.ledger,
-            &self.roots,
-            &self.cfg.enabled_sources(),
-            self.cfg.parse_options(),
-            now_ms(),
-        )
-        .unwrap_or_else(|err| Status {
-            warnings: vec![format!("ledger: {err}")],
-            ..Status::default()
-        });
-        status.daemon_pid = Some(std::process::id());
-        status.uptime_secs = Some(self.started.elapsed().as_secs());
-        status.url = self.cfg.url.clone();
-        status.api_key = credentials::load(&self.paths, &config::process_env)
-            .ok()
-            .flatten()
-            .map(|(k, _)| k.masked());
-        let health = self.health(&status);
-        status.auth = health.headline(now_ms());
-        status.health = Some(health);
-        status.hold = self.hold.clone();
-        status.watch_warning = self.watch_warning.clone();
-        status.counters = Some((&self.engine.counters()).into());
-        status
-    }
-
-    /// The state of syncing, from what this daemon knows: the user's hold, the server's pause,
-    /// the outcome of its last requests, and the work left (`status`'s backlog and its queue).
-    fn health(&self, status: &Status) -> SyncState {
-        let now = now_ms();
-        if let Some(hold) = &self.hold {
-            return match hold.kind {
-                HoldKind::LoggedOut => SyncState::NotLoggedIn {
-                    reason: hold.describe(now),
-                },
-                HoldKind::Paused => SyncState::Paused {
-                    reason: hold.describe(now),
-                    until_ms: hold.until_ms,
-                },
-            };
-        }
-        if self.engine.client().is_none() {
-            return SyncState::NotLoggedIn {
-                reason: "no API key or no server URL: run `opensyncd login`".into(),
-            };
-        }
-        match &self.paused {
-            Some(Pause::Auth(why)) => {
-                return SyncState::NotLoggedIn {
-                    reason: format!("the server refused the API key: {why}; run `opensyncd login`"),
-                };
-            }
-            Some(Pause::WrongUrl(why)) => {
-                return SyncState::WrongUrl {
-                    reason: format!("{why}; check the url with `opensyncd config`"),
-                };
-            }
-            None => {}
-        }
-        let counters = self.engine.counters();
-        if let Some(since_ms) = counters.failing_since_ms {
-            return SyncState::Retrying {
-                since_ms,
-                next_attempt_ms: counters.next_attempt_ms,
-                error: counters
-                    .last_error
-                    .map_or_else(|| "no answer".into(), |(_, e)| e),
-            };
-        }
-        // The backlog `status` shows (the same test as `sync --dry-run`); the queue may hold
-        // units with nothing new (a rescan looks at them), which is not work left.
-        let files: usize = status.sources.iter().map(|s| s.backlog_files).sum();
-        let bytes_left: u64 = status.sources.iter().map(|s| s.backlog_bytes).sum();
-        if files > 0 {
-            SyncState::Syncing {
-                files,
-                bytes_left,
-                eta_secs: self.meter.eta_secs(bytes_left),
-            }
-        } else {
-            SyncState::Ok
-        }
-    }
-
     /// Says at start which directories are watched for each source, or that none of the
     /// tools was found (so an empty dashboard is explained by the first lines of the log).
     fn log_roots(&self) {
@@ -929,56 +600,6 @@ impl Daemon {
         }
     }
 
-    /// Housekeeping of this module's own state, every tick: the hold's end, the rate meter,
-    /// the backfill log and the progress lines of waiting `sync`s.
-    fn every_tick(&mut self) {
-        let now = now_ms();
-        if let Some(hold) = &self.hold
-            && hold.expired(now)
-        {
-            tracing::info!("the pause has ended; pushing resumes");
-            if let Err(err) = pause::clear(&self.paths) {
-                tracing::warn!(%err, "could not remove the pause file");
-            }
-            self.hold = None;
-            self.apply_hold();
-        }
-        let counters = self.engine.counters();
-        let at = Instant::now();
-        self.meter.record(at, counters.bytes_committed);
-        let tick = Tick {
-            now: at,
-            units_left: self.backlog.len() + self.in_flight.len(),
-            bytes: counters.bytes_committed,
-            messages: counters.messages_sent,
-            rate: self.meter.rate(),
-        };
-        if let Some(line) = self.backfill.tick(tick) {
-            tracing::info!("{line}");
-        }
-        for w in &self.waiters {
-            if w.reply.wants_progress() {
-                w.reply.progress(self.waiter_progress(w, &counters));
-            }
-        }
-    }
-
-    fn waiter_progress(&self, w: &SyncWaiter, counters: &crate::engine::Counters) -> SyncProgress {
-        SyncProgress {
-            units_done: w.summary.units,
-            units_total: w.units_total,
-            bytes_done: counters
-                .bytes_committed
-                .saturating_sub(w.before.bytes_committed)
-                .min(w.bytes_total),
-            bytes_total: w.bytes_total,
-            messages_sent: counters
-                .messages_sent
-                .saturating_sub(w.before.messages_sent),
-            rate: self.meter.rate(),
-        }
-    }
-
     /// Makes the client obey the hold: with one, no request leaves (those on the wire end);
     /// without, requests flow again and the units held back are looked at.
     fn apply_hold(&mut self) {
@@ -995,159 +616,6 @@ impl Daemon {
             }
             _ => {}
         }
-    }
-
-    fn control(&mut self, request: Request, reply: Replier) {
-        match request {
-            Request::Status => {
-                let _ = reply.send(Reply::Status {
-                    status: Box::new(self.status()),
-                });
-            }
-            Request::Reload => {
-                self.reload();
-                let _ = reply.send(Reply::Ok);
-            }
-            Request::Hook { event, path } => {
-                tracing::debug!(%event, "hook");
-                match path
-                    .as_deref()
-                    .and_then(|p| sources::unit_for_path(p, &self.roots))
-                {
-                    Some(unit) => self.enqueue(unit),
-                    None => self.full_scan("hook"),
-                }
-                let _ = reply.send(Reply::Ok);
-            }
-            Request::Hold => {
-                self.hold = load_hold(&self.paths);
-                match &self.hold {
-                    Some(hold) => tracing::info!("paused ({})", hold.describe(now_ms())),
-                    None => tracing::info!("resume requested"),
-                }
-                self.reply_when_quiet(reply);
-            }
-            Request::Logout => {
-                self.hold = load_hold(&self.paths);
-                tracing::info!("logged out: the key is forgotten and nothing more is sent");
-                self.reply_when_quiet(reply);
-                // The key is gone from memory too; `login` builds a new client.
-                self.engine.set_client(None);
-            }
-            Request::Stop => {
-                tracing::info!("asked to stop over the control socket");
-                let _ = reply.send(Reply::Ok);
-                // The same path as SIGTERM: drain, flush, exit.
-                if let Err(err) = signal_hook::low_level::raise(signal_hook::consts::SIGTERM) {
-                    tracing::error!(%err, "could not stop");
-                }
-            }
-            Request::DryRun { selection } => {
-                let engine = self.engine.clone();
-                let roots = self.roots.clone();
-                let sources = self.cfg.enabled_sources();
-                let parse = self.cfg.parse_options();
-                let max_line = self.cfg.max_line_bytes;
-                // Reading the pending data can take a while: off the loop.
-                tokio::task::spawn_blocking(move || {
-                    let answer = crate::oneshot::dry_run_with(
-                        &engine.ledger,
-                        &roots,
-                        &sources,
-                        &selection,
-                        parse,
-                        max_line,
-                    );
-                    let _ = reply.send(match answer {
-                        Ok(report) => Reply::DryRun { report },
-                        Err(err) => Reply::Error {
-                            message: format!("{err:#}"),
-                        },
-                    });
-                });
-            }
-            Request::Sync {
-                selection,
-                progress: _,
-            } => {
-                if self.hold.is_some() {
-                    // Answered at once by `answer_waiters`: nothing is sent while held.
-                    self.waiters.push(SyncWaiter {
-                        pending: HashSet::new(),
-                        summary: SyncSummary::default(),
-                        before: self.engine.counters(),
-                        units_total: 0,
-                        bytes_total: 0,
-                        reply,
-                    });
-                    self.answer_waiters();
-                    return;
-                }
-                if selection.retry_rejected {
-                    let engine = self.engine.clone();
-                    tokio::spawn(async move {
-                        match engine.retry_rejected().await {
-                            Ok((_, accepted)) => {
-                                tracing::info!(accepted, "refused records sent again")
-                            }
-                            Err(err) => {
-                                tracing::warn!(%err, "sending refused records again failed")
-                            }
-                        }
-                    });
-                }
-                let sources = self.cfg.enabled_sources();
-                let found = scan_units(&self.engine.ledger, &self.roots, &sources, &selection)
-                    .map_err(|e| e.to_string())
-                    .and_then(|units| {
-                        pending::filter(&self.engine.ledger, units, self.cfg.parse_options())
-                            .map_err(|e| e.to_string())
-                    });
-                match found {
-                    Ok(units) => {
-                        let bytes_total = units.iter().map(|p| p.bytes).sum();
-                        let pending: HashSet<Unit> = units.iter().map(|p| p.unit.clone()).collect();
-                        for p in units {
-                            self.enqueue(p.unit);
-                        }
-                        let waiter = SyncWaiter {
-                            units_total: pending.len(),
-                            pending,
-                            summary: SyncSummary::default(),
-                            before: self.engine.counters(),
-                            bytes_total,
-                            reply,
-                        };
-                        if waiter.reply.wants_progress() {
-                            let counters = self.engine.counters();
-                            waiter
-                                .reply
-                                .progress(self.waiter_progress(&waiter, &counters));
-                        }
-                        self.waiters.push(waiter);
-                        self.answer_waiters();
-                    }
-                    Err(message) => {
-                        let _ = reply.send(Reply::Error { message });
-                    }
-                }
-            }
-        }
-    }
-
-    /// Applies the hold to the client and answers once no request is on the wire any more,
-    /// so that when `pause` or `logout` returns, nothing more leaves.
-    fn reply_when_quiet(&mut self, reply: Replier) {
-        self.apply_hold();
-        // `sync`s waiting on the daemon are told it is paused.
-        self.answer_waiters();
-        let client = self.engine.client().filter(|_| self.hold.is_some());
-        tokio::spawn(async move {
-            if let Some(client) = client {
-                client.quiet(HOLD_DRAIN).await;
-            }
-            let _ = reply.send(Reply::Ok);
-        });
     }
 }
 

@@ -1,0 +1,220 @@
+//! When the loop wakes by itself — the safety-net scan, units to retry, the pause probe, the
+//! deferred writes, the watchdog, progress, the end of a `pause --for` — and what it does then.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::reexec::reexec_delay;
+use super::{
+    DEFERRED_CHECK, DEGRADED_RESCAN, Daemon, PAUSE_PROBE, PROGRESS_EVERY, RunExit, UNIT_RETRY,
+};
+use crate::engine::{Outcome, now_ms};
+use crate::pause;
+use crate::progress::Tick;
+
+/// When the loop must wake up by itself. Everything else it does is a reaction to a message;
+/// with nothing queued, paused or deferred, the only timer left is the safety-net scan (an
+/// hour by default) and, under systemd with a watchdog, its keep-alive.
+pub(super) struct Timers {
+    pub(super) next_rescan: Instant,
+    /// When to look at the deferred writes again (`None`: nothing deferred).
+    pub(super) deferred_check: Option<Instant>,
+    /// A flush of deferred writes is running (its task reports its end).
+    pub(super) deferred_running: bool,
+    pub(super) last_probe: Instant,
+    pub(super) watchdog: Option<(Duration, Instant)>,
+    /// When to look at progress next (`None`: nothing to report, so no timer).
+    pub(super) progress: Option<Instant>,
+}
+
+impl Daemon {
+    /// The safety-net scan period: long while the watcher is trusted, short while it is not.
+    pub(super) fn rescan_every(&self) -> Duration {
+        let configured = Duration::from_secs(self.cfg.rescan_interval_secs);
+        match self.watch_warning {
+            Some(_) => configured.min(DEGRADED_RESCAN),
+            None => configured,
+        }
+    }
+
+    /// The earliest moment the loop has something to do by itself, if any.
+    pub(super) fn next_wake(&self) -> Instant {
+        let t = &self.timers;
+        let mut wake = t.next_rescan;
+        let mut consider = |at: Option<Instant>| {
+            if let Some(at) = at {
+                wake = wake.min(at);
+            }
+        };
+        consider(self.retry_later.iter().map(|(at, _)| *at).min());
+        consider(t.watchdog.map(|(_, at)| at));
+        if self.paused.is_some() {
+            consider(Some(t.last_probe + PAUSE_PROBE));
+        } else if !t.deferred_running {
+            consider(t.deferred_check);
+        }
+        consider(self.ledger_failed.map(|at| at + reexec_delay()));
+        consider(t.progress);
+        consider(self.hold_ends());
+        wake
+    }
+
+    /// When a `pause --for` ends by itself, as an instant of this process's clock.
+    pub(super) fn hold_ends(&self) -> Option<Instant> {
+        let until = self.hold.as_ref()?.until_ms?;
+        let left = Duration::from_millis((until - now_ms()).max(0) as u64);
+        Some(Instant::now() + left)
+    }
+
+    /// Keeps the progress timer running exactly while there is something to report: units
+    /// queued or in flight, or a `sync` waiting.
+    pub(super) fn progress_may_have_changed(&mut self) {
+        let busy = !self.backlog.is_empty()
+            || !self.in_flight.is_empty()
+            || !self.waiters.is_empty()
+            || self.backfill.active();
+        match (busy, self.timers.progress) {
+            (true, None) => self.timers.progress = Some(Instant::now() + PROGRESS_EVERY),
+            (false, Some(_)) => self.timers.progress = None,
+            _ => {}
+        }
+    }
+
+    /// Does whatever is due; `Some` when the loop must end.
+    pub(super) async fn on_timers(
+        &mut self,
+        deferred_done: &mpsc::UnboundedSender<()>,
+    ) -> Option<RunExit> {
+        let now = Instant::now();
+        if let Some(failed_at) = self.ledger_failed
+            && self.in_flight.is_empty()
+            && failed_at.elapsed() >= reexec_delay()
+        {
+            return Some(RunExit::Reexec);
+        }
+        if let Some((every, at)) = self.timers.watchdog
+            && at <= now
+        {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            self.timers.watchdog = Some((every, now + every));
+        }
+        if self.timers.next_rescan <= now {
+            self.full_scan("periodic");
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retry_later)
+            .into_iter()
+            .partition(|(t, _)| *t <= now);
+        self.retry_later = later;
+        for (_, u) in due {
+            self.enqueue(u);
+        }
+        if self.paused.is_some() && self.timers.last_probe.elapsed() >= PAUSE_PROBE {
+            self.timers.last_probe = Instant::now();
+            self.probe().await;
+        }
+        if self.timers.deferred_check.is_some_and(|at| at <= now) {
+            self.check_deferred(deferred_done);
+        }
+        let hold_ended = self.hold_ends().is_some_and(|at| at <= now);
+        if hold_ended || self.timers.progress.is_some_and(|at| at <= now) {
+            self.timers.progress = None;
+            self.every_tick();
+        }
+        self.answer_waiters();
+        self.progress_may_have_changed();
+        None
+    }
+
+    /// Something may have been deferred (a unit committed, a flush ended): look within
+    /// [`DEFERRED_CHECK`], unless a look is already planned sooner.
+    pub(super) fn deferred_may_have_changed(&mut self) {
+        let soon = Instant::now() + DEFERRED_CHECK;
+        let t = &mut self.timers;
+        t.deferred_check = Some(t.deferred_check.map_or(soon, |at| at.min(soon)));
+    }
+
+    /// Looks at the writes held for the server's dedup windows: sends those that are due (one
+    /// task at a time, which reports its end on `done`) and plans the next look for when the
+    /// earliest of the others falls due — or none, when nothing is deferred.
+    pub(super) fn check_deferred(&mut self, done: &mpsc::UnboundedSender<()>) {
+        self.timers.deferred_check = None;
+        if self.paused.is_some() || self.hold.is_some() || self.timers.deferred_running {
+            // Looked at again when pushing resumes or the running flush ends.
+            return;
+        }
+        let next = match self.engine.next_deferred_ms() {
+            Ok(next) => next,
+            Err(err) => {
+                tracing::warn!(%err, "reading the deferred writes failed; retrying later");
+                self.timers.deferred_check = Some(Instant::now() + UNIT_RETRY);
+                return;
+            }
+        };
+        let Some(due_ms) = next else {
+            return;
+        };
+        let wait_ms = due_ms - self.engine.now();
+        if wait_ms > 0 {
+            let mut wait = Duration::from_millis(wait_ms as u64);
+            if self.engine.clock.is_driven() {
+                // A test moves this clock forward at will: look again every second.
+                wait = wait.min(Duration::from_secs(1));
+            }
+            self.timers.deferred_check = Some(Instant::now() + wait);
+            return;
+        }
+        self.timers.deferred_running = true;
+        let engine = self.engine.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            // Reports the end however the flush ends (a panic included).
+            struct Done(mpsc::UnboundedSender<()>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    let _ = self.0.send(());
+                }
+            }
+            let _done = Done(done);
+            match engine.flush_deferred().await {
+                Ok(Outcome::Done | Outcome::Stopped | Outcome::Waiting { .. }) => {}
+                Ok(Outcome::Paused(p)) => tracing::debug!(%p, "deferred writes paused"),
+                Err(err) => tracing::warn!(%err, "deferred writes failed; retrying later"),
+            }
+        });
+    }
+
+    /// Housekeeping of this module's own state, every tick: the hold's end, the rate meter,
+    /// the backfill log and the progress lines of waiting `sync`s.
+    pub(super) fn every_tick(&mut self) {
+        let now = now_ms();
+        if let Some(hold) = &self.hold
+            && hold.expired(now)
+        {
+            tracing::info!("the pause has ended; pushing resumes");
+            if let Err(err) = pause::clear(&self.paths) {
+                tracing::warn!(%err, "could not remove the pause file");
+            }
+            self.hold = None;
+            self.apply_hold();
+        }
+        let counters = self.engine.counters();
+        let at = Instant::now();
+        self.meter.record(at, counters.bytes_committed);
+        let tick = Tick {
+            now: at,
+            units_left: self.backlog.len() + self.in_flight.len(),
+            bytes: counters.bytes_committed,
+            messages: counters.messages_sent,
+            rate: self.meter.rate(),
+        };
+        if let Some(line) = self.backfill.tick(tick) {
+            tracing::info!("{line}");
+        }
+        for w in &self.waiters {
+            if w.reply.wants_progress() {
+                w.reply.progress(self.waiter_progress(w, &counters));
+            }
+        }
+    }
+}
