@@ -19,6 +19,9 @@
 //! is replaced, not added to ([`Mode`]); a deleted unit's is removed. Token totals are kept as
 //! integer sums per (model, band) so that retracting is exact and costs are computed at payload
 //! time: a new price table re-prices without re-reading anything.
+//!
+//! Over 700 lines only with its tests (~660 lines of code): the fold and its store interface
+//! are one job, and its unit tests are the place the retraction rules are pinned down.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -30,6 +30,8 @@
 //! original `sessionId`. Such a line is skipped when that session's own transcript exists in
 //! the same directory (it is synced from there); the check is made once per foreign session id
 //! and remembered in the parser state, so re-reading gives the same answer.
+//!
+//! Over 700 lines only with its tests: one format's parser (~680 lines of code).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -33,6 +33,9 @@
 //! its own under `call:<line index>`, attributed to the model of the current turn, so the fold
 //! can price each call in its band (a long-context call costs more); a repeated event has no
 //! delta; a decrease is a counter reset. The sum of the deltas is the last total.
+//!
+//! Why one file of ~700 lines of code: the three rollout vintages are one format's history and
+//! share the parser state; the tests below it make up the rest.
 
 use std::path::{Path, PathBuf};
 

@@ -65,6 +65,10 @@
 //! the transcript's first message time; a settings file saved before its transcript holds a
 //! message waits (it is read again on its next save or the next scan); one without a
 //! transcript at all falls back to `providerLockTimestamp`.
+//!
+//! Why one file of ~700 lines of code: the transcript and its `.settings.json` are one format
+//! (the settings' running totals are attributed to the transcript's session and time), read by
+//! one parser state; the tests below it make up the rest.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};

@@ -70,6 +70,11 @@
 //! fork's messages (the fork shows its whole conversation, as pi-opensync sends it), but do not
 //! widen the fork's time span: a fork starts at its header. Its title is prefixed
 //! `[Fork::<first 8 of the parent id>] ` as pi-opensync does.
+//!
+//! Why one file of ~800 lines of code: it is one format's reader — three file versions, the
+//! id scheme that survives pi's v1→v3 rewrite, and the fork/branch rules — and these parts
+//! share the entry types and the parser state; split, each piece would need the others to be
+//! read.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
