@@ -188,6 +188,7 @@ impl Daemon {
             last_probe: now,
             watchdog: sd_notify::watchdog_enabled().map(|every| (every / 2, now + every / 2)),
             progress: None,
+            release_when_idle: false,
         };
         let hold = load_hold(&paths);
         Ok(Daemon {

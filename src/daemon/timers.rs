@@ -26,6 +26,8 @@ pub(super) struct Timers {
     pub(super) watchdog: Option<(Duration, Instant)>,
     /// When to look at progress next (`None`: nothing to report, so no timer).
     pub(super) progress: Option<Instant>,
+    /// A backfill ran since the daemon was last idle: once idle, its memory is given back.
+    pub(super) release_when_idle: bool,
 }
 
 impl Daemon {
@@ -74,6 +76,10 @@ impl Daemon {
             || !self.in_flight.is_empty()
             || !self.waiters.is_empty()
             || self.backfill.active();
+        self.timers.release_when_idle |= self.backfill.active();
+        if !busy && std::mem::take(&mut self.timers.release_when_idle) {
+            release_freed_memory();
+        }
         match (busy, self.timers.progress) {
             (true, None) => self.timers.progress = Some(Instant::now() + PROGRESS_EVERY),
             (false, Some(_)) => self.timers.progress = None,
@@ -218,3 +224,20 @@ impl Daemon {
         }
     }
 }
+
+/// Gives the heap's free memory back to the system. A backfill's buffers and payloads are
+/// freed when it ends, but glibc's allocator keeps the pages for reuse, so an idle daemon
+/// would go on holding the backfill's peak for days. Called once per backfill, when the
+/// daemon becomes idle (never per file: trimming walks the heap).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn release_freed_memory() {
+    // SAFETY: `malloc_trim` has no preconditions; it only returns free pages of the heap to
+    // the kernel and is thread-safe (it takes the allocator's locks).
+    let released = unsafe { libc::malloc_trim(0) };
+    tracing::debug!(released = released != 0, "backfill over: freed memory given back");
+}
+
+/// Other allocators (macOS, musl) return freed memory by themselves.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
