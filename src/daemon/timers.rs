@@ -235,7 +235,10 @@ fn release_freed_memory() {
     // SAFETY: `malloc_trim` has no preconditions; it only returns free pages of the heap to
     // the kernel and is thread-safe (it takes the allocator's locks).
     let released = unsafe { libc::malloc_trim(0) };
-    tracing::debug!(released = released != 0, "backfill over: freed memory given back");
+    tracing::debug!(
+        released = released != 0,
+        "backfill over: freed memory given back"
+    );
 }
 
 /// Other allocators (macOS, musl) return freed memory by themselves.
