@@ -237,6 +237,33 @@ pub fn assert_server_matches_export(home: &TestHome, emu: &Emulation) {
     }
 }
 
+/// Asserts the server holds export's `createdAt` for every session and message (the server
+/// fixes it at insert, so a wrong one is never repaired by a later write).
+pub fn assert_created_at_matches_export(home: &TestHome, emu: &Emulation) {
+    let user = emu.default_user();
+    for (sid, (session, messages)) in expected(home) {
+        let stored = emu
+            .session(user, &sid)
+            .unwrap_or_else(|| panic!("{sid} is not on the server"));
+        assert_eq!(
+            Some(stored.created_at),
+            session["createdAt"].as_i64(),
+            "{sid} createdAt"
+        );
+        for m in emu.messages_of_session(user, &sid) {
+            let want = messages
+                .get(&m.external_id)
+                .unwrap_or_else(|| panic!("{} is not in export", m.external_id));
+            assert_eq!(
+                Some(m.created_at),
+                want["createdAt"].as_i64(),
+                "{}",
+                m.external_id
+            );
+        }
+    }
+}
+
 pub fn start(home: &TestHome, emu: &Emulation) -> DaemonProcess {
     home.login(&emu.url(), KEY);
     home.spawn_daemon(&[("OPENSYNCD_DEBOUNCE_MS", "100")])

@@ -21,7 +21,10 @@ use opensyncd::tail::{self, Identity};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::daemon::{KEY, append, assert_server_matches_export, hold, start, wait_converged};
+use crate::daemon::{
+    KEY, append, assert_created_at_matches_export, assert_server_matches_export, hold, start,
+    wait_converged,
+};
 use crate::home::{TestHome, copy_dir};
 use crate::incremental::Outcome;
 use crate::support::Emulation;
@@ -898,35 +901,6 @@ proptest! {
 
 // ---------------------------------------------------------------------------------------
 // The daemon against the emulation.
-
-/// Asserts the server holds the sessions' true `createdAt` (the server fixes it at insert).
-fn assert_created_at_matches_export(home: &TestHome, emu: &Emulation) {
-    let (sessions, _) = export(home, &[]);
-    let user = emu.default_user();
-    for s in &sessions {
-        let sid = s["session"]["externalId"].as_str().unwrap();
-        let stored = emu.session(user, sid).unwrap();
-        assert_eq!(
-            Some(stored.created_at),
-            s["session"]["createdAt"].as_i64(),
-            "{sid} createdAt"
-        );
-        for m in emu.messages_of_session(user, sid) {
-            let want = s["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|w| w["externalId"] == m.external_id.as_str())
-                .unwrap();
-            assert_eq!(
-                Some(m.created_at),
-                want["createdAt"].as_i64(),
-                "{}",
-                m.external_id
-            );
-        }
-    }
-}
 
 #[test]
 fn backfill_of_the_droid_fixtures_matches_export() {
