@@ -304,38 +304,30 @@ impl Engine {
                 }
             } else if lone == LoneFollower::Wait
                 && !source.exists(&leader)
-                && self.is_new_orphan(unit)?
+                && let Some(until_ms) = self.orphan_wait_until(unit)?
             {
                 // A subagent file whose main transcript does not exist yet (Claude Code 2.0
                 // writes its warmup agent before the first prompt): wait for it, or it would
                 // create the session with the subagent's facts. It is read on a later pass;
                 // a file that stays alone for ORPHAN_WAIT is read as it is.
                 tracing::debug!(file = %unit.describe(), "waiting for the session's main transcript");
-                return Ok(Outcome::Waiting {
-                    until_ms: self.orphan_wait_ends(unit),
-                });
+                return Ok(Outcome::Waiting { until_ms });
             }
         }
         self.process_one(unit).await
     }
 
-    /// When a new follower's wait for its leader ends: [`ORPHAN_WAIT`] after it was written.
-    fn orphan_wait_ends(&self, unit: &Unit) -> i64 {
-        let modified = std::fs::metadata(&unit.path)
-            .map(|m| tail::mtime_ms(&m))
-            .unwrap_or(0);
-        modified + ORPHAN_WAIT.as_millis() as i64
-    }
-
-    /// A unit never read, modified less than [`ORPHAN_WAIT`] ago.
-    fn is_new_orphan(&self, unit: &Unit) -> Result<bool, EngineError> {
+    /// For a unit never read and modified less than [`ORPHAN_WAIT`] ago, when its wait for
+    /// its leader ends (epoch ms); `None` when it is not to wait.
+    fn orphan_wait_until(&self, unit: &Unit) -> Result<Option<i64>, EngineError> {
         if self.ledger.file(&unit.ledger_key())?.is_some() {
-            return Ok(false);
+            return Ok(None);
         }
         let modified = std::fs::metadata(&unit.path)
             .map(|m| tail::mtime_ms(&m))
             .unwrap_or(0);
-        Ok(self.now() - modified < ORPHAN_WAIT.as_millis() as i64)
+        let until = modified + ORPHAN_WAIT.as_millis() as i64;
+        Ok((self.now() < until).then_some(until))
     }
 
     /// Whether a line unit has bytes the ledger has not acknowledged.

@@ -12,12 +12,25 @@ use crate::push::Client;
 impl Engine {
     /// Epoch ms at which the next deferred write is due, if any.
     pub fn next_deferred_ms(&self) -> Result<Option<i64>, EngineError> {
-        let mut next: Option<i64> = None;
+        Ok(self.deferred_due_range()?.map(|(first, _)| first))
+    }
+
+    /// Epoch ms at which the last deferred write is due, if any (a one-shot `sync` waits for
+    /// it and sends them all).
+    pub fn last_deferred_ms(&self) -> Result<Option<i64>, EngineError> {
+        Ok(self.deferred_due_range()?.map(|(_, last)| last))
+    }
+
+    /// When the first and the last deferred write are due, if any is deferred.
+    fn deferred_due_range(&self) -> Result<Option<(i64, i64)>, EngineError> {
+        let mut range: Option<(i64, i64)> = None;
         for item in self.ledger.deferred() {
             let (_, d) = item?;
-            next = Some(next.map_or(d.due_ms, |n: i64| n.min(d.due_ms)));
+            range = Some(range.map_or((d.due_ms, d.due_ms), |(first, last)| {
+                (first.min(d.due_ms), last.max(d.due_ms))
+            }));
         }
-        Ok(next)
+        Ok(range)
     }
 
     /// Sends the deferred writes whose window has passed (one commit each); those whose

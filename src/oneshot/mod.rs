@@ -202,7 +202,7 @@ pub fn sync(
             if summary.paused.is_some() || summary.gave_up.is_some() {
                 break;
             }
-            let Some(due) = last_deferred_ms(&engine)? else {
+            let Some(due) = engine.last_deferred_ms()? else {
                 break;
             };
             let wait = Duration::from_millis((due - engine.now()).max(0) as u64);
@@ -236,16 +236,6 @@ pub fn sync(
     }
     summary.unpriced = unpriced_in_ledger(&engine)?;
     Ok(summary)
-}
-
-/// When the last of the deferred writes is due (epoch ms), if any is deferred.
-fn last_deferred_ms(engine: &crate::engine::Engine) -> Result<Option<i64>> {
-    let mut last: Option<i64> = None;
-    for item in engine.ledger.deferred() {
-        let (_, d) = item?;
-        last = Some(last.map_or(d.due_ms, |l| l.max(d.due_ms)));
-    }
-    Ok(last)
 }
 
 /// Why a one-shot sync must stop now, if it must: its `--timeout` ran out, or every request
