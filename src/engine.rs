@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock::Clock;
 use crate::flow::{Flow, FlowOptions};
@@ -144,6 +144,8 @@ pub struct Engine {
     client: std::sync::RwLock<Option<Client>>,
     /// Read budget per chunk (bytes of complete lines).
     pub chunk_bytes: usize,
+    /// What full-size reads in flight may hold together, in KiB (see [`READ_BUDGET_BYTES`]).
+    read_budget: Arc<Semaphore>,
     /// Use `/sync/batch` for first-time inserts.
     pub batch: bool,
     /// A single line over this is skipped.
@@ -172,11 +174,22 @@ pub struct Engine {
 /// the small plans runs 16 mutations at once).
 pub const DEFAULT_REQUESTS_IN_FLIGHT: usize = 16;
 
-/// Bytes of complete lines read from a unit at a time. A read's records, plans and payloads
-/// take several times its bytes until the server acknowledged them, and up to two units per
-/// request slot are in flight, so this bounds the backfill's memory; 1 MiB is still a few
-/// hundred messages per ledger commit.
+/// Bytes of complete lines read from a unit at a time. 1 MiB is a few hundred messages per
+/// ledger commit: fewer commits (and parser-state writes) per byte than smaller reads.
 pub const DEFAULT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Bytes of full-size reads ([`DEFAULT_CHUNK_BYTES`]) all units in flight may hold at once.
+/// A read's records, plans and payloads take a few times its bytes until the server
+/// acknowledged them, and a backfill has two units per request slot in flight (32 by
+/// default): without a shared budget, 32 large files read at once held ~80 MiB. A unit that
+/// finds the budget taken reads [`SMALL_READ_BYTES`] instead, so it never waits for memory —
+/// request slots stay busy — and only large files are read in smaller steps while memory is
+/// short.
+pub const READ_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+
+/// A read that takes nothing from the budget: a file with at most this much unread, or one
+/// read while the budget is taken.
+pub const SMALL_READ_BYTES: usize = 128 * 1024;
 
 /// The wall clock in epoch ms (the system's).
 pub fn now_ms() -> i64 {
@@ -201,6 +214,7 @@ impl Engine {
             warned_unpriced: Mutex::new(HashSet::new()),
             client: std::sync::RwLock::new(client),
             chunk_bytes: DEFAULT_CHUNK_BYTES,
+            read_budget: Arc::new(Semaphore::new(READ_BUDGET_BYTES / 1024)),
             batch: false,
             max_line_bytes,
             counters: Mutex::new(Counters::default()),
@@ -406,6 +420,7 @@ impl Engine {
                 gone: false,
                 more: false,
                 bytes: 0,
+                budget_share: None,
             })
         };
         if len == record.checkpoint.offset {
@@ -431,13 +446,14 @@ impl Engine {
         } else {
             Mode::Append
         };
-        let chunk = tail::read_lines(
-            &mut file,
-            record.checkpoint.offset,
+        let from = record.checkpoint.offset;
+        let (read_bytes, budget_share) = reserve_read(
+            &self.read_budget,
             self.chunk_bytes,
-            self.max_line_bytes,
-        )
-        .map_err(io)?;
+            len.saturating_sub(from),
+        );
+        let chunk =
+            tail::read_lines(&mut file, from, read_bytes, self.max_line_bytes).map_err(io)?;
         if chunk.end == record.checkpoint.offset {
             // Only a partial line so far.
             return Ok(if mode == Mode::Reset {
@@ -482,6 +498,7 @@ impl Engine {
             gone: false,
             more: chunk.more,
             bytes,
+            budget_share,
         }))
     }
 
@@ -496,6 +513,7 @@ impl Engine {
             gone: true,
             more: false,
             bytes: 0,
+            budget_share: None,
         }))
     }
 
@@ -521,6 +539,7 @@ impl Engine {
             gone: false,
             more: snapshot.more,
             bytes: 0,
+            budget_share: None,
         }))
     }
 
@@ -538,6 +557,8 @@ impl Engine {
             gone,
             more: _,
             bytes,
+            // Held until the step is committed: its records are in memory until then.
+            budget_share: _budget_share,
         } = step;
         let fed: BTreeSet<String> = records
             .iter()
@@ -629,6 +650,24 @@ pub enum LoneFollower {
 /// read on its own.
 pub const ORPHAN_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// How much to read of a file with `unread` bytes left when a full read is `full` bytes, and
+/// the share of `budget` (KiB) that read holds until committed: a full read when the budget
+/// has room for it, else [`SMALL_READ_BYTES`] — never a wait (see [`READ_BUDGET_BYTES`]).
+fn reserve_read(
+    budget: &Arc<Semaphore>,
+    full: usize,
+    unread: u64,
+) -> (usize, Option<OwnedSemaphorePermit>) {
+    if unread <= SMALL_READ_BYTES as u64 || full <= SMALL_READ_BYTES {
+        return (full, None);
+    }
+    let kib = unread.min(full as u64).div_ceil(1024) as u32;
+    match budget.clone().try_acquire_many_owned(kib) {
+        Ok(share) => (full, Some(share)),
+        Err(_) => (SMALL_READ_BYTES, None),
+    }
+}
+
 /// What reading produced: the records plus the unit record to commit with them.
 struct Step {
     key: String,
@@ -641,4 +680,53 @@ struct Step {
     more: bool,
     /// Bytes of the file this step covers (line units), counted once committed.
     bytes: u64,
+    /// The share of [`READ_BUDGET_BYTES`] a full-size read holds until it is committed.
+    budget_share: Option<OwnedSemaphorePermit>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn full_reads_share_the_budget_and_the_rest_read_small_steps() {
+        let budget = Arc::new(Semaphore::new(READ_BUDGET_BYTES / 1024));
+        // A file with little left takes nothing from the budget.
+        let (size, share) = reserve_read(&budget, MIB, 100 * 1024);
+        assert_eq!((size, share.is_none()), (MIB, true));
+        // Large files: each full read holds what it may read (1 MiB, or the rest when less).
+        let mut shares = Vec::new();
+        let (size, share) = reserve_read(&budget, MIB, 300 * 1024);
+        assert_eq!(
+            (size, share.as_ref().map(|s| s.num_permits())),
+            (MIB, Some(300))
+        );
+        shares.push(share);
+        while budget.available_permits() >= 1024 {
+            let (size, share) = reserve_read(&budget, MIB, 50 * MIB as u64);
+            assert_eq!(
+                (size, share.as_ref().map(|s| s.num_permits())),
+                (MIB, Some(1024))
+            );
+            shares.push(share);
+        }
+        // 300 KiB + 7 x 1 MiB: the 8 MiB budget has 724 KiB left, not enough for a full read.
+        assert_eq!(shares.len(), 8);
+        let (size, share) = reserve_read(&budget, MIB, 50 * MIB as u64);
+        assert_eq!((size, share.is_none()), (SMALL_READ_BYTES, true));
+        // A committed step gives its share back.
+        shares.pop();
+        let (size, share) = reserve_read(&budget, MIB, 50 * MIB as u64);
+        assert_eq!((size, share.map(|s| s.num_permits())), (MIB, Some(1024)));
+    }
+
+    #[test]
+    fn reads_no_larger_than_a_small_read_never_take_from_the_budget() {
+        let budget = Arc::new(Semaphore::new(1));
+        let (size, share) = reserve_read(&budget, 64 * 1024, 50 * MIB as u64);
+        assert_eq!((size, share.is_none()), (64 * 1024, true));
+        assert_eq!(budget.available_permits(), 1);
+    }
 }

@@ -62,8 +62,9 @@ pub struct PlannedMessage {
     /// The server has the message already (this is an update): the `createdAt` it stored,
     /// from which its 5 s window for updates runs.
     pub server_created_ms: Option<i64>,
-    /// The payload before shaping, kept in case the server refuses it (a refused record is
-    /// shaped again and retried when the settings change).
+    /// The payload before shaping when shaping changed it (`None`: `payload` is the original),
+    /// kept in case the server refuses it (a refused record is shaped again and retried when
+    /// the settings change).
     pub raw: Option<MessagePayload>,
 }
 
@@ -136,6 +137,9 @@ pub fn plan(
         for msg in messages {
             let raw = msg.clone();
             let shaped = shaping.message(msg);
+            // Kept only when shaping changed something (rare): otherwise the payload is the
+            // original, and a backfill's steps would hold every message twice.
+            let raw = (raw != shaped).then_some(raw);
             let hash = json_hash(&shaped);
             let prev = ledger.message(&shaped.external_id)?;
             match &prev {
@@ -157,7 +161,7 @@ pub fn plan(
                 payload: shaped,
                 hash,
                 server_created_ms: prev.map(|p| p.created_ms),
-                raw: Some(raw),
+                raw,
             });
         }
 
