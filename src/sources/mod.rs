@@ -486,6 +486,44 @@ pub fn inventory(
     out
 }
 
+/// How much of a file the "what does it start with" lookups read: its complete lines within
+/// the first 64 KiB (a first line longer than that is read whole, up to 16 MiB).
+const FIRST_LINES_BUDGET: usize = 64 * 1024;
+const FIRST_LINES_MAX_LINE: usize = 16 * 1024 * 1024;
+
+thread_local! {
+    /// The buffer [`with_first_lines`] reads into, kept per thread: a fresh one per call was
+    /// a zeroed 320 KiB allocation (the allocator's `memset`) for a few lines, and these
+    /// lookups run once per subagent file and once per sibling of an orphaned one.
+    static FIRST_LINES: std::cell::RefCell<crate::tail::Chunk> =
+        std::cell::RefCell::new(crate::tail::Chunk::default());
+}
+
+/// Calls `look` with the first lines of `path` (exactly `tail::read_lines(file, 0, 64 KiB,
+/// 16 MiB)`, read into a buffer reused by the thread); `None` when the file cannot be opened
+/// or read.
+pub(crate) fn with_first_lines<R>(
+    path: &Path,
+    look: impl FnOnce(&crate::tail::Chunk) -> R,
+) -> Option<R> {
+    let mut file = std::fs::File::open(path).ok()?;
+    FIRST_LINES.with(|cell| {
+        // A lookup never runs inside another one; if it ever did, it reads on its own buffer.
+        let mut own = crate::tail::Chunk::default();
+        let mut borrowed = cell.try_borrow_mut().ok();
+        let chunk = borrowed.as_deref_mut().unwrap_or(&mut own);
+        crate::tail::read_lines_into(
+            &mut file,
+            0,
+            FIRST_LINES_BUDGET,
+            FIRST_LINES_MAX_LINE,
+            chunk,
+        )
+        .ok()?;
+        Some(look(chunk))
+    })
+}
+
 /// `~` and `~/…` relative to `home`; other paths as given.
 pub(crate) fn expand_tilde(p: &str, home: &Path) -> PathBuf {
     if p == "~" {
