@@ -720,7 +720,7 @@ mod tests {
             let red = &*RED;
             let text = text_from(&pieces, &runs);
             let prefilter = red.prefilter.as_ref().unwrap();
-            let set = red.set.as_ref().unwrap();
+            let set = red.set.as_ref().unwrap().get();
             proptest::prop_assert!(!set.is_match(&text) || prefilter.is_match(&text), "{:?}", text);
         }
     }
@@ -748,7 +748,7 @@ mod tests {
             "Bearer \u{212a}bcdefghijklmnop1234",
             "DATABASE_PASSWORD=correct-horse-battery",
         ] {
-            let set = red.set.as_ref().unwrap();
+            let set = red.set.as_ref().unwrap().get();
             assert!(set.is_match(text), "the patterns find {text:?}");
             assert!(prefilter.is_match(text), "the prefilter finds {text:?}");
         }
