@@ -651,6 +651,44 @@ pub fn path_key(path: &Path) -> std::borrow::Cow<'_, str> {
 mod tests {
     use super::*;
 
+    /// The reused buffer gives exactly what a fresh `read_lines` gives, in any order of
+    /// files: a long file read first leaves nothing behind for a short one read after it.
+    #[test]
+    fn first_lines_on_a_reused_buffer_are_a_fresh_reads_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let long_line = format!("{{\"x\":\"{}\"}}", "a".repeat(200 * 1024));
+        let files: Vec<(&str, String)> = vec![
+            (
+                "big",
+                format!("{long_line}\n{}", "{\"n\":1}\r\n".repeat(20_000)),
+            ),
+            ("small", "{\"n\":2}\n{\"n\":3}\npartial".to_string()),
+            ("empty", String::new()),
+            ("big-again", "{\"n\":4}\n".repeat(30_000)),
+            ("no-newline", "{\"n\":5}".to_string()),
+        ];
+        for (name, text) in &files {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let mut file = std::fs::File::open(&path).unwrap();
+            let fresh = crate::tail::read_lines(&mut file, 0, 64 * 1024, 16 * 1024 * 1024).unwrap();
+            let expected: Vec<Vec<u8>> = fresh.iter_lines().map(<[u8]>::to_vec).collect();
+            let (lines, more, end) = with_first_lines(&path, |chunk| {
+                let lines: Vec<Vec<u8>> = chunk.iter_lines().map(<[u8]>::to_vec).collect();
+                (lines, chunk.more, chunk.end)
+            })
+            .unwrap();
+            assert_eq!(lines, expected, "{name}");
+            if *name == "small" {
+                // Written out: two complete lines; the unterminated tail is not a line yet.
+                assert_eq!(lines, [b"{\"n\":2}".to_vec(), b"{\"n\":3}".to_vec()]);
+                assert_eq!(end, 16);
+            }
+            assert_eq!((more, end), (fresh.more, fresh.end), "{name}");
+        }
+        assert!(with_first_lines(&dir.path().join("absent"), |_| ()).is_none());
+    }
+
     #[test]
     fn a_unit_with_a_name_that_is_not_utf8_survives_json() {
         use std::os::unix::ffi::OsStrExt;
