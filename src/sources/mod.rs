@@ -490,6 +490,9 @@ pub fn inventory(
 /// the first 64 KiB (a first line longer than that is read whole, up to 16 MiB).
 const FIRST_LINES_BUDGET: usize = 64 * 1024;
 const FIRST_LINES_MAX_LINE: usize = 16 * 1024 * 1024;
+/// The most a thread keeps between lookups: what a read of the budget takes (`tail` reads
+/// 256 KiB blocks past it).
+const FIRST_LINES_KEEP: usize = FIRST_LINES_BUDGET + 256 * 1024;
 
 thread_local! {
     /// The buffer [`with_first_lines`] reads into, kept per thread: a fresh one per call was
@@ -520,7 +523,13 @@ pub(crate) fn with_first_lines<R>(
             chunk,
         )
         .ok()?;
-        Some(look(chunk))
+        let seen = look(chunk);
+        if chunk.buf.len() > FIRST_LINES_KEEP {
+            // A long first line grew the buffer: not kept for the thread's lifetime (each of
+            // the daemon's threads would hold it).
+            *chunk = crate::tail::Chunk::default();
+        }
+        Some(seen)
     })
 }
 
