@@ -5,7 +5,7 @@
 //! Shaping is deterministic — the same input always gives the same output — because the ledger
 //! hashes the shaped payload to decide whether a message changed.
 //!
-//! Over 700 lines only with its tests (~510 lines of code, then the property tests that the
+//! Over 700 lines only with its tests (~590 lines of code, then the property tests that the
 //! prefilter never misses what the secret patterns find).
 
 use std::borrow::Cow;
