@@ -4,8 +4,8 @@
 //! Serialisation rules from the server spec: absent fields are omitted, never `null`; numbers
 //! are JSON numbers; a part is exactly `{type, content}`.
 //!
-//! Over 700 lines only with its tests (~620 lines of code: the wire types, their fast writer and length counter,
-//! time parsing).
+//! Over 700 lines only with its tests (~620 lines of code: the wire types, their fast writer
+//! and length counter, time parsing).
 
 use serde::{Deserialize, Serialize};
 
