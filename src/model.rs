@@ -4,8 +4,8 @@
 //! Serialisation rules from the server spec: absent fields are omitted, never `null`; numbers
 //! are JSON numbers; a part is exactly `{type, content}`.
 //!
-//! Over 700 lines only with its tests (~580 lines of code: the wire types, their fast writer,
-//! time parsing).
+//! Over 700 lines only with its tests (~620 lines of code: the wire types, their fast writer
+//! and length counter, time parsing).
 
 use serde::{Deserialize, Serialize};
 
@@ -380,6 +380,43 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// The length of `value`'s compact JSON text (`serde_json::to_vec(value).len()`), counted
+/// without writing it: strings are measured by the same eight-bytes-at-a-time scan as
+/// [`write_json_str`], where encoding to a counter went through `serde_json`'s writer byte by
+/// byte (shaping measures every tool result whose bound is over the part cap).
+pub fn json_value_len(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Number(n) => n.to_string().len(),
+        Value::String(s) => json_str_len(s),
+        Value::Array(items) => items.iter().fold(1 + items.len().max(1), |n, v| {
+            n.saturating_add(json_value_len(v))
+        }),
+        Value::Object(map) => map.iter().fold(1 + map.len().max(1), |n, (k, v)| {
+            n.saturating_add(json_str_len(k) + 1)
+                .saturating_add(json_value_len(v))
+        }),
+    }
+}
+
+/// The length of `s` as a JSON string written by [`write_json_str`]: quotes, and two bytes for
+/// each short escape, six for each `\u00xx`.
+pub fn json_str_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    let mut len = bytes.len() + 2;
+    let mut from = 0;
+    while let Some(at) = next_escape(bytes, from) {
+        len += match bytes[at] {
+            b'"' | b'\\' | 0x08 | 0x09 | 0x0A | 0x0C | 0x0D => 1,
+            _ => 5,
+        };
+        from = at + 1;
+    }
+    len
+}
+
 /// The position of the first byte at or after `from` that JSON escapes (below 0x20, `"`,
 /// `\\`), looking at eight bytes at a time.
 fn next_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
@@ -714,6 +751,16 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// The counted length is the length of `serde_json`'s text, for any value.
+        #[test]
+        fn json_lengths_are_counted_exactly(value in arbitrary_value()) {
+            proptest::prop_assert_eq!(json_value_len(&value), serde_json::to_vec(&value).unwrap().len());
+        }
+    }
+
     #[test]
     fn every_byte_is_escaped_as_serde_json_escapes_it() {
         let all: String = (0u8..=0x7f)
@@ -729,6 +776,7 @@ mod tests {
             let mut fast = Vec::new();
             write_json_str(&mut fast, &text);
             assert_eq!(fast, serde_json::to_vec(&text).unwrap(), "{text:?}");
+            assert_eq!(json_str_len(&text), fast.len(), "{text:?}");
         }
     }
 

@@ -5,7 +5,7 @@
 //! Shaping is deterministic — the same input always gives the same output — because the ledger
 //! hashes the shaped payload to decide whether a message changed.
 //!
-//! Over 700 lines only with its tests (~510 lines of code, then the property tests that the
+//! Over 700 lines only with its tests (~590 lines of code, then the property tests that the
 //! prefilter never misses what the secret patterns find).
 
 use std::borrow::Cow;
@@ -128,13 +128,77 @@ fn prefilter() -> Result<Regex, regex::Error> {
     Regex::new(&any.join("|"))
 }
 
+/// A regex (or a set of them) compiled the first time it is used. With the bundled patterns
+/// only, text reaches the full patterns only when the prefilter matched, which most runs never
+/// see; compiling all of them up front was 30 M instructions per process (a tenth of an
+/// `export` of 10 MiB). Its `Debug` is the compiled value's, so the shaping fingerprint made
+/// of it does not change.
+#[derive(Clone)]
+struct Compiled<T> {
+    patterns: Vec<String>,
+    cell: std::sync::OnceLock<T>,
+    build: fn(&[String]) -> Result<T, regex::Error>,
+    /// What `Debug` says: the compiled value's own form, `Regex("…")` or `RegexSet([…])`.
+    debug: fn(&[String], &mut std::fmt::Formatter<'_>) -> std::fmt::Result,
+}
+
+impl<T> Compiled<T> {
+    /// The compiled value. Only patterns already known to compile are held lazily (the
+    /// bundled ones, compiled by a test; user patterns are compiled when the redactor is
+    /// built), so building cannot fail here; if it ever did, the error is a bug in a bundled
+    /// pattern and says which.
+    fn get(&self) -> &T {
+        self.cell
+            .get_or_init(|| match (self.build)(&self.patterns) {
+                Ok(compiled) => compiled,
+                Err(e) => panic!("a bundled secret pattern does not compile: {e}"),
+            })
+    }
+}
+
+impl<T> std::fmt::Debug for Compiled<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (self.debug)(&self.patterns, f)
+    }
+}
+
+impl Compiled<Regex> {
+    fn regex(pattern: &str, compiled: Option<Regex>) -> Compiled<Regex> {
+        let cell = std::sync::OnceLock::new();
+        if let Some(regex) = compiled {
+            let _ = cell.set(regex);
+        }
+        Compiled {
+            patterns: vec![pattern.to_string()],
+            cell,
+            build: |p| Regex::new(&p[0]),
+            debug: |p, f| f.debug_tuple("Regex").field(&p[0].as_str()).finish(),
+        }
+    }
+}
+
+impl Compiled<RegexSet> {
+    fn set(patterns: Vec<String>, compiled: Option<RegexSet>) -> Compiled<RegexSet> {
+        let cell = std::sync::OnceLock::new();
+        if let Some(set) = compiled {
+            let _ = cell.set(set);
+        }
+        Compiled {
+            patterns,
+            cell,
+            build: |p| RegexSet::new(p),
+            debug: |p, f| write!(f, "RegexSet({p:?})"),
+        }
+    }
+}
+
 /// Redacts known secret patterns (plus user patterns) from text and JSON.
 #[derive(Clone)]
 pub struct Redactor {
     enabled: bool,
     /// Fast pre-check: does anything match at all?
-    set: Option<RegexSet>,
-    rules: Vec<(String, Regex)>,
+    set: Option<Compiled<RegexSet>>,
+    rules: Vec<(String, Compiled<Regex>)>,
     /// Faster still: can anything match at all? (`None` with user patterns, which have no
     /// known prefilter.)
     prefilter: Option<Regex>,
@@ -156,29 +220,40 @@ impl std::fmt::Debug for Redactor {
 impl Redactor {
     /// Builds a redactor; `extra` are user regexes (their whole match is redacted).
     pub fn new(enabled: bool, extra: &[String]) -> Result<Redactor, String> {
+        // With user patterns there is no prefilter, every text goes through the set: all is
+        // compiled now, which also reports a user pattern that does not compile. Without,
+        // the bundled patterns are compiled on first use (a test compiles them all).
+        let eager = !extra.is_empty();
         let mut rules = Vec::new();
         for p in PATTERNS {
-            rules.push((
-                p.name.to_string(),
-                Regex::new(p.regex).map_err(|e| format!("{}: {e}", p.name))?,
-            ));
+            let compiled = if eager {
+                Some(Regex::new(p.regex).map_err(|e| format!("{}: {e}", p.name))?)
+            } else {
+                None
+            };
+            rules.push((p.name.to_string(), Compiled::regex(p.regex, compiled)));
         }
         for (i, p) in extra.iter().enumerate() {
+            let compiled = Regex::new(p).map_err(|e| format!("`{p}`: {e}"))?;
             rules.push((
                 format!("custom-{}", i + 1),
-                Regex::new(p).map_err(|e| format!("`{p}`: {e}"))?,
+                Compiled::regex(p, Some(compiled)),
             ));
         }
-        let set =
-            RegexSet::new(rules.iter().map(|(_, r)| r.as_str())).map_err(|e| e.to_string())?;
-        let prefilter = if extra.is_empty() {
-            Some(prefilter().map_err(|e| format!("prefilter: {e}"))?)
+        let patterns: Vec<String> = rules.iter().map(|(_, r)| r.patterns[0].clone()).collect();
+        let set = if eager {
+            Some(RegexSet::new(&patterns).map_err(|e| e.to_string())?)
         } else {
             None
         };
+        let prefilter = if eager {
+            None
+        } else {
+            Some(prefilter().map_err(|e| format!("prefilter: {e}"))?)
+        };
         Ok(Redactor {
             enabled,
-            set: Some(set),
+            set: Some(Compiled::set(patterns, set)),
             rules,
             prefilter,
         })
@@ -207,16 +282,19 @@ impl Redactor {
         let Some(set) = &self.set else {
             return Cow::Borrowed(s);
         };
+        // Compiled only once the prefilter lets a text through.
+        let set = || set.get();
         // One pass of the literal prefilter answers "anything at all?" for almost every text,
         // then one pass of the lazy DFA for what is left; only then is it worth asking which
         // patterns matched.
-        if self.prefilter.as_ref().is_some_and(|p| !p.is_match(s)) || !set.is_match(s) {
+        if self.prefilter.as_ref().is_some_and(|p| !p.is_match(s)) || !set().is_match(s) {
             return Cow::Borrowed(s);
         }
-        let hits: Vec<usize> = set.matches(s).into_iter().collect();
+        let hits: Vec<usize> = set().matches(s).into_iter().collect();
         let mut text = s.to_string();
         for i in hits {
             let (name, re) = &self.rules[i];
+            let re = re.get();
             let marker = format!("[REDACTED:{name}]");
             let has_group = re.capture_names().any(|n| n == Some("secret"));
             text = re
@@ -319,7 +397,7 @@ fn cap_content(content: &mut Value, max: usize) {
             if json_len_bound(other) <= max {
                 return;
             }
-            if json_len(other) > max {
+            if crate::model::json_value_len(other) > max {
                 let mut text = other.to_string();
                 truncate_text(&mut text, max);
                 *other = Value::String(text);
@@ -468,7 +546,7 @@ fn shrink_to(msg: &mut MessagePayload, budget: usize) {
             .parts
             .iter()
             .enumerate()
-            .map(|(i, p)| (i, json_len(&p.content)))
+            .map(|(i, p)| (i, crate::model::json_value_len(&p.content)))
             .max_by_key(|(_, len)| *len)
         else {
             if let Some(t) = msg.text_content.as_mut() {
@@ -642,7 +720,7 @@ mod tests {
             let red = &*RED;
             let text = text_from(&pieces, &runs);
             let prefilter = red.prefilter.as_ref().unwrap();
-            let set = red.set.as_ref().unwrap();
+            let set = red.set.as_ref().unwrap().get();
             proptest::prop_assert!(!set.is_match(&text) || prefilter.is_match(&text), "{:?}", text);
         }
     }
@@ -670,7 +748,7 @@ mod tests {
             "Bearer \u{212a}bcdefghijklmnop1234",
             "DATABASE_PASSWORD=correct-horse-battery",
         ] {
-            let set = red.set.as_ref().unwrap();
+            let set = red.set.as_ref().unwrap().get();
             assert!(set.is_match(text), "the patterns find {text:?}");
             assert!(prefilter.is_match(text), "the prefilter finds {text:?}");
         }
@@ -681,6 +759,60 @@ mod tests {
             custom.redact_str("id internal-42 here"),
             "id [REDACTED:custom-1] here"
         );
+    }
+
+    /// The fingerprint's text, made the way it was before the patterns were compiled lazily:
+    /// the compiled values' own `Debug`.
+    fn eager_debug(enabled: bool, extra: &[String]) -> String {
+        struct Eager {
+            enabled: bool,
+            set: Option<RegexSet>,
+            rules: Vec<(String, Regex)>,
+        }
+        impl std::fmt::Debug for Eager {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("Redactor")
+                    .field("enabled", &self.enabled)
+                    .field("set", &self.set)
+                    .field("rules", &self.rules)
+                    .finish()
+            }
+        }
+        let mut rules: Vec<(String, Regex)> = PATTERNS
+            .iter()
+            .map(|p| (p.name.to_string(), Regex::new(p.regex).unwrap()))
+            .collect();
+        for (i, p) in extra.iter().enumerate() {
+            rules.push((format!("custom-{}", i + 1), Regex::new(p).unwrap()));
+        }
+        let set = RegexSet::new(rules.iter().map(|(_, r)| r.as_str())).unwrap();
+        format!(
+            "{:?}",
+            Eager {
+                enabled,
+                set: Some(set),
+                rules
+            }
+        )
+    }
+
+    #[test]
+    fn lazily_compiled_patterns_keep_the_fingerprint_and_all_compile() {
+        for (enabled, extra) in [
+            (true, vec![]),
+            (false, vec![]),
+            (true, vec![r"internal-\d+".to_string(), "x\"y".to_string()]),
+        ] {
+            let redactor = Redactor::new(enabled, &extra).unwrap();
+            assert_eq!(format!("{redactor:?}"), eager_debug(enabled, &extra));
+            // Every bundled pattern and the set compile (what `Compiled::get` relies on).
+            for (_, rule) in &redactor.rules {
+                rule.get();
+            }
+            if let Some(set) = &redactor.set {
+                assert_eq!(set.get().len(), redactor.rules.len());
+            }
+        }
     }
 
     #[test]

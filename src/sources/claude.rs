@@ -130,12 +130,13 @@ fn main_transcript(path: &Path) -> Option<PathBuf> {
 }
 
 fn first_session_id(path: &Path) -> Option<String> {
-    let mut file = std::fs::File::open(path).ok()?;
-    let chunk = crate::tail::read_lines(&mut file, 0, 64 * 1024, 16 * 1024 * 1024).ok()?;
-    chunk.iter_lines().find_map(|line| {
-        let v: Value = serde_json::from_slice(line).ok()?;
-        v.get("sessionId")?.as_str().map(str::to_string)
+    super::with_first_lines(path, |chunk| {
+        chunk.iter_lines().find_map(|line| {
+            let v: Value = serde_json::from_slice(line).ok()?;
+            v.get("sessionId")?.as_str().map(str::to_string)
+        })
     })
+    .flatten()
 }
 
 fn is_transcript(path: &Path) -> bool {
@@ -483,14 +484,15 @@ impl ClaudeParser {
 
 /// The time of the first timestamped line of `path` that belongs to session `sid`.
 fn first_line_of_session(path: &Path, sid: &str) -> Option<i64> {
-    let mut file = std::fs::File::open(path).ok()?;
-    let chunk = crate::tail::read_lines(&mut file, 0, 64 * 1024, 16 * 1024 * 1024).ok()?;
-    chunk.iter_lines().find_map(|line| {
-        let v: Value = serde_json::from_slice(line).ok()?;
-        (v.get("sessionId")?.as_str()? == sid)
-            .then(|| v.get("timestamp")?.as_str().and_then(parse_timestamp_ms))
-            .flatten()
+    super::with_first_lines(path, |chunk| {
+        chunk.iter_lines().find_map(|line| {
+            let v: Value = serde_json::from_slice(line).ok()?;
+            (v.get("sessionId")?.as_str()? == sid)
+                .then(|| v.get("timestamp")?.as_str().and_then(parse_timestamp_ms))
+                .flatten()
+        })
     })
+    .flatten()
 }
 
 impl LineParser for ClaudeParser {

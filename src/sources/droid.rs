@@ -582,29 +582,26 @@ enum FirstActivity {
 /// timestamped bookkeeping line — the lines whose time the parser counts), from at most its
 /// first 64 KiB of lines.
 fn first_activity(transcript: &Path) -> FirstActivity {
-    let Ok(mut file) = std::fs::File::open(transcript) else {
-        return FirstActivity::Unknown;
-    };
-    let Ok(chunk) = crate::tail::read_lines(&mut file, 0, 64 * 1024, 16 * 1024 * 1024) else {
-        return FirstActivity::Unknown;
-    };
-    let found = chunk.iter_lines().find_map(|line| {
-        let text = std::str::from_utf8(line).ok()?;
-        let v: Line<'_> = serde_json::from_str(text).ok()?;
-        let counted = match v.kind.as_str()? {
-            "message" => v.message.is_object,
-            "todo_state" | "compaction_state" | "agent_turn_outcome" => true,
-            _ => false,
-        };
-        counted
-            .then(|| v.timestamp.as_str().and_then(parse_timestamp_ms))
-            .flatten()
-    });
-    match found {
-        Some(ms) => FirstActivity::At(ms),
-        None if chunk.more => FirstActivity::Unknown,
-        None => FirstActivity::NotYet,
-    }
+    super::with_first_lines(transcript, |chunk| {
+        let found = chunk.iter_lines().find_map(|line| {
+            let text = std::str::from_utf8(line).ok()?;
+            let v: Line<'_> = serde_json::from_str(text).ok()?;
+            let counted = match v.kind.as_str()? {
+                "message" => v.message.is_object,
+                "todo_state" | "compaction_state" | "agent_turn_outcome" => true,
+                _ => false,
+            };
+            counted
+                .then(|| v.timestamp.as_str().and_then(parse_timestamp_ms))
+                .flatten()
+        });
+        match found {
+            Some(ms) => FirstActivity::At(ms),
+            None if chunk.more => FirstActivity::Unknown,
+            None => FirstActivity::NotYet,
+        }
+    })
+    .unwrap_or(FirstActivity::Unknown)
 }
 
 /// Records from one settings object: the model, provider and active time as session facts,

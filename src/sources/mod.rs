@@ -486,6 +486,53 @@ pub fn inventory(
     out
 }
 
+/// How much of a file the "what does it start with" lookups read: its complete lines within
+/// the first 64 KiB (a first line longer than that is read whole, up to 16 MiB).
+const FIRST_LINES_BUDGET: usize = 64 * 1024;
+const FIRST_LINES_MAX_LINE: usize = 16 * 1024 * 1024;
+/// The most a thread keeps between lookups: what a read of the budget takes (`tail` reads
+/// 256 KiB blocks past it).
+const FIRST_LINES_KEEP: usize = FIRST_LINES_BUDGET + 256 * 1024;
+
+thread_local! {
+    /// The buffer [`with_first_lines`] reads into, kept per thread: a fresh one per call was
+    /// a zeroed 320 KiB allocation (the allocator's `memset`) for a few lines, and these
+    /// lookups run once per subagent file and once per sibling of an orphaned one.
+    static FIRST_LINES: std::cell::RefCell<crate::tail::Chunk> =
+        std::cell::RefCell::new(crate::tail::Chunk::default());
+}
+
+/// Calls `look` with the first lines of `path` (exactly `tail::read_lines(file, 0, 64 KiB,
+/// 16 MiB)`, read into a buffer reused by the thread); `None` when the file cannot be opened
+/// or read.
+pub(crate) fn with_first_lines<R>(
+    path: &Path,
+    look: impl FnOnce(&crate::tail::Chunk) -> R,
+) -> Option<R> {
+    let mut file = std::fs::File::open(path).ok()?;
+    FIRST_LINES.with(|cell| {
+        // A lookup never runs inside another one; if it ever did, it reads on its own buffer.
+        let mut own = crate::tail::Chunk::default();
+        let mut borrowed = cell.try_borrow_mut().ok();
+        let chunk = borrowed.as_deref_mut().unwrap_or(&mut own);
+        crate::tail::read_lines_into(
+            &mut file,
+            0,
+            FIRST_LINES_BUDGET,
+            FIRST_LINES_MAX_LINE,
+            chunk,
+        )
+        .ok()?;
+        let seen = look(chunk);
+        if chunk.buf.len() > FIRST_LINES_KEEP {
+            // A long first line grew the buffer: not kept for the thread's lifetime (each of
+            // the daemon's threads would hold it).
+            *chunk = crate::tail::Chunk::default();
+        }
+        Some(seen)
+    })
+}
+
 /// `~` and `~/…` relative to `home`; other paths as given.
 pub(crate) fn expand_tilde(p: &str, home: &Path) -> PathBuf {
     if p == "~" {
@@ -612,6 +659,44 @@ pub fn path_key(path: &Path) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reused buffer gives exactly what a fresh `read_lines` gives, in any order of
+    /// files: a long file read first leaves nothing behind for a short one read after it.
+    #[test]
+    fn first_lines_on_a_reused_buffer_are_a_fresh_reads_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let long_line = format!("{{\"x\":\"{}\"}}", "a".repeat(200 * 1024));
+        let files: Vec<(&str, String)> = vec![
+            (
+                "big",
+                format!("{long_line}\n{}", "{\"n\":1}\r\n".repeat(20_000)),
+            ),
+            ("small", "{\"n\":2}\n{\"n\":3}\npartial".to_string()),
+            ("empty", String::new()),
+            ("big-again", "{\"n\":4}\n".repeat(30_000)),
+            ("no-newline", "{\"n\":5}".to_string()),
+        ];
+        for (name, text) in &files {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let mut file = std::fs::File::open(&path).unwrap();
+            let fresh = crate::tail::read_lines(&mut file, 0, 64 * 1024, 16 * 1024 * 1024).unwrap();
+            let expected: Vec<Vec<u8>> = fresh.iter_lines().map(<[u8]>::to_vec).collect();
+            let (lines, more, end) = with_first_lines(&path, |chunk| {
+                let lines: Vec<Vec<u8>> = chunk.iter_lines().map(<[u8]>::to_vec).collect();
+                (lines, chunk.more, chunk.end)
+            })
+            .unwrap();
+            assert_eq!(lines, expected, "{name}");
+            if *name == "small" {
+                // Written out: two complete lines; the unterminated tail is not a line yet.
+                assert_eq!(lines, [b"{\"n\":2}".to_vec(), b"{\"n\":3}".to_vec()]);
+                assert_eq!(end, 16);
+            }
+            assert_eq!((more, end), (fresh.more, fresh.end), "{name}");
+        }
+        assert!(with_first_lines(&dir.path().join("absent"), |_| ()).is_none());
+    }
 
     #[test]
     fn a_unit_with_a_name_that_is_not_utf8_survives_json() {
