@@ -337,9 +337,18 @@ fn read_pending_lines(
         Err(_) => sources::line_parser(unit, None, parse).map_err(|e| e.to_string())?,
     };
     let mut offset = resume.map_or(0, |r| r.checkpoint.offset);
+    // One buffer for all of the file's chunks: a large file is read in 8 MiB steps, and a
+    // fresh buffer for each would be allocated and faulted in again every time.
+    let mut chunk = tail::Chunk::default();
     loop {
-        let chunk = tail::read_lines(&mut file, offset, 8 * 1024 * 1024, max_line_bytes)
-            .map_err(|e| e.to_string())?;
+        tail::read_lines_into(
+            &mut file,
+            offset,
+            8 * 1024 * 1024,
+            max_line_bytes,
+            &mut chunk,
+        )
+        .map_err(|e| e.to_string())?;
         let mut records = Vec::new();
         for line in chunk.iter_lines() {
             if !line.iter().all(u8::is_ascii_whitespace) {

@@ -697,6 +697,42 @@ fn config_shows_where_each_value_came_from() {
     assert_eq!(json["origins"]["redact"]["from"], "default");
 }
 
+/// A transcript larger than one read chunk (8 MiB) is previewed whole: every chunk's messages
+/// are counted.
+#[test]
+fn a_dry_run_counts_every_chunk_of_a_large_transcript() {
+    let emu = Emulation::with_key(KEY);
+    let home = TestHome::new();
+    home.login(&emu.url(), KEY);
+    let project = home.claude_projects().join("-home-dev-project");
+    std::fs::create_dir_all(&project).unwrap();
+    let sid = "c1a0de00-0000-4000-8000-0000000000b1";
+    // 60 turns with a 160 KiB prompt each: ~9.4 MiB, more than one 8 MiB chunk.
+    let turns = 60u32;
+    let mut transcript = String::new();
+    for n in 0..turns {
+        let prompt = format!("question {n} ") + &"x".repeat(160 * 1024);
+        transcript.push_str(&crate::daemon::Transcripts::claude_user(sid, n, &prompt));
+        transcript.push('\n');
+        transcript.push_str(&crate::daemon::Transcripts::claude_assistant(
+            sid,
+            n,
+            &format!("answer {n}"),
+            40,
+        ));
+        transcript.push('\n');
+    }
+    assert!(transcript.len() > 9 * 1024 * 1024);
+    std::fs::write(project.join(format!("{sid}.jsonl")), &transcript).unwrap();
+
+    let dry: serde_json::Value =
+        serde_json::from_str(&home.ok(&["sync", "--dry-run", "--json"])).unwrap();
+    // A prompt and an answer per turn.
+    assert_eq!(dry["messages"], 2 * turns);
+    assert_eq!(dry["sessions"], 1);
+    assert_eq!(emu.message_count(), 0, "a dry run sent something");
+}
+
 #[test]
 fn sync_and_its_dry_run_speak_json() {
     let emu = Emulation::with_key(KEY);
