@@ -685,13 +685,19 @@ mod tests {
 
         std::fs::rename(&outside, root.join("moved")).unwrap();
         let seen = hints_until_changed(&mut rx, &root.join("moved/nested/old.jsonl"));
-        assert!(!seen.iter().any(|h| matches!(h, Hint::Rescan(_))), "{seen:?}");
+        assert!(
+            !seen.iter().any(|h| matches!(h, Hint::Rescan(_))),
+            "{seen:?}"
+        );
 
         let fresh = root.join("fresh/deeper");
         std::fs::create_dir_all(&fresh).unwrap();
         std::fs::write(fresh.join("new.jsonl"), b"y\n").unwrap();
         let seen = hints_until_changed(&mut rx, &fresh.join("new.jsonl"));
-        assert!(!seen.iter().any(|h| matches!(h, Hint::Rescan(_))), "{seen:?}");
+        assert!(
+            !seen.iter().any(|h| matches!(h, Hint::Rescan(_))),
+            "{seen:?}"
+        );
         // Written again after it was listed: the tree's watch covers it.
         std::fs::write(fresh.join("later.jsonl"), b"z\n").unwrap();
         hints_until_changed(&mut rx, &fresh.join("later.jsonl"));
@@ -745,7 +751,10 @@ mod tests {
             Hint::Refresh => panic!("not ours: a refresh"),
         }));
         let why = first.unwrap();
-        assert!(why.contains(".codex") && !why.contains("unrelated"), "{why}");
+        assert!(
+            why.contains(".codex") && !why.contains("unrelated"),
+            "{why}"
+        );
         assert!(w.refresh().unwrap());
         assert_eq!(w.watches(), vec![(root, true)]);
     }
@@ -767,7 +776,10 @@ mod tests {
         std::fs::create_dir(&msg).unwrap();
         std::fs::write(msg.join("prt_1.json"), b"{}").unwrap();
         let seen = hints_until_changed(&mut rx, &msg.join("prt_1.json"));
-        assert!(!seen.iter().any(|h| matches!(h, Hint::Rescan(_))), "{seen:?}");
+        assert!(
+            !seen.iter().any(|h| matches!(h, Hint::Rescan(_))),
+            "{seen:?}"
+        );
         assert_eq!(w.recent_dirs(), vec![msg.clone()]);
         std::fs::write(msg.join("prt_2.json"), b"{}").unwrap();
         hints_until_changed(&mut rx, &msg.join("prt_2.json"));

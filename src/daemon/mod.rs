@@ -263,12 +263,9 @@ impl Daemon {
                 .flat_map(|source| plan_roots.watch_plan(*source))
                 .collect()
         });
-        let mut watcher = Watcher::start(
-            plan,
-            Duration::from_millis(self.cfg.debounce_ms),
-            hint_tx,
-        )
-        .context("setting up file watching")?;
+        let mut watcher =
+            Watcher::start(plan, Duration::from_millis(self.cfg.debounce_ms), hint_tx)
+                .context("setting up file watching")?;
         self.watch_warning = watcher.degraded();
 
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(64);

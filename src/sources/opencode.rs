@@ -24,6 +24,9 @@
 //! (`UsageMerge::Replace` by message id, so a rewrite replaces rather than adds); child sessions
 //! (`parentID`) are separate sessions.
 //!
+//! Watching (`watch_plan`): each data dir by its entries; its JSON tree only while no database
+//! sits next to it, and then without a watch per message directory.
+//!
 //! `~/.opencode` (`Roots::opencode_legacy`): the formats spec found no store there in any
 //! OpenCode release; if it holds a `storage/` tree of the layout above, it is read like one.
 
@@ -120,7 +123,10 @@ impl Source for OpenCode {
         let mut plan = Vec::new();
         for root in roots {
             if is_db_file(root) {
-                plan.extend(root.parent().map(|dir| WatchDir::entries(dir.to_path_buf())));
+                plan.extend(
+                    root.parent()
+                        .map(|dir| WatchDir::entries(dir.to_path_buf())),
+                );
                 continue;
             }
             plan.push(WatchDir::entries(root.clone()));
@@ -641,4 +647,85 @@ pub fn session_records(
         }));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::WatchDepth;
+
+    fn plan(roots: &[PathBuf]) -> Vec<(PathBuf, WatchDepth)> {
+        OpenCode
+            .watch_plan(roots)
+            .into_iter()
+            .map(|d| (d.path, d.depth))
+            .collect()
+    }
+
+    fn json_tree(data: &Path) {
+        let storage = data.join("storage");
+        std::fs::create_dir_all(storage.join("session/proj")).unwrap();
+        std::fs::create_dir_all(storage.join("message/ses_1")).unwrap();
+        std::fs::create_dir_all(storage.join("part/msg_1")).unwrap();
+        std::fs::create_dir_all(storage.join("part/msg_2")).unwrap();
+    }
+
+    /// Before 1.2 the JSON tree is live: its session and message trees are watched, the part
+    /// directory by its entries only (no directory per message).
+    #[test]
+    fn a_live_json_tree_is_watched_without_its_message_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("opencode");
+        json_tree(&data);
+        let storage = data.join("storage");
+        assert_eq!(
+            plan(std::slice::from_ref(&data)),
+            vec![
+                (data.clone(), WatchDepth::Entries),
+                (storage.join("session"), WatchDepth::Tree),
+                (storage.join("message"), WatchDepth::Tree),
+                (storage.join("part"), WatchDepth::EntriesAndNewDirs),
+            ]
+        );
+    }
+
+    /// With a database next to it (any `opencode*.db`, or the one `OPENCODE_DB` names) the
+    /// JSON tree is frozen: nothing under `storage/` is watched.
+    #[test]
+    fn with_a_database_nothing_under_storage_is_watched() {
+        for db_name in ["opencode.db", "opencode-beta.db"] {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("opencode");
+            json_tree(&data);
+            std::fs::write(data.join(db_name), b"").unwrap();
+            assert_eq!(
+                plan(std::slice::from_ref(&data)),
+                vec![(data.clone(), WatchDepth::Entries)],
+                "{db_name}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("opencode");
+        json_tree(&data);
+        let named = data.join("custom.db");
+        std::fs::write(&named, b"").unwrap();
+        assert_eq!(
+            plan(&[data.clone(), named]),
+            vec![
+                (data.clone(), WatchDepth::Entries),
+                (data, WatchDepth::Entries)
+            ]
+        );
+    }
+
+    /// A root that does not exist yet plans the same directories (the watcher covers them
+    /// by their nearest existing ancestor until they appear).
+    #[test]
+    fn a_missing_data_dir_plans_the_live_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("absent");
+        let planned = plan(std::slice::from_ref(&data));
+        assert_eq!(planned.len(), 4);
+        assert_eq!(planned[0], (data, WatchDepth::Entries));
+    }
 }
