@@ -845,5 +845,13 @@ mod tests {
             "{:?}",
             w.watched()
         );
+
+        // Started with the database already there: nothing under `storage/` either.
+        let roots = vec![data.clone()];
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let plan: Plan = Box::new(move || OpenCode.watch_plan(&roots));
+        let w = Watcher::start(plan, Duration::from_millis(50), tx).unwrap();
+        assert_eq!(w.watches(), vec![(data, false)]);
+        assert!(w.recent_dirs().is_empty());
     }
 }
