@@ -44,6 +44,9 @@ use crate::sources::{WatchDepth, WatchDir};
 /// are plenty, and a live user's recent messages are a few dozen watches at most.
 pub const RECENT_DIR_KEEP: Duration = Duration::from_secs(600);
 
+/// The most directories kept watched because they appeared recently (the oldest go first).
+pub const RECENT_DIRS_MAX: usize = 512;
+
 /// A new directory holding more files than this is handed to a full scan rather than listed
 /// into the debouncer (a whole history moved into a source tree at once).
 pub const NEW_DIR_MAX_FILES: usize = 10_000;
@@ -316,6 +319,25 @@ impl Shared {
         }
     }
 
+    /// Keeps at most [`RECENT_DIRS_MAX`] recent directories, dropping the oldest: a bound
+    /// whatever a tool does (a live user makes a few dozen in [`RECENT_DIR_KEEP`]).
+    fn cap_recent(&mut self) {
+        while self.recent.len() > RECENT_DIRS_MAX {
+            let Some(oldest) = self
+                .recent
+                .iter()
+                .min_by_key(|(_, since)| **since)
+                .map(|(path, _)| path.clone())
+            else {
+                return;
+            };
+            self.recent.remove(&oldest);
+            if !self.watched.contains_key(&oldest) {
+                let _ = self.notify.unwatch(&oldest);
+            }
+        }
+    }
+
     fn place(&self, path: &Path) -> Place {
         if self.plan.iter().any(|d| d.path.starts_with(path)) {
             return Place::Planned;
@@ -340,8 +362,9 @@ impl Shared {
         place
     }
 
-    /// Makes sure a watch covers the new directory `dir` (see [`Place`]); false when it
-    /// could not be (it vanished, or the limit was hit: then a scan is asked for).
+    /// Makes sure a watch covers the new directory `dir` (see [`Place`]) before its files are
+    /// listed. A directory that vanished meanwhile needs none; the watch limit or another
+    /// notify failure is the error (the caller asks for a full scan, with it as the reason).
     fn cover_new_dir(&mut self, dir: &Path, place: Place, now: Instant) -> Result<(), String> {
         let mode = match place {
             // notify watches a new directory of a tree itself, but only after handing out
@@ -358,6 +381,7 @@ impl Shared {
             Ok(()) => {
                 if mode == RecursiveMode::NonRecursive {
                     self.recent.insert(dir.to_path_buf(), now);
+                    self.cap_recent();
                 }
                 Ok(())
             }
@@ -784,9 +808,31 @@ mod tests {
         std::fs::write(msg.join("prt_2.json"), b"{}").unwrap();
         hints_until_changed(&mut rx, &msg.join("prt_2.json"));
 
+        // Past the bound, the oldest recent directory goes first.
+        let second = part.join("msg_newer");
+        std::fs::create_dir(&second).unwrap();
+        std::fs::write(second.join("prt_1.json"), b"{}").unwrap();
+        hints_until_changed(&mut rx, &second.join("prt_1.json"));
+        {
+            let mut shared = lock(&w.shared);
+            assert_eq!(shared.recent.len(), 2);
+            let newest = shared.recent[&second];
+            shared.recent.insert(part.join("msg_extra"), newest);
+            let many: Vec<PathBuf> = (0..RECENT_DIRS_MAX)
+                .map(|i| part.join(format!("msg_fake_{i:04}")))
+                .collect();
+            for fake in many {
+                shared.recent.insert(fake, newest);
+            }
+            shared.cap_recent();
+            assert_eq!(shared.recent.len(), RECENT_DIRS_MAX);
+            assert!(!shared.recent.contains_key(&msg), "the oldest was kept");
+            shared.recent.retain(|p, _| *p == second);
+        }
+
         // Still recent at a refresh: kept; once no longer recent: dropped.
         assert!(!w.refresh().unwrap());
-        assert_eq!(w.recent_dirs(), vec![msg.clone()]);
+        assert_eq!(w.recent_dirs(), vec![second]);
         lock(&w.shared).recent_keep = Duration::ZERO;
         assert!(!w.refresh().unwrap());
         assert!(w.recent_dirs().is_empty());
