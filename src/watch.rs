@@ -7,7 +7,8 @@
 //!   directory that does not exist yet is covered by a non-recursive watch on its nearest
 //!   existing ancestor, so when the tool creates it we see it. Nothing else is watched, except
 //!   the directories that appeared in an [`WatchDepth::EntriesAndNewDirs`] directory in the
-//!   last [`RECENT_DIR_KEEP`] (dropped when a later one appears or at a refresh after that).
+//!   last [`RECENT_DIR_KEEP`] (dropped when a later one appears or at a refresh after that;
+//!   never more than [`RECENT_DIRS_MAX`]).
 //! - A new directory is not a full scan: once a watch covers it (notify adds its own for a
 //!   tree after handing out the event, so a watch call of ours, answered by notify's thread
 //!   only after that, is the barrier; in an entries-only directory we add it ourselves), its
@@ -501,8 +502,10 @@ impl Pending {
                     );
                 }
                 Place::Outside => {}
+                // A symlink to a directory is not followed, as scans do not (a link loop
+                // cannot make us watch or list forever).
                 Place::InTree | Place::Entry { .. } | Place::InRecent
-                    if appeared && path.is_dir() =>
+                    if appeared && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) =>
                 {
                     if let Err(why) = shared.cover_new_dir(&path, place, now) {
                         self.rescan_because(why, now);
