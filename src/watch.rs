@@ -1,34 +1,66 @@
-//! File watching: notify on every source directory, debounced here and turned into hints for
-//! the scheduler. Events only say "look here"; the scan is the truth (DESIGN invariant 7), so
-//! anything the watcher cannot promise — an overflow, an error, a new directory whose files may
-//! predate its watch, a root that did not exist yet — becomes a request for a full scan.
+//! File watching: notify on what each source's watch plan names ([`WatchDir`]: a tree, or a
+//! directory's entries), debounced here and turned into hints for the scheduler. Events only
+//! say "look here"; the scan is the truth (DESIGN invariant 7).
+//!
+//! Invariants:
+//! - Exactly the plan is watched, re-evaluated at each [`Watcher::refresh`]; a planned
+//!   directory that does not exist yet is covered by a non-recursive watch on its nearest
+//!   existing ancestor, so when the tool creates it we see it. Nothing else is watched, except
+//!   the directories that appeared in an [`WatchDepth::EntriesAndNewDirs`] directory in the
+//!   last [`RECENT_DIR_KEEP`] (dropped when a later one appears or at a refresh after that;
+//!   never more than [`RECENT_DIRS_MAX`]).
+//! - A new directory is not a full scan: once a watch covers it (notify adds its own for a
+//!   tree after handing out the event, so a watch call of ours, answered by notify's thread
+//!   only after that, is the barrier; in an entries-only directory we add it ourselves), its
+//!   files are listed and handed out as changed paths, so a file written before the watch
+//!   existed is not missed. Only a planned directory (or an ancestor) appearing or vanishing,
+//!   an overflow, a watcher error or a new directory holding more than [`NEW_DIR_MAX_FILES`]
+//!   files ask for a full scan.
+//! - An entry appearing or vanishing in an entries-only directory may change the plan
+//!   (OpenCode's database appearing freezes its JSON tree): that asks for a refresh.
+//! - Events outside the plan (in a missing directory's ancestor) are dropped.
 //!
 //! The debouncing is ours rather than notify-debouncer-full's because that one wakes up every
 //! quarter of the debounce period forever; this one blocks until an event arrives and only
 //! keeps a timer while events are pending, so a watcher over an idle tree costs nothing. A
 //! path's hint goes out `debounce` after the first event of its burst (a file written
 //! continuously is still read every `debounce`).
-//!
-//! Roots that do not exist yet are covered by a non-recursive watch on their nearest existing
-//! ancestor: when the tool is installed later and creates its directory, we see it and watch it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use notify::{
     RecursiveMode, Watcher as _,
-    event::{AccessKind, AccessMode, EventKind},
+    event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode},
 };
 use tokio::sync::mpsc;
+
+use crate::sources::{WatchDepth, WatchDir};
+
+/// How long a directory that appeared in an [`WatchDepth::EntriesAndNewDirs`] directory stays
+/// watched: OpenCode writes a user message's parts right after the message file, so minutes
+/// are plenty, and a live user's recent messages are a few dozen watches at most.
+pub const RECENT_DIR_KEEP: Duration = Duration::from_secs(600);
+
+/// The most directories kept watched because they appeared recently (the oldest go first).
+pub const RECENT_DIRS_MAX: usize = 512;
+
+/// A new directory holding more files than this is handed to a full scan rather than listed
+/// into the debouncer (a whole history moved into a source tree at once).
+pub const NEW_DIR_MAX_FILES: usize = 10_000;
 
 /// What the watcher tells the scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hint {
     /// These paths changed.
     Changed(Vec<PathBuf>),
-    /// Scan everything (overflow, watcher error, new directory, new root).
+    /// The watch plan may have changed: re-evaluate it ([`Watcher::refresh`]); scan only if
+    /// that watches something new.
+    Refresh,
+    /// Scan everything (overflow, watcher error, a planned directory appearing).
     Rescan(String),
 }
 
@@ -50,20 +82,68 @@ pub enum WatchError {
     Notify(#[from] notify::Error),
 }
 
+/// Computes the watch plan from what is on disk now.
+pub type Plan = Box<dyn Fn() -> Vec<WatchDir> + Send>;
+
 /// The running watcher. Dropping it stops watching.
 pub struct Watcher {
+    shared: Arc<Mutex<Shared>>,
+    plan: Plan,
+}
+
+/// Why a directory is watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    /// The nearest existing ancestor of a planned directory that does not exist yet.
+    Ancestor,
+    /// A planned directory.
+    Planned(WatchDepth),
+}
+
+impl Role {
+    fn recursive(self) -> bool {
+        self == Role::Planned(WatchDepth::Tree)
+    }
+}
+
+/// What the watcher and its debouncer share: notify itself (the debouncer adds watches for
+/// new directories), the plan in force and the watches held.
+struct Shared {
     notify: notify::RecommendedWatcher,
-    roots: Vec<PathBuf>,
-    /// Paths currently watched, with their mode (true = recursive).
-    watched: BTreeSet<(PathBuf, bool)>,
+    /// The plan in force (its directories may not exist).
+    plan: Vec<WatchDir>,
+    /// The watches held for the plan, by path.
+    watched: BTreeMap<PathBuf, Role>,
+    /// Directories that appeared in an entries-and-new-dirs directory, watched (entries only)
+    /// since then.
+    recent: BTreeMap<PathBuf, Instant>,
+    /// How long `recent` directories stay watched.
+    recent_keep: Duration,
     /// Set when the watch limit was hit: scans carry the load.
-    pub degraded: Option<String>,
+    degraded: Option<String>,
+}
+
+/// Where an event's path lies relative to the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A planned directory or an ancestor of one.
+    Planned,
+    /// Inside a planned tree.
+    InTree,
+    /// An entry of an entries-only planned directory (`new_dirs`: its new subdirectories are
+    /// watched for a while).
+    Entry { new_dirs: bool },
+    /// An entry of a recently appeared directory.
+    InRecent,
+    /// Nothing the plan asks for.
+    Outside,
 }
 
 impl Watcher {
-    /// Starts watching `roots` (which may not exist yet); hints go to `tx`.
+    /// Starts watching what `plan` names (re-evaluated at each [`refresh`](Self::refresh));
+    /// hints go to `tx`.
     pub fn start(
-        roots: Vec<PathBuf>,
+        plan: Plan,
         debounce: Duration,
         tx: mpsc::UnboundedSender<Hint>,
     ) -> Result<Watcher, WatchError> {
@@ -76,65 +156,133 @@ impl Watcher {
             }
             let _ = raw_tx.send(result);
         })?;
+        let shared = Arc::new(Mutex::new(Shared {
+            notify,
+            plan: Vec::new(),
+            watched: BTreeMap::new(),
+            recent: BTreeMap::new(),
+            recent_keep: RECENT_DIR_KEEP,
+            degraded: None,
+        }));
         let debounce = debounce.max(Duration::from_millis(10));
-        let handler_roots = roots.clone();
+        // A weak handle: the debouncer must not keep notify (and so its own input) alive
+        // once the watcher is dropped.
+        let for_debouncer = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("opensyncd-watch".into())
-            .spawn(move || debounce_loop(raw_rx, debounce, &handler_roots, &tx))
+            .spawn(move || debounce_loop(raw_rx, debounce, &for_debouncer, &tx))
             .map_err(notify::Error::io)?;
-        let mut watcher = Watcher {
-            notify,
-            roots,
-            watched: BTreeSet::new(),
-            degraded: None,
-        };
+        let mut watcher = Watcher { shared, plan };
         watcher.refresh()?;
         Ok(watcher)
     }
 
-    /// (Re-)establishes watches: recursive on existing roots, non-recursive on the nearest
-    /// existing ancestor of missing ones. Returns true when anything new is watched (the
-    /// caller then rescans, since files may predate the watch).
+    /// Re-evaluates the plan and (re-)establishes watches to match it: the planned
+    /// directories that exist as the plan says, the nearest existing ancestor of those that do
+    /// not (entries only); drops the rest, and the recent directories older than
+    /// [`RECENT_DIR_KEEP`]. Returns true when anything new is watched (the caller then
+    /// rescans, since files may predate the watch).
     pub fn refresh(&mut self) -> Result<bool, WatchError> {
-        let mut wanted = BTreeSet::new();
-        for root in &self.roots {
-            if root.is_dir() {
-                wanted.insert((root.clone(), true));
-            } else if let Some(ancestor) = nearest_existing_ancestor(root) {
-                wanted.insert((ancestor, false));
+        let plan = (self.plan)();
+        lock(&self.shared).apply(plan, Instant::now())
+    }
+
+    /// Every directory watched (planned, ancestors of missing ones, recent), sorted.
+    pub fn watched(&self) -> Vec<PathBuf> {
+        let shared = lock(&self.shared);
+        let mut all: Vec<PathBuf> = shared
+            .watched
+            .keys()
+            .chain(shared.recent.keys())
+            .cloned()
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// Each watch held for the plan, with whether it is recursive (recent directories
+    /// aside).
+    pub fn watches(&self) -> Vec<(PathBuf, bool)> {
+        lock(&self.shared)
+            .watched
+            .iter()
+            .map(|(path, role)| (path.clone(), role.recursive()))
+            .collect()
+    }
+
+    /// The directories watched because they appeared recently in an entries-and-new-dirs
+    /// directory.
+    pub fn recent_dirs(&self) -> Vec<PathBuf> {
+        lock(&self.shared).recent.keys().cloned().collect()
+    }
+
+    /// Set when the watch limit was hit: events are missing for part of the tree, so scans
+    /// carry the load.
+    pub fn degraded(&self) -> Option<String> {
+        lock(&self.shared).degraded.clone()
+    }
+}
+
+/// The shared state, even if a thread panicked holding it (it holds no invariant a panic
+/// could break halfway: at worst a watch is held that the next refresh drops).
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    fn apply(&mut self, plan: Vec<WatchDir>, now: Instant) -> Result<bool, WatchError> {
+        let mut wanted: BTreeMap<PathBuf, Role> = BTreeMap::new();
+        let mut want = |path: PathBuf, role: Role| {
+            let entry = wanted.entry(path).or_insert(role);
+            // Two plans on one directory: the deeper watch serves both.
+            *entry = (*entry).max(role);
+        };
+        for dir in &plan {
+            if dir.path.is_dir() {
+                want(dir.path.clone(), Role::Planned(dir.depth));
+            } else if let Some(ancestor) = nearest_existing_ancestor(&dir.path) {
+                want(ancestor, Role::Ancestor);
             }
         }
-        let mut added = false;
-        for stale in self
+        self.plan = plan;
+        let stale: Vec<PathBuf> = self
             .watched
-            .difference(&wanted)
-            .cloned()
-            .collect::<Vec<_>>()
-        {
-            let _ = self.notify.unwatch(&stale.0);
-            self.watched.remove(&stale);
+            .iter()
+            .filter(|(path, role)| {
+                wanted
+                    .get(*path)
+                    .is_none_or(|new| new.recursive() != role.recursive())
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in stale {
+            let _ = self.notify.unwatch(&path);
+            self.watched.remove(&path);
         }
-        for (path, recursive) in wanted {
-            if self.watched.contains(&(path.clone(), recursive)) {
+        self.prune_recent(now);
+        let mut added = false;
+        for (path, role) in wanted {
+            if let Some(held) = self.watched.get_mut(&path) {
+                // Same notify mode: only the role changes.
+                *held = role;
                 continue;
             }
-            let mode = if recursive {
+            let mode = if role.recursive() {
                 RecursiveMode::Recursive
             } else {
                 RecursiveMode::NonRecursive
             };
             match self.notify.watch(&path, mode) {
                 Ok(()) => {
-                    tracing::debug!(path = %path.display(), recursive, "watching");
-                    self.watched.insert((path, recursive));
+                    tracing::debug!(path = %path.display(), ?role, "watching");
+                    self.watched.insert(path, role);
                     added = true;
                 }
                 Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
-                    let err = WatchError::Limit {
-                        current: inotify_limit(),
-                    };
-                    tracing::error!("{err}");
-                    self.degraded = Some(err.to_string());
+                    self.hit_limit();
                     return Ok(added);
                 }
                 Err(e) if matches!(e.kind, notify::ErrorKind::PathNotFound) => {
@@ -146,9 +294,108 @@ impl Watcher {
         Ok(added)
     }
 
-    /// The paths currently watched.
-    pub fn watched(&self) -> Vec<PathBuf> {
-        self.watched.iter().map(|(p, _)| p.clone()).collect()
+    fn hit_limit(&mut self) {
+        let err = WatchError::Limit {
+            current: inotify_limit(),
+        };
+        tracing::error!("{err}");
+        self.degraded = Some(err.to_string());
+    }
+
+    /// Stops watching the recent directories that are no longer recent.
+    fn prune_recent(&mut self, now: Instant) {
+        let keep = self.recent_keep;
+        let old: Vec<PathBuf> = self
+            .recent
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) >= keep)
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in old {
+            self.recent.remove(&path);
+            if !self.watched.contains_key(&path) {
+                // Gone already (a reverted message) is fine: nothing to stop watching.
+                let _ = self.notify.unwatch(&path);
+            }
+        }
+    }
+
+    /// Keeps at most [`RECENT_DIRS_MAX`] recent directories, dropping the oldest: a bound
+    /// whatever a tool does (a live user makes a few dozen in [`RECENT_DIR_KEEP`]).
+    fn cap_recent(&mut self) {
+        while self.recent.len() > RECENT_DIRS_MAX {
+            let Some(oldest) = self
+                .recent
+                .iter()
+                .min_by_key(|(_, since)| **since)
+                .map(|(path, _)| path.clone())
+            else {
+                return;
+            };
+            self.recent.remove(&oldest);
+            if !self.watched.contains_key(&oldest) {
+                let _ = self.notify.unwatch(&oldest);
+            }
+        }
+    }
+
+    fn place(&self, path: &Path) -> Place {
+        if self.plan.iter().any(|d| d.path.starts_with(path)) {
+            return Place::Planned;
+        }
+        let parent = path.parent();
+        let mut place = Place::Outside;
+        for dir in &self.plan {
+            match dir.depth {
+                WatchDepth::Tree if path.starts_with(&dir.path) => return Place::InTree,
+                WatchDepth::Entries if parent == Some(dir.path.as_path()) => {
+                    place = Place::Entry { new_dirs: false };
+                }
+                WatchDepth::EntriesAndNewDirs if parent == Some(dir.path.as_path()) => {
+                    return Place::Entry { new_dirs: true };
+                }
+                _ => {}
+            }
+        }
+        if place == Place::Outside && parent.is_some_and(|p| self.recent.contains_key(p)) {
+            place = Place::InRecent;
+        }
+        place
+    }
+
+    /// Makes sure a watch covers the new directory `dir` (see [`Place`]) before its files are
+    /// listed. A directory that vanished meanwhile needs none; the watch limit or another
+    /// notify failure is the error (the caller asks for a full scan, with it as the reason).
+    fn cover_new_dir(&mut self, dir: &Path, place: Place, now: Instant) -> Result<(), String> {
+        let mode = match place {
+            // notify watches a new directory of a tree itself, but only after handing out
+            // the event; our call is answered by notify's thread after that, so it is the
+            // barrier after which listing the directory misses nothing.
+            Place::InTree => RecursiveMode::Recursive,
+            Place::Entry { new_dirs: true } => {
+                self.prune_recent(now);
+                RecursiveMode::NonRecursive
+            }
+            _ => return Ok(()),
+        };
+        match self.notify.watch(dir, mode) {
+            Ok(()) => {
+                if mode == RecursiveMode::NonRecursive {
+                    self.recent.insert(dir.to_path_buf(), now);
+                    self.cap_recent();
+                }
+                Ok(())
+            }
+            Err(e) if matches!(e.kind, notify::ErrorKind::PathNotFound) => Ok(()),
+            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                self.hit_limit();
+                Err(format!(
+                    "the watch limit was hit watching {}",
+                    dir.display()
+                ))
+            }
+            Err(e) => Err(format!("could not watch {}: {e}", dir.display())),
+        }
     }
 }
 
@@ -179,35 +426,128 @@ fn is_read_only(event: &notify::Event) -> bool {
     matches!(event.kind, EventKind::Access(_)) && !closed_after_write
 }
 
+/// Whether the event says its path appeared (created, or moved in).
+fn appeared(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Modify(ModifyKind::Name(
+                RenameMode::To | RenameMode::Both | RenameMode::Any
+            ))
+    )
+}
+
+/// Whether the event says an entry appeared or vanished (not only that it was written).
+fn entry_changed(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+    )
+}
+
+/// The files below `dir` (into subdirectories when `deep`; symlinked directories are not
+/// followed), or `None` when there are more than `max`.
+fn list_files(dir: &Path, deep: bool, max: usize, out: &mut Vec<PathBuf>) -> Option<()> {
+    // A directory that cannot be read (vanished, no permission) has nothing to hand out;
+    // the scan is the truth if it matters.
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Some(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => {
+                if deep {
+                    list_files(&path, deep, max, out)?;
+                }
+            }
+            _ => {
+                if out.len() >= max {
+                    return None;
+                }
+                out.push(path);
+            }
+        }
+    }
+    Some(())
+}
+
 /// Events waiting for their debounce period to end.
 #[derive(Default)]
 struct Pending {
     /// Changed paths, with the time of the first event of their burst.
     changed: HashMap<PathBuf, Instant>,
+    /// The plan may have changed, since when.
+    refresh: Option<Instant>,
     /// A full scan is needed: why, and since when.
     rescan: Option<(String, Instant)>,
 }
 
 impl Pending {
-    fn add(&mut self, event: notify::Event, roots: &[PathBuf], now: Instant) {
+    fn add(&mut self, event: notify::Event, shared: &Mutex<Shared>, now: Instant) {
         if event.need_rescan() {
             self.rescan_because("the watcher lost events (overflow)".into(), now);
             return;
         }
-        let is_create = matches!(event.kind, EventKind::Create(_));
+        let appeared = appeared(&event.kind);
+        let entry_changed = entry_changed(&event.kind);
         for path in event.paths {
-            // A new directory: files created in it before its watch existed are invisible to
-            // notify, and a root appearing needs a recursive watch — both mean "scan".
-            if is_create && path.is_dir() {
-                self.rescan_because(format!("new directory {}", path.display()), now);
-            } else if roots.iter().any(|r| *r == path || r.starts_with(&path)) {
-                self.rescan_because(
-                    format!("source directory {} appeared or changed", path.display()),
-                    now,
-                );
-            } else {
-                self.changed.entry(path).or_insert(now);
+            let mut shared = lock(shared);
+            let place = shared.place(&path);
+            match place {
+                Place::Planned => {
+                    self.rescan_because(
+                        format!("source directory {} appeared or changed", path.display()),
+                        now,
+                    );
+                }
+                Place::Outside => {}
+                // A symlink to a directory is not followed, as scans do not (a link loop
+                // cannot make us watch or list forever).
+                Place::InTree | Place::Entry { .. } | Place::InRecent
+                    if appeared && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) =>
+                {
+                    if let Err(why) = shared.cover_new_dir(&path, place, now) {
+                        self.rescan_because(why, now);
+                        continue;
+                    }
+                    drop(shared);
+                    self.new_dir(&path, place, now);
+                }
+                Place::InTree | Place::Entry { .. } | Place::InRecent => {
+                    if entry_changed && place == (Place::Entry { new_dirs: false }) {
+                        self.refresh.get_or_insert(now);
+                    }
+                    self.changed.entry(path).or_insert(now);
+                }
             }
+        }
+    }
+
+    /// A directory appeared (and a watch covers it, or it is not to be watched): its files
+    /// are changed paths.
+    fn new_dir(&mut self, dir: &Path, place: Place, now: Instant) {
+        let deep = match place {
+            Place::InTree => true,
+            Place::Entry { new_dirs: true } => false,
+            // Not watched (a directory in a data dir, or in a message's directory): its files
+            // are nobody's units.
+            _ => return,
+        };
+        let mut files = Vec::new();
+        if list_files(dir, deep, NEW_DIR_MAX_FILES, &mut files).is_none() {
+            self.rescan_because(
+                format!(
+                    "new directory {} holds more than {NEW_DIR_MAX_FILES} files",
+                    dir.display()
+                ),
+                now,
+            );
+            return;
+        }
+        tracing::debug!(dir = %dir.display(), files = files.len(), "new directory");
+        for file in files {
+            self.changed.entry(file).or_insert(now);
         }
     }
 
@@ -222,7 +562,7 @@ impl Pending {
     fn next_due(&self, debounce: Duration) -> Option<Instant> {
         let first_change = self.changed.values().min().copied();
         let first_rescan = self.rescan.as_ref().map(|(_, at)| *at);
-        [first_change, first_rescan]
+        [first_change, self.refresh, first_rescan]
             .into_iter()
             .flatten()
             .min()
@@ -240,6 +580,11 @@ impl Pending {
             !ready
         });
         let mut hints = Vec::new();
+        // The refresh first: the changed paths may belong to what it watches anew.
+        if self.refresh.is_some_and(|at| at + debounce <= now) {
+            self.refresh = None;
+            hints.push(Hint::Refresh);
+        }
         if !due.is_empty() {
             due.sort();
             hints.push(Hint::Changed(due));
@@ -262,7 +607,7 @@ impl Pending {
 fn debounce_loop(
     raw: std_mpsc::Receiver<notify::Result<notify::Event>>,
     debounce: Duration,
-    roots: &[PathBuf],
+    shared: &Weak<Mutex<Shared>>,
     tx: &mpsc::UnboundedSender<Hint>,
 ) {
     let mut pending = Pending::default();
@@ -274,7 +619,12 @@ fn debounce_loop(
             Some(due) => raw.recv_timeout(due.saturating_duration_since(Instant::now())),
         };
         match received {
-            Ok(Ok(event)) => pending.add(event, roots, Instant::now()),
+            Ok(Ok(event)) => {
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                pending.add(event, &shared, Instant::now());
+            }
             Ok(Err(error)) => {
                 if tx
                     .send(Hint::Rescan(format!("watcher error: {error}")))
@@ -313,21 +663,71 @@ mod tests {
         false
     }
 
+    /// Receives hints until `path` is among the changed ones; every hint seen on the way
+    /// (that one included) is returned. Panics when it does not come.
+    fn hints_until_changed(rx: &mut mpsc::UnboundedReceiver<Hint>, path: &Path) -> Vec<Hint> {
+        let mut seen = Vec::new();
+        let came = recv_until(rx, |h| {
+            seen.push(h.clone());
+            matches!(h, Hint::Changed(p) if p.iter().any(|p| p == path))
+        });
+        assert!(came, "{} was not reported; saw {seen:?}", path.display());
+        seen
+    }
+
+    fn fixed(plan: Vec<WatchDir>) -> Plan {
+        Box::new(move || plan.clone())
+    }
+
+    fn start(plan: Vec<WatchDir>) -> (Watcher, mpsc::UnboundedReceiver<Hint>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let w = Watcher::start(fixed(plan), Duration::from_millis(50), tx).unwrap();
+        (w, rx)
+    }
+
     #[test]
-    fn changes_and_new_directories_become_hints() {
+    fn changes_in_a_tree_become_hints() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("sessions");
         std::fs::create_dir(&root).unwrap();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let _w = Watcher::start(vec![root.clone()], Duration::from_millis(50), tx).unwrap();
+        let (w, mut rx) = start(vec![WatchDir::tree(root.clone())]);
+        assert_eq!(w.watches(), vec![(root.clone(), true)]);
         let file = root.join("a.jsonl");
         std::fs::write(&file, b"x\n").unwrap();
-        assert!(recv_until(
-            &mut rx,
-            |h| matches!(h, Hint::Changed(p) if p.contains(&file))
-        ));
-        std::fs::create_dir(root.join("2026")).unwrap();
-        assert!(recv_until(&mut rx, |h| matches!(h, Hint::Rescan(_))));
+        hints_until_changed(&mut rx, &file);
+    }
+
+    /// A directory moved into a tree with a file already in it (written before any watch
+    /// could see it), and one created and written at once: both files are handed out, and
+    /// neither is a full scan.
+    #[test]
+    fn a_new_directorys_files_are_hinted_without_a_full_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("projects");
+        std::fs::create_dir(&root).unwrap();
+        let outside = dir.path().join("elsewhere");
+        std::fs::create_dir_all(outside.join("nested")).unwrap();
+        std::fs::write(outside.join("nested/old.jsonl"), b"x\n").unwrap();
+        let (_w, mut rx) = start(vec![WatchDir::tree(root.clone())]);
+
+        std::fs::rename(&outside, root.join("moved")).unwrap();
+        let seen = hints_until_changed(&mut rx, &root.join("moved/nested/old.jsonl"));
+        assert!(
+            !seen.iter().any(|h| matches!(h, Hint::Rescan(_))),
+            "{seen:?}"
+        );
+
+        let fresh = root.join("fresh/deeper");
+        std::fs::create_dir_all(&fresh).unwrap();
+        std::fs::write(fresh.join("new.jsonl"), b"y\n").unwrap();
+        let seen = hints_until_changed(&mut rx, &fresh.join("new.jsonl"));
+        assert!(
+            !seen.iter().any(|h| matches!(h, Hint::Rescan(_))),
+            "{seen:?}"
+        );
+        // Written again after it was listed: the tree's watch covers it.
+        std::fs::write(fresh.join("later.jsonl"), b"z\n").unwrap();
+        hints_until_changed(&mut rx, &fresh.join("later.jsonl"));
     }
 
     #[test]
@@ -337,8 +737,7 @@ mod tests {
         std::fs::create_dir(&root).unwrap();
         let file = root.join("a.jsonl");
         std::fs::write(&file, b"x\n").unwrap();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let _w = Watcher::start(vec![root.clone()], Duration::from_millis(50), tx).unwrap();
+        let (_w, mut rx) = start(vec![WatchDir::tree(root.clone())]);
         for _ in 0..5 {
             let _ = std::fs::read(&file).unwrap();
         }
@@ -358,16 +757,150 @@ mod tests {
         );
     }
 
+    /// Until it exists, a planned directory is covered by its nearest ancestor; what else
+    /// appears there is not ours (no scan for it), the directory appearing is.
     #[test]
-    fn a_missing_root_is_picked_up_when_it_appears() {
+    fn a_missing_directory_is_picked_up_when_it_appears() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join(".codex").join("sessions");
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut w = Watcher::start(vec![root.clone()], Duration::from_millis(50), tx).unwrap();
-        assert_eq!(w.watched(), vec![dir.path().to_path_buf()]);
+        let (mut w, mut rx) = start(vec![WatchDir::tree(root.clone())]);
+        assert_eq!(w.watches(), vec![(dir.path().to_path_buf(), false)]);
+        std::fs::create_dir(dir.path().join("unrelated")).unwrap();
+        std::fs::write(dir.path().join("unrelated.txt"), b"x").unwrap();
         std::fs::create_dir_all(&root).unwrap();
-        assert!(recv_until(&mut rx, |h| matches!(h, Hint::Rescan(_))));
+        let mut first = None;
+        assert!(recv_until(&mut rx, |h| match h {
+            Hint::Rescan(why) => {
+                first = Some(why.clone());
+                true
+            }
+            Hint::Changed(paths) => panic!("not ours: {paths:?}"),
+            Hint::Refresh => panic!("not ours: a refresh"),
+        }));
+        let why = first.unwrap();
+        assert!(
+            why.contains(".codex") && !why.contains("unrelated"),
+            "{why}"
+        );
         assert!(w.refresh().unwrap());
-        assert_eq!(w.watched(), vec![root]);
+        assert_eq!(w.watches(), vec![(root, true)]);
+    }
+
+    /// OpenCode's `storage/part/`: the message directories there at the start are not
+    /// watched; one that appears is, with the files written into it before and after its
+    /// watch existed, until it is no longer recent.
+    #[test]
+    fn new_directories_in_an_entries_dir_are_watched_while_recent() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("part");
+        std::fs::create_dir_all(part.join("msg_old")).unwrap();
+        std::fs::write(part.join("msg_old/prt_1.json"), b"{}").unwrap();
+        let (mut w, mut rx) = start(vec![WatchDir::entries_and_new_dirs(part.clone())]);
+        assert_eq!(w.watched(), vec![part.clone()]);
+        assert_eq!(w.watches(), vec![(part.clone(), false)]);
+
+        let msg = part.join("msg_new");
+        std::fs::create_dir(&msg).unwrap();
+        std::fs::write(msg.join("prt_1.json"), b"{}").unwrap();
+        let seen = hints_until_changed(&mut rx, &msg.join("prt_1.json"));
+        assert!(
+            !seen.iter().any(|h| matches!(h, Hint::Rescan(_))),
+            "{seen:?}"
+        );
+        assert_eq!(w.recent_dirs(), vec![msg.clone()]);
+        std::fs::write(msg.join("prt_2.json"), b"{}").unwrap();
+        hints_until_changed(&mut rx, &msg.join("prt_2.json"));
+
+        // Past the bound, the oldest recent directory goes first.
+        let second = part.join("msg_newer");
+        std::fs::create_dir(&second).unwrap();
+        std::fs::write(second.join("prt_1.json"), b"{}").unwrap();
+        hints_until_changed(&mut rx, &second.join("prt_1.json"));
+        {
+            let mut shared = lock(&w.shared);
+            assert_eq!(shared.recent.len(), 2);
+            let newest = shared.recent[&second];
+            shared.recent.insert(part.join("msg_extra"), newest);
+            let many: Vec<PathBuf> = (0..RECENT_DIRS_MAX)
+                .map(|i| part.join(format!("msg_fake_{i:04}")))
+                .collect();
+            for fake in many {
+                shared.recent.insert(fake, newest);
+            }
+            shared.cap_recent();
+            assert_eq!(shared.recent.len(), RECENT_DIRS_MAX);
+            assert!(!shared.recent.contains_key(&msg), "the oldest was kept");
+            shared.recent.retain(|p, _| *p == second);
+        }
+
+        // Still recent at a refresh: kept; once no longer recent: dropped.
+        assert!(!w.refresh().unwrap());
+        assert_eq!(w.recent_dirs(), vec![second]);
+        lock(&w.shared).recent_keep = Duration::ZERO;
+        assert!(!w.refresh().unwrap());
+        assert!(w.recent_dirs().is_empty());
+        assert_eq!(w.watched(), vec![part]);
+    }
+
+    /// An entry appearing in an entries-only directory asks for a refresh (and is a change).
+    #[test]
+    fn an_entry_appearing_in_an_entries_dir_asks_for_a_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("opencode");
+        std::fs::create_dir(&data).unwrap();
+        let (_w, mut rx) = start(vec![WatchDir::entries(data.clone())]);
+        let db = data.join("opencode.db");
+        std::fs::write(&db, b"").unwrap();
+        let seen = hints_until_changed(&mut rx, &db);
+        assert!(seen.contains(&Hint::Refresh), "{seen:?}");
+    }
+
+    /// OpenCode's plan, end to end: a live JSON tree has no watch per message directory; the
+    /// database appearing asks for a refresh, which drops every watch under `storage/`.
+    #[test]
+    fn opencode_database_appearing_drops_the_storage_watches() {
+        use crate::sources::{Source, opencode::OpenCode};
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("opencode");
+        let storage = data.join("storage");
+        std::fs::create_dir_all(storage.join("session/proj")).unwrap();
+        std::fs::write(storage.join("session/proj/ses_1.json"), b"{}").unwrap();
+        std::fs::create_dir_all(storage.join("message/ses_1")).unwrap();
+        std::fs::write(storage.join("message/ses_1/msg_1.json"), b"{}").unwrap();
+        for msg in ["msg_1", "msg_2", "msg_3"] {
+            std::fs::create_dir_all(storage.join("part").join(msg)).unwrap();
+            std::fs::write(storage.join("part").join(msg).join("prt_1.json"), b"{}").unwrap();
+        }
+        let roots = vec![data.clone()];
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let plan: Plan = Box::new(move || OpenCode.watch_plan(&roots));
+        let mut w = Watcher::start(plan, Duration::from_millis(50), tx).unwrap();
+        assert_eq!(
+            w.watches(),
+            vec![
+                (data.clone(), false),
+                (storage.join("message"), true),
+                (storage.join("part"), false),
+                (storage.join("session"), true),
+            ]
+        );
+
+        std::fs::write(data.join("opencode.db"), b"").unwrap();
+        assert!(recv_until(&mut rx, |h| *h == Hint::Refresh));
+        assert!(!w.refresh().unwrap(), "nothing new is watched");
+        assert_eq!(w.watches(), vec![(data.clone(), false)]);
+        assert!(
+            !w.watched().iter().any(|p| p.starts_with(&storage)),
+            "{:?}",
+            w.watched()
+        );
+
+        // Started with the database already there: nothing under `storage/` either.
+        let roots = vec![data.clone()];
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let plan: Plan = Box::new(move || OpenCode.watch_plan(&roots));
+        let w = Watcher::start(plan, Duration::from_millis(50), tx).unwrap();
+        assert_eq!(w.watches(), vec![(data, false)]);
+        assert!(w.recent_dirs().is_empty());
     }
 }

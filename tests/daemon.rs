@@ -670,3 +670,194 @@ fn backfill_of_every_fixture_of_the_three_tools_matches_export() {
         emu.duplicate_rows()
     );
 }
+
+/// The daemon with opensyncd's debug log (which says when and why it scans).
+fn start_logging_scans(home: &TestHome, emu: &Emulation) -> DaemonProcess {
+    home.login(&emu.url(), KEY);
+    home.spawn_daemon(&[
+        ("OPENSYNCD_DEBOUNCE_MS", "100"),
+        ("OPENSYNCD_LOG_LEVEL", "debug"),
+    ])
+}
+
+/// The full scans the daemon's log reports, by reason.
+fn scans_logged(d: &DaemonProcess) -> Vec<String> {
+    d.log_text()
+        .lines()
+        .filter(|l| l.contains(" scan ") && l.contains("reason="))
+        .map(|l| l.split("reason=").nth(1).unwrap_or_default().to_string())
+        .collect()
+}
+
+fn write_json(path: &Path, value: &Value) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+}
+
+/// A live pre-1.2 OpenCode (JSON storage, no database): a new session and a new message in
+/// an old one, written in OpenCode 1.1's order (a user message before its parts, an
+/// assistant message before its parts and rewritten complete after them), reach the server
+/// through the watcher alone — new session and message directories are listed, not scanned.
+#[test]
+fn a_live_json_opencode_reaches_the_server_without_a_full_scan() {
+    let emu = Emulation::with_key(KEY);
+    let (home, _) = populated_home(1, 0);
+    let d = start_logging_scans(&home, &emu);
+    wait_converged(&home, &emu, Duration::from_secs(60));
+    assert_eq!(scans_logged(&d).len(), 1, "{}", d.log_text());
+
+    let storage = home.opencode_data().join("storage");
+    let project = "4b0ea68d7af9a6031a7ffda7ad66e0cb83315750";
+    let session = "ses_4f1c27e0d001LiveSessionAb";
+    write_json(
+        &storage.join(format!("session/{project}/{session}.json")),
+        &json!({
+            "id": session, "slug": "live-otter", "version": "1.1.40", "projectID": project,
+            "directory": "/home/dev/webapp", "title": "A live session", "permission": [],
+            "time": {"created": 1767262000000u64, "updated": 1767262000000u64}
+        }),
+    );
+    let user_msg = "msg_b3e3d6a10001LiveUserMsgAb";
+    write_json(
+        &storage.join(format!("message/{session}/{user_msg}.json")),
+        &json!({
+            "id": user_msg, "sessionID": session, "role": "user",
+            "time": {"created": 1767262000100u64}, "agent": "build",
+            "model": {"providerID": "anthropic", "modelID": "claude-sonnet-4-5"}
+        }),
+    );
+    write_json(
+        &storage.join(format!("part/{user_msg}/prt_b3e3d6a10002LivePartAb.json")),
+        &json!({
+            "id": "prt_b3e3d6a10002LivePartAb", "sessionID": session, "messageID": user_msg,
+            "type": "text", "text": "a live question to opencode"
+        }),
+    );
+    let reply = "msg_b3e3d6b20001LiveReplyAbc";
+    let reply_info = |completed: bool| {
+        let mut info = json!({
+            "id": reply, "sessionID": session, "role": "assistant", "parentID": user_msg,
+            "modelID": "claude-sonnet-4-5", "providerID": "anthropic", "mode": "build",
+            "agent": "build", "path": {"cwd": "/home/dev/webapp", "root": "/home/dev/webapp"},
+            "time": {"created": 1767262001000u64}, "cost": 0,
+            "tokens": {"input": 0, "output": 0, "reasoning": 0, "cache": {"read": 0, "write": 0}}
+        });
+        if completed {
+            info["time"]["completed"] = json!(1767262009000u64);
+            info["tokens"] = json!({"input": 120, "output": 45, "reasoning": 0,
+                                    "cache": {"read": 300, "write": 0}});
+            info["cost"] = json!(0.001);
+            info["finish"] = json!("stop");
+        }
+        info
+    };
+    let reply_file = storage.join(format!("message/{session}/{reply}.json"));
+    write_json(&reply_file, &reply_info(false));
+    write_json(
+        &storage.join(format!("part/{reply}/prt_b3e3d6b20002LiveAnswerA.json")),
+        &json!({
+            "id": "prt_b3e3d6b20002LiveAnswerA", "sessionID": session, "messageID": reply,
+            "type": "text", "text": "a live opencode answer"
+        }),
+    );
+    write_json(&reply_file, &reply_info(true));
+
+    // A follow-up in a session that existed at the start (its message directory did too).
+    let old_session = "ses_4f1c2a9b8ffeAbCdEfGhIjKlMn";
+    let follow_up = "msg_b3e3d6c30001LiveFollowUpA";
+    write_json(
+        &storage.join(format!("message/{old_session}/{follow_up}.json")),
+        &json!({
+            "id": follow_up, "sessionID": old_session, "role": "user",
+            "time": {"created": 1767262100000u64}, "agent": "build",
+            "model": {"providerID": "anthropic", "modelID": "claude-sonnet-4-5"}
+        }),
+    );
+    write_json(
+        &storage.join(format!(
+            "part/{follow_up}/prt_b3e3d6c30002LiveFollowUp.json"
+        )),
+        &json!({
+            "id": "prt_b3e3d6c30002LiveFollowUp", "sessionID": old_session,
+            "messageID": follow_up, "type": "text", "text": "a follow-up in an old session"
+        }),
+    );
+
+    let user = emu.default_user();
+    let has = |sid: &str, text: &str| {
+        emu.messages_of_session(user, sid)
+            .iter()
+            .any(|m| m.text_content.as_deref() == Some(text))
+    };
+    assert!(
+        emu.wait_for(Duration::from_secs(30), |_| has(
+            session,
+            "a live question to opencode"
+        ) && has(
+            session,
+            "a live opencode answer"
+        ) && has(
+            old_session,
+            "a follow-up in an old session"
+        )),
+        "the live OpenCode messages did not arrive; log:\n{}",
+        d.log_text()
+    );
+    wait_converged(&home, &emu, Duration::from_secs(60));
+    assert_eq!(
+        scans_logged(&d).len(),
+        1,
+        "only the start scan was expected; log:\n{}",
+        d.log_text()
+    );
+    assert!(d.log_text().contains("new directory"), "{}", d.log_text());
+}
+
+/// A Claude Code project directory that appears with a transcript already in it (moved in,
+/// so the file predates any watch), and one created and written at once: both sessions reach
+/// the server, and neither costs a full scan.
+#[test]
+fn a_new_claude_project_directory_with_a_transcript_in_it_is_picked_up() {
+    let emu = Emulation::with_key(KEY);
+    let (home, _) = populated_home(1, 0);
+    let d = start_logging_scans(&home, &emu);
+    wait_converged(&home, &emu, Duration::from_secs(60));
+
+    let moved_sid = "c1a0de00-0000-4000-8000-00000000a001";
+    let staging = home.home.join("staging/-home-dev-moved");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(
+        staging.join(format!("{moved_sid}.jsonl")),
+        Transcripts::claude_session(moved_sid, 2),
+    )
+    .unwrap();
+    std::fs::rename(&staging, home.claude_projects().join("-home-dev-moved")).unwrap();
+
+    let fresh_sid = "c1a0de00-0000-4000-8000-00000000a002";
+    let fresh = home.claude_projects().join("-home-dev-fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    std::fs::write(
+        fresh.join(format!("{fresh_sid}.jsonl")),
+        Transcripts::claude_session(fresh_sid, 2),
+    )
+    .unwrap();
+
+    let user = emu.default_user();
+    assert!(
+        emu.wait_for(Duration::from_secs(30), |_| {
+            let sessions = emu.sessions(user);
+            [moved_sid, fresh_sid]
+                .iter()
+                .all(|sid| sessions.iter().any(|s| s.external_id == *sid))
+        }),
+        "the new project directories' sessions did not arrive; log:\n{}",
+        d.log_text()
+    );
+    wait_converged(&home, &emu, Duration::from_secs(60));
+    assert_eq!(
+        scans_logged(&d).len(),
+        1,
+        "only the start scan was expected; log:\n{}",
+        d.log_text()
+    );
+}

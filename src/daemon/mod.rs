@@ -253,17 +253,20 @@ impl Daemon {
 
     async fn run(mut self) -> Result<RunExit> {
         let (hint_tx, mut hint_rx) = mpsc::unbounded_channel();
-        let mut watch_dirs = Vec::new();
-        for source in self.cfg.enabled_sources() {
-            watch_dirs.extend(self.roots.watch_dirs(source));
-        }
-        let mut watcher = Watcher::start(
-            watch_dirs,
-            Duration::from_millis(self.cfg.debounce_ms),
-            hint_tx,
-        )
-        .context("setting up file watching")?;
-        self.watch_warning = watcher.degraded.clone();
+        // Each source's plan is re-evaluated at every refresh: what is watched may depend on
+        // what is on disk (OpenCode's JSON tree is not watched once its database exists).
+        let plan_roots = self.roots.clone();
+        let plan_sources = self.cfg.enabled_sources();
+        let plan: crate::watch::Plan = Box::new(move || {
+            plan_sources
+                .iter()
+                .flat_map(|source| plan_roots.watch_plan(*source))
+                .collect()
+        });
+        let mut watcher =
+            Watcher::start(plan, Duration::from_millis(self.cfg.debounce_ms), hint_tx)
+                .context("setting up file watching")?;
+        self.watch_warning = watcher.degraded();
 
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(64);
         let socket = self.paths.control_socket();
@@ -332,12 +335,21 @@ impl Daemon {
                             }
                         }
                     }
+                    Hint::Refresh => {
+                        // Only what is newly watched may hold files nobody saw change.
+                        match watcher.refresh() {
+                            Ok(true) => self.full_scan("new directories watched"),
+                            Ok(false) => tracing::debug!("watch plan re-evaluated"),
+                            Err(err) => tracing::error!(%err, "re-establishing watches failed"),
+                        }
+                        self.watch_warning = watcher.degraded();
+                    }
                     Hint::Rescan(reason) => {
                         tracing::debug!(%reason, "rescan requested by the watcher");
                         if let Err(err) = watcher.refresh() {
                             tracing::error!(%err, "re-establishing watches failed");
                         }
-                        self.watch_warning = watcher.degraded.clone();
+                        self.watch_warning = watcher.degraded();
                         self.full_scan(&reason);
                     }
                 },

@@ -1,7 +1,7 @@
 //! The source abstraction: what every tool-specific parser emits (`Record`), the two ways a
 //! unit is read (an incremental [`LineParser`] for append-only files, a [`Snapshot`] for files
-//! rewritten in place), the [`Source`] trait each tool implements (its roots, its units, its
-//! reader) and the [`REGISTRY`] of tools.
+//! rewritten in place), the [`Source`] trait each tool implements (its roots, what to watch
+//! and how deep, its units, its reader) and the [`REGISTRY`] of tools.
 //!
 //! Parsers are pure: bytes (and persisted parser state) in, records (and new state) out. They
 //! never touch the network or the ledger. Processing a file in any number of append steps must
@@ -287,6 +287,56 @@ impl Unit {
     }
 }
 
+/// How far a watch on a directory reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WatchDepth {
+    /// The directory's entries only: files appearing, changing or vanishing in it. An entry
+    /// appearing or vanishing may change the plan itself (OpenCode's database appearing
+    /// freezes its JSON tree), so the watcher re-evaluates the plan then.
+    Entries,
+    /// The entries, and for a while each directory that appears in it, entries only: OpenCode's
+    /// `storage/part/` (one directory per message, written into just after it appears).
+    EntriesAndNewDirs,
+    /// The whole tree below the directory, new subdirectories included.
+    Tree,
+}
+
+/// One directory the watcher should watch (it may not exist yet: then its nearest existing
+/// ancestor is watched until it appears).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WatchDir {
+    /// The directory.
+    pub path: PathBuf,
+    /// How far the watch reaches.
+    pub depth: WatchDepth,
+}
+
+impl WatchDir {
+    /// The whole tree below `path`.
+    pub fn tree(path: PathBuf) -> WatchDir {
+        WatchDir {
+            path,
+            depth: WatchDepth::Tree,
+        }
+    }
+
+    /// The entries of `path` only.
+    pub fn entries(path: PathBuf) -> WatchDir {
+        WatchDir {
+            path,
+            depth: WatchDepth::Entries,
+        }
+    }
+
+    /// The entries of `path`, and of each directory that appears in it for a while.
+    pub fn entries_and_new_dirs(path: PathBuf) -> WatchDir {
+        WatchDir {
+            path,
+            depth: WatchDepth::EntriesAndNewDirs,
+        }
+    }
+}
+
 /// One tool: where its files live and how to read them. Adding a tool is one implementation
 /// of this trait in its own file and one line in [`REGISTRY`] (see ARCHITECTURE.md).
 pub trait Source: Sync {
@@ -297,8 +347,20 @@ pub trait Source: Sync {
     /// variables first, then its default directories under `home`. They may not exist.
     fn default_roots(&self, env: &dyn Fn(&str) -> Option<String>, home: &Path) -> Vec<PathBuf>;
 
-    /// The directories to watch under `roots` (they may not exist yet).
+    /// The directories this tool's files live in under `roots` (they may not exist yet): what
+    /// `status` and the start-up log name, and by default what is watched, each as a tree.
     fn watch_dirs(&self, roots: &[PathBuf]) -> Vec<PathBuf>;
+
+    /// What the watcher watches for this tool, and how deep (re-evaluated at each watcher
+    /// refresh, so it may depend on what is on disk). By default each of
+    /// [`watch_dirs`](Source::watch_dirs) as a whole tree; a source whose tree has a directory
+    /// per message overrides it so that notify does not hold a watch per message.
+    fn watch_plan(&self, roots: &[PathBuf]) -> Vec<WatchDir> {
+        self.watch_dirs(roots)
+            .into_iter()
+            .map(WatchDir::tree)
+            .collect()
+    }
 
     /// Every unit currently on disk. Missing roots are not an error.
     fn scan(&self, roots: &[PathBuf]) -> Vec<Unit>;
@@ -408,6 +470,11 @@ impl Roots {
     /// The directories to watch for one source (they may not exist yet).
     pub fn watch_dirs(&self, source: SourceId) -> Vec<PathBuf> {
         self::source(source).watch_dirs(self.get(source))
+    }
+
+    /// What the watcher watches for one source, as things are on disk now.
+    pub fn watch_plan(&self, source: SourceId) -> Vec<WatchDir> {
+        self::source(source).watch_plan(self.get(source))
     }
 }
 

@@ -24,6 +24,9 @@
 //! (`UsageMerge::Replace` by message id, so a rewrite replaces rather than adds); child sessions
 //! (`parentID`) are separate sessions.
 //!
+//! Watching (`watch_plan`): each data dir by its entries; its JSON tree only while no database
+//! sits next to it, and then without a watch per message directory.
+//!
 //! `~/.opencode` (`Roots::opencode_legacy`): the formats spec found no store there in any
 //! OpenCode release; if it holds a `storage/` tree of the layout above, it is read like one.
 
@@ -35,6 +38,7 @@ use serde_json::{Map, Value};
 use crate::model::{MessagePayload, Part, Role, SourceId, Tokens, content_hash};
 use crate::sources::{
     ParseOptions, Record, SessionFacts, Snapshot, Source, SourceError, Unit, UsageFact, UsageMerge,
+    WatchDir,
 };
 
 /// How far behind its watermark a database read looks again (ms): rows written in the
@@ -90,6 +94,54 @@ impl Source for OpenCode {
             }
         }
         dirs
+    }
+
+    /// Watching the JSON tree recursively meant a watch per message (`storage/part/<msg>/`:
+    /// 24,572 of the 29,468 directories of the bench corpus, 12 MiB in notify's tables), so:
+    /// - each data dir by its entries: `opencode*.db`, its `-wal`/`-shm` and `storage/`
+    ///   appearing are seen (an entry appearing makes the watcher re-evaluate this plan);
+    /// - with a database in that dir (≥ 1.2.0 imported the JSON tree and no longer writes it):
+    ///   nothing under `storage/` (scans still read it);
+    /// - without (≤ 1.1, live JSON): `storage/session/` and `storage/message/` as trees (a
+    ///   directory per project and per session), `storage/part/` by its entries plus, for a
+    ///   while, each message directory that appears in it.
+    ///
+    /// Why the new message directories must be watched for a while, not only seen appearing
+    /// (OpenCode 1.1's `session/prompt.ts` and `session/processor.ts`, JSON era): an assistant
+    /// message file is written first (no `time.completed`), its parts stream into
+    /// `part/<msg>/`, and the message file is rewritten after the last part (tokens at each
+    /// step-finish, `time.completed` at the end, after tool parts left running are marked
+    /// aborted) — the rewrite alone would be enough. But `createUserMessage` writes the user
+    /// message file *before* its parts (`updateMessage(info)`, then `updatePart` for each),
+    /// and so do the error replies of commands (a completed assistant message, then its text
+    /// part): those parts land in a directory that appeared after the message file, so the
+    /// watcher watches it when it appears and lists it (parts written before its watch
+    /// existed). Parts rewritten in an old message's directory without a message rewrite
+    /// (compaction's `time.compacted` on old tool outputs) wait for the next scan; nothing
+    /// sent depends on them.
+    fn watch_plan(&self, roots: &[PathBuf]) -> Vec<WatchDir> {
+        let mut plan = Vec::new();
+        for root in roots {
+            if is_db_file(root) {
+                plan.extend(
+                    root.parent()
+                        .map(|dir| WatchDir::entries(dir.to_path_buf())),
+                );
+                continue;
+            }
+            plan.push(WatchDir::entries(root.clone()));
+            let explicit_db_here = roots
+                .iter()
+                .any(|r| is_db_file(r) && r.parent() == Some(root.as_path()) && r.is_file());
+            if explicit_db_here || !db_files(std::slice::from_ref(root)).is_empty() {
+                continue;
+            }
+            let storage = root.join("storage");
+            plan.push(WatchDir::tree(storage.join("session")));
+            plan.push(WatchDir::tree(storage.join("message")));
+            plan.push(WatchDir::entries_and_new_dirs(storage.join("part")));
+        }
+        plan
     }
 
     fn scan(&self, roots: &[PathBuf]) -> Vec<Unit> {
@@ -595,4 +647,85 @@ pub fn session_records(
         }));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::WatchDepth;
+
+    fn plan(roots: &[PathBuf]) -> Vec<(PathBuf, WatchDepth)> {
+        OpenCode
+            .watch_plan(roots)
+            .into_iter()
+            .map(|d| (d.path, d.depth))
+            .collect()
+    }
+
+    fn json_tree(data: &Path) {
+        let storage = data.join("storage");
+        std::fs::create_dir_all(storage.join("session/proj")).unwrap();
+        std::fs::create_dir_all(storage.join("message/ses_1")).unwrap();
+        std::fs::create_dir_all(storage.join("part/msg_1")).unwrap();
+        std::fs::create_dir_all(storage.join("part/msg_2")).unwrap();
+    }
+
+    /// Before 1.2 the JSON tree is live: its session and message trees are watched, the part
+    /// directory by its entries only (no directory per message).
+    #[test]
+    fn a_live_json_tree_is_watched_without_its_message_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("opencode");
+        json_tree(&data);
+        let storage = data.join("storage");
+        assert_eq!(
+            plan(std::slice::from_ref(&data)),
+            vec![
+                (data.clone(), WatchDepth::Entries),
+                (storage.join("session"), WatchDepth::Tree),
+                (storage.join("message"), WatchDepth::Tree),
+                (storage.join("part"), WatchDepth::EntriesAndNewDirs),
+            ]
+        );
+    }
+
+    /// With a database next to it (any `opencode*.db`, or the one `OPENCODE_DB` names) the
+    /// JSON tree is frozen: nothing under `storage/` is watched.
+    #[test]
+    fn with_a_database_nothing_under_storage_is_watched() {
+        for db_name in ["opencode.db", "opencode-beta.db"] {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("opencode");
+            json_tree(&data);
+            std::fs::write(data.join(db_name), b"").unwrap();
+            assert_eq!(
+                plan(std::slice::from_ref(&data)),
+                vec![(data.clone(), WatchDepth::Entries)],
+                "{db_name}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("opencode");
+        json_tree(&data);
+        let named = data.join("custom.db");
+        std::fs::write(&named, b"").unwrap();
+        assert_eq!(
+            plan(&[data.clone(), named]),
+            vec![
+                (data.clone(), WatchDepth::Entries),
+                (data, WatchDepth::Entries)
+            ]
+        );
+    }
+
+    /// A root that does not exist yet plans the same directories (the watcher covers them
+    /// by their nearest existing ancestor until they appear).
+    #[test]
+    fn a_missing_data_dir_plans_the_live_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("absent");
+        let planned = plan(std::slice::from_ref(&data));
+        assert_eq!(planned.len(), 4);
+        assert_eq!(planned[0], (data, WatchDepth::Entries));
+    }
 }
