@@ -26,17 +26,23 @@ use crate::json_edit::{self, Node, Style, Value};
 pub const CLAUDE_EVENTS: [&str; 2] = ["Stop", "SessionEnd"];
 /// The Factory Droid events we hook (same meaning as Claude Code's).
 pub const DROID_EVENTS: [&str; 2] = ["Stop", "SessionEnd"];
-/// The Cursor events we hook: the turn's boundaries and the tool events, so the spool sees
-/// every step of a turn.
-pub const CURSOR_EVENTS: [&str; 8] = [
+/// The Cursor events we hook: the turn's boundaries, the tool events (a failed tool call
+/// included), the agent's thoughts (sent with `sync_thinking`) and the session's end (its
+/// duration), so the spool sees every step of a session that the merge reads.
+/// `afterMCPExecution` is left out: newer Cursor reports the same MCP call as `postToolUse`
+/// too, and a second result for one call could be bound to another call of the same tool.
+pub const CURSOR_EVENTS: [&str; 11] = [
     "beforeSubmitPrompt",
     "afterAgentResponse",
+    "afterAgentThought",
     "stop",
     "beforeShellExecution",
     "afterShellExecution",
     "preToolUse",
     "postToolUse",
+    "postToolUseFailure",
     "afterFileEdit",
+    "sessionEnd",
 ];
 /// The event name Codex's notify passes to `opensyncd hook`.
 pub const CODEX_EVENT: &str = "codex-notify";
@@ -714,6 +720,50 @@ mod tests {
         let (fresh, _) = Tool::Cursor.add("", "/x/opensyncd").unwrap();
         let v: serde_json::Value = serde_json::from_str(&fresh).unwrap();
         assert_eq!(v["version"], 1);
+    }
+
+    /// An install made when fewer events were hooked gains the new ones on `setup` again,
+    /// without a second entry for the events it had, and `--remove` takes all of them out.
+    #[test]
+    fn an_older_cursor_install_gains_the_new_events_once() {
+        let older_events = [
+            "beforeSubmitPrompt",
+            "afterAgentResponse",
+            "stop",
+            "beforeShellExecution",
+            "afterShellExecution",
+            "preToolUse",
+            "postToolUse",
+            "afterFileEdit",
+        ];
+        let hooks: serde_json::Map<String, serde_json::Value> = older_events
+            .iter()
+            .map(|e| {
+                (
+                    e.to_string(),
+                    serde_json::json!([{ "command": format!("/x/opensyncd hook cursor {e}") }]),
+                )
+            })
+            .collect();
+        let older =
+            serde_json::to_string_pretty(&serde_json::json!({"version": 1, "hooks": hooks}))
+                .unwrap()
+                + "\n";
+        let (upgraded, _) = Tool::Cursor.add(&older, "/x/opensyncd").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&upgraded).unwrap();
+        for event in ["afterAgentThought", "postToolUseFailure", "sessionEnd"] {
+            assert_eq!(
+                v["hooks"][event],
+                serde_json::json!([{ "command": format!("/x/opensyncd hook cursor {event}") }]),
+                "{event}"
+            );
+        }
+        for event in older_events {
+            assert_eq!(v["hooks"][event].as_array().unwrap().len(), 1, "{event}");
+        }
+        let removed: serde_json::Value =
+            serde_json::from_str(&Tool::Cursor.remove(&upgraded).unwrap()).unwrap();
+        assert_eq!(removed, serde_json::json!({"version": 1}));
     }
 
     #[test]
