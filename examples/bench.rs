@@ -1093,10 +1093,7 @@ fn idle(o: &Opts) {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    println!(
-        "## 5. Idle (synced, every directory watched, {} s)\n",
-        o.idle_secs
-    );
+    println!("## 5. Idle (synced, watched, {} s)\n", o.idle_secs);
     println!(
         "| files | CPU s | CPU s per 10 min | wakeups (context switches) per s | requests | RSS MiB | goal |"
     );
