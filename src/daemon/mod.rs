@@ -330,7 +330,9 @@ impl Daemon {
                 Some(hint) = hint_rx.recv() => match hint {
                     Hint::Changed(paths) => {
                         for p in paths {
-                            if let Some(unit) = sources::unit_for_path(&p, &self.roots) {
+                            let unit = sources::unit_for_path(&p, &self.roots);
+                            tracing::trace!(path = %p.display(), unit = unit.is_some(), "changed");
+                            if let Some(unit) = unit {
                                 self.enqueue(unit);
                             }
                         }
