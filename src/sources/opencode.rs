@@ -120,6 +120,9 @@ impl Source for OpenCode {
     /// (compaction's `time.compacted` on old tool outputs) wait for the next scan; nothing
     /// sent depends on them.
     fn watch_plan(&self, roots: &[PathBuf]) -> Vec<WatchDir> {
+        // Every database, found in a data dir or named as a root (`OPENCODE_DB`): one that sits
+        // in a data dir freezes that dir's JSON tree.
+        let databases = db_files(roots);
         let mut plan = Vec::new();
         for root in roots {
             if is_db_file(root) {
@@ -130,10 +133,10 @@ impl Source for OpenCode {
                 continue;
             }
             plan.push(WatchDir::entries(root.clone()));
-            let explicit_db_here = roots
+            if databases
                 .iter()
-                .any(|r| is_db_file(r) && r.parent() == Some(root.as_path()) && r.is_file());
-            if explicit_db_here || !db_files(std::slice::from_ref(root)).is_empty() {
+                .any(|db| db.parent() == Some(root.as_path()))
+            {
                 continue;
             }
             let storage = root.join("storage");
