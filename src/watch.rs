@@ -675,6 +675,14 @@ mod tests {
         seen
     }
 
+    /// None of `seen` asks for a full scan.
+    fn assert_no_full_scan(seen: &[Hint]) {
+        assert!(
+            !seen.iter().any(|h| matches!(h, Hint::Rescan(_))),
+            "{seen:?}"
+        );
+    }
+
     fn fixed(plan: Vec<WatchDir>) -> Plan {
         Box::new(move || plan.clone())
     }
@@ -712,19 +720,13 @@ mod tests {
 
         std::fs::rename(&outside, root.join("moved")).unwrap();
         let seen = hints_until_changed(&mut rx, &root.join("moved/nested/old.jsonl"));
-        assert!(
-            !seen.iter().any(|h| matches!(h, Hint::Rescan(_))),
-            "{seen:?}"
-        );
+        assert_no_full_scan(&seen);
 
         let fresh = root.join("fresh/deeper");
         std::fs::create_dir_all(&fresh).unwrap();
         std::fs::write(fresh.join("new.jsonl"), b"y\n").unwrap();
         let seen = hints_until_changed(&mut rx, &fresh.join("new.jsonl"));
-        assert!(
-            !seen.iter().any(|h| matches!(h, Hint::Rescan(_))),
-            "{seen:?}"
-        );
+        assert_no_full_scan(&seen);
         // Written again after it was listed: the tree's watch covers it.
         std::fs::write(fresh.join("later.jsonl"), b"z\n").unwrap();
         hints_until_changed(&mut rx, &fresh.join("later.jsonl"));
@@ -803,10 +805,7 @@ mod tests {
         std::fs::create_dir(&msg).unwrap();
         std::fs::write(msg.join("prt_1.json"), b"{}").unwrap();
         let seen = hints_until_changed(&mut rx, &msg.join("prt_1.json"));
-        assert!(
-            !seen.iter().any(|h| matches!(h, Hint::Rescan(_))),
-            "{seen:?}"
-        );
+        assert_no_full_scan(&seen);
         assert_eq!(w.recent_dirs(), vec![msg.clone()]);
         std::fs::write(msg.join("prt_2.json"), b"{}").unwrap();
         hints_until_changed(&mut rx, &msg.join("prt_2.json"));

@@ -717,21 +717,31 @@ fn a_live_json_opencode_reaches_the_server_without_a_full_scan() {
             "time": {"created": 1767262000000u64, "updated": 1767262000000u64}
         }),
     );
+    // A user message as OpenCode 1.1 writes it: the message file, then its text part (in a
+    // message directory that appears after the message file).
+    let user_turn = |session: &str, msg: &str, part: &str, created: u64, text: &str| {
+        write_json(
+            &storage.join(format!("message/{session}/{msg}.json")),
+            &json!({
+                "id": msg, "sessionID": session, "role": "user",
+                "time": {"created": created}, "agent": "build",
+                "model": {"providerID": "anthropic", "modelID": "claude-sonnet-4-5"}
+            }),
+        );
+        write_json(
+            &storage.join(format!("part/{msg}/{part}.json")),
+            &json!({
+                "id": part, "sessionID": session, "messageID": msg, "type": "text", "text": text
+            }),
+        );
+    };
     let user_msg = "msg_b3e3d6a10001LiveUserMsgAb";
-    write_json(
-        &storage.join(format!("message/{session}/{user_msg}.json")),
-        &json!({
-            "id": user_msg, "sessionID": session, "role": "user",
-            "time": {"created": 1767262000100u64}, "agent": "build",
-            "model": {"providerID": "anthropic", "modelID": "claude-sonnet-4-5"}
-        }),
-    );
-    write_json(
-        &storage.join(format!("part/{user_msg}/prt_b3e3d6a10002LivePartAb.json")),
-        &json!({
-            "id": "prt_b3e3d6a10002LivePartAb", "sessionID": session, "messageID": user_msg,
-            "type": "text", "text": "a live question to opencode"
-        }),
+    user_turn(
+        session,
+        user_msg,
+        "prt_b3e3d6a10002LivePartAb",
+        1767262000100,
+        "a live question to opencode",
     );
     let reply = "msg_b3e3d6b20001LiveReplyAbc";
     let reply_info = |completed: bool| {
@@ -764,23 +774,12 @@ fn a_live_json_opencode_reaches_the_server_without_a_full_scan() {
 
     // A follow-up in a session that existed at the start (its message directory did too).
     let old_session = "ses_4f1c2a9b8ffeAbCdEfGhIjKlMn";
-    let follow_up = "msg_b3e3d6c30001LiveFollowUpA";
-    write_json(
-        &storage.join(format!("message/{old_session}/{follow_up}.json")),
-        &json!({
-            "id": follow_up, "sessionID": old_session, "role": "user",
-            "time": {"created": 1767262100000u64}, "agent": "build",
-            "model": {"providerID": "anthropic", "modelID": "claude-sonnet-4-5"}
-        }),
-    );
-    write_json(
-        &storage.join(format!(
-            "part/{follow_up}/prt_b3e3d6c30002LiveFollowUp.json"
-        )),
-        &json!({
-            "id": "prt_b3e3d6c30002LiveFollowUp", "sessionID": old_session,
-            "messageID": follow_up, "type": "text", "text": "a follow-up in an old session"
-        }),
+    user_turn(
+        old_session,
+        "msg_b3e3d6c30001LiveFollowUpA",
+        "prt_b3e3d6c30002LiveFollowUp",
+        1767262100000,
+        "a follow-up in an old session",
     );
 
     let user = emu.default_user();

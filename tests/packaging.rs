@@ -492,12 +492,15 @@ fn setup_cursor_and_droid_merge_beside_the_users_hooks_and_remove_gives_back_the
     for event in [
         "beforeSubmitPrompt",
         "afterAgentResponse",
+        "afterAgentThought",
         "stop",
         "beforeShellExecution",
         "afterShellExecution",
         "preToolUse",
         "postToolUse",
+        "postToolUseFailure",
         "afterFileEdit",
+        "sessionEnd",
     ] {
         let list = v["hooks"][event].as_array().unwrap();
         let ours: Vec<_> = list
