@@ -819,6 +819,21 @@ fn a_turn_after_undoing_everything_and_forcing_reaches_the_server() {
     .unwrap();
 }
 
+/// `sync --force` right after a message's second step: the server holds the message (created
+/// at its first step) and skips updates for 5 s, so the re-send of the forgotten message waits
+/// for that window instead of being sent as if new and dropped.
+#[test]
+fn a_step_inside_the_window_then_force_reaches_the_server() {
+    run(vec![
+        Op::Advance { ms: 200 },
+        Op::OcNew { db: false },
+        Op::Pass,
+        Op::OcStep { db: false },
+        Op::Force,
+    ])
+    .unwrap();
+}
+
 /// A session re-created after a lost ledger inside the 10 s window still ends right.
 #[test]
 fn a_lost_ledger_inside_the_session_window_converges() {

@@ -338,6 +338,12 @@ impl Ledger {
     /// Makes these sessions look never-sent (`sync --force`): their session payload and
     /// messages are sent again on the next pass. Folded state and usage entries stay, so
     /// re-reading their files from 0 folds to the same totals.
+    ///
+    /// A message's record is kept with its hash forgotten ([`MessageRecord::UNKNOWN_HASH`])
+    /// rather than removed: the server may still hold the message, and then its `createdAt`
+    /// (kept here) starts the 5 s window in which it skips updates. A removed record would
+    /// make the re-send look like a create, and an update inside that window would be lost.
+    /// The acknowledged-message count stays: those messages were acknowledged.
     pub fn reset_acks(&self, session_keys: &[String]) -> Result<usize, LedgerError> {
         let wanted: std::collections::HashSet<&str> =
             session_keys.iter().map(String::as_str).collect();
@@ -345,7 +351,6 @@ impl Ledger {
         for key in session_keys {
             if let Some(mut rec) = self.session(key)? {
                 rec.acked = None;
-                rec.messages = 0;
                 self.sessions
                     .insert(key.as_bytes(), serde_json::to_vec(&rec).unwrap_or_default())
                     .map_err(|e| self.sled_err(e))?;
@@ -354,10 +359,13 @@ impl Ledger {
         }
         for item in self.messages.iter() {
             let (k, v) = item.map_err(|e| self.sled_err(e))?;
-            if let Ok(rec) = serde_json::from_slice::<MessageRecord>(&v)
+            if let Ok(mut rec) = serde_json::from_slice::<MessageRecord>(&v)
                 && wanted.contains(rec.session.as_str())
             {
-                self.messages.remove(k).map_err(|e| self.sled_err(e))?;
+                rec.hash = MessageRecord::UNKNOWN_HASH;
+                self.messages
+                    .insert(k, serde_json::to_vec(&rec).unwrap_or_default())
+                    .map_err(|e| self.sled_err(e))?;
             }
         }
         self.flush()?;
@@ -446,6 +454,12 @@ mod tests {
         assert_eq!(ledger.session("s").unwrap().unwrap().last_write_ms, 1);
         assert_eq!(ledger.message("m").unwrap().unwrap().hash, 9);
         assert_eq!(ledger.reset_acks(&["s".into()]).unwrap(), 1);
-        assert!(ledger.message("m").unwrap().is_none());
+        let forgotten = ledger.message("m").unwrap().unwrap();
+        assert_eq!(forgotten.hash, MessageRecord::UNKNOWN_HASH);
+        assert_eq!(
+            forgotten.session, "s",
+            "the record keeps its session and createdAt"
+        );
+        assert_eq!(ledger.session("s").unwrap().unwrap().acked, None);
     }
 }

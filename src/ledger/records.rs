@@ -73,6 +73,13 @@ pub struct MessageRecord {
     pub created_ms: i64,
 }
 
+impl MessageRecord {
+    /// The hash of a message whose content on the server is not known (`sync --force` forgot
+    /// it): no payload hashes to it (a 128-bit hash is 0 with negligible odds), so the
+    /// message is sent again, under the window its kept `created_ms` starts.
+    pub const UNKNOWN_HASH: u128 = 0;
+}
+
 /// A write held back because the server would silently skip it now (its dedup windows), to
 /// be sent once the window has passed. Kept in the ledger, so it survives restarts and crashes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
