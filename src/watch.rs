@@ -19,6 +19,9 @@
 //! - An entry appearing or vanishing in an entries-only directory may change the plan
 //!   (OpenCode's database appearing freezes its JSON tree): that asks for a refresh.
 //! - Events outside the plan (in a missing directory's ancestor) are dropped.
+//! - The watch limit makes the watcher degraded (scans carry the load); while degraded, each
+//!   refresh asks for every planned watch again, and once all of them hold it is trusted
+//!   again. The plan itself can be replaced ([`Watcher::set_plan`]: the config changed).
 //!
 //! The debouncing is ours rather than notify-debouncer-full's because that one wakes up every
 //! quarter of the debounce period forever; this one blocks until an event arrives and only
@@ -182,9 +185,20 @@ impl Watcher {
     /// not (entries only); drops the rest, and the recent directories older than
     /// [`RECENT_DIR_KEEP`]. Returns true when anything new is watched (the caller then
     /// rescans, since files may predate the watch).
+    ///
+    /// While degraded (the watch limit was hit), every planned watch is asked for again, held
+    /// ones included (notify adds what a tree is missing); when none hits the limit any more
+    /// — the user raised it, or a tree shrank — the watcher is trusted again, and the
+    /// refresh returns true: events were missed meanwhile.
     pub fn refresh(&mut self) -> Result<bool, WatchError> {
         let plan = (self.plan)();
         lock(&self.shared).apply(plan, Instant::now())
+    }
+
+    /// Replaces the plan (the configuration changed what to watch); it takes effect at the
+    /// next [`refresh`](Self::refresh).
+    pub fn set_plan(&mut self, plan: Plan) {
+        self.plan = plan;
     }
 
     /// Every directory watched (planned, ancestors of missing ones, recent), sorted.
@@ -264,11 +278,15 @@ impl Shared {
         }
         self.prune_recent(now);
         let mut added = false;
+        // While degraded, held watches may lack parts of their trees: ask for them again.
+        let retry_held = self.degraded.is_some();
         for (path, role) in wanted {
             if let Some(held) = self.watched.get_mut(&path) {
                 // Same notify mode: only the role changes.
                 *held = role;
-                continue;
+                if !retry_held {
+                    continue;
+                }
             }
             let mode = if role.recursive() {
                 RecursiveMode::Recursive
@@ -277,9 +295,10 @@ impl Shared {
             };
             match self.notify.watch(&path, mode) {
                 Ok(()) => {
-                    tracing::debug!(path = %path.display(), ?role, "watching");
-                    self.watched.insert(path, role);
-                    added = true;
+                    if self.watched.insert(path.clone(), role).is_none() {
+                        tracing::debug!(path = %path.display(), ?role, "watching");
+                        added = true;
+                    }
                 }
                 Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
                     self.hit_limit();
@@ -291,6 +310,10 @@ impl Shared {
                 Err(e) => return Err(e.into()),
             }
         }
+        if retry_held && let Some(was) = self.degraded.take() {
+            tracing::info!(%was, "every planned directory is watched again; trusting the watcher");
+            added = true;
+        }
         Ok(added)
     }
 
@@ -298,7 +321,12 @@ impl Shared {
         let err = WatchError::Limit {
             current: inotify_limit(),
         };
-        tracing::error!("{err}");
+        // Said once; while degraded, each retry that hits it again is only a debug line.
+        if self.degraded.is_none() {
+            tracing::error!("{err}");
+        } else {
+            tracing::debug!("{err}");
+        }
         self.degraded = Some(err.to_string());
     }
 
@@ -691,6 +719,53 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let w = Watcher::start(fixed(plan), Duration::from_millis(50), tx).unwrap();
         (w, rx)
+    }
+
+    /// A tree left without part of its watches, as the watch limit leaves it: while
+    /// degraded, a refresh asks for the tree again, and once that works the watcher is
+    /// trusted again (the refresh says so, for the caller's scan) and the part is watched.
+    #[test]
+    fn a_degraded_watcher_is_trusted_again_once_every_watch_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("sessions");
+        let sub = root.join("2026/12/06");
+        std::fs::create_dir_all(&sub).unwrap();
+        let (mut w, mut rx) = start(vec![WatchDir::tree(root.clone())]);
+        {
+            let mut shared = lock(&w.shared);
+            shared.notify.unwatch(&sub).unwrap();
+            shared.degraded = Some("the watch limit was hit".into());
+        }
+        assert!(w.degraded().is_some());
+        assert!(w.refresh().unwrap(), "the refresh must ask for a scan");
+        assert_eq!(w.degraded(), None);
+        assert_eq!(w.watches(), vec![(root.clone(), true)]);
+        let file = sub.join("rollout.jsonl");
+        std::fs::write(&file, b"x\n").unwrap();
+        hints_until_changed(&mut rx, &file);
+        // Trusted again: the next refresh has nothing new to report.
+        assert!(!w.refresh().unwrap());
+    }
+
+    /// A new plan (the configuration names other directories) takes effect at the next
+    /// refresh: the old directories are no longer watched, the new ones are.
+    #[test]
+    fn a_new_plan_moves_the_watches() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = dir.path().join("before");
+        let after = dir.path().join("after");
+        std::fs::create_dir(&before).unwrap();
+        std::fs::create_dir(&after).unwrap();
+        let (mut w, mut rx) = start(vec![WatchDir::tree(before.clone())]);
+        w.set_plan(fixed(vec![WatchDir::tree(after.clone())]));
+        assert!(
+            w.refresh().unwrap(),
+            "a newly watched directory asks for a scan"
+        );
+        assert_eq!(w.watches(), vec![(after.clone(), true)]);
+        let file = after.join("a.jsonl");
+        std::fs::write(&file, b"x\n").unwrap();
+        hints_until_changed(&mut rx, &file);
     }
 
     #[test]

@@ -860,3 +860,43 @@ fn a_new_claude_project_directory_with_a_transcript_in_it_is_picked_up() {
         d.log_text()
     );
 }
+
+/// `set claude_dirs` while the daemon runs: from the reload on, the new directory is watched
+/// (before, the daemon kept watching the old one until a restart, and a session written in
+/// the new one waited for the hourly scan).
+#[test]
+fn a_changed_directory_setting_is_watched_from_the_reload_on() {
+    let emu = Emulation::with_key(KEY);
+    let (home, _) = populated_home(1, 0);
+    let d = start_logging_scans(&home, &emu);
+    wait_converged(&home, &emu, Duration::from_secs(60));
+
+    let other = home.home.join("work-claude");
+    std::fs::create_dir_all(other.join("projects")).unwrap();
+    let said = home.ok(&["set", "claude_dirs", &other.display().to_string()]);
+    assert!(said.contains("reloaded"), "{said}");
+
+    let sid = "c1a0de00-0000-4000-8000-00000000b001";
+    let project = other.join("projects/-home-dev-other");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(
+        project.join(format!("{sid}.jsonl")),
+        Transcripts::claude_session(sid, 2),
+    )
+    .unwrap();
+    let user = emu.default_user();
+    assert!(
+        emu.wait_for(Duration::from_secs(30), |_| emu
+            .sessions(user)
+            .iter()
+            .any(|s| s.external_id == sid)),
+        "the session in the newly configured directory did not arrive; log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(
+        scans_logged(&d).len(),
+        2,
+        "only the start and reload scans were expected; log:\n{}",
+        d.log_text()
+    );
+}

@@ -136,6 +136,8 @@ struct Daemon {
     /// The user's hold (`pause`, `logout`), as in the hold file: nothing is pushed while set.
     hold: Option<Hold>,
     waiters: Vec<SyncWaiter>,
+    /// File watching; `None` until the main loop starts.
+    watcher: Option<Watcher>,
     watch_warning: Option<String>,
     timers: Timers,
     /// Bytes acknowledged over time: the rate behind `status`'s ETA and the progress lines.
@@ -207,6 +209,7 @@ impl Daemon {
             paused,
             hold,
             waiters: Vec::new(),
+            watcher: None,
             watch_warning: None,
             meter: Meter::new(Duration::from_secs(30)),
             backfill: Backfill::default(),
@@ -251,22 +254,50 @@ impl Daemon {
         self.timers.next_rescan = Instant::now() + self.rescan_every();
     }
 
+    /// What to watch: each enabled source's plan under the current roots, re-evaluated at
+    /// every refresh (what is watched may depend on what is on disk: OpenCode's JSON tree is
+    /// not watched once its database exists).
+    fn watch_plan(&self) -> crate::watch::Plan {
+        let roots = self.roots.clone();
+        let sources = self.cfg.enabled_sources();
+        Box::new(move || {
+            sources
+                .iter()
+                .flat_map(|source| roots.watch_plan(*source))
+                .collect()
+        })
+    }
+
+    /// Re-establishes the watches the plan asks for; true when anything is newly watched
+    /// (files there may predate the watch, so the caller scans).
+    fn refresh_watches(&mut self) -> bool {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return false;
+        };
+        let added = match watcher.refresh() {
+            Ok(added) => added,
+            Err(err) => {
+                tracing::error!(%err, "re-establishing watches failed");
+                false
+            }
+        };
+        if !added {
+            tracing::debug!("watch plan re-evaluated");
+        }
+        self.watch_warning = watcher.degraded();
+        added
+    }
+
     async fn run(mut self) -> Result<RunExit> {
         let (hint_tx, mut hint_rx) = mpsc::unbounded_channel();
-        // Each source's plan is re-evaluated at every refresh: what is watched may depend on
-        // what is on disk (OpenCode's JSON tree is not watched once its database exists).
-        let plan_roots = self.roots.clone();
-        let plan_sources = self.cfg.enabled_sources();
-        let plan: crate::watch::Plan = Box::new(move || {
-            plan_sources
-                .iter()
-                .flat_map(|source| plan_roots.watch_plan(*source))
-                .collect()
-        });
-        let mut watcher =
-            Watcher::start(plan, Duration::from_millis(self.cfg.debounce_ms), hint_tx)
-                .context("setting up file watching")?;
+        let watcher = Watcher::start(
+            self.watch_plan(),
+            Duration::from_millis(self.cfg.debounce_ms),
+            hint_tx,
+        )
+        .context("setting up file watching")?;
         self.watch_warning = watcher.degraded();
+        self.watcher = Some(watcher);
 
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(64);
         let socket = self.paths.control_socket();
@@ -339,19 +370,13 @@ impl Daemon {
                     }
                     Hint::Refresh => {
                         // Only what is newly watched may hold files nobody saw change.
-                        match watcher.refresh() {
-                            Ok(true) => self.full_scan("new directories watched"),
-                            Ok(false) => tracing::debug!("watch plan re-evaluated"),
-                            Err(err) => tracing::error!(%err, "re-establishing watches failed"),
+                        if self.refresh_watches() {
+                            self.full_scan("new directories watched");
                         }
-                        self.watch_warning = watcher.degraded();
                     }
                     Hint::Rescan(reason) => {
                         tracing::debug!(%reason, "rescan requested by the watcher");
-                        if let Err(err) = watcher.refresh() {
-                            tracing::error!(%err, "re-establishing watches failed");
-                        }
-                        self.watch_warning = watcher.degraded();
+                        self.refresh_watches();
                         self.full_scan(&reason);
                     }
                 },
@@ -516,8 +541,20 @@ impl Daemon {
         tracing::info!("reloading configuration and credentials");
         match config::load(&self.paths, &figment::value::Dict::new()) {
             Ok(cfg) => {
-                self.roots = cfg.roots(&config::process_env);
+                let roots = cfg.roots(&config::process_env);
+                let moved = roots != self.roots || cfg.sources != self.cfg.sources;
+                self.roots = roots;
                 self.cfg = cfg;
+                // Other directories or other sources: watch what the new config names (a
+                // scan follows below once logged in; before that nothing is pushed anyway).
+                if moved {
+                    self.log_roots();
+                }
+                let plan = self.watch_plan();
+                if let Some(watcher) = self.watcher.as_mut() {
+                    watcher.set_plan(plan);
+                }
+                self.refresh_watches();
             }
             Err(err) => {
                 tracing::error!(%err, "config reload failed; keeping the previous configuration")

@@ -106,6 +106,11 @@ impl Daemon {
             self.timers.watchdog = Some((every, now + every));
         }
         if self.timers.next_rescan <= now {
+            // While degraded, each safety-net scan first tries to watch in full again (the
+            // user may have raised the limit since).
+            if self.watch_warning.is_some() {
+                self.refresh_watches();
+            }
             self.full_scan("periodic");
         }
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retry_later)
