@@ -900,3 +900,63 @@ fn a_changed_directory_setting_is_watched_from_the_reload_on() {
         d.log_text()
     );
 }
+
+/// Once idle after a backfill of at least `OPENSYNCD_TEST_RENEW_AFTER_UNITS` units (1,000 in
+/// real life), the daemon restarts in place — same pid, same log — to give back the memory the
+/// backfill left behind, once: the new image's start scan finds nothing to do, so it does not
+/// restart again, and it keeps watching (a session written afterwards arrives).
+#[test]
+fn after_a_backfill_the_daemon_restarts_in_place_once_and_keeps_working() {
+    let emu = Emulation::with_key(KEY);
+    // Slow enough that the backfill spans the daemon's progress ticks (2 s apart).
+    emu.set_latency(Duration::from_millis(400));
+    let (home, files) = populated_home(6, 0);
+    home.login(&emu.url(), KEY);
+    let d = home.spawn_daemon(&[
+        ("OPENSYNCD_DEBOUNCE_MS", "100"),
+        ("OPENSYNCD_LOG_LEVEL", "debug"),
+        ("OPENSYNCD_TEST_RENEW_AFTER_UNITS", "3"),
+    ]);
+    wait_converged(&home, &emu, Duration::from_secs(120));
+    let restarted = |d: &DaemonProcess| d.log_text().matches("restarting in place").count();
+    assert!(
+        wait_until(Duration::from_secs(30), || restarted(&d) == 1
+            && d.log_text().matches("opensyncd started").count() == 2
+            && crate::home::daemon_answers(
+                &home.opensyncd_home().join("state/control.sock")
+            )),
+        "no restart in place after the backfill; log:\n{}",
+        d.log_text()
+    );
+    emu.set_latency(Duration::ZERO);
+
+    let sid = "c1a0de00-0000-4000-8000-00000000c001";
+    std::fs::write(
+        files[0].parent().unwrap().join(format!("{sid}.jsonl")),
+        Transcripts::claude_session(sid, 2),
+    )
+    .unwrap();
+    let user = emu.default_user();
+    assert!(
+        emu.wait_for(Duration::from_secs(30), |_| emu
+            .sessions(user)
+            .iter()
+            .any(|s| s.external_id == sid)),
+        "a session written after the restart did not arrive; log:\n{}",
+        d.log_text()
+    );
+    wait_converged(&home, &emu, Duration::from_secs(60));
+    assert!(
+        emu.duplicate_rows().is_empty(),
+        "{:?}",
+        emu.duplicate_rows()
+    );
+    let log = d.log_text();
+    assert_eq!(restarted(&d), 1, "restarted more than once; log:\n{log}");
+    let pids: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("opensyncd started"))
+        .filter_map(|l| l.split("pid=").nth(1)?.split_whitespace().next())
+        .collect();
+    assert_eq!(pids, vec![d.pid().to_string(); 2], "{log}");
+}

@@ -40,7 +40,7 @@ use crate::selection::{Selection, for_each_unit_to_process};
 use crate::sources::{self, Roots, Unit};
 use crate::watch::{Hint, Watcher};
 use crate::wiring::{build_client, build_engine};
-use reexec::{LEDGER_RETRY, reexec};
+use reexec::{LEDGER_RETRY, Why, reexec};
 use timers::Timers;
 use waiters::SyncWaiter;
 
@@ -94,7 +94,7 @@ pub fn run(paths: Paths, cfg: Config) -> Result<RunEnd> {
     drop(lock);
     match result? {
         RunExit::Stopped => Ok(RunEnd::Stopped),
-        RunExit::Reexec => Err(reexec()),
+        RunExit::Reexec(why) => Err(reexec(why)),
     }
 }
 
@@ -110,8 +110,8 @@ fn panic_message(err: &tokio::task::JoinError) -> String {
 enum RunExit {
     /// A signal asked it to stop.
     Stopped,
-    /// The ledger failed with an I/O error: start over in a fresh process image.
-    Reexec,
+    /// Start over in a fresh process image.
+    Reexec(Why),
 }
 
 struct Daemon {
@@ -191,6 +191,9 @@ impl Daemon {
             watchdog: sd_notify::watchdog_enabled().map(|every| (every / 2, now + every / 2)),
             progress: None,
             release_when_idle: false,
+            done_since_idle: 0,
+            renew_after: timers::renew_after_units(),
+            renew_pending: false,
         };
         let hold = load_hold(&paths);
         Ok(Daemon {
@@ -351,7 +354,10 @@ impl Daemon {
         let mut end = RunExit::Stopped;
         loop {
             self.dispatch(&mut workers);
-            self.progress_may_have_changed();
+            if self.progress_may_have_changed() {
+                end = RunExit::Reexec(Why::GiveBackMemory);
+                break;
+            }
             let wake = self.next_wake();
             tokio::select! {
                 sig = signals.next() => match sig {
@@ -412,7 +418,12 @@ impl Daemon {
         }
 
         tracing::info!("stopping: draining in-flight work");
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        // A restart in place keeps the pid: to systemd it is a reload (the new image says
+        // READY=1 once started), not a stop.
+        let _ = sd_notify::notify(&[match end {
+            RunExit::Reexec(_) => sd_notify::NotifyState::Reloading,
+            RunExit::Stopped => sd_notify::NotifyState::Stopping,
+        }]);
         let _ = self.stop_tx.send(true);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             while let Some(joined) = workers.join_next().await {
@@ -479,6 +490,7 @@ impl Daemon {
         let mut failed = false;
         match result {
             Ok(Outcome::Done) => {
+                self.timers.done_since_idle += 1;
                 self.deferred_may_have_changed();
                 if self.paused.take().is_some() {
                     tracing::info!("pushing resumed");

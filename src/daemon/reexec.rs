@@ -1,5 +1,6 @@
-//! Restarting the daemon in place (same pid, arguments and environment) after a ledger I/O
-//! failure, with a delay that grows with each restart.
+//! Restarting the daemon in place (same pid, arguments and environment): after a ledger I/O
+//! failure, with a delay that grows with each restart; and once idle after a large backfill,
+//! to give back the memory it leaves behind.
 
 use std::time::Duration;
 
@@ -25,20 +26,43 @@ pub(super) fn reexec_count() -> u32 {
         .unwrap_or(0)
 }
 
+/// Why the daemon restarts in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Why {
+    /// The ledger failed with an I/O error: reopen it (the delay before the next such
+    /// restart grows).
+    ReopenLedger,
+    /// Idle after a large backfill: sled keeps the page table and node cache the backfill
+    /// grew, and the heap stays fragmented, for the life of the process; a fresh image holds
+    /// what a daemon started on the synced ledger holds.
+    GiveBackMemory,
+}
+
 /// Replaces this process with a fresh copy of itself (same pid, arguments and environment).
 /// sled cannot be reopened in-process while anything still holds the old handle; a new image
 /// drops every handle and file lock (all opened close-on-exec) at once. Only returns on error.
-pub(super) fn reexec() -> anyhow::Error {
+pub(super) fn reexec(why: Why) -> anyhow::Error {
     use std::os::unix::process::CommandExt;
     let n = reexec_count();
-    tracing::warn!("restarting opensyncd in place to reopen the ledger");
+    let (count, doing) = match why {
+        Why::ReopenLedger => {
+            tracing::warn!("restarting opensyncd in place to reopen the ledger");
+            (n + 1, "reopen its ledger")
+        }
+        Why::GiveBackMemory => {
+            tracing::info!(
+                "backfill done: restarting in place (same pid) to give back the memory it used"
+            );
+            (n, "give back the backfill's memory")
+        }
+    };
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => return anyhow!("finding the opensyncd binary to restart: {e}"),
     };
     let err = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
-        .env(REEXEC_COUNT_VAR, (n + 1).to_string())
+        .env(REEXEC_COUNT_VAR, count.to_string())
         .exec();
-    anyhow!("restarting opensyncd to reopen its ledger: {err}")
+    anyhow!("restarting opensyncd to {doing}: {err}")
 }

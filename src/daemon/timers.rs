@@ -5,13 +5,30 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::reexec::reexec_delay;
+use super::reexec::{Why, reexec_delay};
 use super::{
     DEFERRED_CHECK, DEGRADED_RESCAN, Daemon, PAUSE_PROBE, PROGRESS_EVERY, RunExit, UNIT_RETRY,
 };
 use crate::engine::{Outcome, now_ms};
 use crate::pause;
 use crate::progress::Tick;
+
+/// A busy period that completed this many units restarts the daemon in place once it is
+/// over ([`Daemon::progress_may_have_changed`]). sled keeps the page table and node cache a
+/// backfill grew, and glibc keeps most of the fragmented heap, for the life of the process:
+/// after the 31k-file backfill of `BENCHMARKS.md` section 5 the idle daemon held 44 MiB,
+/// one started on that synced ledger 27 MiB. Only units that were done count, so the restart
+/// cannot repeat itself: its start scan finds none of them again. A live day of work stays far
+/// below it (a few units per busy period).
+pub(super) const RENEW_AFTER_UNITS: usize = 1_000;
+
+/// [`RENEW_AFTER_UNITS`], unless a test asks for fewer.
+pub(super) fn renew_after_units() -> usize {
+    std::env::var("OPENSYNCD_TEST_RENEW_AFTER_UNITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RENEW_AFTER_UNITS)
+}
 
 /// When the loop must wake up by itself. Everything else it does is a reaction to a message;
 /// with nothing queued, paused or deferred, the only timer left is the safety-net scan (an
@@ -28,6 +45,12 @@ pub(super) struct Timers {
     pub(super) progress: Option<Instant>,
     /// A backfill ran since the daemon was last idle: once idle, its memory is given back.
     pub(super) release_when_idle: bool,
+    /// Units done (read to their end and acknowledged) since the daemon was last idle.
+    pub(super) done_since_idle: usize,
+    /// [`RENEW_AFTER_UNITS`], or what a test sets (`OPENSYNCD_TEST_RENEW_AFTER_UNITS`).
+    pub(super) renew_after: usize,
+    /// A large backfill is over: restart in place once nothing lives only in memory.
+    pub(super) renew_pending: bool,
 }
 
 impl Daemon {
@@ -70,21 +93,46 @@ impl Daemon {
     }
 
     /// Keeps the progress timer running exactly while there is something to report: units
-    /// queued or in flight, or a `sync` waiting.
-    pub(super) fn progress_may_have_changed(&mut self) {
+    /// queued or in flight, or a `sync` waiting. Once idle after a backfill, gives its memory
+    /// back: returns true when that takes a restart in place ([`RENEW_AFTER_UNITS`]).
+    pub(super) fn progress_may_have_changed(&mut self) -> bool {
         let busy = !self.backlog.is_empty()
             || !self.in_flight.is_empty()
             || !self.waiters.is_empty()
             || self.backfill.active();
         self.timers.release_when_idle |= self.backfill.active();
         if !busy && std::mem::take(&mut self.timers.release_when_idle) {
-            release_freed_memory();
+            if self.timers.done_since_idle >= self.timers.renew_after {
+                self.timers.renew_pending = true;
+            } else {
+                release_freed_memory();
+            }
         }
+        if !busy {
+            self.timers.done_since_idle = 0;
+        }
+        // Waits, idle, for what lives only in memory to be settled (deferred writes being
+        // sent, a unit to retry).
+        let renew = !busy && self.timers.renew_pending && self.nothing_held();
         match (busy, self.timers.progress) {
             (true, None) => self.timers.progress = Some(Instant::now() + PROGRESS_EVERY),
             (false, Some(_)) => self.timers.progress = None,
             _ => {}
         }
+        renew
+    }
+
+    /// Nothing lives only in this process's memory: no unit waiting to be retried, no pause,
+    /// hold or failed ledger, no deferred writes being sent. A restart in place then loses
+    /// nothing and repeats nothing (everything else is in the ledger or found by the start
+    /// scan).
+    fn nothing_held(&self) -> bool {
+        self.retry_later.is_empty()
+            && self.redo.is_empty()
+            && self.paused.is_none()
+            && self.hold.is_none()
+            && self.ledger_failed.is_none()
+            && !self.timers.deferred_running
     }
 
     /// Does whatever is due; `Some` when the loop must end.
@@ -97,7 +145,7 @@ impl Daemon {
             && self.in_flight.is_empty()
             && failed_at.elapsed() >= reexec_delay()
         {
-            return Some(RunExit::Reexec);
+            return Some(RunExit::Reexec(Why::ReopenLedger));
         }
         if let Some((every, at)) = self.timers.watchdog
             && at <= now
