@@ -416,6 +416,16 @@ impl Daemon {
             assert_eq!(outcome, want, "{}", unit.describe());
         }
         self.stop.send_replace(false);
+        if !abort {
+            // A quiet point: the writes held back for the server's windows (the client keeps
+            // to them even though this emulation's are off) are due, and sent.
+            let window =
+                opensyncd::deliver::SESSION_WINDOW_MS + opensyncd::deliver::WINDOW_MARGIN_MS;
+            self.clock
+                .fetch_add(window, std::sync::atomic::Ordering::Relaxed);
+            let flushed = rt.block_on(self.engine.flush_deferred()).unwrap();
+            assert_eq!(flushed, Outcome::Done);
+        }
     }
 
     /// The fold state of a session as the ledger holds it, and the session record's cache.

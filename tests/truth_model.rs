@@ -834,6 +834,22 @@ fn a_step_inside_the_window_then_force_reaches_the_server() {
     .unwrap();
 }
 
+/// A session emptied by a revert, then the ledger lost, then a new message 10 s later: the
+/// session's duration on the server is the one `export` prints.
+#[test]
+fn a_new_message_after_a_revert_and_a_lost_ledger_updates_the_duration() {
+    run(vec![
+        Op::OcNew { db: false },
+        Op::Pass,
+        Op::OcRevert { db: false },
+        Op::LoseLedger,
+        Op::Advance { ms: 9_998 },
+        Op::Pass,
+        Op::OcNew { db: false },
+    ])
+    .unwrap();
+}
+
 /// A session re-created after a lost ledger inside the 10 s window still ends right.
 #[test]
 fn a_lost_ledger_inside_the_session_window_converges() {

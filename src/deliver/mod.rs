@@ -38,15 +38,25 @@ pub const WINDOW_MARGIN_MS: i64 = 1_000;
 
 /// Whether the server may skip `next` when it holds `held` and the write falls in its window:
 /// title, model and project path equal and every token field 0/absent or equal. When what the
-/// server holds is unknown (`None`), it may.
-pub fn session_write_may_be_skipped(held: Option<&SessionPayload>, next: &SessionPayload) -> bool {
+/// server holds is unknown (`None`), it may. With `partly_unknown` (the row was created over
+/// one the server may already have held), a field `held` has no value for may hold an older
+/// one there, so it may be equal too.
+pub fn session_write_may_be_skipped(
+    held: Option<&SessionPayload>,
+    next: &SessionPayload,
+    partly_unknown: bool,
+) -> bool {
     let Some(prev) = held else {
         return true;
     };
-    let tokens_same = |a: Option<u64>, b: Option<u64>| b.unwrap_or(0) == 0 || a == b;
-    prev.title == next.title
-        && prev.model == next.model
-        && prev.project_path == next.project_path
+    let text_same =
+        |a: &Option<String>, b: &Option<String>| a == b || (partly_unknown && a.is_none());
+    let tokens_same = |a: Option<u64>, b: Option<u64>| {
+        b.unwrap_or(0) == 0 || a == b || (partly_unknown && a.unwrap_or(0) == 0)
+    };
+    text_same(&prev.title, &next.title)
+        && text_same(&prev.model, &next.model)
+        && text_same(&prev.project_path, &next.project_path)
         && tokens_same(prev.prompt_tokens, next.prompt_tokens)
         && tokens_same(prev.completion_tokens, next.completion_tokens)
 }
@@ -92,6 +102,12 @@ impl Engine {
             // A session the server may already hold (a re-send after a crash, a lost ledger,
             // `--force`) and wrote less than 10 s ago skips this write: make sure of it later.
             let maybe_skipped = self.now() - self.last_write(&work.record) < SESSION_WINDOW_MS;
+            // It may hold it whenever this process cannot rule it out: written before (the
+            // ledger says so), or begun before this process started (a process before it may
+            // have created it and died before its ledger said so). Then the fields this create
+            // leaves absent or 0 may keep older values there.
+            let may_exist = work.record.last_write_ms > 0
+                || create.created_at.is_none_or(|at| at <= self.start_ms);
             if self
                 .send_session(client, &create, &work.key, commit)
                 .await?
@@ -101,6 +117,7 @@ impl Engine {
                 }
                 work.record.acked = Some(create);
                 work.record.last_write_ms = self.now();
+                work.record.held_partly_unknown = may_exist;
                 self.note_server_session(&work.record.state.session_id);
             }
         }
@@ -148,7 +165,13 @@ impl Engine {
         if let Some(update) = work.update.take() {
             let last = self.last_write(&work.record);
             let in_window = self.now() - last < SESSION_WINDOW_MS;
-            if in_window && session_write_may_be_skipped(work.record.acked.as_ref(), &update) {
+            if in_window
+                && session_write_may_be_skipped(
+                    work.record.acked.as_ref(),
+                    &update,
+                    work.record.held_partly_unknown,
+                )
+            {
                 self.defer_session(&work.key, last, false, commit);
             } else if self
                 .send_session(client, &update, &work.key, commit)

@@ -43,6 +43,11 @@ pub struct SessionRecord {
     pub last_write_ms: i64,
     /// Number of messages acknowledged.
     pub messages: u64,
+    /// The last create went over a row the server may already have held (a lost ledger,
+    /// `--force`, a crash): fields `acked` has no value for may hold older ones there, which
+    /// the server's 10 s window compares against.
+    #[serde(default)]
+    pub held_partly_unknown: bool,
     /// Models without a price (cost counted as 0).
     pub unpriced_models: Vec<String>,
 }
@@ -55,6 +60,7 @@ impl SessionRecord {
             acked: None,
             last_write_ms: 0,
             messages: 0,
+            held_partly_unknown: false,
             unpriced_models: Vec::new(),
         }
     }
