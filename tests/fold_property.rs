@@ -357,12 +357,17 @@ struct Daemon {
     engine: Engine,
     stop: tokio::sync::watch::Sender<bool>,
     /// The engine's clock offset: each pass comes long enough after the last that a subagent
-    /// file waiting for its main transcript (`engine::ORPHAN_WAIT`) is read.
+    /// file waiting for its main transcript (`engine::ORPHAN_WAIT`) is read. It outlives a
+    /// restart: time does not run backwards for the next process.
     clock: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Daemon {
-    fn start(world: &World, emu: &Emulation) -> Daemon {
+    fn start(
+        world: &World,
+        emu: &Emulation,
+        clock: &std::sync::Arc<std::sync::atomic::AtomicI64>,
+    ) -> Daemon {
         let (ledger, _) = Ledger::open(&world.dir.path().join("state/ledger")).unwrap();
         let client = Client::new(ClientOptions {
             url: emu.url(),
@@ -372,7 +377,7 @@ impl Daemon {
         })
         .unwrap();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let clock = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let clock = clock.clone();
         let engine = wiring::build_engine(
             &world.config(),
             ledger,
@@ -418,9 +423,12 @@ impl Daemon {
         self.stop.send_replace(false);
         if !abort {
             // A quiet point: the writes held back for the server's windows (the client keeps
-            // to them even though this emulation's are off) are due, and sent.
-            let window =
-                opensyncd::deliver::SESSION_WINDOW_MS + opensyncd::deliver::WINDOW_MARGIN_MS;
+            // to them even though this emulation's are off) are due, and sent. A second more
+            // than the window: the clock is the driven offset plus real time, and a write
+            // made during the pass is due a window after it.
+            let window = opensyncd::deliver::SESSION_WINDOW_MS
+                + opensyncd::deliver::WINDOW_MARGIN_MS
+                + 1_000;
             self.clock
                 .fetch_add(window, std::sync::atomic::Ordering::Relaxed);
             let flushed = rt.block_on(self.engine.flush_deferred()).unwrap();
@@ -518,7 +526,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         .build()
         .unwrap();
     let mut world = World::new();
-    let mut daemon = Daemon::start(&world, &emu);
+    let clock = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let mut daemon = Daemon::start(&world, &emu, &clock);
     for op in ops {
         match op {
             Op::Append {
@@ -573,7 +582,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Restart => {
                 drop(daemon);
-                daemon = Daemon::start(&world, &emu);
+                daemon = Daemon::start(&world, &emu, &clock);
             }
             Op::Abort => daemon.pass(&world, &rt, true),
         }
@@ -654,4 +663,31 @@ fn a_main_transcript_truncated_to_nothing_is_retracted() {
         Op::Sync,
     ])
     .unwrap();
+}
+
+/// The clock set back between two runs of the daemon (the next process's time starts ten
+/// minutes before the last write it finds in the ledger): a session write held back for the
+/// server's window waits one window, not until the clock has caught up with the ledger.
+#[test]
+fn a_clock_set_back_across_a_restart_holds_a_write_one_window_at_most() {
+    let emu = Emulation::with_key(KEY);
+    emu.disable_windows();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut world = World::new();
+    let ahead = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let daemon = Daemon::start(&world, &emu, &ahead);
+    daemon.pass(&world, &rt, false);
+    world.append(2, 3, false);
+    daemon.pass(&world, &rt, false);
+    check(&world, &daemon, &emu).unwrap();
+    drop(daemon);
+
+    let set_back = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let daemon = Daemon::start(&world, &emu, &set_back);
+    world.append(2, 1, false);
+    daemon.pass(&world, &rt, false);
+    check(&world, &daemon, &emu).unwrap();
 }

@@ -123,9 +123,13 @@ impl Engine {
             commit.deferred.push((key.to_string(), None));
             return Ok(());
         };
-        let last = self.last_write(&rec);
+        let set_back = rec.last_write_ms > self.now();
+        let last = self.last_write(&mut rec);
         if self.now() - last < SESSION_WINDOW_MS {
             self.defer_session(&entry.session, last, entry.confirm, commit);
+            if set_back {
+                commit.sessions.push((entry.session.clone(), rec));
+            }
             return Ok(());
         }
         let payload = self.shaping().session(&rec.state);

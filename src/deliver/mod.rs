@@ -87,8 +87,11 @@ impl Engine {
 
     /// The server's last write to the session, as far as this process can know: writes made
     /// before it started (another process, one killed mid-push) are unknown, so they are
-    /// assumed to be as late as the start.
-    fn last_write(&self, record: &SessionRecord) -> i64 {
+    /// assumed to be as late as the start. One recorded in the future (the clock was set
+    /// back since) is corrected to now in `record`: a write held back for the window then
+    /// waits one window, not until the clock catches up with the ledger.
+    fn last_write(&self, record: &mut SessionRecord) -> i64 {
+        record.last_write_ms = record.last_write_ms.min(self.now());
         record.last_write_ms.max(self.start_ms)
     }
 
@@ -101,7 +104,7 @@ impl Engine {
         if let Some(create) = work.create.take() {
             // A session the server may already hold (a re-send after a crash, a lost ledger,
             // `--force`) and wrote less than 10 s ago skips this write: make sure of it later.
-            let maybe_skipped = self.now() - self.last_write(&work.record) < SESSION_WINDOW_MS;
+            let maybe_skipped = self.now() - self.last_write(&mut work.record) < SESSION_WINDOW_MS;
             // It may hold it whenever this process cannot rule it out: written before (the
             // ledger says so), or begun before this process started (a process before it may
             // have created it and died before its ledger said so). Then the fields this create
@@ -163,7 +166,7 @@ impl Engine {
             }
         }
         if let Some(update) = work.update.take() {
-            let last = self.last_write(&work.record);
+            let last = self.last_write(&mut work.record);
             let in_window = self.now() - last < SESSION_WINDOW_MS;
             if in_window
                 && session_write_may_be_skipped(
