@@ -918,7 +918,11 @@ fn after_a_backfill_the_daemon_restarts_in_place_once_and_keeps_working() {
         ("OPENSYNCD_TEST_RENEW_AFTER_UNITS", "3"),
     ]);
     wait_converged(&home, &emu, Duration::from_secs(120));
-    let restarted = |d: &DaemonProcess| d.log_text().matches("restarting in place").count();
+    let restarted = |d: &DaemonProcess| {
+        d.log_text()
+            .matches("backfill done: restarting in place")
+            .count()
+    };
     assert!(
         wait_until(Duration::from_secs(30), || restarted(&d) == 1
             && d.log_text().matches("opensyncd started").count() == 2

@@ -417,7 +417,10 @@ impl Daemon {
             }
         }
 
-        tracing::info!("stopping: draining in-flight work");
+        match end {
+            RunExit::Reexec(_) => tracing::info!("restarting in place: draining in-flight work"),
+            RunExit::Stopped => tracing::info!("stopping: draining in-flight work"),
+        }
         // A restart in place keeps the pid: to systemd it is a reload (the new image says
         // READY=1 once started), not a stop.
         let _ = sd_notify::notify(&[match end {
