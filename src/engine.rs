@@ -613,18 +613,20 @@ impl Engine {
                 file.sessions.push(key);
             }
         }
+        // What the file still holds past this read (for the requests' priority, below).
+        let left = file.len.saturating_sub(file.checkpoint.offset);
         if gone {
             commit.forget_files.push(unit_key);
         } else {
             file.unit = Some(unit.clone());
             commit.files.push((unit_key, file));
         }
-        // The requests of a long read go first when the pool is full: its messages are sent one
-        // after the other, so it is what the whole backfill waits for at the end.
+        // The requests of a long session go first when the pool is full: its messages are sent
+        // one after the other, so it is what the whole backfill waits for at the end.
         let requests: usize = works.iter().map(|w| w.messages.len() + 2).sum();
+        let priority = read_priority(requests, bytes, left);
         let delivered =
-            crate::flow::with_priority(requests as u64, self.deliver(&client, works, &mut commit))
-                .await;
+            crate::flow::with_priority(priority, self.deliver(&client, works, &mut commit)).await;
         if let Err(outcome) = delivered {
             return Ok(outcome);
         }
@@ -668,6 +670,20 @@ fn reserve_read(
     }
 }
 
+/// The priority of a read's requests in the pool ([`crate::flow::with_priority`]): what the
+/// unit still has to send, one request after another. A read of `bytes` that leaves `left`
+/// bytes of its file unread is extrapolated to the whole rest at the read's own density, so
+/// a long session read in small steps (the read budget was taken) ranks as what it is, not as
+/// its first step — which let shorter sessions read whole go first, and left the longest
+/// session of a backfill running alone at its end.
+fn read_priority(requests: usize, bytes: u64, left: u64) -> u64 {
+    let requests = requests as u64;
+    if bytes == 0 {
+        return requests;
+    }
+    requests.saturating_mul(bytes.saturating_add(left)) / bytes
+}
+
 /// What reading produced: the records plus the unit record to commit with them.
 struct Step {
     key: String,
@@ -689,6 +705,17 @@ mod tests {
     use super::*;
 
     const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn a_read_ranks_by_what_its_file_still_holds() {
+        // A whole file read at once: its own requests.
+        assert_eq!(read_priority(80, 300_000, 0), 80);
+        // The first 128 KiB of a 746 KB file with 30 requests in them: about 170 to come.
+        assert_eq!(read_priority(30, 131_072, 746_607 - 131_072), 170);
+        // A snapshot (no bytes counted) and an empty read.
+        assert_eq!(read_priority(5, 0, 0), 5);
+        assert_eq!(read_priority(0, 1_000, 5_000), 0);
+    }
 
     #[test]
     fn full_reads_share_the_budget_and_the_rest_read_small_steps() {
