@@ -15,8 +15,9 @@
 //!   backoff — so an outage costs a few requests a minute however many sessions are waiting —
 //!   and the first success lifts it at once (full speed again, the limit untouched by 5xx).
 //!
-//! - **Longest first.** Requests waiting for a slot are served by priority — the number of
-//!   requests the read they belong to sends ([`with_priority`]) — then in arrival order. A
+//! - **Longest first.** Requests waiting for a slot are served by priority — about how many
+//!   requests the unit they belong to still has to send (the engine's `read_priority`, set
+//!   with [`with_priority`]) — then in arrival order. A
 //!   session's messages go one after the other, so a 200-message session is the critical path
 //!   of a backfill: its next message must not queue behind one-message sessions.
 //!
