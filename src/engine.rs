@@ -710,7 +710,7 @@ mod tests {
     fn a_read_ranks_by_what_its_file_still_holds() {
         // A whole file read at once: its own requests.
         assert_eq!(read_priority(80, 300_000, 0), 80);
-        // The first 128 KiB of a 746 KB file with 30 requests in them: about 170 to come.
+        // The first 128 KiB of a 746 KB file, 30 requests in them: about 170 in all.
         assert_eq!(read_priority(30, 131_072, 746_607 - 131_072), 170);
         // A snapshot (no bytes counted) and an empty read.
         assert_eq!(read_priority(5, 0, 0), 5);
