@@ -689,6 +689,43 @@ fn scans_logged(d: &DaemonProcess) -> Vec<String> {
         .collect()
 }
 
+/// The daemon logged exactly `count` full scans (`which` names them, for the failure message).
+fn assert_full_scans(d: &DaemonProcess, count: usize, which: &str) {
+    assert_eq!(
+        scans_logged(d).len(),
+        count,
+        "only {which} was expected; log:\n{}",
+        d.log_text()
+    );
+}
+
+/// Writes a two-turn Claude Code transcript for `sid` into `project` (created if missing) and
+/// waits until its session is on the server (`what` says which session, for the failure
+/// message).
+fn write_claude_session_and_wait(
+    emu: &Emulation,
+    d: &DaemonProcess,
+    project: &Path,
+    sid: &str,
+    what: &str,
+) {
+    std::fs::create_dir_all(project).unwrap();
+    std::fs::write(
+        project.join(format!("{sid}.jsonl")),
+        Transcripts::claude_session(sid, 2),
+    )
+    .unwrap();
+    let user = emu.default_user();
+    assert!(
+        emu.wait_for(Duration::from_secs(30), |_| emu
+            .sessions(user)
+            .iter()
+            .any(|s| s.external_id == sid)),
+        "{what} did not arrive; log:\n{}",
+        d.log_text()
+    );
+}
+
 fn write_json(path: &Path, value: &Value) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
@@ -704,7 +741,7 @@ fn a_live_json_opencode_reaches_the_server_without_a_full_scan() {
     let (home, _) = populated_home(1, 0);
     let d = start_logging_scans(&home, &emu);
     wait_converged(&home, &emu, Duration::from_secs(60));
-    assert_eq!(scans_logged(&d).len(), 1, "{}", d.log_text());
+    assert_full_scans(&d, 1, "the start scan");
 
     let storage = home.opencode_data().join("storage");
     let project = "4b0ea68d7af9a6031a7ffda7ad66e0cb83315750";
@@ -803,12 +840,7 @@ fn a_live_json_opencode_reaches_the_server_without_a_full_scan() {
         d.log_text()
     );
     wait_converged(&home, &emu, Duration::from_secs(60));
-    assert_eq!(
-        scans_logged(&d).len(),
-        1,
-        "only the start scan was expected; log:\n{}",
-        d.log_text()
-    );
+    assert_full_scans(&d, 1, "the start scan");
     assert!(d.log_text().contains("new directory"), "{}", d.log_text());
 }
 
@@ -853,12 +885,7 @@ fn a_new_claude_project_directory_with_a_transcript_in_it_is_picked_up() {
         d.log_text()
     );
     wait_converged(&home, &emu, Duration::from_secs(60));
-    assert_eq!(
-        scans_logged(&d).len(),
-        1,
-        "only the start scan was expected; log:\n{}",
-        d.log_text()
-    );
+    assert_full_scans(&d, 1, "the start scan");
 }
 
 /// `set claude_dirs` while the daemon runs: from the reload on, the new directory is watched
@@ -876,29 +903,14 @@ fn a_changed_directory_setting_is_watched_from_the_reload_on() {
     let said = home.ok(&["set", "claude_dirs", &other.display().to_string()]);
     assert!(said.contains("reloaded"), "{said}");
 
-    let sid = "c1a0de00-0000-4000-8000-00000000b001";
-    let project = other.join("projects/-home-dev-other");
-    std::fs::create_dir(&project).unwrap();
-    std::fs::write(
-        project.join(format!("{sid}.jsonl")),
-        Transcripts::claude_session(sid, 2),
-    )
-    .unwrap();
-    let user = emu.default_user();
-    assert!(
-        emu.wait_for(Duration::from_secs(30), |_| emu
-            .sessions(user)
-            .iter()
-            .any(|s| s.external_id == sid)),
-        "the session in the newly configured directory did not arrive; log:\n{}",
-        d.log_text()
+    write_claude_session_and_wait(
+        &emu,
+        &d,
+        &other.join("projects/-home-dev-other"),
+        "c1a0de00-0000-4000-8000-00000000b001",
+        "the session in the newly configured directory",
     );
-    assert_eq!(
-        scans_logged(&d).len(),
-        2,
-        "only the start and reload scans were expected; log:\n{}",
-        d.log_text()
-    );
+    assert_full_scans(&d, 2, "the start and reload scans");
 }
 
 /// Once idle after a backfill of at least `OPENSYNCD_TEST_RENEW_AFTER_UNITS` units (1,000 in
@@ -934,20 +946,12 @@ fn after_a_backfill_the_daemon_restarts_in_place_once_and_keeps_working() {
     );
     emu.set_latency(Duration::ZERO);
 
-    let sid = "c1a0de00-0000-4000-8000-00000000c001";
-    std::fs::write(
-        files[0].parent().unwrap().join(format!("{sid}.jsonl")),
-        Transcripts::claude_session(sid, 2),
-    )
-    .unwrap();
-    let user = emu.default_user();
-    assert!(
-        emu.wait_for(Duration::from_secs(30), |_| emu
-            .sessions(user)
-            .iter()
-            .any(|s| s.external_id == sid)),
-        "a session written after the restart did not arrive; log:\n{}",
-        d.log_text()
+    write_claude_session_and_wait(
+        &emu,
+        &d,
+        files[0].parent().unwrap(),
+        "c1a0de00-0000-4000-8000-00000000c001",
+        "a session written after the restart",
     );
     wait_converged(&home, &emu, Duration::from_secs(60));
     assert!(

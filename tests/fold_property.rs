@@ -517,15 +517,20 @@ fn check(world: &World, daemon: &Daemon, emu: &Emulation) -> Result<(), TestCase
     Ok(())
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+/// The emulation (its dedup windows off: they are the truth model's subject; this test is
+/// about the fold), a runtime for the engine and an empty world.
+fn setup() -> (Emulation, tokio::runtime::Runtime, World) {
     let emu = Emulation::with_key(KEY);
-    // The server's dedup windows are the truth issue's; this test is about the fold.
     emu.disable_windows();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut world = World::new();
+    (emu, rt, World::new())
+}
+
+fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let (emu, rt, mut world) = setup();
     let clock = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
     let mut daemon = Daemon::start(&world, &emu, &clock);
     for op in ops {
@@ -670,13 +675,7 @@ fn a_main_transcript_truncated_to_nothing_is_retracted() {
 /// server's window waits one window, not until the clock has caught up with the ledger.
 #[test]
 fn a_clock_set_back_across_a_restart_holds_a_write_one_window_at_most() {
-    let emu = Emulation::with_key(KEY);
-    emu.disable_windows();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut world = World::new();
+    let (emu, rt, mut world) = setup();
     let ahead = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
     let daemon = Daemon::start(&world, &emu, &ahead);
     daemon.pass(&world, &rt, false);
