@@ -125,8 +125,9 @@ struct Daemon {
     in_flight: HashSet<Unit>,
     redo: HashSet<Unit>,
     retry_later: Vec<(Instant, Unit)>,
-    /// When a ledger write first failed with an I/O error (disk full): sled refuses writes
-    /// from then on, so pushing stops and the process re-executes itself to reopen it.
+    /// When a ledger write first failed with an I/O error (disk full): pushing stops (nothing
+    /// may be acknowledged that cannot be recorded) and, after a delay, the process
+    /// re-executes itself to reopen the ledger from a clean start.
     ledger_failed: Option<Instant>,
     /// The ledger was started over: ask the server what it holds before pushing.
     reconcile: bool,
