@@ -513,3 +513,98 @@ fn a_panic_in_a_worker_is_contained_and_its_unit_retried() {
     assert!(log.contains("internal error (panic)"), "{log}");
     assert!(d.is_running(), "the daemon survived the panic");
 }
+
+/// An upgrade from a build that kept its ledger in sled: the first start copies the ledger
+/// into SQLite, restarts in place (same pid) to drop the copy's memory, and sends nothing
+/// again — the copy is the same ledger, identity included.
+#[test]
+fn a_ledger_from_the_sled_era_is_moved_and_nothing_is_sent_again() {
+    let emu = Emulation::with_key(KEY);
+    let (home, _) = populated_home(3, 2);
+    {
+        let mut d = start(&home, &emu);
+        wait_converged(&home, &emu, Duration::from_secs(60));
+        d.signal(15);
+        d.wait_exit(Duration::from_secs(30));
+    }
+    // What an earlier build would have left: the same tables as sled trees, no SQLite file.
+    let dir = home.opensyncd_home().join("state/ledger");
+    let file = dir.join("ledger.sqlite3");
+    let tables = [
+        "files",
+        "sessions",
+        "messages",
+        "facts",
+        "usage",
+        "totals",
+        "deferred",
+        "quarantine",
+        "meta",
+    ];
+    let mut rows = Vec::new();
+    {
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        for table in tables {
+            let mut stmt = conn.prepare(&format!("SELECT k, v FROM {table}")).unwrap();
+            let found = stmt
+                .query_map([], |r| {
+                    Ok((table, r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .unwrap();
+            rows.extend(found.map(Result::unwrap));
+        }
+    }
+    assert!(rows.iter().any(|(t, _, _)| *t == "messages"), "{rows:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    {
+        let db = sled::open(&dir).unwrap();
+        for (table, k, v) in &rows {
+            db.open_tree(table).unwrap().insert(&k[..], &v[..]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let requests_before = emu.requests().len();
+    let d = start(&home, &emu);
+    // The log file is shared with the first daemon: look at what follows the copy.
+    let after_copy = |d: &crate::home::DaemonProcess| {
+        d.log_text()
+            .split("moved the ledger from sled to SQLite")
+            .nth(1)
+            .map(str::to_string)
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || after_copy(&d)
+            .is_some_and(|log| log.contains("opensyncd started"))
+            && crate::home::daemon_answers(
+                &home.opensyncd_home().join("state/control.sock")
+            )),
+        "no start after the copy; log:\n{}",
+        d.log_text()
+    );
+    wait_converged(&home, &emu, Duration::from_secs(60));
+    let log = after_copy(&d).unwrap();
+    assert!(
+        log.contains("ledger moved to SQLite: restarting in place"),
+        "{log}"
+    );
+    assert!(!log.contains("fresh ledger"), "{log}");
+    let pids: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("opensyncd started"))
+        .filter_map(|l| l.split("pid=").nth(1)?.split_whitespace().next())
+        .collect();
+    assert_eq!(pids, vec![d.pid().to_string()], "the same process: {log}");
+    let sent: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .skip(requests_before)
+        .filter(|r| r.path.starts_with("/sync/"))
+        .collect();
+    assert!(
+        sent.is_empty(),
+        "the moved ledger knows what the server holds, yet {} requests went out: {:?}",
+        sent.len(),
+        sent.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert!(!dir.join("conf").exists() && !dir.join("db").exists());
+}

@@ -35,6 +35,8 @@ pub(super) enum Why {
     /// Idle after a large backfill: the heap stays fragmented for the life of the process;
     /// a fresh image holds what a daemon started on the synced ledger holds.
     GiveBackMemory,
+    /// The ledger was just copied from sled: a fresh image holds none of sled's memory.
+    LedgerMoved,
 }
 
 /// Replaces this process with a fresh copy of itself (same pid, arguments and environment).
@@ -53,6 +55,12 @@ pub(super) fn reexec(why: Why) -> anyhow::Error {
                 "backfill done: restarting in place (same pid) to give back the memory it used"
             );
             (n, "give back the backfill's memory")
+        }
+        Why::LedgerMoved => {
+            tracing::info!(
+                "ledger moved to SQLite: restarting in place (same pid) to give back the memory the copy used"
+            );
+            (n, "give back the ledger copy's memory")
         }
     };
     let exe = match std::env::current_exe() {

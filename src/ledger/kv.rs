@@ -144,11 +144,7 @@ impl Store {
 
     /// Up to [`PAGE_ROWS`] (key, value) pairs after `after` (from the start when `None`), in
     /// key order.
-    fn page(
-        &self,
-        table: Table,
-        after: Option<&[u8]>,
-    ) -> Result<Vec<Row>, rusqlite::Error> {
+    fn page(&self, table: Table, after: Option<&[u8]>) -> Result<Vec<Row>, rusqlite::Error> {
         let conn = self.conn();
         let limit = PAGE_ROWS as i64;
         match after {

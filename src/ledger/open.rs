@@ -171,16 +171,8 @@ impl Ledger {
             path: dir.to_path_buf(),
             source,
         })?;
+        Self::move_from_sled(dir)?;
         let file = dir.join(kv::DB_FILE);
-        if sled_ledger_in(dir) {
-            if file.exists() {
-                // A copy finished, and then the process stopped before the sled files were
-                // removed: the copy is the ledger.
-                remove_sled_ledger(dir);
-            } else {
-                migrate_from_sled(dir, &file)?;
-            }
-        }
         let store = kv::Store::open(&file).map_err(|source| LedgerError::Store {
             path: dir.to_path_buf(),
             source,
@@ -189,6 +181,24 @@ impl Ledger {
             path: dir.to_path_buf(),
             store,
         })
+    }
+
+    /// Copies a ledger an earlier build kept in sled in `dir` into the current store, if
+    /// there is one; true when it copied. [`Ledger::open`] does it too; the daemon calls it
+    /// first, to start afresh after a copy.
+    pub fn move_from_sled(dir: &Path) -> Result<bool, LedgerError> {
+        if !sled_ledger_in(dir) {
+            return Ok(false);
+        }
+        let file = dir.join(kv::DB_FILE);
+        if file.exists() {
+            // A copy finished, and then the process stopped before the sled files were
+            // removed: the copy is the ledger.
+            remove_sled_ledger(dir);
+            return Ok(false);
+        }
+        migrate_from_sled(dir, &file)?;
+        Ok(true)
     }
 
     pub(super) fn check_schema(&self) -> Result<(), LedgerError> {
