@@ -30,7 +30,7 @@ fn garbage_in_the_ledger_is_set_aside_and_the_resync_duplicates_nothing() {
         if entry.path().is_file() {
             std::fs::write(
                 entry.path(),
-                b"\x00garbage\xffnot a sled file\x13\x37".repeat(64),
+                b"\x00garbage\xffnot a database\x13\x37".repeat(64),
             )
             .unwrap();
             corrupted += 1;
@@ -65,7 +65,8 @@ fn garbage_in_the_ledger_is_set_aside_and_the_resync_duplicates_nothing() {
 }
 
 /// Mounts a tmpfs of `size` at `dir`; false when this machine does not allow it.
-/// The case from the field: 4 KiB of random bytes over `ledger/db` used to open as an empty
+/// The case from the field: 4 KiB of random bytes over the ledger's database (then sled's
+/// `ledger/db`, now `ledger/ledger.sqlite3`) used to open as an empty
 /// ledger, silently, and everything was re-sent blind. Now the damage is found at open, the
 /// directory is set aside, the log and `status` say so, the daemon asks the server what it
 /// holds, and the re-send is record by record (no `/sync/batch`), duplicating nothing.
@@ -75,11 +76,23 @@ fn random_bytes_over_the_ledger_db_are_detected_said_and_reconciled() {
     let (home, _) = populated_home(3, 2);
     home.ok(&["set", "transport", "batch"]);
     {
-        let _d = start(&home, &emu);
+        let mut d = start(&home, &emu);
         wait_converged(&home, &emu, Duration::from_secs(60));
+        // Stopped as a user's daemon is: the ledger is then one file. (After a kill -9 its
+        // latest pages are in the write-ahead log beside it, and bytes over the main file's
+        // first page change nothing SQLite reads.)
+        d.signal(15);
+        d.wait_exit(Duration::from_secs(30));
     }
-    let db = home.opensyncd_home().join("state/ledger/db");
+    let db = home.opensyncd_home().join("state/ledger/ledger.sqlite3");
     assert!(db.is_file(), "{} is missing", db.display());
+    assert!(
+        !home
+            .opensyncd_home()
+            .join("state/ledger/ledger.sqlite3-wal")
+            .exists(),
+        "a stop leaves no write-ahead log"
+    );
     // xorshift64: random-looking bytes, the same on every run.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let noise: Vec<u8> = (0..4096)
@@ -151,7 +164,10 @@ fn a_full_disk_under_the_state_dir_pauses_progress_and_recovers_without_loss() {
     let mut d = home.spawn_daemon(&[("OPENSYNCD_DEBOUNCE_MS", "100")]);
     let full = wait_until(Duration::from_secs(60), || {
         let log = d.log_text().to_lowercase();
-        log.contains("no space") || log.contains("enospc") || log.contains("storage full")
+        log.contains("no space")
+            || log.contains("enospc")
+            || log.contains("storage full")
+            || log.contains("disk is full")
     });
     assert!(full, "the daemon never hit the full disk: {}", d.log_text());
     // Whatever was pushed while the disk was full, the process keeps running.
@@ -496,4 +512,99 @@ fn a_panic_in_a_worker_is_contained_and_its_unit_retried() {
     assert!(log.contains("injected test fault"), "{log}");
     assert!(log.contains("internal error (panic)"), "{log}");
     assert!(d.is_running(), "the daemon survived the panic");
+}
+
+/// An upgrade from a build that kept its ledger in sled: the first start copies the ledger
+/// into SQLite, restarts in place (same pid) to drop the copy's memory, and sends nothing
+/// again — the copy is the same ledger, identity included.
+#[test]
+fn a_ledger_from_the_sled_era_is_moved_and_nothing_is_sent_again() {
+    let emu = Emulation::with_key(KEY);
+    let (home, _) = populated_home(3, 2);
+    {
+        let mut d = start(&home, &emu);
+        wait_converged(&home, &emu, Duration::from_secs(60));
+        d.signal(15);
+        d.wait_exit(Duration::from_secs(30));
+    }
+    // What an earlier build would have left: the same tables as sled trees, no SQLite file.
+    let dir = home.opensyncd_home().join("state/ledger");
+    let file = dir.join("ledger.sqlite3");
+    let tables = [
+        "files",
+        "sessions",
+        "messages",
+        "facts",
+        "usage",
+        "totals",
+        "deferred",
+        "quarantine",
+        "meta",
+    ];
+    let mut rows = Vec::new();
+    {
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        for table in tables {
+            let mut stmt = conn.prepare(&format!("SELECT k, v FROM {table}")).unwrap();
+            let found = stmt
+                .query_map([], |r| {
+                    Ok((table, r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .unwrap();
+            rows.extend(found.map(Result::unwrap));
+        }
+    }
+    assert!(rows.iter().any(|(t, _, _)| *t == "messages"), "{rows:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    {
+        let db = sled::open(&dir).unwrap();
+        for (table, k, v) in &rows {
+            db.open_tree(table).unwrap().insert(&k[..], &v[..]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let requests_before = emu.requests().len();
+    let d = start(&home, &emu);
+    // The log file is shared with the first daemon: look at what follows the copy.
+    let after_copy = |d: &crate::home::DaemonProcess| {
+        d.log_text()
+            .split("moved the ledger from sled to SQLite")
+            .nth(1)
+            .map(str::to_string)
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || after_copy(&d)
+            .is_some_and(|log| log.contains("opensyncd started"))
+            && crate::home::daemon_answers(
+                &home.opensyncd_home().join("state/control.sock")
+            )),
+        "no start after the copy; log:\n{}",
+        d.log_text()
+    );
+    wait_converged(&home, &emu, Duration::from_secs(60));
+    let log = after_copy(&d).unwrap();
+    assert!(
+        log.contains("ledger moved to SQLite: restarting in place"),
+        "{log}"
+    );
+    assert!(!log.contains("fresh ledger"), "{log}");
+    let pids: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("opensyncd started"))
+        .filter_map(|l| l.split("pid=").nth(1)?.split_whitespace().next())
+        .collect();
+    assert_eq!(pids, vec![d.pid().to_string()], "the same process: {log}");
+    let sent: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .skip(requests_before)
+        .filter(|r| r.path.starts_with("/sync/"))
+        .collect();
+    assert!(
+        sent.is_empty(),
+        "the moved ledger knows what the server holds, yet {} requests went out: {:?}",
+        sent.len(),
+        sent.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert!(!dir.join("conf").exists() && !dir.join("db").exists());
 }

@@ -86,7 +86,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("connect_timeout_secs", "per connection, at least 1"),
     (
         "log_level",
-        "the daemon's level: error, warn, info, debug, trace or off (ours; other crates stay at warn), or a full tracing filter such as info,sled=debug",
+        "the daemon's level: error, warn, info, debug, trace or off (ours; other crates stay at warn), or a full tracing filter such as info,notify=debug",
     ),
     ("log_format", "text or json"),
     (
@@ -328,7 +328,7 @@ pub fn check_log_level(value: &str) -> Result<(), String> {
 }
 
 /// The tracing filter for a `log_level`: a level word applies to opensyncd's own logs, and
-/// every other crate (sled, notify, hyper, reqwest, rustls…) stays at `warn` (or quieter when
+/// every other crate (notify, hyper, reqwest, rustls…) stays at `warn` (or quieter when
 /// asked for less); a full filter directive is used as given.
 pub fn log_filter(level: &str) -> String {
     let level = level.trim().to_ascii_lowercase();
@@ -351,7 +351,7 @@ mod tests {
             "INFO",
             "off",
             "info,opensyncd::push=debug",
-            "sled=debug",
+            "notify=debug",
         ] {
             assert!(check_log_level(ok).is_ok(), "{ok}");
         }
@@ -364,7 +364,7 @@ mod tests {
         assert_eq!(log_filter("debug"), "warn,opensyncd=debug");
         assert_eq!(log_filter("info"), "warn,opensyncd=info");
         assert_eq!(log_filter("error"), "error");
-        assert_eq!(log_filter("info,sled=debug"), "info,sled=debug");
+        assert_eq!(log_filter("info,notify=debug"), "info,notify=debug");
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl Paths {
     pub fn credentials_file(&self) -> PathBuf {
         self.config_dir.join("credentials")
     }
-    /// The sled ledger directory.
+    /// The ledger directory (`ledger.sqlite3` inside).
     pub fn ledger_dir(&self) -> PathBuf {
         self.state_dir.join("ledger")
     }

@@ -82,6 +82,13 @@ pub fn run(paths: Paths, cfg: Config) -> Result<RunEnd> {
     let Some(lock) = lock::wait_for_lock(&paths)? else {
         return Ok(RunEnd::AlreadyRunning(paths.lock_file()));
     };
+    // Copying a ledger from sled (once, at the first start after an upgrade) brings all of
+    // sled into memory; a fresh image starts without it. A copy that fails is reported by
+    // the open below, which tries it again.
+    if let Ok(true) = Ledger::move_from_sled(&paths.ledger_dir()) {
+        drop(lock);
+        return Err(reexec(Why::LedgerMoved));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -125,8 +132,9 @@ struct Daemon {
     in_flight: HashSet<Unit>,
     redo: HashSet<Unit>,
     retry_later: Vec<(Instant, Unit)>,
-    /// When a ledger write first failed with an I/O error (disk full): sled refuses writes
-    /// from then on, so pushing stops and the process re-executes itself to reopen it.
+    /// When a ledger write first failed with an I/O error (disk full): pushing stops (nothing
+    /// may be acknowledged that cannot be recorded) and, after a delay, the process
+    /// re-executes itself to reopen the ledger from a clean start.
     ledger_failed: Option<Instant>,
     /// The ledger was started over: ask the server what it holds before pushing.
     reconcile: bool,

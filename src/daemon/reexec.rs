@@ -32,15 +32,16 @@ pub(super) enum Why {
     /// The ledger failed with an I/O error: reopen it (the delay before the next such
     /// restart grows).
     ReopenLedger,
-    /// Idle after a large backfill: sled keeps the page table and node cache the backfill
-    /// grew, and the heap stays fragmented, for the life of the process; a fresh image holds
-    /// what a daemon started on the synced ledger holds.
+    /// Idle after a large backfill: the heap stays fragmented for the life of the process;
+    /// a fresh image holds what a daemon started on the synced ledger holds.
     GiveBackMemory,
+    /// The ledger was just copied from sled: a fresh image holds none of sled's memory.
+    LedgerMoved,
 }
 
 /// Replaces this process with a fresh copy of itself (same pid, arguments and environment).
-/// sled cannot be reopened in-process while anything still holds the old handle; a new image
-/// drops every handle and file lock (all opened close-on-exec) at once. Only returns on error.
+/// A new image drops every handle and file lock (all opened close-on-exec) at once, whatever
+/// state a failed write left them in. Only returns on error.
 pub(super) fn reexec(why: Why) -> anyhow::Error {
     use std::os::unix::process::CommandExt;
     let n = reexec_count();
@@ -54,6 +55,12 @@ pub(super) fn reexec(why: Why) -> anyhow::Error {
                 "backfill done: restarting in place (same pid) to give back the memory it used"
             );
             (n, "give back the backfill's memory")
+        }
+        Why::LedgerMoved => {
+            tracing::info!(
+                "ledger moved to SQLite: restarting in place (same pid) to give back the memory the copy used"
+            );
+            (n, "give back the ledger copy's memory")
         }
     };
     let exe = match std::env::current_exe() {

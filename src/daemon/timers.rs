@@ -14,10 +14,9 @@ use crate::pause;
 use crate::progress::Tick;
 
 /// A busy period that completed this many units restarts the daemon in place once it is
-/// over ([`Daemon::progress_may_have_changed`]). sled keeps the page table and node cache a
-/// backfill grew, and glibc keeps most of the fragmented heap, for the life of the process:
-/// after the 31k-file backfill of `BENCHMARKS.md` section 5 the idle daemon holds 42 MiB,
-/// restarted in place 31 MiB (same run). Only units that were done count, so the restart
+/// over ([`Daemon::progress_may_have_changed`]). glibc keeps most of the heap a backfill
+/// fragmented for the life of the process (`BENCHMARKS.md` section 5 has the figures with and
+/// without the restart). Only units that were done count, so the restart
 /// cannot repeat itself: its start scan finds none of them again. A live day of work stays far
 /// below it (a few units per busy period).
 pub(super) const RENEW_AFTER_UNITS: usize = 1_000;

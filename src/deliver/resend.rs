@@ -47,7 +47,6 @@ impl Engine {
             );
         }
         self.ledger.set_meta_string("prices", &fingerprint)?;
-        self.ledger.flush()?;
         Ok(queued)
     }
 

@@ -1,4 +1,5 @@
-//! The sled ledger: what the server has acknowledged, and the fold's state. Trees:
+//! The ledger: what the server has acknowledged, and the fold's state. Tables (in one
+//! SQLite file, see `kv`):
 //! - `files`: per unit, the read checkpoint, the parser state at that checkpoint, and the
 //!   sessions it feeds;
 //! - `facts`, `usage`, `totals`: the fold's per-unit contributions and per-session usage totals
@@ -10,14 +11,16 @@
 //! - `meta`: schema version and counters shown by `status`.
 //!
 //! Invariant: the ledger never points past acknowledged data. Everything learnt from one
-//! acknowledged unit of work is committed in one multi-tree transaction, then flushed, so a
+//! acknowledged unit of work is committed in one transaction, durable when it returns, so a
 //! crash at any instant leaves a state from which re-reading re-sends (never skips) data.
 //!
 //! This file holds the ledger's handle, its reads and its writes (the commit, resets,
-//! rewinds, meta); one submodule a job: `records` what is stored and the unit of a commit,
-//! `open` opening, identity, schema checks and migration, and starting over when the ledger
-//! is damaged or lost, `store` the fold's store over the ledger.
+//! rewinds, meta); one submodule a job: `kv` the storage (tables of key → bytes in SQLite,
+//! and the copy of a ledger from the earlier sled store), `records` what is stored and the
+//! unit of a commit, `open` opening, identity, schema checks and migration, and starting over
+//! when the ledger is damaged or lost, `store` the fold's store over the ledger.
 
+mod kv;
 mod open;
 mod records;
 mod store;
@@ -25,11 +28,13 @@ mod store;
 use std::path::{Path, PathBuf};
 
 use serde::{Serialize, de::DeserializeOwned};
-use sled::Transactional;
 
 use crate::fold::{Facts, UnitId, Usage, UsageRow};
 use crate::tail::Checkpoint;
 
+use kv::{Store, Table, Write};
+
+pub use kv::MigrateError;
 pub use open::OpenOutcome;
 pub use records::{
     Commit, Deferred, FileRecord, MessageRecord, Quarantined, SessionRecord, deferred_message_key,
@@ -45,13 +50,29 @@ pub const SCHEMA_VERSION: u64 = 2;
 /// A ledger failure.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    /// sled failed (I/O, corruption).
+    /// The store failed (I/O, a full disk, corruption).
     #[error("ledger at {path}: {source}")]
-    Sled {
+    Store {
         /// The ledger directory.
         path: PathBuf,
         /// The error.
-        source: sled::Error,
+        source: rusqlite::Error,
+    },
+    /// A file operation around the store failed (creating its directory, moving it aside).
+    #[error("ledger at {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A ledger of the earlier (sled) store could not be copied into the current one.
+    #[error("ledger at {path}: {source}")]
+    Migrate {
+        /// The ledger directory.
+        path: PathBuf,
+        /// The error.
+        source: MigrateError,
     },
     /// A stored value did not decode.
     #[error("ledger value for {key} is unreadable: {reason}")]
@@ -64,34 +85,45 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
-    /// An I/O failure of the storage underneath (a full disk, a read-only file system), as
-    /// opposed to corruption: the data is fine, the disk is not. After one, sled refuses further
-    /// writes until the ledger is opened again.
+    /// A failure of the storage underneath (a full disk, a read-only file system, a ledger
+    /// another process holds), as opposed to corruption: the data is fine, the disk is not,
+    /// so the ledger must not be set aside.
     pub fn is_io(&self) -> bool {
-        matches!(
-            self,
-            LedgerError::Sled {
-                source: sled::Error::Io(_),
-                ..
-            }
-        )
+        match self {
+            LedgerError::Store { source, .. } => store_error_is_io(source),
+            LedgerError::Io { .. } => true,
+            LedgerError::Migrate { source, .. } => match source {
+                MigrateError::Sled(sled::Error::Io(_)) | MigrateError::Io(_) => true,
+                MigrateError::Sled(_) => false,
+                MigrateError::Sqlite(e) => store_error_is_io(e),
+            },
+            LedgerError::Decode { .. } => false,
+        }
     }
 }
 
-/// The opened ledger.
+fn store_error_is_io(err: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        err.sqlite_error_code(),
+        Some(
+            DiskFull
+                | SystemIoFailure
+                | CannotOpen
+                | ReadOnly
+                | PermissionDenied
+                | DatabaseBusy
+                | DatabaseLocked
+                | OutOfMemory
+        )
+    )
+}
+
+/// The opened ledger. Clones share one store.
 #[derive(Clone)]
 pub struct Ledger {
     path: PathBuf,
-    db: sled::Db,
-    files: sled::Tree,
-    sessions: sled::Tree,
-    messages: sled::Tree,
-    facts: sled::Tree,
-    usage: sled::Tree,
-    totals: sled::Tree,
-    deferred: sled::Tree,
-    quarantine: sled::Tree,
-    meta: sled::Tree,
+    store: Store,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -100,239 +132,216 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, LedgerError> {
+    serde_json::from_slice(bytes).map_err(|e| LedgerError::Decode {
+        key: String::from_utf8_lossy(key).replace('\0', "/"),
+        reason: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
 impl Ledger {
-    fn sled_err(&self, source: sled::Error) -> LedgerError {
-        LedgerError::Sled {
+    fn store_err(&self, source: rusqlite::Error) -> LedgerError {
+        LedgerError::Store {
             path: self.path.clone(),
             source,
         }
     }
 
-    fn get<T: DeserializeOwned>(
-        &self,
-        tree: &sled::Tree,
-        key: &str,
-    ) -> Result<Option<T>, LedgerError> {
-        match tree.get(key.as_bytes()).map_err(|e| self.sled_err(e))? {
+    fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, LedgerError> {
+        match self
+            .store
+            .get(table, key.as_bytes())
+            .map_err(|e| self.store_err(e))?
+        {
             None => Ok(None),
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| LedgerError::Decode {
-                        key: key.replace('\0', "/"),
-                        reason: e.to_string(),
-                    })
-            }
+            Some(bytes) => decode(key.as_bytes(), &bytes).map(Some),
         }
+    }
+
+    /// Writes one value outside a commit (durable when it returns).
+    fn put<T: Serialize>(&self, table: Table, key: &[u8], value: &T) -> Result<(), LedgerError> {
+        self.store
+            .write(&[Write {
+                table,
+                key,
+                value: Some(encode(value)),
+            }])
+            .map_err(|e| self.store_err(e))
     }
 
     /// The record of a unit.
     pub fn file(&self, unit_key: &str) -> Result<Option<FileRecord>, LedgerError> {
-        self.get(&self.files, unit_key)
+        self.get(Table::Files, unit_key)
     }
 
     /// The record of a session.
     pub fn session(&self, session_key: &str) -> Result<Option<SessionRecord>, LedgerError> {
-        self.get(&self.sessions, session_key)
+        self.get(Table::Sessions, session_key)
     }
 
     /// The record of a message.
     pub fn message(&self, external_id: &str) -> Result<Option<MessageRecord>, LedgerError> {
-        self.get(&self.messages, external_id)
+        self.get(Table::Messages, external_id)
     }
 
     /// A quarantined record.
     pub fn quarantined(&self, key: &str) -> Result<Option<Quarantined>, LedgerError> {
-        self.get(&self.quarantine, key)
+        self.get(Table::Quarantine, key)
     }
 
     /// A stored usage row.
     pub fn usage_row(&self, session: &str, key: &str) -> Result<Option<UsageRow>, LedgerError> {
-        self.get(&self.usage, &usage_key(session, key))
+        self.get(Table::Usage, &usage_key(session, key))
     }
 
     /// Every usage key of a session.
     pub fn usage_keys(&self, session: &str) -> Result<Vec<String>, LedgerError> {
         let prefix = format!("{session}\0");
-        let mut keys = Vec::new();
-        for item in self.usage.scan_prefix(prefix.as_bytes()) {
-            let (k, _) = item.map_err(|e| self.sled_err(e))?;
-            keys.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
-        }
-        Ok(keys)
+        let rows = self
+            .store
+            .scan_prefix(Table::Usage, prefix.as_bytes())
+            .map_err(|e| self.store_err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+            .collect())
     }
 
     /// Every unit's facts for a session.
     pub fn unit_facts(&self, session: &str) -> Result<Vec<(UnitId, Facts)>, LedgerError> {
         let prefix = format!("{session}\0");
+        let rows = self
+            .store
+            .scan_prefix(Table::Facts, prefix.as_bytes())
+            .map_err(|e| self.store_err(e))?;
         let mut out = Vec::new();
-        for item in self.facts.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = item.map_err(|e| self.sled_err(e))?;
-            let key = String::from_utf8_lossy(&k).into_owned();
+        for (k, v) in rows {
+            let key = String::from_utf8_lossy(&k);
             let Some(unit) = u64::from_str_radix(&key[prefix.len()..], 16).ok() else {
                 continue;
             };
-            let facts = serde_json::from_slice(&v).map_err(|e| LedgerError::Decode {
-                key: key.replace('\0', "/"),
-                reason: e.to_string(),
-            })?;
-            out.push((unit, facts));
+            out.push((unit, decode(&k, &v)?));
         }
         Ok(out)
     }
 
     /// A session's usage totals.
     pub fn usage_totals(&self, session: &str) -> Result<Option<Usage>, LedgerError> {
-        self.get(&self.totals, session)
+        self.get(Table::Totals, session)
     }
 
     /// Every unit record (key, record).
     pub fn files(&self) -> impl Iterator<Item = Result<(String, FileRecord), LedgerError>> + '_ {
-        self.iter(&self.files)
+        self.iter(Table::Files)
     }
 
     /// Every session record.
     pub fn sessions(
         &self,
     ) -> impl Iterator<Item = Result<(String, SessionRecord), LedgerError>> + '_ {
-        self.iter(&self.sessions)
+        self.iter(Table::Sessions)
     }
 
     /// Every deferred write.
     pub fn deferred(&self) -> impl Iterator<Item = Result<(String, Deferred), LedgerError>> + '_ {
-        self.iter(&self.deferred)
+        self.iter(Table::Deferred)
     }
 
     /// A deferred write.
     pub fn deferred_entry(&self, key: &str) -> Result<Option<Deferred>, LedgerError> {
-        self.get(&self.deferred, key)
+        self.get(Table::Deferred, key)
     }
 
-    /// Number of writes waiting for the server's windows.
+    /// Number of writes waiting for the server's windows (0 when the ledger cannot say).
     pub fn deferred_count(&self) -> usize {
-        self.deferred.len()
+        self.store.count(Table::Deferred).unwrap_or(0) as usize
     }
 
     /// Every quarantined record.
     pub fn quarantine(
         &self,
     ) -> impl Iterator<Item = Result<(String, Quarantined), LedgerError>> + '_ {
-        self.iter(&self.quarantine)
+        self.iter(Table::Quarantine)
     }
 
-    /// Number of messages acknowledged.
+    /// Number of messages acknowledged (0 when the ledger cannot say).
     pub fn message_count(&self) -> usize {
-        self.messages.len()
+        self.store.count(Table::Messages).unwrap_or(0) as usize
     }
 
     fn iter<'a, T: DeserializeOwned + 'a>(
         &'a self,
-        tree: &'a sled::Tree,
+        table: Table,
     ) -> impl Iterator<Item = Result<(String, T), LedgerError>> + 'a {
-        tree.iter().map(move |item| {
-            let (k, v) = item.map_err(|e| self.sled_err(e))?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let value = serde_json::from_slice(&v).map_err(|e| LedgerError::Decode {
-                key: key.replace('\0', "/"),
-                reason: e.to_string(),
-            })?;
-            Ok((key, value))
+        self.store.iter(table).map(move |item| {
+            let (k, v) = item.map_err(|e| self.store_err(e))?;
+            let value = decode(&k, &v)?;
+            Ok((String::from_utf8_lossy(&k).into_owned(), value))
         })
     }
 
     /// A counter or setting in `meta`.
     pub fn meta_u64(&self, key: &str) -> Result<Option<u64>, LedgerError> {
-        self.get(&self.meta, key)
+        self.get(Table::Meta, key)
     }
 
     /// A string in `meta`.
     pub fn meta_string(&self, key: &str) -> Result<Option<String>, LedgerError> {
-        self.get(&self.meta, key)
+        self.get(Table::Meta, key)
     }
 
-    /// Sets a string in `meta` (flushed with the next commit).
+    /// Sets a string in `meta`.
     pub fn set_meta_string(&self, key: &str, value: &str) -> Result<(), LedgerError> {
-        self.meta
-            .insert(
-                key.as_bytes(),
-                serde_json::to_vec(value).unwrap_or_default(),
-            )
-            .map_err(|e| self.sled_err(e))?;
-        Ok(())
+        self.put(Table::Meta, key.as_bytes(), &value)
     }
 
-    /// Sets a counter or setting in `meta` (flushed with the next commit).
+    /// Sets a counter or setting in `meta`.
     pub fn set_meta_u64(&self, key: &str, value: u64) -> Result<(), LedgerError> {
-        self.meta
-            .insert(
-                key.as_bytes(),
-                serde_json::to_vec(&value).unwrap_or_default(),
-            )
-            .map_err(|e| self.sled_err(e))?;
-        Ok(())
+        self.put(Table::Meta, key.as_bytes(), &value)
     }
 
-    /// Applies every write of one acknowledged unit atomically, then flushes to disk.
+    /// Applies every write of one acknowledged unit atomically and durably.
     pub fn commit(&self, commit: &Commit) -> Result<(), LedgerError> {
         if commit.is_empty() {
             return Ok(());
         }
-        fn batch<T: Serialize>(items: &[(String, T)]) -> sled::Batch {
-            let mut b = sled::Batch::default();
-            for (k, v) in items {
-                b.insert(k.as_bytes(), serde_json::to_vec(v).unwrap_or_default());
-            }
-            b
+        fn put<'a, T: Serialize>(out: &mut Vec<Write<'a>>, table: Table, items: &'a [(String, T)]) {
+            out.extend(items.iter().map(|(k, v)| Write {
+                table,
+                key: k.as_bytes(),
+                value: Some(encode(v)),
+            }));
         }
-        let mut files = batch(&commit.files);
-        for key in &commit.forget_files {
-            files.remove(key.as_bytes());
+        fn put_or_remove<'a, T: Serialize>(
+            out: &mut Vec<Write<'a>>,
+            table: Table,
+            items: &'a [(String, Option<T>)],
+        ) {
+            out.extend(items.iter().map(|(k, v)| Write {
+                table,
+                key: k.as_bytes(),
+                value: v.as_ref().map(encode),
+            }));
         }
-        let sessions = batch(&commit.sessions);
-        let messages = batch(&commit.messages);
-        let quarantine = optional(&commit.quarantine);
-        let totals = batch(&commit.totals);
-        fn optional<T: Serialize>(items: &[(String, Option<T>)]) -> sled::Batch {
-            let mut b = sled::Batch::default();
-            for (k, v) in items {
-                match v {
-                    Some(v) => b.insert(k.as_bytes(), serde_json::to_vec(v).unwrap_or_default()),
-                    None => b.remove(k.as_bytes()),
-                }
-            }
-            b
-        }
-        let facts = optional(&commit.facts);
-        let usage = optional(&commit.usage);
-        let deferred = optional(&commit.deferred);
-        (
-            &self.files,
-            &self.sessions,
-            &self.messages,
-            &self.facts,
-            &self.usage,
-            &self.totals,
-            &self.deferred,
-            &self.quarantine,
-        )
-            .transaction(|(f, s, m, fa, u, t, d, q)| {
-                f.apply_batch(&files)?;
-                s.apply_batch(&sessions)?;
-                m.apply_batch(&messages)?;
-                fa.apply_batch(&facts)?;
-                u.apply_batch(&usage)?;
-                t.apply_batch(&totals)?;
-                d.apply_batch(&deferred)?;
-                q.apply_batch(&quarantine)?;
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Storage(e) => self.sled_err(e),
-                sled::transaction::TransactionError::Abort(()) => {
-                    self.sled_err(sled::Error::Unsupported("transaction aborted".into()))
-                }
-            })?;
-        self.flush()
+        let mut writes = Vec::new();
+        put(&mut writes, Table::Files, &commit.files);
+        writes.extend(commit.forget_files.iter().map(|k| Write {
+            table: Table::Files,
+            key: k.as_bytes(),
+            value: None,
+        }));
+        put(&mut writes, Table::Sessions, &commit.sessions);
+        put(&mut writes, Table::Messages, &commit.messages);
+        put_or_remove(&mut writes, Table::Facts, &commit.facts);
+        put_or_remove(&mut writes, Table::Usage, &commit.usage);
+        put(&mut writes, Table::Totals, &commit.totals);
+        put_or_remove(&mut writes, Table::Deferred, &commit.deferred);
+        put_or_remove(&mut writes, Table::Quarantine, &commit.quarantine);
+        self.store.write(&writes).map_err(|e| self.store_err(e))
     }
 
     /// Makes these sessions look never-sent (`sync --force`): their session payload and
@@ -347,29 +356,35 @@ impl Ledger {
     pub fn reset_acks(&self, session_keys: &[String]) -> Result<usize, LedgerError> {
         let wanted: std::collections::HashSet<&str> =
             session_keys.iter().map(String::as_str).collect();
-        let mut reset = 0;
+        let mut sessions = Vec::new();
         for key in session_keys {
             if let Some(mut rec) = self.session(key)? {
                 rec.acked = None;
-                self.sessions
-                    .insert(key.as_bytes(), serde_json::to_vec(&rec).unwrap_or_default())
-                    .map_err(|e| self.sled_err(e))?;
-                reset += 1;
+                sessions.push((key.clone(), encode(&rec)));
             }
         }
-        for item in self.messages.iter() {
-            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+        let mut messages = Vec::new();
+        for item in self.store.iter(Table::Messages) {
+            let (k, v) = item.map_err(|e| self.store_err(e))?;
             if let Ok(mut rec) = serde_json::from_slice::<MessageRecord>(&v)
                 && wanted.contains(rec.session.as_str())
             {
                 rec.hash = MessageRecord::UNKNOWN_HASH;
-                self.messages
-                    .insert(k, serde_json::to_vec(&rec).unwrap_or_default())
-                    .map_err(|e| self.sled_err(e))?;
+                messages.push((k, encode(&rec)));
             }
         }
-        self.flush()?;
-        Ok(reset)
+        let writes: Vec<Write<'_>> = sessions
+            .iter()
+            .map(|(k, v)| (Table::Sessions, k.as_bytes(), v))
+            .chain(messages.iter().map(|(k, v)| (Table::Messages, &k[..], v)))
+            .map(|(table, key, value)| Write {
+                table,
+                key,
+                value: Some(value.clone()),
+            })
+            .collect();
+        self.store.write(&writes).map_err(|e| self.store_err(e))?;
+        Ok(sessions.len())
     }
 
     /// Makes a unit be read again from its start; its contribution to the fold is replaced on
@@ -380,20 +395,15 @@ impl Ledger {
             rec.state = None;
             rec.len = 0;
             rec.mtime_ms = 0;
-            self.files
-                .insert(
-                    unit_key.as_bytes(),
-                    serde_json::to_vec(&rec).unwrap_or_default(),
-                )
-                .map_err(|e| self.sled_err(e))?;
+            self.put(Table::Files, unit_key.as_bytes(), &rec)?;
         }
         Ok(())
     }
 
-    /// Flushes to disk.
+    /// Moves the write-ahead log into the database file, leaving one compact file (at a
+    /// stop). Every write is durable without it.
     pub fn flush(&self) -> Result<(), LedgerError> {
-        self.db.flush().map_err(|e| self.sled_err(e))?;
-        Ok(())
+        self.store.checkpoint().map_err(|e| self.store_err(e))
     }
 
     /// The ledger directory.

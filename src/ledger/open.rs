@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::kv::{self, Table};
 use super::records::SessionRecord;
 use super::{Ledger, LedgerError, SCHEMA_VERSION};
 use crate::fold::SessionState;
@@ -36,9 +37,9 @@ impl OpenOutcome {
 }
 
 /// The identity a ledger and its state directory share: a random id written both inside the
-/// ledger (`meta`) and beside it (`ledger.id`). A ledger whose id does not match — sled opened
-/// garbage as an empty database, or the directory was replaced — is damaged; a missing ledger
-/// beside an id file was lost.
+/// ledger (`meta`) and beside it (`ledger.id`). A ledger whose id does not match — its files
+/// were replaced, or a store opened garbage as an empty database (sled did) — is damaged; a
+/// missing ledger beside an id file was lost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct LedgerId {
     id: String,
@@ -61,8 +62,9 @@ fn new_ledger_id() -> String {
 }
 
 impl Ledger {
-    /// Opens (or creates) the ledger in `dir`. A ledger sled cannot open, or one with an
-    /// unknown schema version, is moved aside and replaced by a fresh one: the daemon must
+    /// Opens (or creates) the ledger in `dir`; one an earlier build kept in sled is copied
+    /// into the current store first. A ledger that cannot be opened, or one with an unknown
+    /// schema version, is moved aside and replaced by a fresh one: the daemon must
     /// never crash-loop on its own state, and deterministic ids make the re-send harmless.
     pub fn open(dir: &Path) -> Result<(Ledger, OpenOutcome), LedgerError> {
         let known = read_id_file(dir);
@@ -105,9 +107,9 @@ impl Ledger {
                 let reason = err.to_string();
                 let moved_to = aside_path(dir);
                 if dir.exists() {
-                    std::fs::rename(dir, &moved_to).map_err(|e| LedgerError::Sled {
+                    std::fs::rename(dir, &moved_to).map_err(|source| LedgerError::Io {
                         path: dir.to_path_buf(),
-                        source: sled::Error::Io(e),
+                        source,
                     })?;
                 }
                 tracing::error!(
@@ -139,10 +141,10 @@ impl Ledger {
         };
         if read_id_file(dir).is_none_or(|known| known.id != id) {
             let text = serde_json::to_vec(&LedgerId { id }).unwrap_or_default();
-            crate::private_fs::write_atomic(&id_file(dir), &text, 0o600).map_err(|e| {
-                LedgerError::Sled {
+            crate::private_fs::write_atomic(&id_file(dir), &text, 0o600).map_err(|source| {
+                LedgerError::Io {
                     path: id_file(dir),
-                    source: sled::Error::Io(e),
+                    source,
                 }
             })?;
         }
@@ -154,8 +156,7 @@ impl Ledger {
             }
         };
         self.set_meta_string("started_over", &why)?;
-        self.set_meta_u64("started_over_at_ms", crate::clock::system_ms() as u64)?;
-        self.flush()
+        self.set_meta_u64("started_over_at_ms", crate::clock::system_ms() as u64)
     }
 
     /// Why and when this ledger was started over, if it was.
@@ -166,48 +167,38 @@ impl Ledger {
     }
 
     pub(super) fn open_plain(dir: &Path) -> Result<Ledger, LedgerError> {
-        let err = |source| LedgerError::Sled {
+        std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io {
             path: dir.to_path_buf(),
             source,
-        };
-        // A small cache: the working set is one unit's records; memory must stay flat.
-        // Every commit flushes itself, so sled's background flusher is only there to compact
-        // its log: every 30 s rather than its default 500 ms, which woke an idle daemon twice
-        // a second.
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(4 * 1024 * 1024)
-            .flush_every_ms(Some(30_000))
-            .mode(sled::Mode::LowSpace);
-        // Another process never holds sled's own file lock (the single-instance lock is taken
-        // first), but this one may, for a moment: sled finishes writing a dropped handle's
-        // buffers on background threads. Wait for that, briefly.
-        let mut attempts = 0;
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e))
-                    if attempts < 100 && e.to_string().contains("could not acquire lock") =>
-                {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other.map_err(err)?,
-            }
-        };
-        let tree = |name: &str| db.open_tree(name).map_err(err);
+        })?;
+        Self::move_from_sled(dir)?;
+        let file = dir.join(kv::DB_FILE);
+        let store = kv::Store::open(&file).map_err(|source| LedgerError::Store {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         Ok(Ledger {
             path: dir.to_path_buf(),
-            files: tree("files")?,
-            sessions: tree("sessions")?,
-            messages: tree("messages")?,
-            facts: tree("facts")?,
-            usage: tree("usage")?,
-            totals: tree("totals")?,
-            deferred: tree("deferred")?,
-            quarantine: tree("quarantine")?,
-            meta: tree("meta")?,
-            db,
+            store,
         })
+    }
+
+    /// Copies a ledger an earlier build kept in sled in `dir` into the current store, if
+    /// there is one; true when it copied. [`Ledger::open`] does it too; the daemon calls it
+    /// first, to start afresh after a copy.
+    pub fn move_from_sled(dir: &Path) -> Result<bool, LedgerError> {
+        if !sled_ledger_in(dir) {
+            return Ok(false);
+        }
+        let file = dir.join(kv::DB_FILE);
+        if file.exists() {
+            // A copy finished, and then the process stopped before the sled files were
+            // removed: the copy is the ledger.
+            remove_sled_ledger(dir);
+            return Ok(false);
+        }
+        migrate_from_sled(dir, &file)?;
+        Ok(true)
     }
 
     pub(super) fn check_schema(&self) -> Result<(), LedgerError> {
@@ -233,11 +224,12 @@ impl Ledger {
             "upgrading the ledger: every session file is read again once (nothing already on \
              the server is sent again unless it changed)"
         );
-        self.files.clear().map_err(|e| self.sled_err(e))?;
-        self.usage.clear().map_err(|e| self.sled_err(e))?;
+        for table in [Table::Files, Table::Usage] {
+            self.store.clear(table).map_err(|e| self.store_err(e))?;
+        }
         let mut converted = Vec::new();
-        for item in self.sessions.iter() {
-            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+        for item in self.store.iter(Table::Sessions) {
+            let (k, v) = item.map_err(|e| self.store_err(e))?;
             let Ok(old) = serde_json::from_slice::<serde_json::Value>(&v) else {
                 continue;
             };
@@ -253,12 +245,66 @@ impl Ledger {
             converted.push((k, rec));
         }
         for (k, rec) in converted {
-            self.sessions
-                .insert(k, serde_json::to_vec(&rec).unwrap_or_default())
-                .map_err(|e| self.sled_err(e))?;
+            self.put(Table::Sessions, &k, &rec)?;
         }
-        self.set_meta_u64("schema_version", SCHEMA_VERSION)?;
-        self.flush()
+        self.set_meta_u64("schema_version", SCHEMA_VERSION)
+    }
+}
+
+/// The files of a ledger written by a build that stored it in sled (before SQLite).
+const SLED_FILES: [&str; 2] = ["conf", "db"];
+
+fn sled_ledger_in(dir: &Path) -> bool {
+    SLED_FILES.iter().any(|name| dir.join(name).exists())
+}
+
+/// Copies a sled ledger into the current store: everything it holds, in one transaction,
+/// into a file beside the final one that is renamed into place once complete, so a stop at
+/// any point leaves either the sled ledger alone (the copy starts again) or the complete copy.
+/// The sled files are removed afterwards.
+fn migrate_from_sled(dir: &Path, file: &Path) -> Result<(), LedgerError> {
+    let partial = kv::with_suffix(file, ".partial");
+    let copied = kv::copy_from_sled(dir, &partial).map_err(|source| LedgerError::Migrate {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let io = |source| LedgerError::Io {
+        path: file.to_path_buf(),
+        source,
+    };
+    std::fs::rename(&partial, file).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    tracing::info!(
+        ledger = %dir.display(),
+        records = copied,
+        "moved the ledger from sled to SQLite (nothing is sent again)"
+    );
+    remove_sled_ledger(dir);
+    Ok(())
+}
+
+/// Removes what sled kept in the ledger directory (its files, snapshots and blobs). A file
+/// that stays is only disk space: it is tried again at the next open.
+fn remove_sled_ledger(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let sled_owned = SLED_FILES.contains(&name.as_ref()) || name.starts_with("snap.");
+        let removed = if name == "blobs" {
+            std::fs::remove_dir_all(entry.path())
+        } else if sled_owned {
+            std::fs::remove_file(entry.path())
+        } else {
+            continue;
+        };
+        if let Err(err) = removed {
+            tracing::warn!(path = %entry.path().display(), %err, "could not remove a file of the earlier sled ledger");
+        }
     }
 }
 
@@ -303,8 +349,9 @@ mod tests {
         assert!(ledger.file("x").unwrap().is_none());
     }
 
-    /// sled opens some garbage as an empty database without complaint; the id recorded
-    /// beside the ledger tells a damaged ledger from a fresh one.
+    /// Random bytes over the database file are found at open; the id recorded beside the
+    /// ledger also tells a damaged ledger from a fresh one where a store opened garbage as
+    /// empty (sled did).
     #[test]
     fn a_ledger_overwritten_with_random_bytes_is_detected_and_set_aside() {
         let dir = tempfile::tempdir().unwrap();
@@ -320,7 +367,7 @@ mod tests {
         for (i, b) in noise.iter_mut().enumerate() {
             *b = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes()[i % 8];
         }
-        std::fs::write(path.join("db"), &noise).unwrap();
+        std::fs::write(path.join(kv::DB_FILE), &noise).unwrap();
         let (ledger, outcome) = Ledger::open(&path).unwrap();
         assert!(
             matches!(outcome, OpenOutcome::Rebuilt { ref moved_to, .. } if moved_to.exists()),
@@ -346,5 +393,79 @@ mod tests {
         assert_eq!(outcome, OpenOutcome::Lost);
         assert!(outcome.started_over());
         assert!(ledger.started_over().unwrap().is_some());
+    }
+
+    /// A ledger an earlier build kept in sled: copied whole, identity included, so nothing
+    /// is learnt again or re-sent; the sled files are gone afterwards.
+    #[test]
+    fn a_sled_ledger_is_copied_into_the_store_with_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        let (id, message) = {
+            let (ledger, _) = Ledger::open(&path).unwrap();
+            let id = ledger.meta_string("ledger_id").unwrap().unwrap();
+            (id, br#"{"session":"s","hash":9,"created_ms":5}"#.to_vec())
+        };
+        // What an earlier build left: the same trees, in sled, and no SQLite file.
+        std::fs::remove_dir_all(&path).unwrap();
+        {
+            let db = sled::open(&path).unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert("ledger_id", serde_json::to_vec(&id).unwrap())
+                .unwrap();
+            meta.insert("schema_version", b"2".to_vec()).unwrap();
+            db.open_tree("messages")
+                .unwrap()
+                .insert("m1", message)
+                .unwrap();
+            db.flush().unwrap();
+        }
+        assert!(path.join("conf").exists() && !path.join(kv::DB_FILE).exists());
+        let (ledger, outcome) = Ledger::open(&path).unwrap();
+        assert_eq!(
+            outcome,
+            OpenOutcome::Opened,
+            "same identity: not a start over"
+        );
+        assert_eq!(ledger.message("m1").unwrap().unwrap().hash, 9);
+        assert_eq!(ledger.message_count(), 1);
+        assert!(ledger.started_over().unwrap().is_none());
+        let left: Vec<_> = std::fs::read_dir(&path)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with(kv::DB_FILE))
+            .collect();
+        assert!(left.is_empty(), "sled's files are removed: {left:?}");
+    }
+
+    /// A copy that stopped before its rename leaves a partial file: the next open copies
+    /// again from sled, which is still whole.
+    #[test]
+    fn an_interrupted_copy_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        {
+            let db = sled::open(&path).unwrap();
+            db.open_tree("files")
+                .unwrap()
+                .insert(
+                    "u",
+                    serde_json::to_vec(&crate::ledger::FileRecord {
+                        len: 7,
+                        ..Default::default()
+                    })
+                    .unwrap(),
+                )
+                .unwrap();
+            db.flush().unwrap();
+        }
+        std::fs::write(
+            kv::with_suffix(&path.join(kv::DB_FILE), ".partial"),
+            b"half a copy",
+        )
+        .unwrap();
+        let (ledger, _) = Ledger::open(&path).unwrap();
+        assert_eq!(ledger.file("u").unwrap().unwrap().len, 7);
     }
 }
