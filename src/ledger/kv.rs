@@ -115,6 +115,10 @@ impl Store {
     }
 
     /// Every (key, value) whose key starts with `prefix`, in key order.
+    ///
+    /// Here and in `page`, one statement per shape of bound rather than one with
+    /// `?1 IS NULL OR …`: SQLite plans a range search over the key only for a plain bound, and
+    /// a paged scan that read the table from its start on every page would be quadratic.
     pub(super) fn scan_prefix(
         &self,
         table: Table,
