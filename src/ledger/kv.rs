@@ -4,7 +4,7 @@
 //! Why SQLite rather than sled (the first store): sled 0.34 keeps an in-memory page table
 //! entry for every 16 records of the ledger and seven I/O threads that wake every second.
 //! On a user with 118k session files (a 318k-message ledger) that was ~19 MiB of RSS at open
-//! and ~27 MiB after one scan; SQLite's index lives on disk and its page cache is capped
+//! and ~26 MiB after one scan; SQLite's index lives on disk and its page cache is capped
 //! (`CACHE_KIB`), so the same ledger opens and scans in ~6 MiB, and an idle daemon has no
 //! store thread at all. SQLite is already linked (bundled) for OpenCode's `opencode.db`.
 //! Figures and commands: BENCHMARKS.md, section 5.
