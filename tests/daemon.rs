@@ -961,10 +961,9 @@ fn after_a_backfill_the_daemon_restarts_in_place_once_and_keeps_working() {
     );
     let log = d.log_text();
     assert_eq!(restarted(&d), 1, "restarted more than once; log:\n{log}");
-    let pids: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("opensyncd started"))
-        .filter_map(|l| l.split("pid=").nth(1)?.split_whitespace().next())
-        .collect();
-    assert_eq!(pids, vec![d.pid().to_string(); 2], "{log}");
+    assert_eq!(
+        crate::home::started_pids(&log),
+        vec![d.pid().to_string(); 2],
+        "{log}"
+    );
 }

@@ -249,6 +249,15 @@ pub fn daemon_answers(socket: &Path) -> bool {
     BufReader::new(&stream).read_line(&mut line).is_ok() && line.contains("\"status\"")
 }
 
+/// The pids in a daemon log's "opensyncd started" lines, in order (a restart in place logs
+/// the same pid again).
+pub fn started_pids(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("opensyncd started"))
+        .filter_map(|l| l.split("pid=").nth(1)?.split_whitespace().next())
+        .collect()
+}
+
 /// Waits until `cond` holds, checking often, up to `within`.
 pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;

@@ -64,7 +64,15 @@ fn garbage_in_the_ledger_is_set_aside_and_the_resync_duplicates_nothing() {
     assert!(emu.duplicate_rows().is_empty());
 }
 
-/// Mounts a tmpfs of `size` at `dir`; false when this machine does not allow it.
+/// Runs a daemon until the server holds everything, then stops it with SIGTERM, as a user's
+/// daemon stops (the ledger checkpointed into one file).
+fn converge_then_stop(home: &TestHome, emu: &Emulation) {
+    let mut d = start(home, emu);
+    wait_converged(home, emu, Duration::from_secs(60));
+    d.signal(15);
+    d.wait_exit(Duration::from_secs(30));
+}
+
 /// The case from the field: 4 KiB of random bytes over the ledger's database (then sled's
 /// `ledger/db`, now `ledger/ledger.sqlite3`) used to open as an empty
 /// ledger, silently, and everything was re-sent blind. Now the damage is found at open, the
@@ -75,15 +83,10 @@ fn random_bytes_over_the_ledger_db_are_detected_said_and_reconciled() {
     let emu = Emulation::with_key(KEY);
     let (home, _) = populated_home(3, 2);
     home.ok(&["set", "transport", "batch"]);
-    {
-        let mut d = start(&home, &emu);
-        wait_converged(&home, &emu, Duration::from_secs(60));
-        // Stopped as a user's daemon is: the ledger is then one file. (After a kill -9 its
-        // latest pages are in the write-ahead log beside it, and bytes over the main file's
-        // first page change nothing SQLite reads.)
-        d.signal(15);
-        d.wait_exit(Duration::from_secs(30));
-    }
+    // Stopped as a user's daemon is: the ledger is then one file. (After a kill -9 its latest
+    // pages are in the write-ahead log beside it, and bytes over the main file's first page
+    // change nothing SQLite reads.)
+    converge_then_stop(&home, &emu);
     let db = home.opensyncd_home().join("state/ledger/ledger.sqlite3");
     assert!(db.is_file(), "{} is missing", db.display());
     assert!(
@@ -126,6 +129,7 @@ fn random_bytes_over_the_ledger_db_are_detected_said_and_reconciled() {
     assert!(emu.duplicate_rows().is_empty());
 }
 
+/// Mounts a tmpfs of `size` at `dir`; false when this machine does not allow it.
 fn mount_tmpfs(dir: &Path, size: &str) -> bool {
     std::fs::create_dir_all(dir).unwrap();
     Command::new("mount")
@@ -521,12 +525,7 @@ fn a_panic_in_a_worker_is_contained_and_its_unit_retried() {
 fn a_ledger_from_the_sled_era_is_moved_and_nothing_is_sent_again() {
     let emu = Emulation::with_key(KEY);
     let (home, _) = populated_home(3, 2);
-    {
-        let mut d = start(&home, &emu);
-        wait_converged(&home, &emu, Duration::from_secs(60));
-        d.signal(15);
-        d.wait_exit(Duration::from_secs(30));
-    }
+    converge_then_stop(&home, &emu);
     // What an earlier build would have left: the same tables as sled trees, no SQLite file.
     let dir = home.opensyncd_home().join("state/ledger");
     let file = dir.join("ledger.sqlite3");
@@ -588,12 +587,11 @@ fn a_ledger_from_the_sled_era_is_moved_and_nothing_is_sent_again() {
         "{log}"
     );
     assert!(!log.contains("fresh ledger"), "{log}");
-    let pids: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("opensyncd started"))
-        .filter_map(|l| l.split("pid=").nth(1)?.split_whitespace().next())
-        .collect();
-    assert_eq!(pids, vec![d.pid().to_string()], "the same process: {log}");
+    assert_eq!(
+        crate::home::started_pids(&log),
+        vec![d.pid().to_string()],
+        "the same process: {log}"
+    );
     let sent: Vec<_> = emu
         .requests()
         .into_iter()
