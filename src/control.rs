@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
@@ -159,12 +159,18 @@ async fn write_reply(write: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply
     write.write_all(text.as_bytes()).await.is_ok()
 }
 
-pub async fn accept_loop(listener: tokio::net::UnixListener, tx: mpsc::Sender<ControlMsg>) {
+pub async fn accept_loop(
+    listener: tokio::net::UnixListener,
+    tx: mpsc::Sender<ControlMsg>,
+    restarting_marker: PathBuf,
+) {
+    let restarting_marker = std::sync::Arc::new(restarting_marker);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let tx = tx.clone();
+        let restarting_marker = restarting_marker.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut lines = tokio::io::BufReader::new(read).lines();
@@ -195,9 +201,15 @@ pub async fn accept_loop(listener: tokio::net::UnixListener, tx: mpsc::Sender<Co
                         }
                     }
                     reply = &mut done => {
-                        let reply = reply.unwrap_or(Reply::Error {
-                            message: "the daemon is stopping".into(),
-                        });
+                        let reply = match reply {
+                            Ok(reply) => reply,
+                            // Unanswered by an image about to be replaced: closing without a
+                            // reply makes the client ask the new one (see the marker).
+                            Err(_) if restarting_marker.exists() => return,
+                            Err(_) => Reply::Error {
+                                message: "the daemon is stopping".into(),
+                            },
+                        };
                         write_reply(&mut write, &reply).await;
                         return;
                     }
@@ -216,54 +228,134 @@ pub fn request(
     request_with_progress(paths, request, timeout, &mut |_| {})
 }
 
+/// How long a request without a timeout of its own waits for a daemon restarting in place.
+const RESTART_PATIENCE: Duration = Duration::from_secs(30);
+/// How often the socket is tried again meanwhile.
+const RESTART_POLL: Duration = Duration::from_millis(100);
+
 /// [`request`], handing each `progress` line to `on_progress` until the final reply comes.
 /// `timeout` bounds the whole exchange; running out of it is an error whose chain holds an
 /// [`std::io::ErrorKind::TimedOut`] or `WouldBlock` I/O error.
+///
+/// A daemon restarting in place (same pid, a fresh image) stops listening for up to a second
+/// or so, and drops the connections it had not answered. When the restart marker names a live
+/// process, such a gap is waited out and the request sent again (every request is safe to
+/// repeat: the old image did not act on one it did not answer, or acted idempotently), within
+/// `timeout` or [`RESTART_PATIENCE`].
 pub fn request_with_progress(
     paths: &Paths,
     request: &Request,
     timeout: Option<Duration>,
     on_progress: &mut dyn FnMut(SyncProgress),
 ) -> Result<Option<Reply>> {
+    let start = Instant::now();
+    let give_up = start + timeout.unwrap_or(RESTART_PATIENCE);
+    loop {
+        let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+        let outcome = exchange(paths, request, left, on_progress)?;
+        let restarting = match &outcome {
+            Exchange::Answered(_) => None,
+            Exchange::NoDaemon | Exchange::Dropped(_) => restarting_daemon(paths),
+        };
+        match (outcome, restarting) {
+            (Exchange::Answered(reply), _) => return Ok(Some(reply)),
+            (_, Some(_)) if Instant::now() + RESTART_POLL < give_up => {
+                std::thread::sleep(RESTART_POLL);
+            }
+            (_, Some(pid)) => {
+                return Err(anyhow!(
+                    "the daemon (pid {pid}) is restarting in place and did not answer within {:.0?}",
+                    give_up - start
+                ));
+            }
+            (Exchange::NoDaemon, None) => return Ok(None),
+            (Exchange::Dropped(err), None) => return Err(err),
+        }
+    }
+}
+
+/// How one try at the socket went.
+enum Exchange {
+    Answered(Reply),
+    /// Nothing listens on the socket (or there is no socket).
+    NoDaemon,
+    /// The connection broke, or closed, before the final reply.
+    Dropped(anyhow::Error),
+}
+
+fn exchange(
+    paths: &Paths,
+    request: &Request,
+    timeout: Option<Duration>,
+    on_progress: &mut dyn FnMut(SyncProgress),
+) -> Result<Exchange> {
+    use std::io::ErrorKind;
     let path = paths.control_socket();
     let stream = match std::os::unix::net::UnixStream::connect(&path) {
         Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(None);
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            return Ok(Exchange::NoDaemon);
         }
         Err(e) => return Err(e).with_context(|| format!("connecting to {}", path.display())),
     };
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let broken = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+        )
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
     stream.set_write_timeout(timeout.or(Some(Duration::from_secs(5))))?;
     let mut text = serde_json::to_string(request)?;
     text.push('\n');
-    (&stream).write_all(text.as_bytes())?;
+    match (&stream).write_all(text.as_bytes()) {
+        Ok(()) => {}
+        Err(e) if broken(&e) => {
+            return Ok(Exchange::Dropped(
+                anyhow!(e).context("sending to the daemon"),
+            ));
+        }
+        Err(e) => return Err(e).with_context(|| format!("sending to {}", path.display())),
+    }
     let mut reader = BufReader::new(&stream);
     loop {
         if let Some(deadline) = deadline {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             // A zero read timeout means "none": wait at least a millisecond.
             stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
         }
         let mut line = String::new();
-        reader
-            .read_line(&mut line)
-            .with_context(|| format!("waiting for the daemon on {}", path.display()))?;
+        match reader.read_line(&mut line) {
+            Ok(_) => {}
+            Err(e) if broken(&e) => {
+                return Ok(Exchange::Dropped(
+                    anyhow!(e).context(format!("waiting for the daemon on {}", path.display())),
+                ));
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("waiting for the daemon on {}", path.display()));
+            }
+        }
         if line.trim().is_empty() {
-            return Err(anyhow!(
+            return Ok(Exchange::Dropped(anyhow!(
                 "the daemon closed the connection without answering"
-            ));
+            )));
         }
         match serde_json::from_str(&line).context("reading the daemon's reply")? {
             Reply::Progress { progress } => on_progress(progress),
-            reply => return Ok(Some(reply)),
+            reply => return Ok(Exchange::Answered(reply)),
         }
     }
+}
+
+/// The pid in the restart marker, if the marker is there and (where that can be told) its
+/// process still runs.
+fn restarting_daemon(paths: &Paths) -> Option<u32> {
+    let text = std::fs::read_to_string(paths.restarting_marker()).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    let alive = !cfg!(target_os = "linux") || Path::new(&format!("/proc/{pid}")).exists();
+    alive.then_some(pid)
 }
 
 /// Whether an error from [`request`] is its timeout running out.
@@ -281,4 +373,54 @@ pub fn is_timeout(err: &anyhow::Error) -> bool {
 /// Asks a running daemon to reload; `Ok(false)` when none runs.
 pub fn notify_reload(paths: &Paths) -> Result<bool> {
     Ok(request(paths, &Request::Reload, Some(Duration::from_secs(5)))?.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths_in(dir: &Path) -> Paths {
+        let state_dir = dir.join("state");
+        std::fs::create_dir_all(&state_dir).unwrap();
+        Paths {
+            config_dir: dir.join("config"),
+            state_dir,
+            log_file: None,
+        }
+    }
+
+    #[test]
+    fn no_socket_and_no_marker_is_no_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths_in(dir.path());
+        assert!(matches!(request(&paths, &Request::Status, None), Ok(None)));
+    }
+
+    /// A marker left by a daemon that died (no such process) is not waited on.
+    #[test]
+    fn a_marker_naming_a_dead_process_is_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths_in(dir.path());
+        std::fs::write(paths.restarting_marker(), "4000000000\n").unwrap();
+        assert_eq!(restarting_daemon(&paths), None);
+        assert!(matches!(request(&paths, &Request::Status, None), Ok(None)));
+    }
+
+    /// A restart that does not finish within the request's time is reported as such, not as
+    /// "no daemon".
+    #[test]
+    fn a_restart_that_outlasts_the_timeout_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths_in(dir.path());
+        let me = std::process::id();
+        std::fs::write(paths.restarting_marker(), format!("{me}\n")).unwrap();
+        assert_eq!(restarting_daemon(&paths), Some(me));
+        let err = request(&paths, &Request::Status, Some(Duration::from_millis(250)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("the daemon (pid {me}) is restarting in place")),
+            "{err}"
+        );
+    }
 }

@@ -913,6 +913,49 @@ fn a_changed_directory_setting_is_watched_from_the_reload_on() {
     assert_full_scans(&d, 2, "the start and reload scans");
 }
 
+/// A command sent while the daemon restarts in place — while the old image drains, or before
+/// the new one listens — is answered by the new image, instead of being told that no daemon
+/// runs (`status` would then show a stopped daemon) or that it is stopping. The new image is
+/// made to wait 1.5 s before it listens, so that the command lands in that gap.
+#[test]
+fn a_command_during_a_restart_in_place_is_answered_by_the_new_image() {
+    let emu = Emulation::with_key(KEY);
+    emu.set_latency(Duration::from_millis(400));
+    let (home, _files) = populated_home(6, 0);
+    home.login(&emu.url(), KEY);
+    let d = home.spawn_daemon(&[
+        ("OPENSYNCD_DEBOUNCE_MS", "100"),
+        ("OPENSYNCD_TEST_RENEW_AFTER_UNITS", "3"),
+        ("OPENSYNCD_TEST_LISTEN_DELAY_MS", "1500"),
+    ]);
+    let marker = home.opensyncd_home().join("state/restarting");
+    assert!(
+        wait_until(Duration::from_secs(120), || marker.exists()),
+        "no restart in place after the backfill; log:\n{}",
+        d.log_text()
+    );
+    let out = home.run(&["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "status during the restart failed: {}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log_text()
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["daemon_pid"],
+        serde_json::json!(d.pid()),
+        "status did not come from the daemon: {status}"
+    );
+    let log = d.log_text();
+    assert_eq!(
+        crate::home::started_pids(&log),
+        vec![d.pid().to_string(); 2],
+        "{log}"
+    );
+    assert!(!marker.exists(), "the new image left the restart marker");
+}
+
 /// Once idle after a backfill of at least `OPENSYNCD_TEST_RENEW_AFTER_UNITS` units (1,000 in
 /// real life), the daemon restarts in place — same pid, same log — to give back the memory the
 /// backfill left behind, once: the new image's start scan finds nothing to do, so it does not

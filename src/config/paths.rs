@@ -72,6 +72,12 @@ impl Paths {
     pub fn control_socket(&self) -> PathBuf {
         self.state_dir.join("control.sock")
     }
+    /// Written by a daemon about to restart in place (its pid), removed by the new image once
+    /// it listens again: a client that finds no one answering meanwhile waits instead of
+    /// concluding that no daemon runs.
+    pub fn restarting_marker(&self) -> PathBuf {
+        self.state_dir.join("restarting")
+    }
     /// The daemon's own log file, written when no service manager keeps its log (see
     /// `logfile`).
     pub fn own_log_file(&self) -> PathBuf {

@@ -40,7 +40,7 @@ use crate::selection::{Selection, for_each_unit_to_process};
 use crate::sources::{self, Roots, Unit};
 use crate::watch::{Hint, Watcher};
 use crate::wiring::{build_client, build_engine};
-use reexec::{LEDGER_RETRY, Why, reexec};
+use reexec::{LEDGER_RETRY, Why, mark_restarting, reexec};
 use timers::Timers;
 use waiters::SyncWaiter;
 
@@ -86,8 +86,9 @@ pub fn run(paths: Paths, cfg: Config) -> Result<RunEnd> {
     // sled into memory; a fresh image starts without it. A copy that fails is reported by
     // the open below, which tries it again.
     if let Ok(true) = Ledger::move_from_sled(&paths.ledger_dir()) {
+        mark_restarting(&paths);
         drop(lock);
-        return Err(reexec(Why::LedgerMoved));
+        return Err(reexec(Why::LedgerMoved, &paths));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -95,13 +96,13 @@ pub fn run(paths: Paths, cfg: Config) -> Result<RunEnd> {
         .thread_name("opensyncd")
         .build()
         .context("starting the async runtime")?;
-    let result = rt.block_on(Daemon::start(paths, cfg)?.run());
+    let result = rt.block_on(Daemon::start(paths.clone(), cfg)?.run());
     // Dropping the runtime abandons anything still in flight after the drain timeout.
     rt.shutdown_timeout(Duration::from_secs(1));
     drop(lock);
     match result? {
         RunExit::Stopped => Ok(RunEnd::Stopped),
-        RunExit::Reexec(why) => Err(reexec(why)),
+        RunExit::Reexec(why) => Err(reexec(why, &paths)),
     }
 }
 
@@ -114,6 +115,7 @@ fn panic_message(err: &tokio::task::JoinError) -> String {
 }
 
 /// How the main loop ended.
+#[derive(Debug, PartialEq, Eq)]
 enum RunExit {
     /// A signal asked it to stop.
     Stopped,
@@ -312,8 +314,20 @@ impl Daemon {
 
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(64);
         let socket = self.paths.control_socket();
+        if self.paths.restarting_marker().exists()
+            && let Some(delay) = timers::test_listen_delay()
+        {
+            // Tests widen the gap of a restart in place, to show that clients wait it out.
+            tokio::time::sleep(delay).await;
+        }
         let listener = control::bind_control_socket(&socket)?;
-        tokio::spawn(control::accept_loop(listener, ctl_tx));
+        tokio::spawn(control::accept_loop(
+            listener,
+            ctl_tx,
+            self.paths.restarting_marker(),
+        ));
+        // Listening again after a restart in place: clients stop waiting for this image.
+        let _ = std::fs::remove_file(self.paths.restarting_marker());
 
         let mut signals = signal_hook_tokio::Signals::new([
             signal_hook::consts::SIGTERM,
@@ -426,7 +440,12 @@ impl Daemon {
         }
 
         match end {
-            RunExit::Reexec(_) => tracing::info!("restarting in place: draining in-flight work"),
+            RunExit::Reexec(_) => {
+                // From here until the new image listens, requests go unanswered: the marker
+                // tells clients to wait and ask again instead of concluding no daemon runs.
+                mark_restarting(&self.paths);
+                tracing::info!("restarting in place: draining in-flight work");
+            }
             RunExit::Stopped => tracing::info!("stopping: draining in-flight work"),
         }
         // A restart in place keeps the pid: to systemd it is a reload (the new image says
@@ -456,9 +475,13 @@ impl Daemon {
         }
         let _ = std::fs::remove_file(&socket);
         for w in self.waiters.drain(..) {
-            let _ = w.reply.send(Reply::Error {
-                message: "the daemon is stopping".into(),
-            });
+            // A restart in place leaves them unanswered: their clients see the marker and ask
+            // the new image again.
+            if end == RunExit::Stopped {
+                let _ = w.reply.send(Reply::Error {
+                    message: "the daemon is stopping".into(),
+                });
+            }
         }
         tracing::info!("stopped");
         Ok(end)

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
+use crate::config::Paths;
+
 /// How long to wait between opening attempts of a ledger on a failing disk.
 pub(super) const LEDGER_RETRY: Duration = Duration::from_secs(30);
 
@@ -39,10 +41,20 @@ pub(super) enum Why {
     LedgerMoved,
 }
 
+/// Writes the restart marker (`Paths::restarting_marker`, this pid): clients that find the
+/// socket silent until the new image listens wait for it instead of reporting no daemon.
+pub(super) fn mark_restarting(paths: &Paths) {
+    let marker = paths.restarting_marker();
+    if let Err(err) = std::fs::write(&marker, format!("{}\n", std::process::id())) {
+        tracing::debug!(%err, marker = %marker.display(), "cannot write the restart marker");
+    }
+}
+
 /// Replaces this process with a fresh copy of itself (same pid, arguments and environment).
 /// A new image drops every handle and file lock (all opened close-on-exec) at once, whatever
-/// state a failed write left them in. Only returns on error.
-pub(super) fn reexec(why: Why) -> anyhow::Error {
+/// state a failed write left them in. Only returns on error (the restart marker is then
+/// removed: no new image is coming).
+pub(super) fn reexec(why: Why, paths: &Paths) -> anyhow::Error {
     use std::os::unix::process::CommandExt;
     let n = reexec_count();
     let (count, doing) = match why {
@@ -71,5 +83,6 @@ pub(super) fn reexec(why: Why) -> anyhow::Error {
         .args(std::env::args_os().skip(1))
         .env(REEXEC_COUNT_VAR, count.to_string())
         .exec();
+    let _ = std::fs::remove_file(paths.restarting_marker());
     anyhow!("restarting opensyncd to {doing}: {err}")
 }
