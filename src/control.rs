@@ -241,7 +241,7 @@ const RESTART_POLL: Duration = Duration::from_millis(100);
 /// or so, and drops the connections it had not answered. When the restart marker names a live
 /// process, such a gap is waited out and the request sent again (every request is safe to
 /// repeat: the old image did not act on one it did not answer, or acted idempotently), within
-/// `timeout` or [`RESTART_PATIENCE`].
+/// `timeout` or 30 s.
 pub fn request_with_progress(
     paths: &Paths,
     request: &Request,
