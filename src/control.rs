@@ -235,7 +235,8 @@ const RESTART_POLL: Duration = Duration::from_millis(100);
 
 /// [`request`], handing each `progress` line to `on_progress` until the final reply comes.
 /// `timeout` bounds the whole exchange; running out of it is an error whose chain holds an
-/// [`std::io::ErrorKind::TimedOut`] or `WouldBlock` I/O error.
+/// [`std::io::ErrorKind::TimedOut`] or `WouldBlock` I/O error (or, while the daemon restarts
+/// in place, an error that says so).
 ///
 /// A daemon restarting in place (same pid, a fresh image) stops listening for up to a second
 /// or so, and drops the connections it had not answered. When the restart marker names a live
