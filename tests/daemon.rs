@@ -913,21 +913,34 @@ fn a_changed_directory_setting_is_watched_from_the_reload_on() {
     assert_full_scans(&d, 2, "the start and reload scans");
 }
 
+/// Six Claude sessions and a daemon told to restart in place after a backfill of three units
+/// or more (`extra_env` added), against an emulation slow enough (400 ms per request) that the
+/// backfill spans the daemon's progress ticks (2 s apart), which is when it looks.
+fn daemon_that_restarts_after_its_backfill(
+    extra_env: &[(&str, &str)],
+) -> (Emulation, TestHome, Vec<PathBuf>, DaemonProcess) {
+    let emu = Emulation::with_key(KEY);
+    emu.set_latency(Duration::from_millis(400));
+    let (home, files) = populated_home(6, 0);
+    home.login(&emu.url(), KEY);
+    let mut env = vec![
+        ("OPENSYNCD_DEBOUNCE_MS", "100"),
+        ("OPENSYNCD_TEST_RENEW_AFTER_UNITS", "3"),
+    ];
+    env.extend_from_slice(extra_env);
+    let d = home.spawn_daemon(&env);
+    (emu, home, files, d)
+}
+
 /// A command sent while the daemon restarts in place — while the old image drains, or before
 /// the new one listens — is answered by the new image, instead of being told that no daemon
 /// runs (`status` would then show a stopped daemon) or that it is stopping. The new image is
 /// made to wait 1.5 s before it listens, so that the command lands in that gap.
 #[test]
 fn a_command_during_a_restart_in_place_is_answered_by_the_new_image() {
-    let emu = Emulation::with_key(KEY);
-    emu.set_latency(Duration::from_millis(400));
-    let (home, _files) = populated_home(6, 0);
-    home.login(&emu.url(), KEY);
-    let d = home.spawn_daemon(&[
-        ("OPENSYNCD_DEBOUNCE_MS", "100"),
-        ("OPENSYNCD_TEST_RENEW_AFTER_UNITS", "3"),
-        ("OPENSYNCD_TEST_LISTEN_DELAY_MS", "1500"),
-    ]);
+    // `_emu`, not `_`: the emulation must outlive the test.
+    let (_emu, home, _files, d) =
+        daemon_that_restarts_after_its_backfill(&[("OPENSYNCD_TEST_LISTEN_DELAY_MS", "1500")]);
     let marker = home.opensyncd_home().join("state/restarting");
     assert!(
         wait_until(Duration::from_secs(120), || marker.exists()),
@@ -962,16 +975,8 @@ fn a_command_during_a_restart_in_place_is_answered_by_the_new_image() {
 /// restart again, and it keeps watching (a session written afterwards arrives).
 #[test]
 fn after_a_backfill_the_daemon_restarts_in_place_once_and_keeps_working() {
-    let emu = Emulation::with_key(KEY);
-    // Slow enough that the backfill spans the daemon's progress ticks (2 s apart).
-    emu.set_latency(Duration::from_millis(400));
-    let (home, files) = populated_home(6, 0);
-    home.login(&emu.url(), KEY);
-    let d = home.spawn_daemon(&[
-        ("OPENSYNCD_DEBOUNCE_MS", "100"),
-        ("OPENSYNCD_LOG_LEVEL", "debug"),
-        ("OPENSYNCD_TEST_RENEW_AFTER_UNITS", "3"),
-    ]);
+    let (emu, home, files, d) =
+        daemon_that_restarts_after_its_backfill(&[("OPENSYNCD_LOG_LEVEL", "debug")]);
     wait_converged(&home, &emu, Duration::from_secs(120));
     let restarted = |d: &DaemonProcess| {
         d.log_text()
