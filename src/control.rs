@@ -242,7 +242,7 @@ const RESTART_POLL: Duration = Duration::from_millis(100);
 /// or so, and drops the connections it had not answered. When the restart marker names a live
 /// process, such a gap is waited out and the request sent again (every request is safe to
 /// repeat: the old image did not act on one it did not answer, or acted idempotently), within
-/// `timeout` or 30 s.
+/// `timeout`, or for 30 s from the first sign of the restart.
 pub fn request_with_progress(
     paths: &Paths,
     request: &Request,
@@ -250,7 +250,9 @@ pub fn request_with_progress(
     on_progress: &mut dyn FnMut(SyncProgress),
 ) -> Result<Option<Reply>> {
     let start = Instant::now();
-    let give_up = start + timeout.unwrap_or(RESTART_PATIENCE);
+    // When a restart was first seen: without a timeout of its own, a request (a long `sync`)
+    // waits for the restart from then on, not from when it was sent.
+    let mut restart_seen: Option<Instant> = None;
     loop {
         let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
         let outcome = exchange(paths, request, left, on_progress)?;
@@ -260,14 +262,19 @@ pub fn request_with_progress(
         };
         match (outcome, restarting) {
             (Exchange::Answered(reply), _) => return Ok(Some(reply)),
-            (_, Some(_)) if Instant::now() + RESTART_POLL < give_up => {
-                std::thread::sleep(RESTART_POLL);
-            }
             (_, Some(pid)) => {
-                return Err(anyhow!(
-                    "the daemon (pid {pid}) is restarting in place and did not answer within {:.0?}",
-                    give_up - start
-                ));
+                let seen = *restart_seen.get_or_insert_with(Instant::now);
+                let give_up = match timeout {
+                    Some(timeout) => start + timeout,
+                    None => seen + RESTART_PATIENCE,
+                };
+                if Instant::now() + RESTART_POLL >= give_up {
+                    return Err(anyhow!(
+                        "the daemon (pid {pid}) is restarting in place and did not answer within {:.0?}",
+                        give_up.saturating_duration_since(seen)
+                    ));
+                }
+                std::thread::sleep(RESTART_POLL);
             }
             (Exchange::NoDaemon, None) => return Ok(None),
             (Exchange::Dropped(err), None) => return Err(err),

@@ -21,6 +21,14 @@ use crate::progress::Tick;
 /// below it (a few units per busy period).
 pub(super) const RENEW_AFTER_UNITS: usize = 1_000;
 
+/// [`RENEW_AFTER_UNITS`], unless a test asks for fewer.
+pub(super) fn renew_after_units() -> usize {
+    std::env::var("OPENSYNCD_TEST_RENEW_AFTER_UNITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RENEW_AFTER_UNITS)
+}
+
 /// How long a restarted image waits before it listens again, when a test asks for a wider gap
 /// (`OPENSYNCD_TEST_LISTEN_DELAY_MS`); none in real life.
 pub(super) fn test_listen_delay() -> Option<Duration> {
@@ -28,14 +36,6 @@ pub(super) fn test_listen_delay() -> Option<Duration> {
         .ok()
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis)
-}
-
-/// [`RENEW_AFTER_UNITS`], unless a test asks for fewer.
-pub(super) fn renew_after_units() -> usize {
-    std::env::var("OPENSYNCD_TEST_RENEW_AFTER_UNITS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(RENEW_AFTER_UNITS)
 }
 
 /// When the loop must wake up by itself. Everything else it does is a reaction to a message;
