@@ -357,13 +357,18 @@ fn exchange(
     }
 }
 
-/// The pid in the restart marker, if the marker is there and (where that can be told) its
-/// process still runs.
+/// The pid in the restart marker, if the marker is there and its process still runs.
 fn restarting_daemon(paths: &Paths) -> Option<u32> {
     let text = std::fs::read_to_string(paths.restarting_marker()).ok()?;
     let pid: u32 = text.trim().parse().ok()?;
-    let alive = !cfg!(target_os = "linux") || Path::new(&format!("/proc/{pid}")).exists();
-    alive.then_some(pid)
+    process_exists(pid).then_some(pid)
+}
+
+/// Whether process `pid` still exists, where that can be told (Linux's `/proc`); elsewhere it
+/// is assumed to. For the pids daemons leave in their marker files (this one, the lock's
+/// waiting marker).
+pub fn process_exists(pid: u32) -> bool {
+    !cfg!(target_os = "linux") || Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Whether an error from [`request`] is its timeout running out.

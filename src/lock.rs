@@ -80,9 +80,7 @@ fn waiting_file(paths: &Paths) -> std::path::PathBuf {
 
 /// A daemon waiting for the lock, if one is (its process still exists).
 pub fn waiting_daemon(paths: &Paths) -> Option<Holder> {
-    read_holder(&waiting_file(paths)).filter(|h| {
-        std::path::Path::new(&format!("/proc/{}", h.pid)).exists() || !cfg!(target_os = "linux")
-    })
+    read_holder(&waiting_file(paths)).filter(|h| control::process_exists(h.pid))
 }
 
 /// Who blocks whom, for `status`, when the lock is held by a process that does not answer on
