@@ -314,8 +314,8 @@ impl Daemon {
 
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(64);
         let socket = self.paths.control_socket();
-        if self.paths.restarting_marker().exists()
-            && let Some(delay) = timers::test_listen_delay()
+        if let Some(delay) = timers::test_listen_delay()
+            && self.paths.restarting_marker().exists()
         {
             // Tests widen the gap of a restart in place, to show that clients wait it out.
             tokio::time::sleep(delay).await;
