@@ -19,6 +19,9 @@
 //! - An entry appearing or vanishing in an entries-only directory may change the plan
 //!   (OpenCode's database appearing freezes its JSON tree): that asks for a refresh.
 //! - Events outside the plan (in a missing directory's ancestor) are dropped.
+//! - A read is not a change: notify is not asked for opens (`watch_config`; on Linux the
+//!   kernel leaves them out, so nobody's reads — ours, the tool's, a scan listing a
+//!   directory — wake notify's thread), and what a backend reports anyway is dropped there.
 //! - The watch limit makes the watcher degraded (scans carry the load); while degraded, each
 //!   refresh asks for every planned watch again, and once all of them hold it is trusted
 //!   again. The plan itself can be replaced ([`Watcher::set_plan`]: the config changed).
@@ -151,14 +154,15 @@ impl Watcher {
         tx: mpsc::UnboundedSender<Hint>,
     ) -> Result<Watcher, WatchError> {
         let (raw_tx, raw_rx) = std_mpsc::channel::<notify::Result<notify::Event>>();
-        let notify = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        let forward = move |result: notify::Result<notify::Event>| {
             // Dropped here, on notify's thread, so that opensyncd's own reads never wake the
-            // debouncer.
+            // debouncer (where the kernel cannot leave them out: not on Linux).
             if result.as_ref().is_ok_and(is_read_only) {
                 return;
             }
             let _ = raw_tx.send(result);
-        })?;
+        };
+        let notify = notify::RecommendedWatcher::new(forward, watch_config())?;
         let shared = Arc::new(Mutex::new(Shared {
             notify,
             plan: Vec::new(),
@@ -441,6 +445,16 @@ fn inotify_limit() -> String {
         .unwrap_or_else(|_| "limit unknown".into())
 }
 
+/// What notify is asked to report: every change, and a close after writing (a write through
+/// a memory map raises no modify event), but no opens. Opens change nothing, yet each one
+/// woke notify's thread: every read of a file by opensyncd itself (one per append it syncs),
+/// by the tool, by an editor or a backup, and every directory listed by a scan. On Linux the
+/// kernel now leaves them out of the queue; elsewhere [`is_read_only`] drops what remains.
+fn watch_config() -> notify::Config {
+    notify::Config::default()
+        .with_event_kinds(notify::EventKindMask::CORE | notify::EventKindMask::ACCESS_CLOSE)
+}
+
 /// Reads (open / close-without-write) change nothing. They must be dropped: opensyncd's own
 /// reads produce them, and treating them as changes made every read schedule another read of
 /// the same file (a self-sustaining loop that made a 1 GiB backfill quadratic and kept an idle
@@ -721,9 +735,11 @@ mod tests {
         (w, rx)
     }
 
-    /// A tree left without part of its watches, as the watch limit leaves it: while
-    /// degraded, a refresh asks for the tree again, and once that works the watcher is
-    /// trusted again (the refresh says so, for the caller's scan) and the part is watched.
+    /// A watcher degraded by the watch limit: while degraded, a refresh asks for the tree
+    /// again, and once that works the watcher is trusted again (the refresh says so, for the
+    /// caller's scan) and the tree is watched throughout. (That a repeated `watch` adds the
+    /// part of a tree the limit left out is notify's: since notify 9 `unwatch` removes only
+    /// what was asked for, so a test can no longer cut a hole in a tree to show it.)
     #[test]
     fn a_degraded_watcher_is_trusted_again_once_every_watch_holds() {
         let dir = tempfile::tempdir().unwrap();
@@ -731,11 +747,7 @@ mod tests {
         let sub = root.join("2026/12/06");
         std::fs::create_dir_all(&sub).unwrap();
         let (mut w, mut rx) = start(vec![WatchDir::tree(root.clone())]);
-        {
-            let mut shared = lock(&w.shared);
-            shared.notify.unwatch(&sub).unwrap();
-            shared.degraded = Some("the watch limit was hit".into());
-        }
+        lock(&w.shared).degraded = Some("the watch limit was hit".into());
         assert!(w.degraded().is_some());
         assert!(w.refresh().unwrap(), "the refresh must ask for a scan");
         assert_eq!(w.degraded(), None);
@@ -831,6 +843,64 @@ mod tests {
         assert!(
             !seen.contains(&file),
             "a read was reported as a change: {seen:?}"
+        );
+    }
+
+    /// Below the debouncer: on Linux notify's own thread is not woken by a read at all, as
+    /// the kernel is not asked for opens. Events come in order, so once the later write's
+    /// event is in, nothing from the reads can still come.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn notify_is_not_told_of_reads() {
+        use notify::Watcher as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.jsonl");
+        std::fs::write(&file, b"x\n").unwrap();
+        let (tx, rx) = std_mpsc::channel();
+        let mut watcher = notify::RecommendedWatcher::new(tx, watch_config()).unwrap();
+        watcher
+            .watch(dir.path(), notify::RecursiveMode::Recursive)
+            .unwrap();
+        for _ in 0..5 {
+            let _ = std::fs::read(&file).unwrap();
+        }
+        let _ = std::fs::read_dir(dir.path()).unwrap().count();
+        let marker = dir.path().join("b.jsonl");
+        std::fs::write(&marker, b"y\n").unwrap();
+        // Its last event is the close after writing.
+        let written = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        let mut seen = Vec::new();
+        while !seen
+            .iter()
+            .any(|e: &notify::Event| e.paths.contains(&marker) && e.kind == written)
+        {
+            let event = rx.recv_timeout(Duration::from_secs(10));
+            seen.push(event.expect("the write was not reported").unwrap());
+        }
+        assert!(
+            seen.iter().all(|e| !e.paths.contains(&file)
+                && !e.paths.contains(&dir.path().to_path_buf())
+                && !matches!(e.kind, EventKind::Access(AccessKind::Open(_)))),
+            "reads reached notify's thread: {seen:?}"
+        );
+        // A write still does, and its close too.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"z\n"))
+            .unwrap();
+        let mut kinds = Vec::new();
+        while !kinds.contains(&written) {
+            let event = rx.recv_timeout(Duration::from_secs(10));
+            let event = event.expect("the append was not reported").unwrap();
+            assert_eq!(event.paths, vec![file.clone()]);
+            kinds.push(event.kind);
+        }
+        assert!(
+            kinds
+                .iter()
+                .any(|k| matches!(k, EventKind::Modify(ModifyKind::Data(_)))),
+            "{kinds:?}"
         );
     }
 
