@@ -1181,17 +1181,19 @@ fn coldstart(o: &Opts) {
     let cpu = cpu_ns(pid) as f64 / 1e9;
     let requests = emu.request_count();
     let rss = proc_field(pid, "status", "VmHWM");
+    let rss_idle = proc_field(pid, "status", "VmRSS");
     stop(daemon);
     println!("## 7. Cold start with a synced ledger ({files} files known)\n");
     println!(
-        "| to READY=1 | to first idle (startup scan done) | CPU s until idle | requests sent | peak RSS MiB |"
+        "| to READY=1 | to first idle (startup scan done) | CPU s until idle | requests sent | peak RSS MiB | RSS once idle MiB |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     println!(
-        "| {:.0} ms | {:.2} s | {cpu:.2} | {requests} | {:.1} |\n",
+        "| {:.0} ms | {:.2} s | {cpu:.2} | {requests} | {:.1} | {:.1} |\n",
         ready.as_secs_f64() * 1000.0,
         settled.as_secs_f64(),
-        rss as f64 / 1024.0
+        rss as f64 / 1024.0,
+        rss_idle as f64 / 1024.0
     );
 }
 
