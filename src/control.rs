@@ -313,7 +313,11 @@ fn exchange(
         )
     };
     let deadline = timeout.map(|t| Instant::now() + t);
-    stream.set_write_timeout(timeout.or(Some(Duration::from_secs(5))))?;
+    // What is left of a request's time can be nothing (a wait for a restart that overslept
+    // its deadline), and a zero timeout is refused: give it at least a millisecond, so that
+    // running out stays a timeout, as it does for the read below.
+    let write_timeout = timeout.unwrap_or(Duration::from_secs(5));
+    stream.set_write_timeout(Some(write_timeout.max(Duration::from_millis(1))))?;
     let mut text = serde_json::to_string(request)?;
     text.push('\n');
     match (&stream).write_all(text.as_bytes()) {
@@ -417,6 +421,20 @@ mod tests {
         std::fs::write(paths.restarting_marker(), "4000000000\n").unwrap();
         assert_eq!(restarting_daemon(&paths), None);
         assert!(matches!(request(&paths, &Request::Status, None), Ok(None)));
+    }
+
+    /// A try made with nothing left of the request's time (after a wait for a restart) times
+    /// out like any other, rather than failing on the zero timeout the socket refuses.
+    #[test]
+    fn a_try_with_no_time_left_is_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths_in(dir.path());
+        // Accepts connections (the kernel's backlog) and never answers.
+        let _listener = std::os::unix::net::UnixListener::bind(paths.control_socket()).unwrap();
+        match exchange(&paths, &Request::Status, Some(Duration::ZERO), &mut |_| {}) {
+            Err(err) => assert!(is_timeout(&err), "{err:#}"),
+            Ok(_) => panic!("a daemon that never answers answered"),
+        }
     }
 
     /// A restart that does not finish within the request's time is reported as such, not as
