@@ -19,7 +19,8 @@
 //!   every byte passes through its scanner once, as in `export`;
 //! - `value`: and build each line as a `serde_json::Value`.
 //!
-//! Every `*.jsonl` file under `<dir>` is read, in sorted order.
+//! Every `*.jsonl` file under `<dir>` is read, in sorted order. A last line without its newline
+//! is not counted: `export` too leaves it until it is complete.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
