@@ -463,20 +463,11 @@ impl Engine {
             });
         }
         let mut records = Vec::new();
-        let mut malformed = 0u64;
-        let mut first_error = None;
-        for line in chunk.iter_lines() {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            if let Err(err) = parser.parse_line(line, &mut records) {
-                malformed += 1;
-                first_error.get_or_insert(err);
-            }
-        }
+        let unparsed = sources::parse_lines(&mut *parser, chunk.iter_lines(), &mut records);
+        let malformed = unparsed.lines;
         // One warning per read, not per line: a binary file would otherwise log a line for
         // every newline byte in it. The count goes to the ledger and `status`.
-        if let Some(err) = first_error {
+        if let Some(err) = unparsed.first {
             tracing::warn!(file = %path.display(), lines = malformed, first = %err, "skipped lines that do not parse");
         }
         let bytes = chunk.end.saturating_sub(record.checkpoint.offset);

@@ -350,11 +350,8 @@ fn read_pending_lines(
         )
         .map_err(|e| e.to_string())?;
         let mut records = Vec::new();
-        for line in chunk.iter_lines() {
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                let _ = parser.parse_line(line, &mut records);
-            }
-        }
+        // Lines that do not parse are the daemon's to count and report, not this check's.
+        sources::parse_lines(&mut *parser, chunk.iter_lines(), &mut records);
         take(records);
         if !chunk.more || chunk.end == offset {
             return Ok(());

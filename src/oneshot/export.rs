@@ -496,14 +496,8 @@ fn read_all<T>(
                     chunk,
                 )?;
                 output.skipped_long_lines += chunk.skipped_long_lines;
-                for line in chunk.iter_lines() {
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
-                    if parser.parse_line(line, &mut records).is_err() {
-                        output.malformed_lines += 1;
-                    }
-                }
+                output.malformed_lines +=
+                    sources::parse_lines(&mut *parser, chunk.iter_lines(), &mut records).lines;
                 fold(std::mem::take(&mut records));
                 offset = chunk.end;
                 if !chunk.more {

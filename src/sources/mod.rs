@@ -173,6 +173,35 @@ pub trait LineParser: Send {
     fn save_state(&self) -> serde_json::Value;
 }
 
+/// The lines of one read that did not parse.
+#[derive(Debug, Default)]
+pub struct Unparsed {
+    /// How many: lines that are not JSON, or not the shape their record type requires.
+    pub lines: u64,
+    /// The first one's error (the daemon names it in one warning per read).
+    pub first: Option<LineError>,
+}
+
+/// Parses each line of one read into `out`, skipping blank ones. The daemon, `export` and the
+/// pending check all read lines through this, so they count the same lines as malformed.
+pub fn parse_lines<'a>(
+    parser: &mut dyn LineParser,
+    lines: impl Iterator<Item = &'a [u8]>,
+    out: &mut Vec<Record>,
+) -> Unparsed {
+    let mut unparsed = Unparsed::default();
+    for line in lines {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if let Err(err) = parser.parse_line(line, out) {
+            unparsed.lines += 1;
+            unparsed.first.get_or_insert(err);
+        }
+    }
+    unparsed
+}
+
 /// Everything read from a snapshot unit in one pass. The records are the unit's *whole*
 /// current contribution to each session they name (files rewritten in place are re-read as a
 /// whole, not appended to).
@@ -726,6 +755,40 @@ pub fn path_key(path: &Path) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every non-blank line reaches the parser once, in order; those it refuses are counted
+    /// and the first refusal is kept.
+    #[test]
+    fn parse_lines_skips_blank_lines_and_counts_the_refused_ones() {
+        struct Recorder(Vec<String>);
+        impl LineParser for Recorder {
+            fn parse_line(&mut self, line: &[u8], _: &mut Vec<Record>) -> Result<(), LineError> {
+                let line = String::from_utf8_lossy(line).into_owned();
+                self.0.push(line.clone());
+                if line.starts_with("bad") {
+                    return Err(LineError::Malformed(line));
+                }
+                Ok(())
+            }
+            fn save_state(&self) -> serde_json::Value {
+                serde_json::Value::Null
+            }
+        }
+        let lines: [&[u8]; 7] = [b"one", b"", b" \t\r", b"bad 1", b"two", b"bad 2", b"  x "];
+        let mut parser = Recorder(Vec::new());
+        let unparsed = parse_lines(&mut parser, lines.into_iter(), &mut Vec::new());
+        assert_eq!(parser.0, ["one", "bad 1", "two", "bad 2", "  x "]);
+        assert_eq!(unparsed.lines, 2);
+        assert!(
+            matches!(&unparsed.first, Some(LineError::Malformed(l)) if l == "bad 1"),
+            "{:?}",
+            unparsed.first
+        );
+
+        let mut parser = Recorder(Vec::new());
+        let clean = parse_lines(&mut parser, [b"ok".as_slice()].into_iter(), &mut Vec::new());
+        assert_eq!((clean.lines, clean.first.is_none()), (0, true));
+    }
 
     /// The reused buffer gives exactly what a fresh `read_lines` gives, in any order of
     /// files: a long file read first leaves nothing behind for a short one read after it.
