@@ -1,10 +1,11 @@
 //! The floor under `export`'s parse throughput: what reading a tree of JSON-lines files costs
 //! before anything is built from them, one step at a time.
 //!
-//! `export` reads each file through a 256 KiB buffer, splits it into lines, checks each line
-//! is UTF-8 and reads it with `serde_json`. This program does the same reading and then stops
-//! after a chosen step, so the cost of each step (and what is left for everything after it)
-//! can be measured on the same files: with `valgrind --tool=callgrind` for instructions, or
+//! The files are read as `export` reads them — the same reader (`tail::read_lines_into`), the
+//! same read size (`oneshot::EXPORT_READ_BYTES`) and line cap, the same loop over each read's
+//! lines (`sources::parse_lines`) — but each line goes to a "parser" that stops after a
+//! chosen step, so the cost of each step (and what is left for everything after it) can be
+//! measured on the same files: with `valgrind --tool=callgrind` for instructions, or
 //! `perf stat -e task-clock` for CPU time.
 //!
 //! ```text
@@ -22,8 +23,51 @@
 //! Every `*.jsonl` file under `<dir>` is read, in sorted order. A last line without its newline
 //! is not counted: `export` too leaves it until it is complete.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use opensyncd::sources::{self, LineError, LineParser, Record};
+use opensyncd::{config::Config, oneshot::EXPORT_READ_BYTES, tail};
+
+/// How far each line is taken.
+#[derive(Clone, Copy)]
+enum Step {
+    Read,
+    Utf8,
+    Skip,
+    Value,
+}
+
+/// A line "parser" that takes each line up to its step, building nothing it keeps.
+struct Floor {
+    step: Step,
+    lines: u64,
+}
+
+impl LineParser for Floor {
+    fn parse_line(&mut self, line: &[u8], _: &mut Vec<Record>) -> Result<(), LineError> {
+        self.lines += 1;
+        let text = || std::str::from_utf8(line).ok();
+        let passed = match self.step {
+            Step::Read => true,
+            Step::Utf8 => text().is_some(),
+            Step::Skip => {
+                text().is_some_and(|t| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok())
+            }
+            Step::Value => {
+                text().is_some_and(|t| serde_json::from_str::<serde_json::Value>(t).is_ok())
+            }
+        };
+        if passed {
+            Ok(())
+        } else {
+            Err(LineError::Malformed("refused".into()))
+        }
+    }
+
+    fn save_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -31,10 +75,16 @@ fn main() {
         eprintln!("usage: parse_floor <read|utf8|skip|value> <dir>");
         std::process::exit(2);
     };
-    if !matches!(step.as_str(), "read" | "utf8" | "skip" | "value") {
-        eprintln!("unknown step {step:?}: one of read, utf8, skip, value");
-        std::process::exit(2);
-    }
+    let step = match step.as_str() {
+        "read" => Step::Read,
+        "utf8" => Step::Utf8,
+        "skip" => Step::Skip,
+        "value" => Step::Value,
+        _ => {
+            eprintln!("unknown step {step:?}: one of read, utf8, skip, value");
+            std::process::exit(2);
+        }
+    };
     let mut files = Vec::new();
     if let Err(e) = collect(Path::new(&dir), &mut files) {
         eprintln!("cannot list {dir}: {e}");
@@ -42,8 +92,10 @@ fn main() {
     }
     files.sort();
 
-    let mut buffer = vec![0u8; 256 * 1024];
-    let (mut bytes, mut lines, mut passed) = (0u64, 0u64, 0u64);
+    let max_line = Config::default().max_line_bytes;
+    let mut floor = Floor { step, lines: 0 };
+    let mut chunk = tail::Chunk::default();
+    let (mut bytes, mut refused) = (0u64, 0u64);
     for path in &files {
         let mut file = match std::fs::File::open(path) {
             Ok(file) => file,
@@ -52,50 +104,28 @@ fn main() {
                 continue;
             }
         };
-        // `held` bytes at the buffer's start are a line not yet complete.
-        let mut held = 0usize;
+        let mut offset = 0;
         loop {
-            if held == buffer.len() {
-                buffer.resize(buffer.len() * 2, 0);
+            let read =
+                tail::read_lines_into(&mut file, offset, EXPORT_READ_BYTES, max_line, &mut chunk);
+            if let Err(e) = read {
+                eprintln!("cannot read {}: {e}", path.display());
+                break;
             }
-            let n = match file.read(&mut buffer[held..]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => {
-                    eprintln!("cannot read {}: {e}", path.display());
-                    break;
-                }
-            };
-            bytes += n as u64;
-            let end = held + n;
-            let mut start = 0;
-            while let Some(at) = memchr::memchr(b'\n', &buffer[start..end]) {
-                let line = &buffer[start..start + at];
-                if !line.is_empty() {
-                    lines += 1;
-                    passed += u64::from(check(&step, line));
-                }
-                start += at + 1;
+            refused += sources::parse_lines(&mut floor, chunk.iter_lines(), &mut Vec::new()).lines;
+            bytes += chunk.end - offset;
+            offset = chunk.end;
+            if !chunk.more {
+                break;
             }
-            buffer.copy_within(start..end, 0);
-            held = end - start;
         }
     }
     eprintln!(
-        "{step}: {} files, {bytes} bytes, {lines} lines, {passed} passed the step",
-        files.len()
+        "{} files, {bytes} bytes, {} lines, {} passed the step",
+        files.len(),
+        floor.lines,
+        floor.lines - refused
     );
-}
-
-/// Whether `line` passes `step`.
-fn check(step: &str, line: &[u8]) -> bool {
-    let text = || std::str::from_utf8(line).ok();
-    match step {
-        "read" => true,
-        "utf8" => text().is_some(),
-        "skip" => text().is_some_and(|t| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()),
-        _ => text().is_some_and(|t| serde_json::from_str::<serde_json::Value>(t).is_ok()),
-    }
 }
 
 /// Every `*.jsonl` file under `dir`.

@@ -469,7 +469,7 @@ fn group_key(unit: &Unit) -> String {
 /// How much of a file `export` reads at a time: small enough that the bytes the kernel just
 /// copied are still in the core's cache when they are checked and parsed (with 8 MiB reads,
 /// the copy and every pass over the bytes after it went to memory).
-const EXPORT_READ_BYTES: usize = 256 * 1024;
+pub const EXPORT_READ_BYTES: usize = 256 * 1024;
 
 /// Reads a whole unit, handing its records to `fold` one read at a time (a snapshot unit may
 /// take several reads). Lines are read into `chunk`'s buffer.

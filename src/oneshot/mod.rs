@@ -29,7 +29,7 @@ use crate::wiring;
 mod export;
 mod synctest;
 
-pub use export::{ExportReport, Exported, export, export_json, export_threads};
+pub use export::{EXPORT_READ_BYTES, ExportReport, Exported, export, export_json, export_threads};
 pub use synctest::{SynctestReport, synctest};
 
 /// Progress of a one-shot sync.
