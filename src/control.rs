@@ -314,10 +314,8 @@ fn exchange(
     };
     let deadline = timeout.map(|t| Instant::now() + t);
     // What is left of a request's time can be nothing (a wait for a restart that overslept
-    // its deadline), and a zero timeout is refused: give it at least a millisecond, so that
-    // running out stays a timeout, as it does for the read below.
-    let write_timeout = timeout.unwrap_or(Duration::from_secs(5));
-    stream.set_write_timeout(Some(write_timeout.max(Duration::from_millis(1))))?;
+    // its deadline).
+    stream.set_write_timeout(socket_timeout(timeout.unwrap_or(Duration::from_secs(5))))?;
     let mut text = serde_json::to_string(request)?;
     text.push('\n');
     match (&stream).write_all(text.as_bytes()) {
@@ -333,8 +331,7 @@ fn exchange(
     loop {
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
-            // A zero read timeout means "none": wait at least a millisecond.
-            stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            stream.set_read_timeout(socket_timeout(left))?;
         }
         let mut line = String::new();
         match reader.read_line(&mut line) {
@@ -359,6 +356,13 @@ fn exchange(
             reply => return Ok(Exchange::Answered(reply)),
         }
     }
+}
+
+/// A socket timeout for what is left of a request's time, at least a millisecond: a zero
+/// read timeout means "wait forever" and a zero write timeout is refused, while running out
+/// of time must stay a timeout.
+fn socket_timeout(left: Duration) -> Option<Duration> {
+    Some(left.max(Duration::from_millis(1)))
 }
 
 /// The pid in the restart marker, if the marker is there and its process still runs.
